@@ -1,0 +1,126 @@
+"""Shared CLI pieces: the ``--db`` and ``--format`` options and output.
+
+Library errors (:class:`ledger.errors.LedgerError`) become
+:class:`click.ClickException` only here, at the CLI boundary.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Sequence
+
+import click
+
+from ..errors import InputError, LedgerError
+
+FORMATS = ("table", "csv", "json")
+
+
+class BadInput(click.ClickException):
+    """Bad input on the command line or in a file: exit code 2."""
+
+    exit_code = 2
+
+
+def db_option(func: Callable) -> Callable:
+    """``--db URL``; falls back to ``LEDGER_DATABASE_URL`` then ``sqlite:///ledger.db``."""
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="LEDGER_DATABASE_URL",
+        default=None,
+        metavar="URL",
+        help="Database URL (default: $LEDGER_DATABASE_URL or sqlite:///ledger.db).",
+    )(func)
+
+
+def format_option(func: Callable) -> Callable:
+    """``--format table|csv|json`` (default table)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(func)
+
+
+def library_errors(func: Callable) -> Callable:
+    """Turn library errors into clean CLI errors (exit 2 for bad input, 1 otherwise)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            raise BadInput(str(exc)) from exc
+        except LedgerError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def _json_default(value: Any):
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def to_json(data: Any) -> str:
+    """JSON text; Decimals become strings so nothing is lost to floats."""
+    return json.dumps(data, default=_json_default, ensure_ascii=False, indent=2)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def render_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A plain aligned text table; numbers (Decimal, int) right-aligned."""
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    numeric = [
+        bool(rows) and all(isinstance(r.get(c), (int, Decimal)) or r.get(c) is None for r in rows)
+        for c in columns
+    ]
+
+    def fmt_row(values: Sequence[str]) -> str:
+        out = []
+        for i, v in enumerate(values):
+            out.append(v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    lines = [fmt_row(list(columns)), "  ".join("-" * w for w in widths)]
+    lines.extend(fmt_row(row) for row in cells)
+    return "\n".join(lines)
+
+
+def emit(rows: Sequence[dict], columns: Sequence[str], fmt: str, *, title: str | None = None,
+         footer: Iterable[str] = ()) -> None:
+    """Print ``rows`` in the chosen format (table, csv or json)."""
+    if fmt == "json":
+        click.echo(to_json([{c: r.get(c) for c in columns} for r in rows]))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([_cell(r.get(c)) for c in columns])
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        if title:
+            click.echo(title)
+        click.echo(render_table(rows, columns))
+        for line in footer:
+            click.echo(line)
