@@ -1,0 +1,369 @@
+"""The public face of one book: ``book = ledger.open(url)``.
+
+Every write method runs one retried database transaction and goes through
+:func:`ledger.postings.write`, the single posting path. A call either
+writes everything it was asked to or nothing. Reads use a transaction that
+takes no write lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from . import accounts as acc
+from . import balances, chain, db
+from . import models as m
+from .errors import (
+    AlreadyReversedError,
+    EntryNotFoundError,
+    IntegrityViolation,
+    LedgerError,
+    PendingStateError,
+    PostingError,
+)
+from .money import DEFAULT_CURRENCY, from_minor, to_minor
+from .postings import Draft, Entry, load_entries, pending_holds, write
+
+T = TypeVar("T")
+DEFAULT_BOOK = "main"
+SEAL_EVERY = 256
+_UNIQUE_RETRIES = 3
+
+
+def _translate_integrity(exc: IntegrityError) -> LedgerError:
+    message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return IntegrityViolation(f"the database refused the write: {message}", detail=message)
+
+
+class Book:
+    """One ledger book on a database.
+
+    Attributes:
+        engine: the SQLAlchemy engine.
+        book_id: id of the book row.
+        name: the book's name.
+    """
+
+    def __init__(self, engine: Engine, book_id: int, name: str, *, seal_every: int = SEAL_EVERY):
+        self.engine = engine
+        self.book_id = book_id
+        self.name = name
+        self.seal_every = seal_every
+        self._unsealed = 0
+
+    # --- transactions ---------------------------------------------------------
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a retried write transaction; a racing unique key re-runs it."""
+        for attempt in range(_UNIQUE_RETRIES + 1):
+            try:
+                return db.write_transaction(self.engine, fn)
+            except IntegrityError as exc:
+                # A concurrent writer used the same key or completed the same
+                # pending entry first: run again, and the checks see it.
+                if attempt < _UNIQUE_RETRIES and "journal_entry" in str(exc.orig) and (
+                        "uq_journal_entry" in str(exc.orig) or "UNIQUE" in str(exc.orig)):
+                    continue
+                raise _translate_integrity(exc) from exc
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only connection in one transaction (a consistent snapshot on PostgreSQL)."""
+        with db.read_connection(self.engine) as conn, conn.begin():
+            yield conn
+
+    # --- accounts -------------------------------------------------------------
+    def open_account(self, code: str, type: str | None = None, *, currency: str = DEFAULT_CURRENCY,
+                     no_overdraft: bool = False, name: str | None = None) -> acc.Account:
+        """Open an account (idempotent when the attributes are the same)."""
+        return self._write(lambda c: acc.open_account(
+            c, self.book_id, code, type, currency=currency, no_overdraft=no_overdraft, name=name))
+
+    def account(self, code: str) -> acc.Account:
+        """Look up one account."""
+        with self.reading() as conn:
+            return acc.get_account(conn, self.book_id, code)
+
+    def accounts(self, prefix: str | None = None) -> list[acc.Account]:
+        """All accounts, optionally under a code prefix."""
+        with self.reading() as conn:
+            return acc.list_accounts(conn, self.book_id, prefix)
+
+    def close_account(self, code: str) -> acc.Account:
+        """Close an account whose balance and pending amounts are zero."""
+        def run(conn):
+            account = acc.get_account(conn, self.book_id, code)
+            posted, pending, _ = balances.raw_sums(conn, account)
+            return acc.close_account(conn, self.book_id, code, posted, pending)
+        return self._write(run)
+
+    # --- posting ----------------------------------------------------------------
+    def post(self, postings: Sequence[tuple[str, Any]], *, key: str, kind: str = "transfer",
+             effective_date: dt.date | None = None, external_ref: str | None = None,
+             memo: str | None = None, metadata: Mapping[str, Any] | None = None,
+             pending: bool = False) -> Entry:
+        """Post one balanced entry (or a pending one that holds funds)."""
+        draft = Draft(tuple(postings) if isinstance(postings, list) else postings, key, kind,
+                      effective_date, "pending" if pending else "posted", external_ref, memo,
+                      metadata)
+        return self.post_drafts([draft])[0]
+
+    def post_many(self, entries: Iterable[Mapping[str, Any] | Draft]) -> list[Entry]:
+        """Post a batch in one database transaction: all or nothing.
+
+        Each item is a :class:`Draft` or a mapping with the keyword arguments
+        of :meth:`post` (``postings``, ``key``, ``kind``, ...).
+        """
+        drafts = [e if isinstance(e, Draft) else _draft_from_mapping(e) for e in entries]
+        return self.post_drafts(drafts)
+
+    def post_drafts(self, drafts: Sequence[Draft], *,
+                    before: Callable[[Connection], Any] | None = None) -> list[Entry]:
+        """The one write path: drafts -> entries, in one retried transaction."""
+        def run(conn):
+            if before is not None:
+                before(conn)
+            return write(conn, self.book_id, drafts)
+        result = self._write(run)
+        self._after_write(sum(1 for e in result if not e.replayed))
+        return result
+
+    def in_transaction(self, fn: Callable[[Connection, "Book"], T]) -> T:
+        """Run ``fn(conn, book)`` in one retried write transaction.
+
+        For callers (the flows) that write their own rows beside entries:
+        they call :func:`ledger.postings.write` with ``conn`` and everything
+        commits or rolls back together.
+        """
+        result = self._write(lambda conn: fn(conn, self))
+        self._after_write(1)
+        return result
+
+    def _after_write(self, written: int) -> None:
+        self._unsealed += written
+        if self._unsealed >= self.seal_every:
+            self._unsealed = 0
+            self.seal(wait=False)
+
+    # --- two-phase ----------------------------------------------------------------
+    def _pending_entry(self, conn: Connection, entry_id: int) -> Entry:
+        entry = self._entry(conn, entry_id)
+        if entry.phase != "pending":
+            raise PendingStateError(f"entry {entry_id} is not pending (it is {entry.phase})",
+                                    entry_id=entry_id)
+        done = conn.execute(select(m.JournalEntry.id, m.JournalEntry.phase)
+                            .where(m.JournalEntry.pending_id == entry_id)).first()
+        if done is not None:
+            raise PendingStateError(
+                f"pending entry {entry_id} was already {'committed' if done.phase == 'commit' else 'voided'} "
+                f"by entry {done.id}", entry_id=entry_id, completed_by=done.id)
+        return entry
+
+    def _entry(self, conn: Connection, entry_id: int) -> Entry:
+        found = load_entries(conn, self.book_id, ids=[entry_id])
+        if not found:
+            raise EntryNotFoundError(f"no entry {entry_id} in book {self.name}", entry_id=entry_id)
+        return found[0][1]
+
+    def commit_pending(self, entry_id: int, *, key: str, amount: Any = None,
+                       postings: Sequence[tuple[str, Any]] | None = None,
+                       effective_date: dt.date | None = None, external_ref: str | None = None,
+                       memo: str | None = None, metadata: Mapping[str, Any] | None = None) -> Entry:
+        """Complete a pending entry, fully or partly; its holds are released.
+
+        ``amount`` commits part of a two-posting entry; ``postings`` gives
+        explicit (smaller or equal, same sign) amounts for a larger one.
+        """
+        def run(conn):
+            replay = _replay(conn, self.book_id, key)
+            if replay is not None:
+                return replay
+            pend = self._pending_entry(conn, entry_id)
+            legs = _commit_legs(pend, amount, postings)
+            draft = Draft(legs, key, pend.kind, effective_date or pend.effective_date, "commit",
+                          external_ref if external_ref is not None else pend.external_ref,
+                          memo if memo is not None else pend.memo,
+                          metadata if metadata is not None else (pend.metadata or None),
+                          pending_id=entry_id, minor=True,
+                          releases=tuple(pending_holds(conn, entry_id)))
+            return write(conn, self.book_id, [draft])[0]
+        entry = self._write(run)
+        self._after_write(0 if entry.replayed else 1)
+        return entry
+
+    def void_pending(self, entry_id: int, *, key: str, effective_date: dt.date | None = None,
+                     memo: str | None = None) -> Entry:
+        """Cancel a pending entry: no postings, its holds are released."""
+        def run(conn):
+            replay = _replay(conn, self.book_id, key)
+            if replay is not None:
+                return replay
+            pend = self._pending_entry(conn, entry_id)
+            draft = Draft((), key, pend.kind, effective_date or pend.effective_date, "void",
+                          pend.external_ref, memo, None, pending_id=entry_id, minor=True,
+                          releases=tuple(pending_holds(conn, entry_id)))
+            return write(conn, self.book_id, [draft])[0]
+        entry = self._write(run)
+        self._after_write(0 if entry.replayed else 1)
+        return entry
+
+    def reverse(self, entry_id: int, *, key: str, reason: str,
+                effective_date: dt.date | None = None) -> Entry:
+        """Post the exact opposite of an entry, linked to it; once per entry."""
+        def run(conn):
+            replay = _replay(conn, self.book_id, key)
+            if replay is not None:
+                return replay
+            original = self._entry(conn, entry_id)
+            if original.phase in ("pending", "void"):
+                raise PostingError(
+                    f"entry {entry_id} is {original.phase}; void a pending entry instead of reversing it",
+                    entry_id=entry_id)
+            done = conn.execute(select(m.JournalEntry.id)
+                                .where(m.JournalEntry.reverses_id == entry_id)).scalar()
+            if done is not None:
+                raise AlreadyReversedError(f"entry {entry_id} was already reversed by entry {done}",
+                                           entry_id=entry_id, reversed_by=done)
+            legs = tuple((p.account, -p.amount_minor) for p in original.postings)
+            draft = Draft(legs, key, "reversal", effective_date, "posted", original.external_ref,
+                          reason, {"reverses": entry_id, "reason": reason},
+                          reverses_id=entry_id, minor=True)
+            return write(conn, self.book_id, [draft])[0]
+        entry = self._write(run)
+        self._after_write(0 if entry.replayed else 1)
+        return entry
+
+    # --- reading ----------------------------------------------------------------
+    def entry(self, entry_id: int) -> Entry:
+        """One entry with its postings."""
+        with self.reading() as conn:
+            return self._entry(conn, entry_id)
+
+    def entry_by_key(self, key: str) -> Entry | None:
+        """The entry written under an idempotency key, or None."""
+        with self.reading() as conn:
+            found = load_entries(conn, self.book_id, keys=[key])
+            return found[0][1] if found else None
+
+    def balance(self, code: str, *, as_of: dt.date | None = None, kind: str = "posted") -> Decimal:
+        """Balance on the account's normal side: posted, pending or available."""
+        with self.reading() as conn:
+            account = acc.get_account(conn, self.book_id, code)
+            return from_minor(balances.balance_minor(conn, account, kind, as_of), account.currency)
+
+    def balance_minor(self, code: str, *, as_of: dt.date | None = None, kind: str = "posted") -> int:
+        """Like :meth:`balance`, in integer minor units."""
+        with self.reading() as conn:
+            account = acc.get_account(conn, self.book_id, code)
+            return balances.balance_minor(conn, account, kind, as_of)
+
+    # --- chain and verification ---------------------------------------------------
+    def seal(self, *, wait: bool = True) -> int:
+        """Link every queued entry into the hash chain; returns how many."""
+        return db.write_transaction(self.engine, lambda c: chain.seal(c, self.book_id, wait=wait))
+
+    def verify(self, **kwargs):
+        """Check the whole book; see :func:`ledger.verify.verify_book`."""
+        from .verify import verify_book
+
+        return verify_book(self, **kwargs)
+
+    def close_period(self, through: dt.date, label: str, closed_by: str | None = None) -> None:
+        """Close the book through ``through``: no entry may be dated on or before it."""
+        self._write(lambda c: c.execute(insert(m.ClosedPeriod).values(
+            book_id=self.book_id, closed_through=through, label=label,
+            closed_at=acc.utcnow(), closed_by=closed_by)))
+
+    def dispose(self) -> None:
+        """Close the engine's connections."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"<Book {self.name!r} on {self.engine.url.render_as_string(hide_password=True)}>"
+
+
+def _replay(conn: Connection, book_id: int, key: str) -> Entry | None:
+    """An entry already written under ``key`` (a retried two-phase or reversal call)."""
+    import dataclasses
+
+    found = load_entries(conn, book_id, keys=[key])
+    return dataclasses.replace(found[0][1], replayed=True) if found else None
+
+
+def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] | None) -> tuple:
+    full = tuple((p.account, p.amount_minor) for p in pend.postings)
+    if amount is None and postings is None:
+        return full
+    if amount is not None and postings is not None:
+        raise PendingStateError("give amount or postings, not both", entry_id=pend.id)
+    if amount is not None:
+        if len(full) != 2:
+            raise PendingStateError(
+                f"pending entry {pend.id} has {len(full)} postings; commit part of it with explicit postings",
+                entry_id=pend.id)
+        part = to_minor(amount, pend.postings[0].currency, what="amount")
+        whole = abs(full[0][1])
+        if not 0 < part <= whole:
+            raise PendingStateError(
+                f"commit amount {from_minor(part, pend.postings[0].currency)} must be positive and at most "
+                f"the pending {from_minor(whole, pend.postings[0].currency)}", entry_id=pend.id)
+        return tuple((code, part if minor > 0 else -part) for code, minor in full)
+    by_account = {p.account: p for p in pend.postings}
+    legs = []
+    for code, value in postings:
+        original = by_account.get(code)
+        if original is None:
+            raise PendingStateError(f"{code} is not a posting of pending entry {pend.id}",
+                                    entry_id=pend.id, account=code)
+        minor = to_minor(value, original.currency, what=f"amount for {code}")
+        if minor == 0 or (minor > 0) != (original.amount_minor > 0) or abs(minor) > abs(original.amount_minor):
+            raise PendingStateError(
+                f"commit amount for {code} must have the pending amount's sign and not exceed it",
+                entry_id=pend.id, account=code)
+        legs.append((code, minor))
+    return tuple(legs)
+
+
+_DRAFT_FIELDS = {"postings", "key", "kind", "effective_date", "external_ref", "memo", "metadata",
+                 "pending"}
+
+
+def _draft_from_mapping(item: Mapping[str, Any]) -> Draft:
+    unknown = set(item) - _DRAFT_FIELDS
+    if unknown:
+        raise PostingError(f"unknown entry field(s): {', '.join(sorted(unknown))}", fields=sorted(unknown))
+    if "postings" not in item or "key" not in item:
+        raise PostingError("an entry needs 'postings' and 'key'", field="postings" if "postings" not in item else "key")
+    postings = item["postings"]
+    return Draft(tuple(tuple(p) if isinstance(p, list) else p for p in postings), item["key"],
+                 item.get("kind", "transfer"), item.get("effective_date"),
+                 "pending" if item.get("pending") else "posted", item.get("external_ref"),
+                 item.get("memo"), item.get("metadata"))
+
+
+def open_book(url: str | None = None, *, book: str = DEFAULT_BOOK, upgrade: bool = True,
+              engine: Engine | None = None, **engine_kwargs) -> Book:
+    """Open (creating when needed) a book on a database brought to the latest schema."""
+    engine = engine or db.make_engine(url, **engine_kwargs)
+    if upgrade:
+        db.upgrade(engine)
+
+    def get_or_create(conn):
+        book_id = conn.execute(select(m.Book.id).where(m.Book.name == book)).scalar()
+        if book_id is None:
+            book_id = conn.execute(insert(m.Book).values(name=book, created_at=acc.utcnow())
+                                   .returning(m.Book.id)).scalar_one()
+        return book_id
+
+    try:
+        book_id = db.write_transaction(engine, get_or_create)
+    except IntegrityError:
+        book_id = db.write_transaction(engine, get_or_create)
+    return Book(engine, book_id, book)

@@ -1,0 +1,130 @@
+"""Content hashes of entries and the per-book hash chain.
+
+Every entry stores, when written, the SHA-256 of its canonical content (its
+header fields and its postings). Sealing then links entries into the book's
+chain: link *n* stores ``sha256(prev_hash + content_hash)``. Writers never
+wait for the chain: they queue the entry id in ``seal_queue`` inside their
+own transaction, and :func:`seal` (batched, in a transaction of its own,
+one sealer per book at a time) appends the links. The chain's order is the
+sealing order; it never assumes entry ids are gapless or commit in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Iterable, Sequence
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.engine import Connection
+
+from . import models as m
+
+GENESIS = "0" * 64
+SEAL_BATCH = 5000
+
+
+def canonical_json(value) -> str:
+    """Compact, key-sorted JSON; the one serialisation used for hashing."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(header: dict, postings: Iterable[Sequence]) -> str:
+    """SHA-256 of an entry's header fields and postings.
+
+    ``header`` holds the journal_entry columns (dates as ``date``/``datetime``);
+    ``postings`` are ``(position, account_id, amount_minor, currency, is_pending)``.
+    """
+    doc = {
+        "id": int(header["id"]),
+        "book_id": int(header["book_id"]),
+        "key": header["idempotency_key"],
+        "request_hash": header["request_hash"],
+        "kind": header["kind"],
+        "phase": header["phase"],
+        "effective_date": header["effective_date"].isoformat(),
+        "external_ref": header["external_ref"],
+        "memo": header["memo"],
+        "metadata": header["metadata_json"],
+        "pending_id": header["pending_id"],
+        "reverses_id": header["reverses_id"],
+        "posting_count": int(header["posting_count"]),
+        "created_at": header["created_at"].isoformat(timespec="microseconds"),
+        "postings": sorted(
+            [int(p[0]), int(p[1]), int(p[2]), p[3], bool(p[4])] for p in postings
+        ),
+    }
+    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+
+
+def link_hash(prev_hash: str, entry_content_hash: str) -> str:
+    """The chain hash of a link."""
+    return hashlib.sha256(f"{prev_hash}:{entry_content_hash}".encode()).hexdigest()
+
+
+def _lock_book_chain(conn: Connection, book_id: int, wait: bool) -> bool:
+    """Take the book's sealing lock for this transaction (PostgreSQL); SQLite is serial."""
+    if conn.dialect.name != "postgresql":
+        return True
+    key = 0x4C454447 * 1_000_003 + book_id  # one lock per book
+    if wait:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        return True
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+
+
+def chain_head(conn: Connection, book_id: int) -> tuple[int, str]:
+    """(last seq, last chain hash) of the book; (0, GENESIS) when empty."""
+    row = conn.execute(
+        select(m.ChainLink.seq, m.ChainLink.chain_hash)
+        .where(m.ChainLink.book_id == book_id)
+        .order_by(m.ChainLink.seq.desc())
+        .limit(1)
+    ).first()
+    return (row.seq, row.chain_hash) if row else (0, GENESIS)
+
+
+def seal(conn: Connection, book_id: int, *, wait: bool = True, limit: int | None = None) -> int:
+    """Link queued entries into the chain; returns how many were sealed.
+
+    With ``wait=False`` it returns 0 at once when another sealer holds the book.
+    """
+    if not _lock_book_chain(conn, book_id, wait):
+        return 0
+    seq, prev = chain_head(conn, book_id)
+    sealed = 0
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    while limit is None or sealed < limit:
+        batch = SEAL_BATCH if limit is None else min(SEAL_BATCH, limit - sealed)
+        rows = conn.execute(
+            select(m.JournalEntry.id, m.JournalEntry.content_hash)
+            .join(m.SealQueue, m.SealQueue.entry_id == m.JournalEntry.id)
+            .where(m.SealQueue.book_id == book_id)
+            .order_by(m.JournalEntry.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        links = []
+        for row in rows:
+            seq += 1
+            chained = link_hash(prev, row.content_hash)
+            links.append({"book_id": book_id, "seq": seq, "entry_id": row.id,
+                          "prev_hash": prev, "chain_hash": chained, "sealed_at": now})
+            prev = chained
+        conn.execute(insert(m.ChainLink), links)
+        conn.execute(delete(m.SealQueue).where(m.SealQueue.entry_id.in_([r.id for r in rows])))
+        sealed += len(rows)
+        if len(rows) < batch:
+            break
+    return sealed
+
+
+def unsealed_count(conn: Connection, book_id: int) -> int:
+    """Entries written but not yet linked into the chain."""
+    from sqlalchemy import func
+
+    return conn.execute(
+        select(func.count()).select_from(m.SealQueue).where(m.SealQueue.book_id == book_id)
+    ).scalar_one()

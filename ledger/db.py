@@ -1,0 +1,149 @@
+"""Engines, URL resolution, schema upgrade and retried write transactions.
+
+* :func:`resolve_url`: explicit URL, else ``LEDGER_DATABASE_URL``, else
+  ``sqlite:///ledger.db``.
+* :func:`make_engine`: SQLite gets foreign keys, WAL, a busy timeout and
+  ``BEGIN IMMEDIATE`` for every transaction (writers queue at the start
+  instead of failing at commit). Listeners are on this engine only.
+* :func:`upgrade` / :func:`current_revision`: Alembic, programmatically.
+* :func:`write_transaction`: runs a function in a transaction and retries it
+  on serialization failures and deadlocks (SQLSTATE 40001, 40P01) and on a
+  locked SQLite database, a bounded number of times with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from importlib import resources
+from typing import Callable, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .errors import ConcurrencyError
+
+DEFAULT_URL = "sqlite:///ledger.db"
+RETRY_SQLSTATES = {"40001", "40P01"}
+MAX_ATTEMPTS = 12
+
+T = TypeVar("T")
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL to use: explicit, then the environment, then the default."""
+    return url or os.environ.get("LEDGER_DATABASE_URL") or DEFAULT_URL
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    """An engine for ``url`` with the settings the ledger relies on."""
+    url = resolve_url(url)
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+        engine = create_engine(url, **kwargs)
+        _configure_sqlite(engine, in_memory=":memory:" in url or url.rstrip("/") == "sqlite:")
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy emit BEGIN itself (below) instead of pysqlite.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # Readers (execution option ``ledger_read``) take no write lock.
+        read_only = conn.get_execution_options().get("ledger_read", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def read_connection(engine: Engine) -> Connection:
+    """A connection for reading only (no write lock on SQLite)."""
+    return engine.connect().execution_options(ledger_read=True)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for errors a retry of the whole transaction can cure."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+        if code in RETRY_SQLSTATES:
+            return True
+        if isinstance(exc, OperationalError) and "database is locked" in str(orig):
+            return True
+    return False
+
+
+def write_transaction(engine: Engine, fn: Callable[[Connection], T], *,
+                      attempts: int = MAX_ATTEMPTS) -> T:
+    """Run ``fn(conn)`` in one transaction; retry it whole on transient conflicts."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                return fn(conn)
+        except DBAPIError as exc:
+            if not is_retryable(exc):
+                raise
+            if attempt == attempts:
+                raise ConcurrencyError(
+                    f"gave up after {attempts} attempts on transient database conflicts: {exc.orig}",
+                    attempts=attempts,
+                ) from exc
+            time.sleep(min(0.2, 0.002 * 2 ** attempt) * random.random())
+    raise AssertionError("unreachable")
+
+
+def _alembic_config(conn: Connection):
+    from alembic.config import Config
+
+    script_location = str(resources.files("migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", script_location)
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (the latest by default)."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Take the schema down to ``revision`` (used by the migration tests)."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at (None when not initialised)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The latest revision the code knows."""
+    from alembic.script import ScriptDirectory
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("migrations")))
+    return ScriptDirectory.from_config(cfg).get_current_head()

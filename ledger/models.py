@@ -1,0 +1,271 @@
+"""SQLAlchemy tables of the ledger.
+
+Design overview
+---------------
+* A **book** is one independent ledger (one hash chain, one chart of
+  accounts). Books shard cleanly: no row refers across books.
+* An **account** has a hierarchical code (``liabilities:users:u1:available``),
+  one of six types and one currency. Accounts flagged ``is_no_overdraft`` own
+  an **account_balance** row: the running posted balance and the pending holds,
+  moved by an atomic conditional ``UPDATE`` that refuses to go below zero.
+  Every other account (the hot custody and income accounts) has no balance
+  row at all: its balance is the sum of its postings, so concurrent writers
+  never queue behind it.
+* A **journal_entry** is the header of one balanced transaction. Its
+  **posting** rows (debit positive, integer minor units) sum to zero per
+  currency. Posted rows are never updated or deleted: triggers refuse it.
+  Postings are inserted before their header; the database checks the header's
+  ``posting_count`` and the balance when the header arrives (SQLite) or at
+  commit (PostgreSQL, a deferred constraint trigger).
+* Two-phase entries: ``phase='pending'`` holds funds; a later entry with
+  ``phase='commit'`` or ``phase='void'`` and ``pending_id`` completes it. The
+  unique ``pending_id`` makes completion happen exactly once. A reversal is a
+  new entry whose unique ``reverses_id`` points at the original.
+* Tamper evidence: each header stores ``content_hash`` (its fields and its
+  postings) when written. **chain_link** rows then chain the entries of a
+  book, in the order they were sealed, each hash covering the previous one.
+  Writers never wait for the chain: they put the entry id in **seal_queue**,
+  and sealing (batched, after commit) appends the links.
+* **closed_period** rows close a book up to a date: no entry may be posted
+  with an effective date on or before it.
+
+Money columns end in ``_minor`` and are signed 64-bit integers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: A 64-bit integer that is still SQLite's auto-incrementing rowid there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+ACCOUNT_TYPES = ("asset", "liability", "equity", "income", "expense", "memo")
+PHASES = ("posted", "pending", "commit", "void")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so every constraint has a name."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Book(Base):
+    """One independent ledger: its own accounts, entries and hash chain."""
+
+    __tablename__ = "book"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    """Human name of the book, unique (``main`` by default)."""
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time the book was created."""
+
+
+class Account(Base):
+    """An account in a book's chart of accounts."""
+
+    __tablename__ = "account"
+    __table_args__ = (
+        UniqueConstraint("book_id", "code"),
+        CheckConstraint(_in("type", ACCOUNT_TYPES), name="type"),
+        CheckConstraint("length(currency) = 3", name="currency"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book the account belongs to."""
+    code: Mapped[str] = mapped_column(String(255))
+    """Hierarchical colon-separated code, e.g. ``assets:custody:bank``."""
+    type: Mapped[str] = mapped_column(String(16))
+    """asset, liability, equity, income, expense or memo; fixes the normal side."""
+    currency: Mapped[str] = mapped_column(String(3))
+    """ISO 4217 code; every posting to the account is in this currency."""
+    is_no_overdraft: Mapped[bool] = mapped_column(Boolean, default=False)
+    """When true the balance (on the normal side, net of holds) never goes below zero."""
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """Optional human description."""
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time the account was opened."""
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(), nullable=True)
+    """UTC time the account was closed; a closed account takes no postings."""
+
+
+class AccountBalance(Base):
+    """Running balance of a no-overdraft account, moved by conditional updates."""
+
+    __tablename__ = "account_balance"
+    __table_args__ = (CheckConstraint("held_minor >= 0", name="held_nonnegative"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), primary_key=True)
+    """The account (only no-overdraft accounts have a row)."""
+    posted_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Sum of the account's posted postings, debit positive."""
+    held_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Open pending holds that reduce the balance, on the normal side (>= 0)."""
+
+
+class JournalEntry(Base):
+    """Header of one balanced transaction; append-only."""
+
+    __tablename__ = "journal_entry"
+    __table_args__ = (
+        UniqueConstraint("book_id", "idempotency_key"),
+        UniqueConstraint("pending_id"),
+        UniqueConstraint("reverses_id"),
+        CheckConstraint(_in("phase", PHASES), name="phase"),
+        CheckConstraint("posting_count >= 0", name="posting_count"),
+        CheckConstraint(
+            "(phase IN ('commit', 'void')) = (pending_id IS NOT NULL)", name="pending_link"
+        ),
+        Index("ix_journal_entry_book_id_effective_date", "book_id", "effective_date"),
+        Index("ix_journal_entry_book_id_external_ref", "book_id", "external_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigId, Sequence("journal_entry_id_seq"), primary_key=True, autoincrement=False
+    )
+    """Entry id, allocated by the posting engine before the rows are written."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book the entry belongs to."""
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    """Caller's key; the same key with the same content returns this entry."""
+    request_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the request's canonical content, to detect a reused key."""
+    kind: Mapped[str] = mapped_column(String(64))
+    """Business kind: top_up, withdrawal, disbursement, reversal, ..."""
+    phase: Mapped[str] = mapped_column(String(8))
+    """posted, pending (holds funds), commit or void (completes ``pending_id``)."""
+    effective_date: Mapped[dt.date] = mapped_column(Date())
+    """Business date the entry counts on (balances as of a date use it)."""
+    external_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """Outside reference (bank serial, order id) used by reconciliation."""
+    memo: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Free text."""
+    metadata_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Caller's metadata as canonical JSON."""
+    pending_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journal_entry.id"), nullable=True
+    )
+    """For commit and void entries: the pending entry completed (once)."""
+    reverses_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journal_entry.id"), nullable=True
+    )
+    """For reversals: the entry reversed (at most once)."""
+    posting_count: Mapped[int] = mapped_column(Integer)
+    """Number of postings; the database checks it against the rows."""
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time the entry was written."""
+    content_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the entry's fields and postings, computed when written."""
+
+
+class Posting(Base):
+    """One leg of a journal entry; append-only."""
+
+    __tablename__ = "posting"
+    __table_args__ = (
+        UniqueConstraint("entry_id", "position"),
+        CheckConstraint("amount_minor <> 0", name="amount_nonzero"),
+        Index("ix_posting_account_id_effective_date", "account_id", "effective_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("journal_entry.id", deferrable=True, initially="DEFERRED")
+    )
+    """The entry; postings are written before their header (deferred key)."""
+    position: Mapped[int] = mapped_column(SmallInteger)
+    """Order of the posting inside its entry, from 0."""
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    """The account moved."""
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    """Signed amount in minor units, debit positive; never zero."""
+    currency: Mapped[str] = mapped_column(String(3))
+    """The account's currency, repeated so the balance check needs no join."""
+    effective_date: Mapped[dt.date] = mapped_column(Date())
+    """The entry's effective date, repeated for as-of balance queries."""
+    is_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True for postings of a pending entry (holds, not yet posted)."""
+
+
+class ChainLink(Base):
+    """One link of a book's hash chain; append-only."""
+
+    __tablename__ = "chain_link"
+
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"), primary_key=True)
+    """The book whose chain this is."""
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """Position in the chain, from 1, without gaps."""
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entry.id"), unique=True)
+    """The entry sealed by this link."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    """chain_hash of the link before (64 zeros for the first)."""
+    chain_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 over prev_hash and the entry's content hash."""
+    sealed_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time of sealing."""
+
+
+class SealQueue(Base):
+    """Entries written but not yet linked into the chain."""
+
+    __tablename__ = "seal_queue"
+
+    entry_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """An entry awaiting its chain link."""
+    book_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    """Its book."""
+
+
+class ClosedPeriod(Base):
+    """A close of a book up to and including ``closed_through``."""
+
+    __tablename__ = "closed_period"
+    __table_args__ = (UniqueConstraint("book_id", "closed_through"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book closed."""
+    closed_through: Mapped[dt.date] = mapped_column(Date())
+    """Last effective date of the closed period."""
+    label: Mapped[str] = mapped_column(String(32))
+    """The period's name, e.g. ``2026-11``."""
+    closed_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time of the close."""
+    closed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """Who closed it."""

@@ -1,0 +1,515 @@
+"""The posting engine: the one path every write goes through.
+
+:func:`write` takes a batch of :class:`Draft` entries and, inside the
+caller's transaction:
+
+1. validates each draft (key, kind, amounts, metadata; floats refused);
+2. answers replays: a key seen before with the same content returns the
+   first entry, with different content raises
+   :class:`~ledger.errors.IdempotencyConflictError`;
+3. resolves accounts (closed, currency, precision), checks that postings sum
+   to zero per currency (memo postings among themselves), refuses dates in a
+   closed period;
+4. moves no-overdraft balances with one atomic conditional ``UPDATE`` per
+   account and batch, whose condition is the lowest running balance the
+   batch reaches: the batch behaves as if posted entry by entry, and no row
+   of a hot account is ever locked;
+5. writes postings, then headers (the database checks them), then queues the
+   entries for the hash chain.
+
+Nothing commits here: the caller owns the transaction, so a refused batch
+writes nothing. :class:`~ledger.book.Book` wraps this in retried
+transactions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.engine import Connection
+
+from . import models as m
+from .accounts import Account, check_postable, get_accounts, utcnow
+from .chain import canonical_json, content_hash
+from .errors import (
+    AmountError,
+    ClosedPeriodError,
+    CurrencyMismatchError,
+    FloatAmountError,
+    IdempotencyConflictError,
+    InsufficientFundsError,
+    PostingError,
+    UnbalancedEntryError,
+    ZeroAmountError,
+)
+from .money import from_minor, to_decimal_exact, to_minor
+
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An entry to write.
+
+    Attributes:
+        legs: ``(account code, amount)`` pairs, debit positive; amounts are
+            Decimal/int/str in major units, or ints in minor units when
+            ``minor`` is true.
+        key: idempotency key (required).
+        kind: business kind of the entry.
+        effective_date: business date; today when None.
+        phase: posted, pending, commit or void.
+        external_ref, memo, metadata: descriptive fields.
+        pending_id: for commit/void, the pending entry completed.
+        reverses_id: for reversals, the entry reversed.
+        minor: amounts in ``legs`` are already integer minor units.
+        releases: holds released by a commit/void: ``(account_id, held_minor)``.
+    """
+
+    legs: tuple
+    key: str
+    kind: str = "transfer"
+    effective_date: dt.date | None = None
+    phase: str = "posted"
+    external_ref: str | None = None
+    memo: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    pending_id: int | None = None
+    reverses_id: int | None = None
+    minor: bool = False
+    releases: tuple = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PostingView:
+    """One posting of a written entry.
+
+    Attributes:
+        account: account code.
+        amount: signed Decimal, debit positive.
+        amount_minor: the same in minor units.
+        currency: ISO code.
+    """
+
+    account: str
+    amount: Decimal
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A journal entry as written.
+
+    Attributes:
+        id: entry id.
+        key: idempotency key.
+        kind: business kind.
+        phase: posted, pending, commit or void.
+        effective_date: business date.
+        external_ref, memo: descriptive fields.
+        metadata: the caller's metadata (a dict).
+        pending_id: the pending entry a commit/void completes.
+        reverses_id: the entry a reversal reverses.
+        created_at: UTC time written.
+        content_hash: SHA-256 of the entry's content.
+        postings: the postings, in order.
+        replayed: True when this call returned an entry written earlier.
+    """
+
+    id: int
+    key: str
+    kind: str
+    phase: str
+    effective_date: dt.date
+    external_ref: str | None
+    memo: str | None
+    metadata: dict
+    pending_id: int | None
+    reverses_id: int | None
+    created_at: dt.datetime
+    content_hash: str
+    postings: tuple[PostingView, ...]
+    replayed: bool = field(default=False, compare=False)
+
+
+# --- validation --------------------------------------------------------------
+def _check_text(value, what: str, max_len: int | None = None, required: bool = False):
+    if value is None:
+        if required:
+            raise PostingError(f"{what} is required", field=what)
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise PostingError(f"{what} must be a non-empty string, got {value!r}", field=what)
+    if max_len and len(value) > max_len:
+        raise PostingError(f"{what} is longer than {max_len} characters", field=what)
+    return value
+
+
+def _plain(value, path: str):
+    """Metadata as JSON-safe values; floats refused so hashes stay exact."""
+    if isinstance(value, float):
+        raise FloatAmountError(f"metadata {path}: float {value!r} refused; use a string or Decimal",
+                               value=value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    raise PostingError(f"metadata {path}: {type(value).__name__} is not JSON data", field="metadata")
+
+
+def _amount_text(amount, minor: bool) -> str:
+    if minor:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise AmountError(f"minor-unit amount must be an int, got {amount!r}", value=amount)
+        return f"m{amount}"
+    value = to_decimal_exact(amount)
+    return format(value.normalize(), "f") if value else "0"
+
+
+@dataclass(slots=True)
+class _Prepared:
+    draft: Draft
+    request_hash: str
+    metadata_json: str | None
+    effective_date: dt.date
+    amounts: list  # normalized amount text per leg, for the request hash
+
+
+def _prepare(draft: Draft, today: dt.date) -> _Prepared:
+    _check_text(draft.key, "key", MAX_KEY_LENGTH, required=True)
+    _check_text(draft.kind, "kind", 64, required=True)
+    _check_text(draft.external_ref, "external_ref", 200)
+    _check_text(draft.memo, "memo")
+    if draft.phase not in m.PHASES:
+        raise PostingError(f"unknown phase {draft.phase!r}", field="phase")
+    if draft.effective_date is not None and (
+        not isinstance(draft.effective_date, dt.date) or isinstance(draft.effective_date, dt.datetime)
+    ):
+        raise PostingError(
+            f"effective_date must be a date, got {draft.effective_date!r}", field="effective_date")
+    legs = draft.legs
+    if not isinstance(legs, (list, tuple)):
+        raise PostingError("postings must be a list of (account, amount) pairs", field="postings")
+    amounts = []
+    for i, leg in enumerate(legs):
+        if not isinstance(leg, (list, tuple)) or len(leg) != 2:
+            raise PostingError(f"posting {i}: expected (account, amount), got {leg!r}", field="postings")
+        if not isinstance(leg[0], str):
+            raise PostingError(f"posting {i}: account code must be a string", field="postings")
+        try:
+            amounts.append(_amount_text(leg[1], draft.minor))
+        except AmountError as exc:
+            raise type(exc)(f"posting {i} ({leg[0]}): {exc}", **exc.fields) from None
+    if draft.phase != "void" and len(legs) < 2:
+        raise UnbalancedEntryError("an entry needs at least two postings", key=draft.key)
+    metadata = _plain(dict(draft.metadata), "") if draft.metadata else None
+    metadata_json = canonical_json(metadata) if metadata else None
+    effective = draft.effective_date or today
+    request = {
+        "legs": [[leg[0], a] for leg, a in zip(legs, amounts)],
+        "kind": draft.kind, "phase": draft.phase,
+        "effective_date": draft.effective_date.isoformat() if draft.effective_date else None,
+        "external_ref": draft.external_ref, "memo": draft.memo, "metadata": metadata_json,
+        "pending_id": draft.pending_id, "reverses_id": draft.reverses_id,
+    }
+    request_hash = hashlib.sha256(canonical_json(request).encode()).hexdigest()
+    return _Prepared(draft, request_hash, metadata_json, effective, amounts)
+
+
+# --- reading entries back ----------------------------------------------------
+_ENTRY_COLUMNS = (
+    m.JournalEntry.id, m.JournalEntry.idempotency_key, m.JournalEntry.request_hash,
+    m.JournalEntry.kind, m.JournalEntry.phase, m.JournalEntry.effective_date,
+    m.JournalEntry.external_ref, m.JournalEntry.memo, m.JournalEntry.metadata_json,
+    m.JournalEntry.pending_id, m.JournalEntry.reverses_id, m.JournalEntry.created_at,
+    m.JournalEntry.content_hash,
+)
+
+
+def load_entries(conn: Connection, book_id: int, *, ids: Sequence[int] | None = None,
+                 keys: Sequence[str] | None = None) -> list[tuple[str, Entry]]:
+    """Entries by id or by key, with postings: ``[(request_hash, Entry)]``."""
+    query = select(*_ENTRY_COLUMNS).where(m.JournalEntry.book_id == book_id)
+    if ids is not None:
+        query = query.where(m.JournalEntry.id.in_(list(ids)))
+    if keys is not None:
+        query = query.where(m.JournalEntry.idempotency_key.in_(list(keys)))
+    headers = conn.execute(query).all()
+    if not headers:
+        return []
+    postings: dict[int, list[PostingView]] = {}
+    rows = conn.execute(
+        select(m.Posting.entry_id, m.Account.code, m.Posting.amount_minor, m.Posting.currency)
+        .join(m.Account, m.Account.id == m.Posting.account_id)
+        .where(m.Posting.entry_id.in_([h.id for h in headers]))
+        .order_by(m.Posting.entry_id, m.Posting.position)
+    )
+    for r in rows:
+        postings.setdefault(r.entry_id, []).append(
+            PostingView(r.code, from_minor(r.amount_minor, r.currency), r.amount_minor, r.currency))
+    out = []
+    for h in headers:
+        out.append((h.request_hash, Entry(
+            id=h.id, key=h.idempotency_key, kind=h.kind, phase=h.phase,
+            effective_date=h.effective_date, external_ref=h.external_ref, memo=h.memo,
+            metadata=_loads(h.metadata_json), pending_id=h.pending_id,
+            reverses_id=h.reverses_id, created_at=h.created_at, content_hash=h.content_hash,
+            postings=tuple(postings.get(h.id, ())),
+        )))
+    return out
+
+
+def _loads(text_: str | None) -> dict:
+    return json.loads(text_) if text_ else {}
+
+
+# --- ids ---------------------------------------------------------------------
+def allocate_entry_ids(conn: Connection, count: int) -> list[int]:
+    """Reserve ``count`` entry ids (a sequence on PostgreSQL; max+1 under SQLite's write lock)."""
+    if count == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(
+            text("SELECT nextval('journal_entry_id_seq') FROM generate_series(1, :n)"), {"n": count}
+        ).scalars())
+    start = conn.execute(select(func.coalesce(func.max(m.JournalEntry.id), 0))).scalar_one()
+    return list(range(start + 1, start + 1 + count))
+
+
+# --- the write path ----------------------------------------------------------
+def closed_through(conn: Connection, book_id: int) -> dt.date | None:
+    """Last date of the book's closed periods, or None."""
+    return conn.execute(
+        select(func.max(m.ClosedPeriod.closed_through)).where(m.ClosedPeriod.book_id == book_id)
+    ).scalar()
+
+
+@dataclass(slots=True)
+class _BalanceMove:
+    """The effect of a batch on one no-overdraft account."""
+
+    account: Account
+    posted: int = 0
+    held: int = 0
+    running: int = 0   # change of available balance so far
+    lowest: int = 0    # lowest running change (<= 0)
+    first_entry: str | None = None
+
+
+def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
+          today: dt.date | None = None) -> list[Entry]:
+    """Write ``drafts`` as one all-or-nothing batch; returns one Entry per draft."""
+    today = today or dt.date.today()
+    prepared = [_prepare(d, today) for d in drafts]
+
+    # Idempotency: inside the batch, then against the database.
+    first_by_key: dict[str, int] = {}
+    for i, p in enumerate(prepared):
+        j = first_by_key.setdefault(p.draft.key, i)
+        if j != i and prepared[j].request_hash != p.request_hash:
+            raise IdempotencyConflictError(
+                f"key {p.draft.key!r} appears twice in the batch with different content",
+                key=p.draft.key)
+    existing = {}
+    keys = list(first_by_key)
+    for start in range(0, len(keys), 500):
+        for request_hash, entry in load_entries(conn, book_id, keys=keys[start:start + 500]):
+            existing[entry.key] = (request_hash, entry)
+    for key, (request_hash, entry) in existing.items():
+        if prepared[first_by_key[key]].request_hash != request_hash:
+            raise IdempotencyConflictError(
+                f"key {key!r} was used for entry {entry.id} with different content",
+                key=key, entry_id=entry.id)
+    new = [p for i, p in enumerate(prepared)
+           if first_by_key[p.draft.key] == i and p.draft.key not in existing]
+
+    written: dict[str, Entry] = {}
+    if new:
+        written = _write_new(conn, book_id, new)
+    results = []
+    for p in prepared:
+        if p.draft.key in written:
+            results.append(written[p.draft.key])
+        else:
+            entry = existing[p.draft.key][1]
+            results.append(dataclasses.replace(entry, replayed=True))
+    return results
+
+
+def _write_new(conn: Connection, book_id: int, batch: list[_Prepared]) -> dict[str, Entry]:
+    accounts = get_accounts(conn, book_id, {leg[0] for p in batch for leg in p.draft.legs})
+    check_postable(list(accounts.values()))
+    through = closed_through(conn, book_id)
+
+    ids = allocate_entry_ids(conn, len(batch))
+    now = utcnow()
+    posting_rows: list[dict] = []
+    header_rows: list[dict] = []
+    moves: dict[int, _BalanceMove] = {}
+    out: dict[str, Entry] = {}
+
+    for entry_id, p in zip(ids, batch):
+        d = p.draft
+        if through is not None and p.effective_date <= through:
+            raise ClosedPeriodError(
+                f"entry {d.key!r}: effective date {p.effective_date} is in a period closed "
+                f"through {through}; post the correction into an open period",
+                key=d.key, effective_date=p.effective_date, closed_through=through)
+        is_pending = d.phase == "pending"
+        # Holds released by a commit or void count first: the money they held is what is posted.
+        for account_id, held in d.releases:
+            move = moves.get(account_id)
+            if move is None:
+                move = moves[account_id] = _BalanceMove(_account_by_id(accounts, conn, account_id))
+            move.held -= held
+            move.running += held
+        rows, views, sums = [], [], {}
+        for pos, (code, amount) in enumerate(d.legs):
+            acct = accounts[code]
+            if d.minor:
+                minor = amount
+            else:
+                try:
+                    minor = to_minor(amount, acct.currency, what=f"posting {pos} ({code})")
+                except AmountError as exc:
+                    raise type(exc)(f"entry {d.key!r}: {exc}", key=d.key, **exc.fields) from None
+            if minor == 0:
+                raise ZeroAmountError(f"entry {d.key!r}: posting {pos} ({code}) is zero",
+                                      key=d.key, account=code)
+            side = (acct.currency, acct.type == "memo")
+            sums[side] = sums.get(side, 0) + minor
+            rows.append({"entry_id": entry_id, "position": pos, "account_id": acct.id,
+                         "amount_minor": minor, "currency": acct.currency,
+                         "effective_date": p.effective_date, "is_pending": is_pending})
+            views.append(PostingView(code, from_minor(minor, acct.currency), minor, acct.currency))
+            if acct.no_overdraft:
+                _move(moves, acct, minor, is_pending, d.key)
+        unbalanced = {k: v for k, v in sums.items() if v}
+        if unbalanced:
+            detail = ", ".join(
+                f"{'memo ' if memo else ''}{cur} off by {from_minor(v, cur)}"
+                for (cur, memo), v in sorted(unbalanced.items()))
+            raise UnbalancedEntryError(f"entry {d.key!r} does not balance: {detail}",
+                                       key=d.key, imbalance={f"{c}{'/memo' if mm else ''}": v
+                                                             for (c, mm), v in unbalanced.items()})
+        header = {
+            "id": entry_id, "book_id": book_id, "idempotency_key": d.key,
+            "request_hash": p.request_hash, "kind": d.kind, "phase": d.phase,
+            "effective_date": p.effective_date, "external_ref": d.external_ref, "memo": d.memo,
+            "metadata_json": p.metadata_json, "pending_id": d.pending_id,
+            "reverses_id": d.reverses_id, "posting_count": len(rows), "created_at": now,
+        }
+        header["content_hash"] = content_hash(header, (
+            (r["position"], r["account_id"], r["amount_minor"], r["currency"], r["is_pending"])
+            for r in rows))
+        posting_rows.extend(rows)
+        header_rows.append(header)
+        out[d.key] = Entry(
+            id=entry_id, key=d.key, kind=d.kind, phase=d.phase, effective_date=p.effective_date,
+            external_ref=d.external_ref, memo=d.memo, metadata=_loads(p.metadata_json),
+            pending_id=d.pending_id, reverses_id=d.reverses_id, created_at=now,
+            content_hash=header["content_hash"], postings=tuple(views))
+
+    _apply_moves(conn, moves)
+    if posting_rows:
+        conn.execute(insert(m.Posting), posting_rows)
+    conn.execute(insert(m.JournalEntry), header_rows)
+    conn.execute(insert(m.SealQueue), [{"entry_id": h["id"], "book_id": book_id} for h in header_rows])
+    return out
+
+
+def _account_by_id(accounts: Mapping[str, Account], conn: Connection, account_id: int) -> Account:
+    for acct in accounts.values():
+        if acct.id == account_id:
+            return acct
+    from .accounts import _ACCOUNT_COLUMNS, _row_to_account
+
+    row = conn.execute(select(*_ACCOUNT_COLUMNS).where(m.Account.id == account_id)).one()
+    return _row_to_account(row)
+
+
+def _move(moves: dict, acct: Account, minor: int, is_pending: bool, key: str) -> None:
+    move = moves.get(acct.id)
+    if move is None:
+        move = moves[acct.id] = _BalanceMove(acct)
+    normal = acct.sign * minor
+    if is_pending:
+        if normal >= 0:
+            return  # incoming pending money is not available until posted
+        move.held += -normal
+        move.running += normal
+    else:
+        move.posted += minor
+        move.running += normal
+    if move.running < move.lowest:
+        move.lowest = move.running
+        move.first_entry = move.first_entry or key
+
+
+_MOVE_SQL = {
+    1: text(
+        "UPDATE account_balance SET posted_minor = posted_minor + :posted, "
+        "held_minor = held_minor + :held WHERE account_id = :account_id "
+        "AND posted_minor - held_minor + :lowest >= 0"),
+    -1: text(
+        "UPDATE account_balance SET posted_minor = posted_minor + :posted, "
+        "held_minor = held_minor + :held WHERE account_id = :account_id "
+        "AND -posted_minor - held_minor + :lowest >= 0"),
+}
+
+
+def _apply_moves(conn: Connection, moves: Mapping[int, _BalanceMove]) -> None:
+    """One conditional UPDATE per no-overdraft account, in id order (no deadlock cycles)."""
+    for account_id in sorted(moves):
+        move = moves[account_id]
+        if not move.posted and not move.held:
+            continue
+        result = conn.execute(_MOVE_SQL[move.account.sign], {
+            "posted": move.posted, "held": move.held, "account_id": account_id,
+            "lowest": move.lowest})
+        if result.rowcount != 1:
+            row = conn.execute(select(m.AccountBalance.posted_minor, m.AccountBalance.held_minor)
+                               .where(m.AccountBalance.account_id == account_id)).one()
+            available = move.account.sign * row.posted_minor - row.held_minor
+            cur = move.account.currency
+            raise InsufficientFundsError(
+                f"insufficient funds in {move.account.code}: available {from_minor(available, cur)} "
+                f"{cur}, the {'batch' if move.first_entry is None else 'entry ' + repr(move.first_entry)} "
+                f"needs {from_minor(-move.lowest, cur)}",
+                account=move.account.code, available_minor=available,
+                required_minor=-move.lowest, key=move.first_entry)
+
+
+def pending_holds(conn: Connection, entry_id: int) -> list[tuple[int, int]]:
+    """Holds a pending entry placed on no-overdraft accounts: ``[(account_id, held_minor)]``."""
+    rows = conn.execute(
+        select(m.Posting.account_id, m.Posting.amount_minor, m.Account.type)
+        .join(m.Account, m.Account.id == m.Posting.account_id)
+        .where(m.Posting.entry_id == entry_id, m.Account.is_no_overdraft.is_(True))
+    )
+    holds = []
+    for r in rows:
+        normal = (1 if r.type in ("asset", "expense", "memo") else -1) * r.amount_minor
+        if normal < 0:
+            holds.append((r.account_id, -normal))
+    return holds
+
+
+__all__ = [
+    "Draft", "Entry", "PostingView", "write", "load_entries", "allocate_entry_ids",
+    "pending_holds", "closed_through",
+]

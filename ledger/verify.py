@@ -1,0 +1,286 @@
+"""Verification of a whole book: nothing altered, everything adds up.
+
+:func:`verify_book` recomputes, without trusting anything stored:
+
+* the hash chain, link by link: each entry's content hash from its header
+  and postings as they are now, each link from the one before;
+* that every entry is either linked or waiting in the seal queue;
+* that every entry's postings match its header and sum to zero per currency;
+* that every stored no-overdraft balance equals the sum of its postings and
+  open holds, and none is below zero;
+* that all posted postings sum to zero per currency;
+* the custody invariant: the custody bank account(s) equal what is held for
+  users and the platform (liabilities + equity + income - expenses).
+
+It reports every problem found, each naming the entry or account and what
+differs; ``report.first`` is the earliest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy.engine import Connection
+
+from . import chain
+from . import models as m
+from .accounts import CREDIT_NORMAL, DEBIT_NORMAL
+from .money import format_minor
+
+CHUNK = 2000
+DEFAULT_CUSTODY_PREFIX = "assets:custody"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing verification found wrong.
+
+    Attributes:
+        check: which check found it (chain, entry, balance, totals, custody).
+        message: what differs, in words.
+        entry_id: the entry concerned, if any.
+        account: the account concerned, if any.
+    """
+
+    check: str
+    message: str
+    entry_id: int | None = None
+    account: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of :func:`verify_book`.
+
+    Attributes:
+        book: book name.
+        entries: entries checked in the chain.
+        sealed_now: entries sealed at the start of the run.
+        chain_head: last chain hash (what an auditor writes down).
+        custody: the custody invariant's figures, minor units by currency.
+        problems: everything found wrong, earliest first.
+    """
+
+    book: str
+    entries: int
+    sealed_now: int
+    chain_head: str
+    custody: dict = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found wrong."""
+        return not self.problems
+
+    @property
+    def first(self) -> Problem | None:
+        """The first problem, or None."""
+        return self.problems[0] if self.problems else None
+
+
+def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
+                custody_prefix: str = DEFAULT_CUSTODY_PREFIX) -> VerifyReport:
+    """Verify ``book`` (a :class:`ledger.book.Book`); see the module docstring."""
+    sealed_now = book.seal() if seal else 0
+    with book.reading() as conn:
+        problems: list[Problem] = []
+        count, head = _check_chain(conn, book.book_id, from_entry, problems)
+        _check_unlinked(conn, book.book_id, problems)
+        _check_entries(conn, book.book_id, problems)
+        _check_stored_balances(conn, book.book_id, problems)
+        _check_totals(conn, book.book_id, problems)
+        custody = _check_custody(conn, book.book_id, custody_prefix, problems)
+    return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems))
+
+
+def _check_chain(conn: Connection, book_id: int, from_entry: int | None,
+                 problems: list[Problem]) -> tuple[int, str]:
+    start_seq = 1
+    prev = chain.GENESIS
+    if from_entry is not None:
+        row = conn.execute(select(m.ChainLink.seq, m.ChainLink.prev_hash)
+                           .where(m.ChainLink.entry_id == from_entry)).first()
+        if row is None:
+            problems.append(Problem("chain", f"entry {from_entry} is not in the chain", from_entry))
+            return 0, prev
+        start_seq, prev = row.seq, row.prev_hash
+    expected_seq = start_seq
+    checked = 0
+    last_seq = start_seq - 1
+    while True:
+        links = conn.execute(
+            select(m.ChainLink.seq, m.ChainLink.entry_id, m.ChainLink.prev_hash, m.ChainLink.chain_hash)
+            .where(m.ChainLink.book_id == book_id, m.ChainLink.seq > last_seq)
+            .order_by(m.ChainLink.seq).limit(CHUNK)
+        ).all()
+        if not links:
+            break
+        ids = [link.entry_id for link in links]
+        headers = {h["id"]: h for h in (r._asdict() for r in conn.execute(
+            select(m.JournalEntry.__table__).where(m.JournalEntry.id.in_(ids))))}
+        postings: dict[int, list] = {}
+        for p in conn.execute(
+                select(m.Posting.entry_id, m.Posting.position, m.Posting.account_id,
+                       m.Posting.amount_minor, m.Posting.currency, m.Posting.is_pending)
+                .where(m.Posting.entry_id.in_(ids))):
+            postings.setdefault(p.entry_id, []).append(tuple(p)[1:])
+        for link in links:
+            if link.seq != expected_seq:
+                problems.append(Problem("chain", f"link {expected_seq} is missing (next is {link.seq})",
+                                        link.entry_id))
+                expected_seq = link.seq
+            header = headers.get(link.entry_id)
+            if header is None:
+                problems.append(Problem("chain", f"entry {link.entry_id} (link {link.seq}) is gone",
+                                        link.entry_id))
+            else:
+                recomputed = chain.content_hash(header, postings.get(link.entry_id, ()))
+                if recomputed != header["content_hash"]:
+                    problems.append(Problem(
+                        "chain", f"entry {link.entry_id} was altered: its content no longer matches "
+                        f"its hash (stored {header['content_hash'][:12]}…, now {recomputed[:12]}…)",
+                        link.entry_id))
+                if link.prev_hash != prev:
+                    problems.append(Problem(
+                        "chain", f"link {link.seq} (entry {link.entry_id}) does not follow link "
+                        f"{link.seq - 1}: the chain was cut or reordered", link.entry_id))
+                if chain.link_hash(link.prev_hash, header["content_hash"]) != link.chain_hash:
+                    problems.append(Problem(
+                        "chain", f"link {link.seq} (entry {link.entry_id}) hash does not match the "
+                        "entry's stored hash", link.entry_id))
+            prev = link.chain_hash
+            expected_seq += 1
+            checked += 1
+        last_seq = links[-1].seq
+    return checked, prev
+
+
+def _check_unlinked(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    rows = conn.execute(
+        select(m.JournalEntry.id).where(
+            m.JournalEntry.book_id == book_id,
+            ~exists().where(m.ChainLink.entry_id == m.JournalEntry.id),
+            ~exists().where(m.SealQueue.entry_id == m.JournalEntry.id),
+        ).order_by(m.JournalEntry.id).limit(100)
+    )
+    for (entry_id,) in rows:
+        problems.append(Problem("chain", f"entry {entry_id} is neither in the chain nor queued for it",
+                                entry_id))
+
+
+def _check_entries(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    per_currency = (
+        select(m.Posting.entry_id, m.Posting.currency, func.sum(m.Posting.amount_minor).label("total"))
+        .group_by(m.Posting.entry_id, m.Posting.currency).subquery()
+    )
+    rows = conn.execute(
+        select(per_currency.c.entry_id, per_currency.c.currency, per_currency.c.total)
+        .join(m.JournalEntry, m.JournalEntry.id == per_currency.c.entry_id)
+        .where(m.JournalEntry.book_id == book_id, per_currency.c.total != 0)
+        .order_by(per_currency.c.entry_id).limit(100)
+    )
+    for r in rows:
+        problems.append(Problem("entry", f"entry {r.entry_id} does not balance: {r.currency} off by "
+                                f"{format_minor(r.total, r.currency)}", r.entry_id))
+    counts = select(m.Posting.entry_id, func.count().label("n")).group_by(m.Posting.entry_id).subquery()
+    rows = conn.execute(
+        select(m.JournalEntry.id, m.JournalEntry.posting_count, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.entry_id == m.JournalEntry.id)
+        .where(m.JournalEntry.book_id == book_id,
+               m.JournalEntry.posting_count != func.coalesce(counts.c.n, 0))
+        .order_by(m.JournalEntry.id).limit(100)
+    )
+    for entry_id, expected, actual in rows:
+        problems.append(Problem("entry", f"entry {entry_id} has {actual} postings, its header says "
+                                f"{expected}", entry_id))
+    orphans = conn.execute(
+        select(m.Posting.entry_id).where(~exists().where(m.JournalEntry.id == m.Posting.entry_id))
+        .distinct().limit(100)
+    )
+    for (entry_id,) in orphans:
+        problems.append(Problem("entry", f"postings of entry {entry_id} have no header", entry_id))
+
+
+def _check_stored_balances(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    completion = m.JournalEntry.__table__.alias("completion")
+    open_pending = and_(m.Posting.is_pending.is_(True),
+                        ~exists().where(completion.c.pending_id == m.Posting.entry_id))
+    sign = case((m.Account.type.in_(sorted(DEBIT_NORMAL)), 1), else_=-1)
+    normal = sign * m.Posting.amount_minor
+    sums = (
+        select(m.Posting.account_id,
+               func.coalesce(func.sum(case((m.Posting.is_pending.is_(False), m.Posting.amount_minor),
+                                           else_=0)), 0).label("posted"),
+               func.coalesce(func.sum(case((and_(open_pending, normal < 0), -normal), else_=0)),
+                             0).label("held"))
+        .join(m.Account, m.Account.id == m.Posting.account_id)
+        .group_by(m.Posting.account_id).subquery()
+    )
+    rows = conn.execute(
+        select(m.Account.code, m.Account.type, m.Account.currency, m.AccountBalance.posted_minor,
+               m.AccountBalance.held_minor, func.coalesce(sums.c.posted, 0), func.coalesce(sums.c.held, 0))
+        .join(m.AccountBalance, m.AccountBalance.account_id == m.Account.id)
+        .outerjoin(sums, sums.c.account_id == m.Account.id)
+        .where(m.Account.book_id == book_id).order_by(m.Account.code)
+    )
+    for code, type_, cur, stored_posted, stored_held, posted, held in rows:
+        if (stored_posted, stored_held) != (int(posted), int(held)):
+            problems.append(Problem(
+                "balance", f"{code}: stored balance {format_minor(stored_posted, cur)} held "
+                f"{format_minor(stored_held, cur)}, postings say {format_minor(int(posted), cur)} held "
+                f"{format_minor(int(held), cur)}", account=code))
+        sign_ = 1 if type_ in DEBIT_NORMAL else -1
+        available = sign_ * int(posted) - int(held)
+        if available < 0:
+            problems.append(Problem("balance", f"{code} is below zero: {format_minor(available, cur)}",
+                                    account=code))
+
+
+def _check_totals(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    rows = conn.execute(
+        select(m.Posting.currency, func.sum(m.Posting.amount_minor))
+        .join(m.Account, m.Account.id == m.Posting.account_id)
+        .where(m.Account.book_id == book_id, m.Posting.is_pending.is_(False))
+        .group_by(m.Posting.currency)
+    )
+    for currency, total in rows:
+        if total:
+            problems.append(Problem("totals", f"all {currency} balances sum to "
+                                    f"{format_minor(int(total), currency)}, not zero"))
+
+
+def _check_custody(conn: Connection, book_id: int, prefix: str, problems: list[Problem]) -> dict:
+    rows = conn.execute(
+        select(m.Account.code, m.Account.type, m.Posting.currency, func.sum(m.Posting.amount_minor))
+        .join(m.Posting, m.Posting.account_id == m.Account.id)
+        .where(m.Account.book_id == book_id, m.Posting.is_pending.is_(False), m.Account.type != "memo")
+        .group_by(m.Account.code, m.Account.type, m.Posting.currency)
+    )
+    figures: dict[str, dict[str, int]] = {}
+    has_custody = False
+    for code, type_, currency, total in rows:
+        f = figures.setdefault(currency, {"custody_minor": 0, "held_minor": 0, "other_assets_minor": 0})
+        total = int(total)
+        if code == prefix or code.startswith(prefix + ":"):
+            f["custody_minor"] += total
+            has_custody = True
+        elif type_ in CREDIT_NORMAL:
+            f["held_minor"] += -total
+        elif type_ == "expense":
+            f["held_minor"] -= total
+        else:
+            f["other_assets_minor"] += total
+    if not has_custody:
+        return {}
+    for currency, f in sorted(figures.items()):
+        diff = f["custody_minor"] - f["held_minor"]
+        f["difference_minor"] = diff
+        if diff:
+            problems.append(Problem(
+                "custody", f"{currency}: custody bank {format_minor(f['custody_minor'], currency)} but "
+                f"held for users and platform {format_minor(f['held_minor'], currency)} "
+                f"(difference {format_minor(diff, currency)}; other assets "
+                f"{format_minor(f['other_assets_minor'], currency)})"))
+    return figures
