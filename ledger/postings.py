@@ -206,8 +206,9 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
         raise PostingError("postings must be a list of (account, amount) pairs", field="postings")
     amounts = []
     for i, leg in enumerate(legs):
-        if not isinstance(leg, (list, tuple)) or len(leg) != 2:
-            raise PostingError(f"posting {i}: expected (account, amount), got {leg!r}", field="postings")
+        if not isinstance(leg, (list, tuple)) or len(leg) not in (2, 3):
+            raise PostingError(f"posting {i}: expected (account, amount[, currency]), got {leg!r}",
+                               field="postings")
         if not isinstance(leg[0], str):
             raise PostingError(f"posting {i}: account code must be a string", field="postings")
         try:
@@ -220,7 +221,7 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
     metadata_json = canonical_json(metadata) if metadata else None
     effective = draft.effective_date or today
     request = {
-        "legs": [[leg[0], a] for leg, a in zip(legs, amounts)],
+        "legs": [[leg[0], a, *leg[2:]] for leg, a in zip(legs, amounts)],
         "kind": draft.kind, "phase": draft.phase,
         "effective_date": draft.effective_date.isoformat() if draft.effective_date else None,
         "external_ref": draft.external_ref, "memo": draft.memo, "metadata": metadata_json,
@@ -378,8 +379,12 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared]) -> dict[s
             move.held -= held
             move.running += held
         rows, views, sums = [], [], {}
-        for pos, (code, amount) in enumerate(d.legs):
+        for pos, (code, amount, *currency) in enumerate(d.legs):
             acct = accounts[code]
+            if currency and currency[0] != acct.currency:
+                raise CurrencyMismatchError(
+                    f"entry {d.key!r}: posting {pos} is in {currency[0]} but {code} holds {acct.currency}",
+                    key=d.key, account=code, currency=currency[0], account_currency=acct.currency)
             if d.minor:
                 minor = amount
             else:

@@ -1,0 +1,26 @@
+"""The ``ledger`` command: a thin click group; the commands live in ``ledger/commands``."""
+
+from __future__ import annotations
+
+import click
+
+from ledger import __version__
+from ledger.commands import core
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ledger")
+def main():
+    """Custody ledger for P2P lending: post, reconcile, audit.
+
+    Every command takes --db URL (or $LEDGER_DATABASE_URL; default
+    sqlite:///ledger.db). Start with `ledger init`.
+    """
+
+
+for command in core.COMMANDS:
+    main.add_command(command)
+
+
+if __name__ == "__main__":
+    main()
