@@ -20,16 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from . import accounts as acc
 from . import balances, chain, db
 from . import models as m
-from .errors import (
-    AlreadyReversedError,
-    EntryNotFoundError,
-    IntegrityViolation,
-    LedgerError,
-    PendingStateError,
-    PostingError,
+from .errors import IntegrityViolation, LedgerError, PostingError
+from .money import DEFAULT_CURRENCY, from_minor
+from .postings import (
+    Draft, Entry, commit_draft, find_replay, get_entry, load_entries, reversal_draft, void_draft,
+    write,
 )
-from .money import DEFAULT_CURRENCY, from_minor, to_minor
-from .postings import Draft, Entry, load_entries, pending_holds, write
 
 T = TypeVar("T")
 DEFAULT_BOOK = "main"
@@ -152,25 +148,16 @@ class Book:
             self._unsealed = 0
             self.seal(wait=False)
 
-    # --- two-phase ----------------------------------------------------------------
-    def _pending_entry(self, conn: Connection, entry_id: int) -> Entry:
-        entry = self._entry(conn, entry_id)
-        if entry.phase != "pending":
-            raise PendingStateError(f"entry {entry_id} is not pending (it is {entry.phase})",
-                                    entry_id=entry_id)
-        done = conn.execute(select(m.JournalEntry.id, m.JournalEntry.phase)
-                            .where(m.JournalEntry.pending_id == entry_id)).first()
-        if done is not None:
-            raise PendingStateError(
-                f"pending entry {entry_id} was already {'committed' if done.phase == 'commit' else 'voided'} "
-                f"by entry {done.id}", entry_id=entry_id, completed_by=done.id)
+    # --- two-phase and reversals ---------------------------------------------------
+    def _complete(self, key: str, build: Callable[[Connection], Draft]) -> Entry:
+        def run(conn):
+            replay = find_replay(conn, self.book_id, key)
+            if replay is not None:
+                return replay
+            return write(conn, self.book_id, [build(conn)])[0]
+        entry = self._write(run)
+        self._after_write(0 if entry.replayed else 1)
         return entry
-
-    def _entry(self, conn: Connection, entry_id: int) -> Entry:
-        found = load_entries(conn, self.book_id, ids=[entry_id])
-        if not found:
-            raise EntryNotFoundError(f"no entry {entry_id} in book {self.name}", entry_id=entry_id)
-        return found[0][1]
 
     def commit_pending(self, entry_id: int, *, key: str, amount: Any = None,
                        postings: Sequence[tuple[str, Any]] | None = None,
@@ -181,70 +168,27 @@ class Book:
         ``amount`` commits part of a two-posting entry; ``postings`` gives
         explicit (smaller or equal, same sign) amounts for a larger one.
         """
-        def run(conn):
-            replay = _replay(conn, self.book_id, key)
-            if replay is not None:
-                return replay
-            pend = self._pending_entry(conn, entry_id)
-            legs = _commit_legs(pend, amount, postings)
-            draft = Draft(legs, key, pend.kind, effective_date or pend.effective_date, "commit",
-                          external_ref if external_ref is not None else pend.external_ref,
-                          memo if memo is not None else pend.memo,
-                          metadata if metadata is not None else (pend.metadata or None),
-                          pending_id=entry_id, minor=True,
-                          releases=tuple(pending_holds(conn, entry_id)))
-            return write(conn, self.book_id, [draft])[0]
-        entry = self._write(run)
-        self._after_write(0 if entry.replayed else 1)
-        return entry
+        return self._complete(key, lambda conn: commit_draft(
+            conn, self.book_id, entry_id, key=key, amount=amount, postings=postings,
+            effective_date=effective_date, external_ref=external_ref, memo=memo, metadata=metadata))
 
     def void_pending(self, entry_id: int, *, key: str, effective_date: dt.date | None = None,
                      memo: str | None = None) -> Entry:
         """Cancel a pending entry: no postings, its holds are released."""
-        def run(conn):
-            replay = _replay(conn, self.book_id, key)
-            if replay is not None:
-                return replay
-            pend = self._pending_entry(conn, entry_id)
-            draft = Draft((), key, pend.kind, effective_date or pend.effective_date, "void",
-                          pend.external_ref, memo, None, pending_id=entry_id, minor=True,
-                          releases=tuple(pending_holds(conn, entry_id)))
-            return write(conn, self.book_id, [draft])[0]
-        entry = self._write(run)
-        self._after_write(0 if entry.replayed else 1)
-        return entry
+        return self._complete(key, lambda conn: void_draft(
+            conn, self.book_id, entry_id, key=key, effective_date=effective_date, memo=memo))
 
     def reverse(self, entry_id: int, *, key: str, reason: str,
                 effective_date: dt.date | None = None) -> Entry:
         """Post the exact opposite of an entry, linked to it; once per entry."""
-        def run(conn):
-            replay = _replay(conn, self.book_id, key)
-            if replay is not None:
-                return replay
-            original = self._entry(conn, entry_id)
-            if original.phase in ("pending", "void"):
-                raise PostingError(
-                    f"entry {entry_id} is {original.phase}; void a pending entry instead of reversing it",
-                    entry_id=entry_id)
-            done = conn.execute(select(m.JournalEntry.id)
-                                .where(m.JournalEntry.reverses_id == entry_id)).scalar()
-            if done is not None:
-                raise AlreadyReversedError(f"entry {entry_id} was already reversed by entry {done}",
-                                           entry_id=entry_id, reversed_by=done)
-            legs = tuple((p.account, -p.amount_minor) for p in original.postings)
-            draft = Draft(legs, key, "reversal", effective_date, "posted", original.external_ref,
-                          reason, {"reverses": entry_id, "reason": reason},
-                          reverses_id=entry_id, minor=True)
-            return write(conn, self.book_id, [draft])[0]
-        entry = self._write(run)
-        self._after_write(0 if entry.replayed else 1)
-        return entry
+        return self._complete(key, lambda conn: reversal_draft(
+            conn, self.book_id, entry_id, key=key, reason=reason, effective_date=effective_date))
 
     # --- reading ----------------------------------------------------------------
     def entry(self, entry_id: int) -> Entry:
         """One entry with its postings."""
         with self.reading() as conn:
-            return self._entry(conn, entry_id)
+            return get_entry(conn, self.book_id, entry_id)
 
     def entry_by_key(self, key: str) -> Entry | None:
         """The entry written under an idempotency key, or None."""
@@ -287,48 +231,6 @@ class Book:
 
     def __repr__(self) -> str:
         return f"<Book {self.name!r} on {self.engine.url.render_as_string(hide_password=True)}>"
-
-
-def _replay(conn: Connection, book_id: int, key: str) -> Entry | None:
-    """An entry already written under ``key`` (a retried two-phase or reversal call)."""
-    import dataclasses
-
-    found = load_entries(conn, book_id, keys=[key])
-    return dataclasses.replace(found[0][1], replayed=True) if found else None
-
-
-def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] | None) -> tuple:
-    full = tuple((p.account, p.amount_minor) for p in pend.postings)
-    if amount is None and postings is None:
-        return full
-    if amount is not None and postings is not None:
-        raise PendingStateError("give amount or postings, not both", entry_id=pend.id)
-    if amount is not None:
-        if len(full) != 2:
-            raise PendingStateError(
-                f"pending entry {pend.id} has {len(full)} postings; commit part of it with explicit postings",
-                entry_id=pend.id)
-        part = to_minor(amount, pend.postings[0].currency, what="amount")
-        whole = abs(full[0][1])
-        if not 0 < part <= whole:
-            raise PendingStateError(
-                f"commit amount {from_minor(part, pend.postings[0].currency)} must be positive and at most "
-                f"the pending {from_minor(whole, pend.postings[0].currency)}", entry_id=pend.id)
-        return tuple((code, part if minor > 0 else -part) for code, minor in full)
-    by_account = {p.account: p for p in pend.postings}
-    legs = []
-    for code, value in postings:
-        original = by_account.get(code)
-        if original is None:
-            raise PendingStateError(f"{code} is not a posting of pending entry {pend.id}",
-                                    entry_id=pend.id, account=code)
-        minor = to_minor(value, original.currency, what=f"amount for {code}")
-        if minor == 0 or (minor > 0) != (original.amount_minor > 0) or abs(minor) > abs(original.amount_minor):
-            raise PendingStateError(
-                f"commit amount for {code} must have the pending amount's sign and not exceed it",
-                entry_id=pend.id, account=code)
-        legs.append((code, minor))
-    return tuple(legs)
 
 
 _DRAFT_FIELDS = {"postings", "key", "kind", "effective_date", "external_ref", "memo", "metadata",

@@ -39,12 +39,15 @@ from . import models as m
 from .accounts import Account, check_postable, get_accounts, utcnow
 from .chain import canonical_json, content_hash
 from .errors import (
+    AlreadyReversedError,
     AmountError,
     ClosedPeriodError,
     CurrencyMismatchError,
+    EntryNotFoundError,
     FloatAmountError,
     IdempotencyConflictError,
     InsufficientFundsError,
+    PendingStateError,
     PostingError,
     UnbalancedEntryError,
     ZeroAmountError,
@@ -514,7 +517,113 @@ def pending_holds(conn: Connection, entry_id: int) -> list[tuple[int, int]]:
     return holds
 
 
+
+# --- completing pending entries and reversing (conn-level draft builders) -------
+def find_replay(conn: Connection, book_id: int, key: str) -> Entry | None:
+    """The entry already written under ``key``, marked replayed, or None."""
+    found = load_entries(conn, book_id, keys=[key])
+    return dataclasses.replace(found[0][1], replayed=True) if found else None
+
+
+def get_entry(conn: Connection, book_id: int, entry_id: int) -> Entry:
+    """One entry with its postings; raises :class:`EntryNotFoundError`."""
+    found = load_entries(conn, book_id, ids=[entry_id])
+    if not found:
+        raise EntryNotFoundError(f"no entry {entry_id} in this book", entry_id=entry_id)
+    return found[0][1]
+
+
+def open_pending(conn: Connection, book_id: int, entry_id: int) -> Entry:
+    """A pending entry not yet committed or voided; raises :class:`PendingStateError`."""
+    entry = get_entry(conn, book_id, entry_id)
+    if entry.phase != "pending":
+        raise PendingStateError(f"entry {entry_id} is not pending (it is {entry.phase})",
+                                entry_id=entry_id)
+    done = conn.execute(select(m.JournalEntry.id, m.JournalEntry.phase)
+                        .where(m.JournalEntry.pending_id == entry_id)).first()
+    if done is not None:
+        how = "committed" if done.phase == "commit" else "voided"
+        raise PendingStateError(f"pending entry {entry_id} was already {how} by entry {done.id}",
+                                entry_id=entry_id, completed_by=done.id)
+    return entry
+
+
+def commit_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, amount: Any = None,
+                 postings: Sequence[tuple[str, Any]] | None = None,
+                 effective_date: dt.date | None = None, external_ref: str | None = None,
+                 memo: str | None = None, metadata: Mapping[str, Any] | None = None) -> Draft:
+    """The entry that commits pending ``entry_id`` (all of it, ``amount``, or ``postings``)."""
+    pend = open_pending(conn, book_id, entry_id)
+    legs = _commit_legs(pend, amount, postings)
+    return Draft(legs, key, pend.kind, effective_date or pend.effective_date, "commit",
+                 external_ref if external_ref is not None else pend.external_ref,
+                 memo if memo is not None else pend.memo,
+                 metadata if metadata is not None else (pend.metadata or None),
+                 pending_id=entry_id, minor=True, releases=tuple(pending_holds(conn, entry_id)))
+
+
+def void_draft(conn: Connection, book_id: int, entry_id: int, *, key: str,
+               effective_date: dt.date | None = None, memo: str | None = None) -> Draft:
+    """The entry that voids pending ``entry_id`` (no postings; releases its holds)."""
+    pend = open_pending(conn, book_id, entry_id)
+    return Draft((), key, pend.kind, effective_date or pend.effective_date, "void",
+                 pend.external_ref, memo, None, pending_id=entry_id, minor=True,
+                 releases=tuple(pending_holds(conn, entry_id)))
+
+
+def reversal_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, reason: str,
+                   effective_date: dt.date | None = None) -> Draft:
+    """The entry that reverses ``entry_id`` (every posting negated, linked, once)."""
+    original = get_entry(conn, book_id, entry_id)
+    if original.phase in ("pending", "void"):
+        raise PostingError(
+            f"entry {entry_id} is {original.phase}; void a pending entry instead of reversing it",
+            entry_id=entry_id)
+    done = conn.execute(select(m.JournalEntry.id).where(m.JournalEntry.reverses_id == entry_id)).scalar()
+    if done is not None:
+        raise AlreadyReversedError(f"entry {entry_id} was already reversed by entry {done}",
+                                   entry_id=entry_id, reversed_by=done)
+    legs = tuple((p.account, -p.amount_minor) for p in original.postings)
+    return Draft(legs, key, "reversal", effective_date, "posted", original.external_ref, reason,
+                 {"reverses": entry_id, "reason": reason}, reverses_id=entry_id, minor=True)
+
+
+def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] | None) -> tuple:
+    full = tuple((p.account, p.amount_minor) for p in pend.postings)
+    if amount is None and postings is None:
+        return full
+    if amount is not None and postings is not None:
+        raise PendingStateError("give amount or postings, not both", entry_id=pend.id)
+    currency = pend.postings[0].currency
+    if amount is not None:
+        if len(full) != 2:
+            raise PendingStateError(
+                f"pending entry {pend.id} has {len(full)} postings; commit part of it with explicit postings",
+                entry_id=pend.id)
+        part = to_minor(amount, currency, what="amount")
+        whole = abs(full[0][1])
+        if not 0 < part <= whole:
+            raise PendingStateError(
+                f"commit amount {from_minor(part, currency)} must be positive and at most "
+                f"the pending {from_minor(whole, currency)}", entry_id=pend.id)
+        return tuple((code, part if minor > 0 else -part) for code, minor in full)
+    by_account = {p.account: p for p in pend.postings}
+    legs = []
+    for code, value in postings:
+        original = by_account.get(code)
+        if original is None:
+            raise PendingStateError(f"{code} is not a posting of pending entry {pend.id}",
+                                    entry_id=pend.id, account=code)
+        minor = to_minor(value, original.currency, what=f"amount for {code}")
+        if minor == 0 or (minor > 0) != (original.amount_minor > 0) or abs(minor) > abs(original.amount_minor):
+            raise PendingStateError(
+                f"commit amount for {code} must have the pending amount's sign and not exceed it",
+                entry_id=pend.id, account=code)
+        legs.append((code, minor))
+    return tuple(legs)
+
 __all__ = [
     "Draft", "Entry", "PostingView", "write", "load_entries", "allocate_entry_ids",
-    "pending_holds", "closed_through",
+    "pending_holds", "closed_through", "find_replay", "get_entry", "open_pending", "commit_draft",
+    "void_draft", "reversal_draft",
 ]
