@@ -75,6 +75,13 @@ class Book:
         with db.read_connection(self.engine) as conn, conn.begin():
             yield conn
 
+    @property
+    def flows(self):
+        """Wallet flows: users, top-ups, withdrawals, fees (:class:`ledger.flows.Wallets`)."""
+        from .flows import Wallets
+
+        return Wallets(self)
+
     # --- accounts -------------------------------------------------------------
     def open_account(self, code: str, type: str | None = None, *, currency: str = DEFAULT_CURRENCY,
                      no_overdraft: bool = False, name: str | None = None) -> acc.Account:
@@ -104,11 +111,14 @@ class Book:
     def post(self, postings: Sequence[tuple[str, Any]], *, key: str, kind: str = "transfer",
              effective_date: dt.date | None = None, external_ref: str | None = None,
              memo: str | None = None, metadata: Mapping[str, Any] | None = None,
-             pending: bool = False) -> Entry:
-        """Post one balanced entry (or a pending one that holds funds)."""
-        draft = Draft(tuple(postings) if isinstance(postings, list) else postings, key, kind,
-                      effective_date, "pending" if pending else "posted", external_ref, memo,
-                      metadata)
+             pending: bool = False, minor: bool = False) -> Entry:
+        """Post one balanced entry (or a pending one that holds funds).
+
+        Amounts are major units (Decimal, int or str); with ``minor=True``
+        they are integer minor units (fen).
+        """
+        draft = Draft(tuple(postings), key, kind, effective_date,
+                      "pending" if pending else "posted", external_ref, memo, metadata, minor=minor)
         return self.post_drafts([draft])[0]
 
     def post_many(self, entries: Iterable[Mapping[str, Any] | Draft]) -> list[Entry]:

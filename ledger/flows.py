@@ -1,0 +1,170 @@
+"""P2P money flows on user wallets: users, top-ups, withdrawals, fee sweeps.
+
+Each flow is one idempotent, balanced entry (or a few linked ones written in
+one transaction) through the one posting path. The chart it uses:
+
+=====================================  =========================================
+``assets:custody:bank``                what the custody bank holds
+``liabilities:users:<u>:available``    a user's wallet (no overdraft)
+``liabilities:users:<u>:frozen``       money frozen by bids (no overdraft)
+``liabilities:users:<u>:withdrawing``  money set aside for a payout outside the
+                                       two-phase path (kept for manual holds)
+``income:platform:fees:<kind>``        fees earned, still held in custody
+``liabilities:platform:risk_reserve``  the risk reserve (风险准备金)
+=====================================  =========================================
+
+A withdrawal is two-phase: ``withdraw`` posts a *pending* entry that holds the
+amount (and fee) in the wallet; the bank's answer commits it
+(``confirm_withdrawal``: the money leaves custody, the fee is earned) or voids
+it (``fail_withdrawal``: the money is available again). Nothing is edited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .errors import LedgerError
+from .money import DEFAULT_CURRENCY, from_minor, to_minor
+from .postings import Entry
+
+BANK = "assets:custody:bank"
+RISK_RESERVE = "liabilities:platform:risk_reserve"
+WALLET_PARTS = ("available", "frozen", "withdrawing")
+FEE_KINDS = ("service", "management", "withdrawal", "transfer", "prepayment", "penalty", "periodic")
+
+
+class FlowError(LedgerError):
+    """A flow refused for a business reason (wrong state, bad amount, ...)."""
+
+
+def wallet(user: str, part: str = "available") -> str:
+    """Account code of a user's wallet part."""
+    return f"liabilities:users:{user}:{part}"
+
+
+def fee_account(kind: str) -> str:
+    """Income account of a platform fee kind."""
+    return f"income:platform:fees:{kind}"
+
+
+def positive_minor(amount: Any, what: str, currency: str = DEFAULT_CURRENCY,
+                   allow_zero: bool = False) -> int:
+    """An amount in minor units that must be positive (or zero when allowed)."""
+    minor = to_minor(amount, currency, what=what)
+    if minor < 0 or (minor == 0 and not allow_zero):
+        raise FlowError(f"{what} must be {'zero or more' if allow_zero else 'positive'}, got {amount}",
+                        field=what)
+    return minor
+
+
+class Wallets:
+    """Wallet flows of one book (``book.flows``)."""
+
+    def __init__(self, book):
+        self.book = book
+        self.currency = DEFAULT_CURRENCY
+
+    def open_system_accounts(self) -> None:
+        """Open the platform's own accounts (idempotent)."""
+        self.book.open_account(BANK, "asset", name="custody account at the bank")
+        self.book.open_account(RISK_RESERVE, "liability", no_overdraft=True, name="risk reserve")
+        for kind in FEE_KINDS:
+            self.book.open_account(fee_account(kind), "income", name=f"{kind} fees held in custody")
+
+    def open_user(self, user: str, name: str | None = None) -> list[str]:
+        """Open a user's wallet accounts (available, frozen, withdrawing); idempotent."""
+        codes = []
+        for part in WALLET_PARTS:
+            code = wallet(user, part)
+            self.book.open_account(code, "liability", no_overdraft=True, name=name)
+            codes.append(code)
+        return codes
+
+    def top_up(self, user: str, amount: Any, *, bank_ref: str, key: str,
+               effective_date: dt.date | None = None, pending: bool = False) -> Entry:
+        """Money paid into custody for ``user``: bank debit, wallet credit.
+
+        With ``pending=True`` the top-up waits for the bank's confirmation
+        (``confirm_top_up``); until then the user cannot spend it.
+        """
+        minor = positive_minor(amount, "amount")
+        return self.book.post(
+            [(BANK, minor), (wallet(user), -minor)], key=key, kind="top_up",
+            effective_date=effective_date, external_ref=bank_ref, pending=pending,
+            metadata={"user": user, "flow": "top_up"}, minor=True)
+
+    def confirm_top_up(self, entry_id: int, *, key: str, bank_ref: str | None = None,
+                       effective_date: dt.date | None = None) -> Entry:
+        """The bank confirmed a pending top-up: the money is the user's."""
+        return self.book.commit_pending(entry_id, key=key, external_ref=bank_ref,
+                                        effective_date=effective_date)
+
+    def withdraw(self, user: str, amount: Any, *, key: str, fee: Any = 0,
+                 order_ref: str | None = None, effective_date: dt.date | None = None) -> Entry:
+        """Hold ``amount`` + ``fee`` in the wallet until the bank pays ``amount`` out."""
+        minor = positive_minor(amount, "amount")
+        fee_minor = positive_minor(fee, "fee", allow_zero=True)
+        legs = [(wallet(user), minor + fee_minor), (BANK, -minor)]
+        if fee_minor:
+            legs.append((fee_account("withdrawal"), -fee_minor))
+        return self.book.post(legs, key=key, kind="withdrawal", effective_date=effective_date,
+                              external_ref=order_ref, pending=True,
+                              metadata={"user": user, "flow": "withdrawal", "fee_minor": fee_minor},
+                              minor=True)
+
+    def confirm_withdrawal(self, entry_id: int, *, bank_ref: str, key: str,
+                           effective_date: dt.date | None = None) -> Entry:
+        """The bank paid the withdrawal out: the money leaves custody."""
+        return self.book.commit_pending(entry_id, key=key, external_ref=bank_ref,
+                                        effective_date=effective_date)
+
+    def fail_withdrawal(self, entry_id: int, *, key: str, reason: str,
+                        effective_date: dt.date | None = None) -> Entry:
+        """The bank rejected the withdrawal: the hold is voided, nothing is charged."""
+        return self.book.void_pending(entry_id, key=key, effective_date=effective_date, memo=reason)
+
+    def charge_fee(self, user: str, amount: Any, *, kind: str, key: str,
+                   effective_date: dt.date | None = None, ref: str | None = None) -> Entry:
+        """A platform fee charged to a user's wallet."""
+        minor = positive_minor(amount, "amount")
+        self.book.open_account(fee_account(kind), "income")
+        return self.book.post([(wallet(user), minor), (fee_account(kind), -minor)], key=key,
+                              kind="fee", effective_date=effective_date, external_ref=ref,
+                              metadata={"user": user, "fee": kind}, minor=True)
+
+    def fund_risk_reserve(self, amount: Any, *, bank_ref: str, key: str,
+                          effective_date: dt.date | None = None) -> Entry:
+        """The platform or a guarantor pays into the risk reserve held in custody."""
+        minor = positive_minor(amount, "amount")
+        return self.book.post([(BANK, minor), (RISK_RESERVE, -minor)], key=key,
+                              kind="risk_reserve_funding", effective_date=effective_date,
+                              external_ref=bank_ref, minor=True)
+
+    def sweep_fees(self, amount: Any, *, key: str, bank_ref: str, kind: str | None = None,
+                   effective_date: dt.date | None = None) -> Entry:
+        """Move earned fees out of custody to the platform's own bank account.
+
+        The fee accounts hold what the platform earned *and still keeps in
+        custody*; a sweep lowers them and the custody bank together.
+
+        Takes from ``income:platform:fees:<kind>`` (or, without ``kind``, from
+        the fee accounts in code order until ``amount`` is covered); refuses
+        to sweep more than was earned.
+        """
+        minor = positive_minor(amount, "amount")
+        accounts = [a for a in self.book.accounts("income:platform:fees")
+                    if kind is None or a.code == fee_account(kind)]
+        legs, left = [], minor
+        for a in accounts:
+            available = self.book.balance_minor(a.code)
+            take = min(available, left)
+            if take > 0:
+                legs.append((a.code, take))
+                left -= take
+        if left:
+            raise FlowError(f"cannot sweep {from_minor(minor)}: only {from_minor(minor - left)} "
+                            "of fees is held in custody", field="amount")
+        legs.append((BANK, -minor))
+        return self.book.post(legs, key=key, kind="fee_sweep", effective_date=effective_date,
+                              external_ref=bank_ref, minor=True)

@@ -1,0 +1,71 @@
+"""Wallet flows: top-ups, two-phase withdrawals, fees, sweeps."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from ledger.errors import FloatAmountError, InsufficientFundsError
+from ledger.flows import BANK, FlowError, fee_account, wallet
+
+
+@pytest.fixture
+def flows(book):
+    f = book.flows
+    f.open_system_accounts()
+    f.open_user("alice")
+    f.open_user("bob")
+    return f
+
+
+def test_top_up_and_idempotent_retry(flows):
+    e = flows.top_up("alice", "1000.00", bank_ref="B1", key="t1")
+    assert flows.top_up("alice", D("1000"), bank_ref="B1", key="t1").id == e.id
+    assert flows.book.balance(wallet("alice")) == D("1000.00")
+    assert flows.book.balance(BANK) == D("1000.00")
+    with pytest.raises(FloatAmountError):
+        flows.top_up("alice", 10.5, bank_ref="B2", key="t2")
+    with pytest.raises(FlowError):
+        flows.top_up("alice", "-5", bank_ref="B2", key="t2")
+
+
+def test_pending_top_up_is_not_spendable_until_confirmed(flows):
+    pend = flows.top_up("alice", "300", bank_ref="B1", key="t1", pending=True)
+    assert flows.book.balance(wallet("alice"), kind="available") == D("0.00")
+    flows.confirm_top_up(pend.id, key="t1-ok")
+    assert flows.book.balance(wallet("alice"), kind="available") == D("300.00")
+
+
+def test_withdrawal_confirmed_pays_out_and_earns_the_fee(flows):
+    flows.top_up("alice", "1000", bank_ref="B1", key="t1")
+    hold = flows.withdraw("alice", "500", fee="2", key="w1")
+    assert flows.book.balance(wallet("alice"), kind="available") == D("498.00")
+    assert flows.book.balance(BANK) == D("1000.00")
+    flows.confirm_withdrawal(hold.id, bank_ref="P1", key="w1-ok")
+    assert flows.book.balance(wallet("alice")) == D("498.00")
+    assert flows.book.balance(BANK) == D("500.00")
+    assert flows.book.balance(fee_account("withdrawal")) == D("2.00")
+    assert flows.book.verify().ok
+
+
+def test_withdrawal_failed_gives_the_money_back(flows):
+    flows.top_up("alice", "1000", bank_ref="B1", key="t1")
+    hold = flows.withdraw("alice", "998", fee="2", key="w1")
+    with pytest.raises(InsufficientFundsError):
+        flows.withdraw("alice", "1", key="w2")
+    flows.fail_withdrawal(hold.id, key="w1-failed", reason="bank rejected: name mismatch")
+    assert flows.book.balance(wallet("alice"), kind="available") == D("1000.00")
+    assert flows.book.balance(fee_account("withdrawal")) == D("0.00")
+
+
+def test_fees_and_sweep_never_more_than_earned(flows):
+    flows.top_up("alice", "100", bank_ref="B1", key="t1")
+    flows.charge_fee("alice", "3", kind="service", key="f1")
+    with pytest.raises(FlowError, match="only 3.00"):
+        flows.sweep_fees("4", key="s1", bank_ref="S1")
+    flows.sweep_fees("3", key="s1", bank_ref="S1")
+    assert flows.book.balance(BANK) == D("97.00")
+    assert flows.book.balance(fee_account("service")) == D("0.00")
+    report = flows.book.verify()
+    assert report.ok and report.custody["CNY"]["difference_minor"] == 0
