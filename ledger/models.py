@@ -269,3 +269,34 @@ class ClosedPeriod(Base):
     """UTC time of the close."""
     closed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     """Who closed it."""
+
+
+class BalanceCheckpoint(Base):
+    """An account's posted balance at the end of a closed period; written at close.
+
+    A closed period never changes again, so a checkpoint stays exact: the
+    balance as of any date is the nearest checkpoint plus (or minus) the
+    postings between it and that date. Rows are never updated or deleted.
+    """
+
+    __tablename__ = "balance_checkpoint"
+    __table_args__ = (
+        Index("ix_balance_checkpoint_closed_period_id", "closed_period_id"),
+    )
+
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"), primary_key=True)
+    """The book."""
+    as_of_date: Mapped[dt.date] = mapped_column(Date(), primary_key=True)
+    """The closed period's last effective date; the balance includes it."""
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), primary_key=True)
+    """The account (every account with postings on or before ``as_of_date``)."""
+    closed_period_id: Mapped[int] = mapped_column(ForeignKey("closed_period.id"))
+    """The close that wrote the checkpoint."""
+    posted_minor: Mapped[int] = mapped_column(BigInteger)
+    """Sum of the account's posted (not pending) postings through ``as_of_date``, debit positive."""
+
+
+#: As-of reads sum the postings of a date range (between a checkpoint and the
+#: date asked for); this index covers that query, so it reads no table rows.
+Index("ix_posting_effective_date_account_id", Posting.effective_date, Posting.account_id,
+      Posting.is_pending, Posting.amount_minor)
