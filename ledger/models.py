@@ -271,6 +271,111 @@ class ClosedPeriod(Base):
     """Who closed it."""
 
 
+LOAN_STATUSES = ("bidding", "funded", "repaying", "settled", "cancelled", "defaulted")
+DUE_COMPONENTS = ("penalty", "fee", "interest", "principal")
+
+
+class Loan(Base):
+    """A loan: its terms, its borrower's plan, how much was raised, its state."""
+
+    __tablename__ = "loan"
+    __table_args__ = (
+        UniqueConstraint("book_id", "loan_no"),
+        CheckConstraint(_in("status", LOAN_STATUSES), name="status"),
+        CheckConstraint("raised_minor >= 0 AND raised_minor <= principal_minor",
+                        name="raised_within_principal"),
+        CheckConstraint("principal_minor > 0", name="principal_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book."""
+    loan_no: Mapped[str] = mapped_column(String(64))
+    """The platform's loan number, unique in the book."""
+    borrower: Mapped[str] = mapped_column(String(100))
+    """Borrowing user."""
+    currency: Mapped[str] = mapped_column(String(3))
+    """Currency of the loan."""
+    principal_minor: Mapped[int] = mapped_column(BigInteger)
+    """Amount lent."""
+    raised_minor: Mapped[int] = mapped_column(BigInteger)
+    """Bids so far; a conditional update keeps it within the principal."""
+    annual_rate: Mapped[str] = mapped_column(String(32))
+    """Contract annual rate as a decimal string (``"0.06"``)."""
+    term: Mapped[int] = mapped_column(Integer)
+    """Number of periods."""
+    term_unit: Mapped[str] = mapped_column(String(8))
+    """month or day."""
+    method: Mapped[str] = mapped_column(String(32))
+    """Repayment method (equal_installment, equal_principal, interest_only, bullet)."""
+    start_date: Mapped[dt.date] = mapped_column(Date())
+    """Value date of the loan; due dates follow from it."""
+    terms_json: Mapped[str] = mapped_column(Text)
+    """Fees, conventions and penalty rule, as canonical JSON."""
+    plan_json: Mapped[str] = mapped_column(Text)
+    """The borrower's plan in minor units, as canonical JSON."""
+    status: Mapped[str] = mapped_column(String(16))
+    """bidding, funded, repaying, settled, cancelled or defaulted."""
+    create_key: Mapped[str] = mapped_column(String(200))
+    """Idempotency key of the creating call."""
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time of creation."""
+
+
+class LoanBid(Base):
+    """An investor's bid on a loan (its freeze entry); append-only."""
+
+    __tablename__ = "loan_bid"
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id"), index=True)
+    """The loan."""
+    investor: Mapped[str] = mapped_column(String(100))
+    """Bidding user."""
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    """Amount frozen."""
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entry.id"), unique=True)
+    """The freeze entry."""
+
+
+class LoanDue(Base):
+    """One movement of what a loan owes whom; append-only, sums give the state.
+
+    ``+amount`` makes ``party`` owed that much of ``component`` of installment
+    ``seq`` (at disbursement, penalty accrual, or when a claim moves to it);
+    ``-amount`` settles or moves it away (repayment, compensation, transfer).
+    """
+
+    __tablename__ = "loan_due"
+    __table_args__ = (
+        CheckConstraint(_in("component", DUE_COMPONENTS), name="component"),
+        CheckConstraint("amount_minor <> 0", name="amount_nonzero"),
+        Index("ix_loan_due_loan_id_seq", "loan_id", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id"))
+    """The loan."""
+    seq: Mapped[int] = mapped_column(Integer)
+    """Installment number, from 1."""
+    component: Mapped[str] = mapped_column(String(16))
+    """penalty, fee, interest or principal."""
+    party: Mapped[str] = mapped_column(String(100))
+    """Who is owed: an investor, a payer who compensated, or ``@platform``."""
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    """Signed change of what is owed."""
+    reason: Mapped[str] = mapped_column(String(16))
+    """disburse, repay, accrue, compensate, transfer or waive."""
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entry.id"))
+    """The journal entry this movement belongs to."""
+    effective_date: Mapped[dt.date] = mapped_column(Date())
+    """Business date of the movement."""
+
+
 class BalanceCheckpoint(Base):
     """An account's posted balance at the end of a closed period; written at close.
 

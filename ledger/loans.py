@@ -1,0 +1,701 @@
+"""Loans as balanced ledger entries: bids, disbursement, repayment, penalties,
+compensation (代偿) and claim transfers (债权转让).
+
+What a loan owes whom lives in ``loan_due``, an append-only ledger of its
+own: each row adds to or settles what one *party* (an investor, a payer who
+compensated, or ``@platform`` for periodic fees) is owed of one component
+(penalty, fee, interest, principal) of one installment. Sums give every
+state: outstanding amounts, each investor's position, what was received.
+The rows are written in the same transaction as the journal entry they
+belong to, and each row names that entry.
+
+Money moves only through the one posting path, as entries that balance:
+
+* bid: investor ``available`` -> ``frozen``; ``cancel_loan`` gives it back;
+* disburse: every bid's ``frozen`` -> the borrower's ``available`` less the
+  upfront service fee (-> platform income); memo postings record each
+  investor's claim against the borrower's obligation;
+* repay: the borrower's wallet (or the custody bank, for a direct bank
+  payment) pays, in order penalty -> fees -> interest -> principal, overdue
+  installments first; each party is paid its exact share (largest
+  remainder over what each is owed), less the platform's management fee on
+  investors' interest; memo claims shrink with principal repaid;
+* compensate: the risk reserve or a guarantor pays investors an installment
+  in full and takes over their claim on it;
+* transfer_claim: the buyer pays the price, the seller receives it less a
+  fee, the claim on future installments moves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from . import models as m
+from .accounts import utcnow
+from .chain import canonical_json
+from .flows import BANK, RISK_RESERVE, FlowError, fee_account, positive_minor, wallet
+from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact
+from .postings import Draft, Entry, find_replay, write
+
+PLATFORM = "@platform"
+RISK_RESERVE_PARTY = "@risk_reserve"
+COMPONENT_ORDER = ("penalty", "fee", "interest", "principal")
+
+
+class LoanStateError(FlowError):
+    """The loan is not in a state that allows the operation."""
+
+
+class OverpaymentError(FlowError):
+    """A repayment larger than everything the loan still owes."""
+
+
+def claim_account(party: str, loan_no: str) -> str:
+    """Memo account of what ``party`` is owed in principal on a loan."""
+    return f"memo:claims:{_party_code(party)}:{loan_no}"
+
+
+def obligation_account(borrower: str, loan_no: str) -> str:
+    """Memo account of the borrower's principal obligation on a loan."""
+    return f"memo:obligations:{borrower}:{loan_no}"
+
+
+def _party_code(party: str) -> str:
+    return party.lstrip("@") if party.startswith("@") else party
+
+
+def party_account(party: str) -> str:
+    """Where money owed to ``party`` is paid."""
+    if party == RISK_RESERVE_PARTY:
+        return RISK_RESERVE
+    if party == PLATFORM:
+        return fee_account("periodic")
+    return wallet(party)
+
+
+@dataclass(frozen=True, slots=True)
+class Installment:
+    """One installment of a loan with what is paid and owed.
+
+    Attributes:
+        seq: number, from 1.
+        due_date: date due.
+        principal, interest, fee: scheduled amounts (Decimal).
+        paid: amount repaid to date (all components).
+        outstanding: amount still owed (principal, interest, fee, penalty).
+        penalty_outstanding: overdue penalty still owed.
+        status: paid, due, overdue or future.
+    """
+
+    seq: int
+    due_date: dt.date
+    principal: Decimal
+    interest: Decimal
+    fee: Decimal
+    paid: Decimal
+    outstanding: Decimal
+    penalty_outstanding: Decimal
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A party's position in a loan.
+
+    Attributes:
+        party: investor id (or ``@risk_reserve`` / a guarantor).
+        funded: principal bid and lent.
+        acquired: principal bought or taken over (transfer, compensation).
+        disposed: principal sold to another investor.
+        principal_received, interest_received, penalty_received: paid to date.
+        outstanding_principal: principal still owed to the party.
+        outstanding_interest: scheduled interest still owed.
+    """
+
+    party: str
+    funded: Decimal
+    acquired: Decimal
+    disposed: Decimal
+    principal_received: Decimal
+    interest_received: Decimal
+    penalty_received: Decimal
+    outstanding_principal: Decimal
+    outstanding_interest: Decimal
+
+
+@dataclass(frozen=True)
+class LoanView:
+    """A loan and its state.
+
+    Attributes:
+        loan_no, borrower, currency, principal, raised, annual_rate, term,
+        term_unit, method, start_date: the loan's terms.
+        status: bidding, funded, repaying, overdue, settled, cancelled, defaulted.
+        outstanding_principal: principal still owed by the borrower.
+        installments: the plan with what is paid and owed.
+        positions: each party's position.
+        terms: fees and conventions.
+    """
+
+    loan_no: str
+    borrower: str
+    currency: str
+    principal: Decimal
+    raised: Decimal
+    annual_rate: Decimal
+    term: int
+    term_unit: str
+    method: str
+    start_date: dt.date
+    status: str
+    outstanding_principal: Decimal
+    installments: tuple[Installment, ...]
+    positions: tuple[Position, ...]
+    terms: dict
+
+    @property
+    def next_due(self) -> Installment | None:
+        """The first installment not fully paid."""
+        return next((i for i in self.installments if i.status != "paid"), None)
+
+
+# --- the plan, from ledger.schedules ---------------------------------------------
+def _make_plan(principal: Decimal, annual_rate: Decimal, term: int, method: str,
+               start: dt.date, term_unit: str, conventions: Mapping[str, Any]) -> list[dict]:
+    from . import schedules
+
+    plan = schedules.schedule(principal, annual_rate, term, method=method, start=start,
+                              term_unit=term_unit, **conventions)
+    return [{"seq": r.seq, "due_date": r.due_date.isoformat(),
+             "principal": _minor(r.principal), "interest": _minor(r.interest),
+             "fee": _minor(r.fee)} for r in plan.rows], plan
+
+
+def _minor(value: Decimal) -> int:
+    return int(value.scaleb(2))
+
+
+def _investor_shares(plan, investors: Sequence[tuple[str, int]]) -> dict[str, list[tuple[int, int]]]:
+    """Each investor's (principal, interest) per installment, from the borrower's rows."""
+    from . import schedules
+
+    split = schedules.split(plan, [(inv, from_minor(amount)) for inv, amount in investors])
+    out = {}
+    for inv_plan in split.investors:
+        out[inv_plan.investor] = [(_minor(r.principal), _minor(r.interest)) for r in inv_plan.rows]
+    return out
+
+
+# --- the service ------------------------------------------------------------------
+class Loans:
+    """Loan flows of one book (``book.loans``)."""
+
+    def __init__(self, book):
+        self.book = book
+
+    # ---- helpers
+    def _loan(self, conn: Connection, loan_no: str, *, lock: bool = False) -> dict:
+        query = select(m.Loan.__table__).where(m.Loan.book_id == self.book.book_id,
+                                               m.Loan.loan_no == loan_no)
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise FlowError(f"no loan {loan_no!r}", loan_no=loan_no)
+        loan = row._asdict()
+        loan["terms"] = json.loads(loan["terms_json"])
+        loan["plan"] = json.loads(loan["plan_json"])
+        return loan
+
+    def _run(self, key: str, fn) -> Entry:
+        """Run a flow in one transaction; a replayed key returns its entry."""
+        def run(conn):
+            replay = find_replay(conn, self.book.book_id, key)
+            if replay is not None:
+                return replay
+            return fn(conn)
+        entry = self.book._write(run)
+        self.book._after_write(0 if entry is None or entry.replayed else 1)
+        return entry
+
+    def _post(self, conn: Connection, draft: Draft) -> Entry:
+        return write(conn, self.book.book_id, [draft])[0]
+
+    def _dues(self, conn: Connection, loan_id: int) -> dict[tuple[int, str, str], int]:
+        rows = conn.execute(
+            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party,
+                   func.sum(m.LoanDue.amount_minor))
+            .where(m.LoanDue.loan_id == loan_id)
+            .group_by(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party))
+        return {(seq, comp, party): int(total) for seq, comp, party, total in rows if total}
+
+    def _record_dues(self, conn: Connection, loan_id: int, entry: Entry, rows: Iterable[tuple],
+                     reason: str) -> None:
+        values = [{"loan_id": loan_id, "seq": seq, "component": comp, "party": party,
+                   "amount_minor": amount, "reason": reason, "entry_id": entry.id,
+                   "effective_date": entry.effective_date}
+                  for seq, comp, party, amount in rows if amount]
+        if values:
+            conn.execute(insert(m.LoanDue), values)
+
+    # ---- creating and funding
+    def create_loan(self, loan_no: str, borrower: str, principal: Any, annual_rate: Any, term: int, *,
+                    key: str, method: str = "equal_installment", start: dt.date,
+                    term_unit: str = "month", upfront_fee: Any = 0, management_fee_rate: Any = "0",
+                    penalty_multiple: Any = "1.5", prepayment_fee_rate: Any = "0",
+                    conventions: Mapping[str, Any] | None = None,
+                    check_rate_cap: bool = True) -> LoanView:
+        """Create a loan and its plan; refuses a rate above the cap."""
+        from . import schedules
+
+        principal_minor = positive_minor(principal, "principal")
+        rate = to_decimal_exact(annual_rate, what="annual_rate")
+        fee_minor = positive_minor(upfront_fee, "upfront_fee", allow_zero=True)
+        if fee_minor >= principal_minor:
+            raise FlowError("upfront fee must be smaller than the principal", field="upfront_fee")
+        conventions = dict(conventions or {})
+        plan_rows, plan = _make_plan(from_minor(principal_minor), rate, term, method, start,
+                                     term_unit, conventions)
+        if check_rate_cap:
+            schedules.check_rate_cap(plan, start, upfront_fee=from_minor(fee_minor))
+        terms = {"upfront_fee_minor": fee_minor,
+                 "management_fee_rate": str(to_decimal_exact(management_fee_rate)),
+                 "penalty_multiple": str(to_decimal_exact(penalty_multiple)),
+                 "prepayment_fee_rate": str(to_decimal_exact(prepayment_fee_rate)),
+                 "conventions": {k: str(v) for k, v in conventions.items()}}
+
+        def run(conn):
+            existing = conn.execute(select(m.Loan.create_key).where(
+                m.Loan.book_id == self.book.book_id, m.Loan.loan_no == loan_no)).scalar()
+            if existing is not None:
+                if existing != key:
+                    raise FlowError(f"loan {loan_no!r} exists already", loan_no=loan_no)
+                return
+            conn.execute(insert(m.Loan).values(
+                book_id=self.book.book_id, loan_no=loan_no, borrower=borrower,
+                currency=DEFAULT_CURRENCY, principal_minor=principal_minor, raised_minor=0,
+                annual_rate=str(rate), term=term, term_unit=term_unit, method=method,
+                start_date=start, terms_json=canonical_json(terms),
+                plan_json=canonical_json(plan_rows), status="bidding", create_key=key,
+                created_at=utcnow()))
+        self.book.flows.open_user(borrower)
+        self.book._write(run)
+        return self.loan(loan_no)
+
+    def bid(self, loan_no: str, investor: str, amount: Any, *, key: str,
+            effective_date: dt.date | None = None) -> Entry:
+        """Freeze ``amount`` of the investor's money for a loan still filling."""
+        minor = positive_minor(amount, "amount")
+
+        def run(conn):
+            loan = self._loan(conn, loan_no)
+            if loan["status"] != "bidding":
+                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not open for bids",
+                                     loan_no=loan_no, status=loan["status"])
+            took = conn.execute(
+                update(m.Loan).where(m.Loan.id == loan["id"], m.Loan.status == "bidding",
+                                     m.Loan.raised_minor + minor <= m.Loan.principal_minor)
+                .values(raised_minor=m.Loan.raised_minor + minor)).rowcount
+            if took != 1:
+                left = loan["principal_minor"] - loan["raised_minor"]
+                raise FlowError(f"bid of {from_minor(minor)} exceeds the {from_minor(left)} left on "
+                                f"loan {loan_no}", loan_no=loan_no, remaining_minor=left, key=key)
+            entry = self._post(conn, Draft(
+                ((wallet(investor), minor), (wallet(investor, "frozen"), -minor)), key, "bid",
+                effective_date, metadata={"loan": loan_no, "investor": investor}, minor=True))
+            conn.execute(insert(m.LoanBid).values(loan_id=loan["id"], investor=investor,
+                                                  amount_minor=minor, entry_id=entry.id))
+            conn.execute(update(m.Loan).where(m.Loan.id == loan["id"],
+                                              m.Loan.raised_minor == m.Loan.principal_minor)
+                         .values(status="funded"))
+            return entry
+        return self._run(key, run)
+
+    def _bids(self, conn: Connection, loan_id: int) -> list[tuple[str, int]]:
+        rows = conn.execute(select(m.LoanBid.investor, func.sum(m.LoanBid.amount_minor))
+                            .where(m.LoanBid.loan_id == loan_id)
+                            .group_by(m.LoanBid.investor).order_by(m.LoanBid.investor))
+        return [(inv, int(total)) for inv, total in rows]
+
+    def cancel_loan(self, loan_no: str, *, key: str, effective_date: dt.date | None = None,
+                    reason: str = "not fully funded in time") -> Entry | None:
+        """Cancel a loan not yet disbursed: every bid is unfrozen, in one entry."""
+        def run(conn):
+            loan = self._loan(conn, loan_no, lock=True)
+            if loan["status"] not in ("bidding", "funded"):
+                raise LoanStateError(f"loan {loan_no} is {loan['status']}; only a loan not yet "
+                                     "disbursed can be cancelled", loan_no=loan_no)
+            legs = []
+            for investor, amount in self._bids(conn, loan["id"]):
+                legs += [(wallet(investor, "frozen"), amount), (wallet(investor), -amount)]
+            conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="cancelled"))
+            if not legs:
+                return None
+            return self._post(conn, Draft(tuple(legs), key, "loan_cancelled", effective_date,
+                                          memo=reason, metadata={"loan": loan_no}, minor=True))
+        return self._run(key, run)
+
+    def disburse(self, loan_no: str, *, key: str, effective_date: dt.date | None = None) -> Entry:
+        """Pay a fully funded loan to the borrower; record every investor's claim."""
+        def run(conn):
+            loan = self._loan(conn, loan_no, lock=True)
+            if loan["status"] != "funded":
+                raise LoanStateError(f"loan {loan_no} is {loan['status']}; only a fully funded loan "
+                                     "is disbursed", loan_no=loan_no, status=loan["status"])
+            bids = self._bids(conn, loan["id"])
+            fee = loan["terms"]["upfront_fee_minor"]
+            borrower = loan["borrower"]
+            legs = [(wallet(inv, "frozen"), amount) for inv, amount in bids]
+            legs.append((wallet(borrower), -(loan["principal_minor"] - fee)))
+            if fee:
+                legs.append((fee_account("service"), -fee))
+            for inv, amount in bids:
+                legs += [(claim_account(inv, loan_no), amount),
+                         (obligation_account(borrower, loan_no), -amount)]
+            self._open_memo(conn, loan_no, borrower, [inv for inv, _ in bids])
+            entry = self._post(conn, Draft(
+                tuple(_merge(legs)), key, "disbursement", effective_date,
+                metadata={"loan": loan_no, "borrower": borrower}, minor=True))
+            plan = self._plan_object(loan)
+            shares = _investor_shares(plan, bids)
+            dues = []
+            for inv, rows in shares.items():
+                for seq, (principal, interest) in enumerate(rows, start=1):
+                    dues += [(seq, "principal", inv, principal), (seq, "interest", inv, interest)]
+            for row in loan["plan"]:
+                dues.append((row["seq"], "fee", PLATFORM, row["fee"]))
+            self._record_dues(conn, loan["id"], entry, dues, "disburse")
+            conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="repaying"))
+            return entry
+        return self._run(key, run)
+
+    def _plan_object(self, loan: dict):
+        conventions = loan["terms"].get("conventions", {})
+        _, plan = _make_plan(from_minor(loan["principal_minor"]), Decimal(loan["annual_rate"]),
+                             loan["term"], loan["method"], loan["start_date"], loan["term_unit"],
+                             conventions)
+        return plan
+
+    def _open_memo(self, conn: Connection, loan_no: str, borrower: str, parties: Iterable[str]) -> None:
+        from .accounts import open_account
+
+        open_account(conn, self.book.book_id, obligation_account(borrower, loan_no), "memo")
+        for party in parties:
+            open_account(conn, self.book.book_id, claim_account(party, loan_no), "memo")
+
+    # ---- repaying
+    def repay(self, loan_no: str, amount: Any, *, key: str, on_date: dt.date,
+              bank_ref: str | None = None, order: Sequence[str] = COMPONENT_ORDER) -> Entry:
+        """The borrower repays ``amount``: overdue installments first, each in ``order``.
+
+        Amounts beyond what is due by ``on_date`` pay the next installments in
+        advance; more than the loan owes is refused. With ``bank_ref`` the
+        money comes straight from the bank into custody.
+        """
+        minor = positive_minor(amount, "amount")
+        if sorted(order) != sorted(COMPONENT_ORDER):
+            raise FlowError(f"order must list {', '.join(COMPONENT_ORDER)}", field="order")
+
+        def run(conn):
+            loan = self._loan(conn, loan_no, lock=True)
+            if loan["status"] != "repaying":
+                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
+                                     loan_no=loan_no, status=loan["status"])
+            dues = self._dues(conn, loan["id"])
+            owed = sum(v for v in dues.values() if v > 0)
+            if minor > owed:
+                raise OverpaymentError(
+                    f"repayment {from_minor(minor)} exceeds the {from_minor(owed)} loan {loan_no} "
+                    "still owes", loan_no=loan_no, owed_minor=owed, key=key)
+            payments = _allocate_payment(dues, minor, order)
+            return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=(
+                (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)),
+                kind="repayment", reason="repay")
+        return self._run(key, run)
+
+    def _pay_out(self, conn: Connection, loan: dict, payments: list[tuple[int, str, str, int]], *,
+                 key: str, on_date: dt.date, source: tuple[str, str | None], kind: str,
+                 reason: str, extra_legs: Sequence[tuple[str, int]] = (),
+                 extra_dues: Sequence[tuple] = ()) -> Entry:
+        loan_no, borrower = loan["loan_no"], loan["borrower"]
+        rate = Decimal(loan["terms"]["management_fee_rate"])
+        total = sum(p[3] for p in payments)
+        source_account, source_ref = source
+        legs: list[tuple[str, int]] = [(source_account, total)] if total else []
+        mgmt = 0
+        for seq, comp, party, amount in payments:
+            pay = amount
+            if comp == "interest" and not party.startswith("@") and rate:
+                fee = int((Decimal(amount) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+                mgmt += fee
+                pay -= fee
+            if pay:
+                legs.append((party_account(party), -pay))
+            if comp == "principal":
+                legs += [(obligation_account(borrower, loan_no), amount),
+                         (claim_account(party, loan_no), -amount)]
+        if mgmt:
+            legs.append((fee_account("management"), -mgmt))
+        legs += list(extra_legs)
+        entry = self._post(conn, Draft(
+            tuple(_merge(legs)), key, kind, on_date, external_ref=source_ref,
+            metadata={"loan": loan_no, "paid_minor": total, "management_fee_minor": mgmt}, minor=True))
+        self._record_dues(conn, loan["id"], entry,
+                          [(s, c, p, -a) for s, c, p, a in payments] + list(extra_dues), reason)
+        if not any(v > 0 for v in self._dues(conn, loan["id"]).values()):
+            conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="settled"))
+        return entry
+
+    def accrue_penalties(self, as_of: dt.date) -> list[Entry]:
+        """Penalty interest on overdue principal of every repaying loan, through ``as_of``.
+
+        Idempotent per loan and date: running it twice for a date posts once.
+        Penalty accrues daily at the contract rate times the loan's penalty
+        multiple (ACT/360), on each party's overdue principal, from the due
+        date (or the last accrual) to ``as_of``.
+        """
+        with self.book.reading() as conn:
+            loan_nos = list(conn.execute(select(m.Loan.loan_no).where(
+                m.Loan.book_id == self.book.book_id, m.Loan.status == "repaying")
+                .order_by(m.Loan.loan_no)).scalars())
+        entries = []
+        for loan_no in loan_nos:
+            entry = self._accrue_one(loan_no, as_of)
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    def _accrue_one(self, loan_no: str, as_of: dt.date) -> Entry | None:
+        key = f"penalty:{loan_no}:{as_of.isoformat()}"
+
+        def run(conn):
+            loan = self._loan(conn, loan_no, lock=True)
+            dues = self._dues(conn, loan["id"])
+            last = conn.execute(select(func.max(m.LoanDue.effective_date)).where(
+                m.LoanDue.loan_id == loan["id"], m.LoanDue.reason == "accrue")).scalar()
+            daily = Decimal(loan["annual_rate"]) * Decimal(loan["terms"]["penalty_multiple"]) / 360
+            rows = []
+            for inst in loan["plan"]:
+                due = dt.date.fromisoformat(inst["due_date"])
+                start = max(due, last) if last else due
+                days = (as_of - start).days
+                if days <= 0:
+                    continue
+                for (seq, comp, party), amount in sorted(dues.items()):
+                    if seq == inst["seq"] and comp == "principal" and amount > 0:
+                        penalty = int((Decimal(amount) * daily * days)
+                                      .quantize(Decimal(1), rounding=ROUND_HALF_UP))
+                        if penalty:
+                            rows.append((seq, "penalty", party, penalty))
+            if not rows:
+                return None
+            total = sum(r[3] for r in rows)
+            self._open_penalty_memo(conn, loan)
+            entry = self._post(conn, Draft(
+                ((f"memo:penalties:{loan_no}", total),
+                 (obligation_account(loan["borrower"], loan_no) + ":penalty", -total)),
+                key, "penalty_accrual", as_of, metadata={"loan": loan_no, "through": as_of.isoformat()},
+                minor=True))
+            self._record_dues(conn, loan["id"], entry, rows, "accrue")
+            return entry
+        return self._run(key, run)
+
+    def _open_penalty_memo(self, conn: Connection, loan: dict) -> None:
+        from .accounts import open_account
+
+        open_account(conn, self.book.book_id, f"memo:penalties:{loan['loan_no']}", "memo")
+        open_account(conn, self.book.book_id,
+                     obligation_account(loan["borrower"], loan["loan_no"]) + ":penalty", "memo")
+
+    # ---- compensation and transfers
+    def compensate(self, loan_no: str, installment: int, *, key: str, on_date: dt.date,
+                   payer: str = "risk_reserve") -> Entry:
+        """A payer settles an overdue installment with its investors and takes over the claim.
+
+        ``payer`` is ``"risk_reserve"`` or a guarantor's user id (paid from its
+        wallet). Later repayments of that installment go to the payer.
+        """
+        party = RISK_RESERVE_PARTY if payer == "risk_reserve" else payer
+        source = RISK_RESERVE if payer == "risk_reserve" else wallet(payer)
+
+        def run(conn):
+            loan = self._loan(conn, loan_no, lock=True)
+            if loan["status"] != "repaying":
+                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying", loan_no=loan_no)
+            inst = next((r for r in loan["plan"] if r["seq"] == installment), None)
+            if inst is None or dt.date.fromisoformat(inst["due_date"]) >= on_date:
+                raise LoanStateError(f"installment {installment} of loan {loan_no} is not overdue "
+                                     f"on {on_date}", loan_no=loan_no)
+            dues = self._dues(conn, loan["id"])
+            payments = [(seq, comp, p, amount) for (seq, comp, p), amount in sorted(dues.items())
+                        if seq == installment and comp in ("principal", "interest") and amount > 0
+                        and not p.startswith("@") and p != party]
+            if not payments:
+                raise LoanStateError(f"nothing owed to investors on installment {installment}",
+                                     loan_no=loan_no)
+            self._open_memo(conn, loan_no, loan["borrower"], [party])
+            moved = [(seq, comp, party, amount) for seq, comp, _, amount in payments]
+            principal_moved = sum(a for _, c, _, a in payments if c == "principal")
+            # Investors are paid as by a repayment; the claim (and the obligation) move to the payer.
+            extra = [(claim_account(party, loan_no), principal_moved),
+                     (obligation_account(loan["borrower"], loan_no), -principal_moved)]
+            return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=(source, None),
+                                 kind="compensation", reason="compensate", extra_legs=extra,
+                                 extra_dues=moved)
+        return self._run(key, run)
+
+    def transfer_claim(self, loan_no: str, seller: str, buyer: str, *, share: Any, price: Any,
+                       key: str, on_date: dt.date, fee: Any = 0) -> Entry:
+        """Move ``share`` (0 < share <= 1) of the seller's claim on future installments to the buyer."""
+        fraction = to_decimal_exact(share, what="share")
+        if not 0 < fraction <= 1:
+            raise FlowError(f"share must be in (0, 1], got {fraction}", field="share")
+        price_minor = positive_minor(price, "price")
+        fee_minor = positive_minor(fee, "fee", allow_zero=True)
+        if fee_minor > price_minor:
+            raise FlowError("fee exceeds the price", field="fee")
+
+        def run(conn):
+            loan = self._loan(conn, loan_no, lock=True)
+            if loan["status"] != "repaying":
+                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying", loan_no=loan_no)
+            dues = self._dues(conn, loan["id"])
+            future = {r["seq"] for r in loan["plan"] if dt.date.fromisoformat(r["due_date"]) > on_date}
+            moves = []
+            for (seq, comp, party), amount in sorted(dues.items()):
+                if party == seller and seq in future and comp in ("principal", "interest") and amount > 0:
+                    part = amount if fraction == 1 else allocate(amount, [fraction, 1 - fraction])[0]
+                    if part:
+                        moves += [(seq, comp, seller, -part), (seq, comp, buyer, part)]
+            principal = sum(a for _, c, p, a in moves if c == "principal" and p == buyer)
+            if not principal:
+                raise FlowError(f"{seller} holds no claim on future installments of {loan_no}",
+                                loan_no=loan_no)
+            self._open_memo(conn, loan_no, loan["borrower"], [buyer])
+            legs = [(wallet(buyer), price_minor), (wallet(seller), -(price_minor - fee_minor)),
+                    (claim_account(buyer, loan_no), principal),
+                    (claim_account(seller, loan_no), -principal)]
+            if fee_minor:
+                legs.append((fee_account("transfer"), -fee_minor))
+            entry = self._post(conn, Draft(tuple(_merge(legs)), key, "claim_transfer", on_date,
+                                           metadata={"loan": loan_no, "seller": seller, "buyer": buyer,
+                                                     "share": str(fraction)}, minor=True))
+            self._record_dues(conn, loan["id"], entry, moves, "transfer")
+            return entry
+        return self._run(key, run)
+
+    # ---- reading
+    def loan(self, loan_no: str, *, today: dt.date | None = None) -> LoanView:
+        """A loan with its installments and positions."""
+        today = today or dt.date.today()
+        with self.book.reading() as conn:
+            loan = self._loan(conn, loan_no)
+            dues = conn.execute(
+                select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, m.LoanDue.reason,
+                       m.LoanDue.amount_minor).where(m.LoanDue.loan_id == loan["id"])).all()
+            bids = self._bids(conn, loan["id"])
+        return _view(loan, dues, bids, today)
+
+    def loans(self) -> list[str]:
+        """Loan numbers of the book."""
+        with self.book.reading() as conn:
+            return list(conn.execute(select(m.Loan.loan_no).where(m.Loan.book_id == self.book.book_id)
+                                     .order_by(m.Loan.loan_no)).scalars())
+
+
+def _merge(legs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Sum legs per account (first-seen order), dropping zeros."""
+    totals: dict[str, int] = {}
+    for code, amount in legs:
+        totals[code] = totals.get(code, 0) + amount
+    return [(code, amount) for code, amount in totals.items() if amount]
+
+
+def _allocate_payment(dues: Mapping[tuple[int, str, str], int], amount: int,
+                      order: Sequence[str]) -> list[tuple[int, str, str, int]]:
+    """Split ``amount`` over installments (earliest first), components in ``order``,
+    and parties in proportion to what each is owed (largest remainder)."""
+    by_bucket: dict[tuple[int, str], list[tuple[str, int]]] = {}
+    for (seq, comp, party), owed in sorted(dues.items()):
+        if owed > 0:
+            by_bucket.setdefault((seq, comp), []).append((party, owed))
+    rank = {c: i for i, c in enumerate(order)}
+    payments = []
+    left = amount
+    for seq, comp in sorted(by_bucket, key=lambda b: (b[0], rank[b[1]])):
+        if not left:
+            break
+        parties = by_bucket[(seq, comp)]
+        owed = sum(o for _, o in parties)
+        pay = min(left, owed)
+        parts = [o for _, o in parties] if pay == owed else allocate(pay, [o for _, o in parties])
+        for (party, _), part in zip(parties, parts):
+            if part:
+                payments.append((seq, comp, party, part))
+        left -= pay
+    return payments
+
+
+def _view(loan: dict, dues: Sequence, bids: Sequence[tuple[str, int]], today: dt.date) -> LoanView:
+    outstanding: dict[tuple[int, str], int] = {}
+    paid: dict[int, int] = {}
+    pos: dict[str, dict[str, int]] = {}
+
+    def p(party):
+        return pos.setdefault(party, {"funded": 0, "acquired": 0, "disposed": 0, "principal_received": 0,
+                                      "interest_received": 0, "penalty_received": 0,
+                                      "outstanding_principal": 0, "outstanding_interest": 0})
+    for inv, amount in bids:
+        p(inv)["funded"] += amount
+    for seq, comp, party, reason, amount in dues:
+        outstanding[(seq, comp)] = outstanding.get((seq, comp), 0) + amount
+        if reason in ("repay", "compensate") and amount < 0:
+            paid[seq] = paid.get(seq, 0) - amount
+            if comp in ("principal", "interest", "penalty"):
+                p(party)[f"{comp}_received"] += -amount
+        if comp == "principal":
+            p(party)["outstanding_principal"] += amount
+            if reason in ("transfer", "compensate") and amount > 0:
+                p(party)["acquired"] += amount
+            elif reason == "transfer" and amount < 0:
+                p(party)["disposed"] += -amount
+        if comp == "interest":
+            p(party)["outstanding_interest"] += amount
+    installments = []
+    for row in loan["plan"]:
+        seq = row["seq"]
+        due = dt.date.fromisoformat(row["due_date"])
+        owed = sum(v for (s, _), v in outstanding.items() if s == seq)
+        if loan["status"] in ("bidding", "funded", "cancelled"):
+            owed = row["principal"] + row["interest"] + row["fee"]
+        status = "paid" if owed == 0 else "overdue" if due < today else "due" if due == today else "future"
+        installments.append(Installment(
+            seq, due, from_minor(row["principal"]), from_minor(row["interest"]), from_minor(row["fee"]),
+            from_minor(paid.get(seq, 0)), from_minor(owed),
+            from_minor(outstanding.get((seq, "penalty"), 0)), status))
+    status = loan["status"]
+    if status == "repaying" and any(i.status == "overdue" for i in installments):
+        status = "overdue"
+    positions = tuple(Position(party, *(from_minor(v[k]) for k in (
+        "funded", "acquired", "disposed", "principal_received", "interest_received",
+        "penalty_received", "outstanding_principal", "outstanding_interest")))
+        for party, v in sorted(pos.items()) if party != PLATFORM)
+    outstanding_principal = sum(v for (_, c), v in outstanding.items() if c == "principal")
+    if loan["status"] in ("bidding", "funded"):
+        outstanding_principal = 0
+    return LoanView(loan["loan_no"], loan["borrower"], loan["currency"],
+                    from_minor(loan["principal_minor"]), from_minor(loan["raised_minor"]),
+                    Decimal(loan["annual_rate"]), loan["term"], loan["term_unit"], loan["method"],
+                    loan["start_date"], status, from_minor(outstanding_principal),
+                    tuple(installments), positions, loan["terms"])
+
+
+__all__ = ["Loans", "LoanView", "Installment", "Position", "LoanStateError", "OverpaymentError",
+           "claim_account", "obligation_account"]
