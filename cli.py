@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ledger import __version__
-from ledger.commands import core
+from ledger.commands import core, flows
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +18,7 @@ def main():
     """
 
 
-for command in core.COMMANDS:
+for command in [*core.COMMANDS, *flows.COMMANDS]:
     main.add_command(command)
 
 

@@ -82,6 +82,13 @@ class Book:
 
         return Wallets(self)
 
+    @property
+    def loans(self):
+        """Loan flows: create, bid, disburse, repay, ... (:class:`ledger.loans.Loans`)."""
+        from .loans import Loans
+
+        return Loans(self)
+
     # --- accounts -------------------------------------------------------------
     def open_account(self, code: str, type: str | None = None, *, currency: str = DEFAULT_CURRENCY,
                      no_overdraft: bool = False, name: str | None = None) -> acc.Account:
