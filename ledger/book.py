@@ -236,11 +236,21 @@ class Book:
 
         return verify_book(self, **kwargs)
 
-    def close_period(self, through: dt.date, label: str, closed_by: str | None = None) -> None:
-        """Close the book through ``through``: no entry may be dated on or before it."""
-        self._write(lambda c: c.execute(insert(m.ClosedPeriod).values(
-            book_id=self.book_id, closed_through=through, label=label,
-            closed_at=acc.utcnow(), closed_by=closed_by)))
+    def close_period(self, through: dt.date, label: str | None = None, closed_by: str | None = None,
+                     *, today: dt.date | None = None):
+        """Close the book through ``through`` (no entry may be dated on or before it) and
+        write its balance checkpoint; see :mod:`ledger.periods`."""
+        from . import periods
+
+        return self._write(lambda c: periods.close_period(
+            c, self.book_id, through, label or through.isoformat(), closed_by, today=today))
+
+    def periods(self):
+        """Every close of the book, oldest first (:class:`ledger.periods.ClosedPeriod`)."""
+        from . import periods
+
+        with self.reading() as conn:
+            return periods.list_periods(conn, self.book_id)
 
     def dispose(self) -> None:
         """Close the engine's connections."""

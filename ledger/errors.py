@@ -112,3 +112,11 @@ class IntegrityViolation(LedgerError):
 
 class ConcurrencyError(LedgerError):
     """A write kept failing on serialization conflicts past the retry limit."""
+
+
+class PeriodCloseError(LedgerError):
+    """A period cannot be closed: already closed, or not ended yet."""
+
+
+class ReportError(LedgerError):
+    """A report cannot be produced as asked, or its figures do not add up."""
