@@ -6,6 +6,7 @@ import click
 
 from ledger import __version__
 from ledger.commands import core, flows
+from ledger.commands import reports as report_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +20,8 @@ def main():
 
 
 for command in [*core.COMMANDS, *flows.COMMANDS]:
+    main.add_command(command)
+for command in report_commands.COMMANDS:
     main.add_command(command)
 
 
