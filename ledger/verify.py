@@ -10,7 +10,9 @@
   open holds, and none is below zero;
 * that all posted postings sum to zero per currency;
 * the custody invariant: the custody bank account(s) equal what is held for
-  users and the platform (liabilities + equity + income - expenses).
+  users and the platform (liabilities + equity + income - expenses);
+* that every period-close balance checkpoint equals the postings through
+  its date (as-of reports trust them).
 
 It reports every problem found, each naming the entry or account and what
 differs; ``report.first`` is the earliest.
@@ -92,6 +94,7 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         _check_stored_balances(conn, book.book_id, problems)
         _check_totals(conn, book.book_id, problems)
         custody = _check_custody(conn, book.book_id, custody_prefix, problems)
+        _check_checkpoints(conn, book.book_id, problems)
     return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems))
 
 
@@ -249,6 +252,40 @@ def _check_totals(conn: Connection, book_id: int, problems: list[Problem]) -> No
         if total:
             problems.append(Problem("totals", f"all {currency} balances sum to "
                                     f"{format_minor(int(total), currency)}, not zero"))
+
+
+def _check_checkpoints(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """Every period-close checkpoint equals the postings through its date (one pass, in date order)."""
+    dates = conn.execute(
+        select(m.BalanceCheckpoint.as_of_date).where(m.BalanceCheckpoint.book_id == book_id)
+        .distinct().order_by(m.BalanceCheckpoint.as_of_date)).scalars().all()
+    codes = dict(conn.execute(select(m.Account.id, m.Account.code).where(m.Account.book_id == book_id)).all())
+    currencies = dict(conn.execute(select(m.Account.id, m.Account.currency)
+                                   .where(m.Account.book_id == book_id)).all())
+    running: dict[int, int] = {}
+    previous = None
+    for date in dates:
+        cond = [m.Account.book_id == book_id, m.Posting.is_pending.is_(False),
+                m.Posting.effective_date <= date]
+        if previous is not None:
+            cond.append(m.Posting.effective_date > previous)
+        for account_id, total in conn.execute(
+                select(m.Posting.account_id, func.sum(m.Posting.amount_minor))
+                .join(m.Account, m.Account.id == m.Posting.account_id).where(*cond)
+                .group_by(m.Posting.account_id)):
+            running[account_id] = running.get(account_id, 0) + int(total)
+        stored = dict(conn.execute(
+            select(m.BalanceCheckpoint.account_id, m.BalanceCheckpoint.posted_minor)
+            .where(m.BalanceCheckpoint.book_id == book_id, m.BalanceCheckpoint.as_of_date == date)).all())
+        for account_id in sorted(set(stored) | {a for a, v in running.items() if v}):
+            want, got = running.get(account_id, 0), stored.get(account_id)
+            if got is None or int(got) != want:
+                code, cur = codes.get(account_id, str(account_id)), currencies.get(account_id, "CNY")
+                said = "nothing" if got is None else format_minor(int(got), cur)
+                problems.append(Problem(
+                    "checkpoint", f"{code}: the checkpoint at the close of {date} says {said}, "
+                    f"the postings say {format_minor(want, cur)}", account=code))
+        previous = date
 
 
 def _check_custody(conn: Connection, book_id: int, prefix: str, problems: list[Problem]) -> dict:
