@@ -405,3 +405,174 @@ class BalanceCheckpoint(Base):
 #: date asked for); this index covers that query, so it reads no table rows.
 Index("ix_posting_effective_date_account_id", Posting.effective_date, Posting.account_id,
       Posting.is_pending, Posting.amount_minor)
+
+
+RESOLUTION_ACTIONS = ("adjust", "accept-timing", "match-with")
+
+
+class StatementFile(Base):
+    """A bank statement file imported (by content hash)."""
+
+    __tablename__ = "statement_file"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book."""
+    sha256: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the file's bytes."""
+    filename: Mapped[str] = mapped_column(String(255))
+    """The file's name when imported."""
+    format: Mapped[str] = mapped_column(String(16))
+    """ofx, csv, camt053 or mt940."""
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time of the import."""
+    lines_new: Mapped[int] = mapped_column(Integer)
+    """Lines imported by this file."""
+    lines_known: Mapped[int] = mapped_column(Integer)
+    """Lines already imported from an earlier (overlapping) file."""
+
+
+class BankLine(Base):
+    """One line of a bank statement, with the bank's own text; append-only."""
+
+    __tablename__ = "bank_line"
+    __table_args__ = (
+        UniqueConstraint("book_id", "fingerprint"),
+        Index("ix_bank_line_book_id_booking_date", "book_id", "booking_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book."""
+    file_id: Mapped[int] = mapped_column(ForeignKey("statement_file.id"))
+    """The file that first brought the line."""
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    """Identity of the line across files (content plus occurrence within its file)."""
+    account: Mapped[str] = mapped_column(String(64))
+    """Bank account number of the statement."""
+    booking_date: Mapped[dt.date] = mapped_column(Date())
+    """Booking date in the bank's own time zone."""
+    value_date: Mapped[dt.date | None] = mapped_column(Date(), nullable=True)
+    """Value date, when given."""
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    """Signed amount: money into the custody account positive."""
+    currency: Mapped[str] = mapped_column(String(3))
+    """ISO code."""
+    bank_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """Bank reference / FITID / serial."""
+    end_to_end_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """End-to-end reference or platform order id."""
+    counterparty: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """Counterparty name or account."""
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The bank's description."""
+    status: Mapped[str] = mapped_column(String(16))
+    """booked or pending."""
+    source_position: Mapped[str] = mapped_column(String(64))
+    """Line number or entry index in the file."""
+    raw: Mapped[str] = mapped_column(Text)
+    """The raw source text of the line."""
+
+
+class ReconRun(Base):
+    """One reconciliation run of an account against a statement date."""
+
+    __tablename__ = "recon_run"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book."""
+    account_code: Mapped[str] = mapped_column(String(255))
+    """The ledger account reconciled (the custody bank)."""
+    statement_date: Mapped[dt.date] = mapped_column(Date())
+    """The statement's business day."""
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """UTC time of the run."""
+    summary_json: Mapped[str] = mapped_column(Text)
+    """Counts, sums and the balance proof, as JSON."""
+
+
+class ReconMatch(Base):
+    """A match between bank line(s) and ledger posting(s), with the rule that made it."""
+
+    __tablename__ = "recon_match"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    run_id: Mapped[int] = mapped_column(ForeignKey("recon_run.id"))
+    """The run (or the resolution's run) that made it."""
+    rule: Mapped[str] = mapped_column(String(32))
+    """exact_reference, amount_date, batch, carried_forward or manual."""
+
+
+class ReconMatchBank(Base):
+    """A bank line consumed by a match (at most once, ever)."""
+
+    __tablename__ = "recon_match_bank"
+
+    match_id: Mapped[int] = mapped_column(ForeignKey("recon_match.id"))
+    """The match."""
+    bank_line_id: Mapped[int] = mapped_column(ForeignKey("bank_line.id"), primary_key=True)
+    """The bank line."""
+
+
+class ReconMatchPosting(Base):
+    """A ledger posting consumed by a match (at most once, ever)."""
+
+    __tablename__ = "recon_match_posting"
+
+    match_id: Mapped[int] = mapped_column(ForeignKey("recon_match.id"))
+    """The match."""
+    posting_id: Mapped[int] = mapped_column(ForeignKey("posting.id"), primary_key=True)
+    """The posting."""
+
+
+class ReconBreak(Base):
+    """A difference found by a run, naming both sides."""
+
+    __tablename__ = "recon_break"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    run_id: Mapped[int] = mapped_column(ForeignKey("recon_run.id"))
+    """The run that found it."""
+    type: Mapped[str] = mapped_column(String(32))
+    """in_bank_not_in_ledger, in_ledger_not_in_bank, amount_mismatch, duplicate, ..."""
+    bank_line_ids: Mapped[str] = mapped_column(Text)
+    """JSON list of the bank lines concerned."""
+    posting_ids: Mapped[str] = mapped_column(Text)
+    """JSON list of the ledger postings concerned."""
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    """The amount at stake (bank side minus ledger side)."""
+    detail_json: Mapped[str] = mapped_column(Text)
+    """Everything else the engine said, as JSON."""
+
+
+class ReconResolution(Base):
+    """How finance staff resolved a break: who, when, why; append-only."""
+
+    __tablename__ = "recon_resolution"
+    __table_args__ = (
+        UniqueConstraint("break_id"),
+        CheckConstraint(_in("action", RESOLUTION_ACTIONS), name="action"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Surrogate key."""
+    break_id: Mapped[int] = mapped_column(ForeignKey("recon_break.id"))
+    """The break resolved (once)."""
+    action: Mapped[str] = mapped_column(String(32))
+    """adjust, accept-timing or match-with."""
+    note: Mapped[str] = mapped_column(Text)
+    """Why."""
+    resolved_by: Mapped[str] = mapped_column(String(100))
+    """Who."""
+    resolved_at: Mapped[dt.datetime] = mapped_column(DateTime())
+    """When (UTC)."""
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entry.id"), nullable=True)
+    """The adjusting entry, for ``adjust``."""
+    match_id: Mapped[int | None] = mapped_column(ForeignKey("recon_match.id"), nullable=True)
+    """The manual match, for ``match-with``."""
