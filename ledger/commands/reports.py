@@ -157,7 +157,7 @@ def journal_cmd(date_from, date_to, fmt, output, db_url):
         with open(output, "w", encoding="utf-8", newline="") as fh:
             count = writer(records, fh)
     else:
-        count = writer(records, click.get_text_stream("stdout"))
+        count = writer(records, sys.stdout)
     click.echo(f"{count} entries", err=True)
 
 
@@ -293,7 +293,7 @@ def export_beancount_cmd(memo, output, no_seal, db_url):
         with open(output, "w", encoding="utf-8") as fh:
             count = exports.write_beancount(book, fh, memo=memo)
     else:
-        count = exports.write_beancount(book, click.get_text_stream("stdout"), memo=memo)
+        count = exports.write_beancount(book, sys.stdout, memo=memo)
     click.echo(f"{count} transactions", err=True)
 
 
