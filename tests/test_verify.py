@@ -1,0 +1,184 @@
+"""Tamper evidence, tested honestly: the triggers are taken away first.
+
+A superuser (PostgreSQL: ``ALTER TABLE ... DISABLE TRIGGER USER``; SQLite:
+``DROP TRIGGER``) alters rows behind the ledger's back; ``verify`` must find
+each change and name the first entry where something differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+
+import pytest
+from click.testing import CliRunner
+
+import ledger
+from cli import main
+
+BANK = "assets:custody:bank"
+U1 = "liabilities:users:u1:available"
+U2 = "liabilities:users:u2:available"
+FEES = "income:platform:fees:service"
+TABLES = ("journal_entry", "posting", "chain_link", "balance_checkpoint", "closed_period")
+
+
+@pytest.fixture
+def books(db_url):
+    """A sealed book of five entries: ids in ``book.ids`` (by key)."""
+    book = ledger.open(db_url)
+    book.open_account(BANK, "asset")
+    book.open_account(U1, "liability", no_overdraft=True)
+    book.open_account(U2, "liability", no_overdraft=True)
+    book.open_account(FEES, "income")
+    day = dt.date(2026, 10, 1)
+    entries = [
+        ("e1", [(BANK, "100.00"), (U1, "-100.00")]),
+        ("e2", [(BANK, "60.00"), (U2, "-60.00")]),
+        ("e3", [(U1, "1.50"), (FEES, "-1.50")]),
+        ("e4", [(U2, "2.50"), (FEES, "-2.50")]),
+        ("e5", [(U1, "10.00"), (U2, "-10.00")]),
+    ]
+    book.ids = {}
+    for i, (key, postings) in enumerate(entries):
+        book.ids[key] = book.post(postings, key=key, effective_date=day + dt.timedelta(days=i),
+                                  memo=f"memo {key}").id
+    book.seal()
+    assert book.verify().ok
+    yield book
+    book.dispose()
+
+
+@contextmanager
+def behind_the_ledgers_back(book):
+    """A transaction with the append-only triggers gone (as a superuser could)."""
+    if book.engine.dialect.name == "postgresql":
+        with book.engine.begin() as conn:
+            for t in TABLES:
+                conn.exec_driver_sql(f"ALTER TABLE {t} DISABLE TRIGGER USER")
+        with book.engine.begin() as conn:
+            yield conn
+        with book.engine.begin() as conn:
+            for t in TABLES:
+                conn.exec_driver_sql(f"ALTER TABLE {t} ENABLE TRIGGER USER")
+    else:
+        with book.engine.begin() as conn:
+            names = [r[0] for r in conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+            for name in names:
+                conn.exec_driver_sql(f"DROP TRIGGER {name}")
+            yield conn
+
+
+def first(book, **kwargs):
+    report = book.verify(**kwargs)
+    assert not report.ok
+    return report.first
+
+
+def test_changed_amount_is_found_at_its_entry(books):
+    e3 = books.ids["e3"]
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"UPDATE posting SET amount_minor = 1500 WHERE entry_id = {e3} AND position = 1")
+        conn.exec_driver_sql(f"UPDATE posting SET amount_minor = -1500 WHERE entry_id = {e3} AND position = 0")
+    problem = first(books)
+    assert problem.entry_id == e3 and "was altered" in problem.message
+    # Still balanced, so only the hash chain could tell; the stored wallet balance disagrees too.
+    assert any(p.check == "balance" and p.account == U1 for p in books.verify().problems)
+
+
+def test_changed_header_field_is_found_and_from_entry_starts_later(books):
+    e2, e4 = books.ids["e2"], books.ids["e4"]
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"UPDATE journal_entry SET memo = 'nothing to see' WHERE id = {e2}")
+    assert first(books).entry_id == e2
+    assert books.verify(from_entry=e4).ok  # the chain from e4 on is intact
+    result = CliRunner().invoke(main, ["verify", "--db", books.engine.url.render_as_string(False)],
+                                catch_exceptions=False)
+    assert result.exit_code == 4 and f"first at entry {e2}" in result.output
+
+
+def test_deleted_posting_is_found(books):
+    e2 = books.ids["e2"]
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"DELETE FROM posting WHERE entry_id = {e2} AND position = 1")
+    problems = books.verify().problems
+    assert problems[0].entry_id == e2 and "was altered" in problems[0].message
+    assert any(p.check == "entry" and p.entry_id == e2 and "does not balance" in p.message
+               for p in problems)
+
+
+def test_deleted_entry_is_found_where_the_chain_breaks(books):
+    e2, e3 = books.ids["e2"], books.ids["e3"]
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"DELETE FROM chain_link WHERE entry_id = {e2}")
+        conn.exec_driver_sql(f"DELETE FROM posting WHERE entry_id = {e2}")
+        conn.exec_driver_sql(f"DELETE FROM journal_entry WHERE id = {e2}")
+    problems = books.verify().problems
+    assert problems[0].entry_id == e3 and "link 2 is missing" in problems[0].message
+    assert any("does not follow link" in p.message for p in problems)
+
+
+def test_inserted_posting_is_found(books):
+    e4 = books.ids["e4"]
+    account = books.account(FEES).id
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO posting (entry_id, position, account_id, amount_minor, currency, "
+            f"effective_date, is_pending) VALUES ({e4}, 2, {account}, 100, 'CNY', '2026-10-04', false)")
+    problems = books.verify().problems
+    assert problems[0].entry_id == e4 and "was altered" in problems[0].message
+    assert any(p.check == "entry" and "has 3 postings, its header says 2" in p.message for p in problems)
+
+
+def test_inserted_entry_is_found(books):
+    e5 = books.ids["e5"]
+    forged = e5 + 100
+    bank, u1 = books.account(BANK).id, books.account(U1).id
+    with behind_the_ledgers_back(books) as conn:
+        for pos, (acct, amount) in enumerate(((bank, 5000), (u1, -5000))):
+            conn.exec_driver_sql(
+                "INSERT INTO posting (entry_id, position, account_id, amount_minor, currency, "
+                f"effective_date, is_pending) VALUES ({forged}, {pos}, {acct}, {amount}, 'CNY', "
+                "'2026-10-09', false)")
+        conn.exec_driver_sql(
+            "INSERT INTO journal_entry (id, book_id, idempotency_key, request_hash, kind, phase, "
+            "effective_date, posting_count, created_at, content_hash) VALUES "
+            f"({forged}, {books.book_id}, 'forged', 'x', 'top_up', 'posted', '2026-10-09', 2, "
+            f"'2026-10-09 00:00:00', '{'0' * 64}')")
+    problems = books.verify().problems
+    assert problems[0].entry_id == forged and "neither in the chain nor queued" in problems[0].message
+
+
+def test_reordered_chain_links_are_found(books):
+    e2, e3 = books.ids["e2"], books.ids["e3"]
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql("UPDATE chain_link SET seq = -2 WHERE seq = 2")
+        conn.exec_driver_sql("UPDATE chain_link SET seq = 2 WHERE seq = 3")
+        conn.exec_driver_sql("UPDATE chain_link SET seq = 3 WHERE seq = -2")
+    problem = first(books)
+    assert problem.entry_id == e3 and "reordered" in problem.message  # e3 now sits at link 2
+    assert e2 in {p.entry_id for p in books.verify().problems}
+
+
+def test_swapped_entry_contents_are_found(books):
+    e2, e3 = books.ids["e2"], books.ids["e3"]
+    with behind_the_ledgers_back(books) as conn:
+        # Two entries exchange their postings (the posting -> entry key is deferred).
+        conn.exec_driver_sql(f"UPDATE posting SET entry_id = -1 WHERE entry_id = {e2}")
+        conn.exec_driver_sql(f"UPDATE posting SET entry_id = {e2} WHERE entry_id = {e3}")
+        conn.exec_driver_sql(f"UPDATE posting SET entry_id = {e3} WHERE entry_id = -1")
+    problems = books.verify().problems
+    assert problems[0].entry_id == e2 and "was altered" in problems[0].message
+    assert any(p.entry_id == e3 and "was altered" in p.message for p in problems)
+
+
+def test_altered_checkpoint_is_found(books):
+    books.close_period(dt.date(2026, 10, 2), "2026-10-02")
+    assert books.verify().ok
+    bank = books.account(BANK).id
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"UPDATE balance_checkpoint SET posted_minor = 1 WHERE account_id = {bank}")
+    problems = books.verify().problems
+    assert [p.check for p in problems] == ["checkpoint"]
+    assert problems[0].account == BANK and "says 0.01, the postings say 160.00" in problems[0].message
