@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, func, insert, literal, select, text, union_all
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from . import models as m
 from .accounts import utcnow
@@ -92,7 +93,14 @@ def close_period(conn: Connection, book_id: int, through: dt.date, label: str,
             label=label, closed_through=through)
     if conn.dialect.name == "postgresql":
         # Wait for writers in flight; hold new ones until this close commits.
-        conn.execute(text("LOCK TABLE journal_entry IN SHARE MODE"))
+        try:
+            conn.execute(text("LOCK TABLE journal_entry IN SHARE MODE"))
+        except DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) != "42501":
+                raise
+            raise PeriodCloseError(
+                f"closing period {label} needs the ledger owner's rights (the writer and auditor "
+                "roles cannot close a period)", label=label, closed_through=through) from exc
     last = last_close(conn, book_id)
     if last is not None and through <= last:
         raise PeriodCloseError(
