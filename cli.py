@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ledger import __version__
-from ledger.commands import core, flows
+from ledger.commands import core, flows, reconcile
 from ledger.commands import reports as report_commands
 
 
@@ -19,9 +19,7 @@ def main():
     """
 
 
-for command in [*core.COMMANDS, *flows.COMMANDS]:
-    main.add_command(command)
-for command in report_commands.COMMANDS:
+for command in [*core.COMMANDS, *flows.COMMANDS, *reconcile.COMMANDS, *report_commands.COMMANDS]:
     main.add_command(command)
 
 

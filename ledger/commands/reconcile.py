@@ -1,0 +1,154 @@
+"""CLI of the daily reconciliation: ``ledger reconcile`` and ``ledger breaks``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .common import db_option, emit, format_option, library_errors, to_json
+from .core import open_book, parse_date
+
+EXIT_BREAKS = 3
+
+
+@click.command("reconcile")
+@click.argument("statements", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--account", default="assets:custody:bank", show_default=True,
+              help="The ledger account the statement is of.")
+@click.option("--date", "date_", help="Statement business day (default: the statement's last day).")
+@click.option("--dry-run", is_flag=True, help="Do everything, keep nothing.")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
+              help="Column-mapping file for another bank's CSV layout.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write the self-contained HTML report here.")
+@db_option
+@format_option
+@library_errors
+def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, db_url, fmt):
+    """Import bank STATEMENTS, match them to the ledger, report every break.
+
+    Exit code 0 when fully reconciled, 3 when breaks remain, 2 on bad input
+    (nothing is imported then).
+
+    Example:
+
+        ledger reconcile custody-20261122.csv --html recon-20261122.html
+    """
+    from reconcile import report
+    from reconcile.runs import reconcile
+
+    book = open_book(db_url)
+    progress = None
+    if sys.stdout.isatty() and fmt == "table":
+        bar = click.progressbar(length=sum(Path(p).stat().st_size for p in statements) // 100 + 1,
+                                label="importing", file=sys.stderr)
+        progress = lambda n: bar.update(n)  # noqa: E731
+    run = reconcile(book, list(statements), account=account, statement_date=parse_date(date_, "--date"),
+                    dry_run=dry_run, mapping=mapping, progress=progress)
+    if fmt == "json":
+        click.echo(report.to_json(run))
+    elif fmt == "csv":
+        click.echo(report.to_csv(run), nl=False)
+    else:
+        for line in report.summary_lines(run):
+            click.echo(line)
+        rows = report.break_rows(run)
+        if rows:
+            click.echo("")
+            emit(rows, ["break_id", "type", "bank_side", "ledger_side"], "table")
+    if html_path:
+        Path(html_path).write_text(report.to_html(run), encoding="utf-8")
+        click.echo(f"HTML report: {html_path}", err=fmt != "table")
+    if not run.reconciled:
+        sys.exit(EXIT_BREAKS)
+
+
+@click.group("breaks")
+def breaks_group():
+    """Work the breaks found by reconciliation runs.
+
+    Example:
+
+        ledger breaks list
+    """
+
+
+def _break_row(b) -> dict:
+    return {"id": b.id, "date": b.statement_date, "type": b.type, "state": b.state,
+            "amount": b.amount_minor and _fmt(b.amount_minor),
+            "bank_lines": ",".join(map(str, b.bank_line_ids)),
+            "postings": ",".join(map(str, b.posting_ids)), "detail": b.detail.get("detail", "")}
+
+
+def _fmt(minor: int) -> str:
+    from ..money import format_minor
+
+    return format_minor(minor)
+
+
+@breaks_group.command("list")
+@click.option("--all", "all_", is_flag=True, help="Include resolved, cleared and superseded breaks.")
+@db_option
+@format_option
+@library_errors
+def breaks_list_cmd(all_, db_url, fmt):
+    """List open breaks (or all of them).
+
+    Example:
+
+        ledger breaks list --format csv
+    """
+    from reconcile.runs import list_breaks
+
+    rows = [_break_row(b) for b in list_breaks(open_book(db_url), state=None if all_ else "open")]
+    emit(rows, ["id", "date", "type", "state", "amount", "bank_lines", "postings", "detail"], fmt)
+
+
+@breaks_group.command("show")
+@click.argument("break_id", type=int)
+@db_option
+@library_errors
+def breaks_show_cmd(break_id, db_url):
+    """Show one break with the bank's raw text and its resolution.
+
+    Example:
+
+        ledger breaks show 7
+    """
+    from reconcile.runs import list_breaks
+
+    found = list_breaks(open_book(db_url), state=None, break_id=break_id)
+    if not found:
+        raise click.ClickException(f"no break {break_id}")
+    b = found[0]
+    click.echo(to_json({**_break_row(b), "bank_lines": b.bank_lines, "detail": b.detail,
+                        "resolution": b.resolution}))
+
+
+@breaks_group.command("resolve")
+@click.argument("break_id", type=int)
+@click.option("--action", required=True, type=click.Choice(["adjust", "accept-timing", "match-with"]))
+@click.option("--note", required=True, help="Why.")
+@click.option("--by", "by", required=True, help="Who resolves it.")
+@click.option("--account", help="For adjust: the platform-owned account that takes the difference.")
+@click.option("--with", "with_id", type=int, help="For match-with: the posting or bank line id.")
+@db_option
+@library_errors
+def breaks_resolve_cmd(break_id, action, note, by, account, with_id, db_url):
+    """Resolve a break, recording who, when and why.
+
+    Example:
+
+        ledger breaks resolve 7 --action adjust --account expenses:platform:bank_fees --note "bank fee for Nov" --by "Li Na"
+    """
+    from reconcile.runs import resolve
+
+    b = resolve(open_book(db_url), break_id, action=action, note=note, by=by, account=account,
+                match_with=with_id)
+    click.echo(f"break {b.id} {b.state}: {json.dumps(b.resolution, default=str, ensure_ascii=False)}")
+
+
+COMMANDS = [reconcile_cmd, breaks_group]

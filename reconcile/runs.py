@@ -1,0 +1,532 @@
+"""Reconciliation runs: import statements, match them to the ledger, keep the result.
+
+:func:`reconcile` is what ``ledger reconcile`` does every morning:
+
+1. parse every statement file and prove each statement (opening + lines =
+   closing); any bad file stops everything before anything is written;
+2. import the lines, idempotently: a line already imported from an earlier
+   (overlapping) file is recognised by its fingerprint and not added again,
+   while a line that repeats inside one file is kept and then reported;
+3. match the unmatched bank lines up to the statement date against the
+   unmatched custody-account postings of the window before it, carrying
+   yesterday's in-transit postings forward (:mod:`reconcile.matching`);
+4. prove the balance: the statement's closing balance against the ledger
+   balance of the custody account as of the statement date, and how much of
+   the difference the breaks explain;
+5. store the run, its matches (exclusive: the database refuses a bank line or
+   a posting in two matches) and its breaks.
+
+With ``dry_run`` all of it happens inside a transaction that is rolled back.
+:func:`resolve` records how finance staff resolved a break, with who, when
+and why; an adjustment posts a new entry into platform-owned accounts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from sqlalchemy import exists, func, insert, select
+from sqlalchemy.engine import Connection
+
+from ledger import models as m
+from ledger.accounts import get_account, utcnow
+from ledger.balances import balance_minor
+from ledger.errors import InputError, LedgerError
+from ledger.money import format_minor
+from ledger.postings import Draft, write
+
+from . import matching
+from .matching import BankItem, LedgerItem, MatchConfig
+
+CUSTODY = "assets:custody:bank"
+LOOKBACK_DAYS = 10
+PLATFORM_PREFIXES = ("income:platform:", "expenses:", "liabilities:platform:", "equity:",
+                     "assets:platform:", "assets:suspense")
+
+
+class ReconcileError(InputError):
+    """A reconciliation request that cannot be carried out (bad input)."""
+
+
+class BreakResolutionError(LedgerError):
+    """A resolution that does not fit the break."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import brought in.
+
+    Attributes:
+        files: ``(filename, format, sha256, new lines, known lines)`` per file.
+        statements: the parsed statements.
+        line_ids: database ids of every line of the files (new or known).
+        repeated: ids of lines that repeat another line of the same file.
+    """
+
+    files: tuple
+    statements: tuple
+    line_ids: tuple
+    repeated: tuple
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished (or dry) run.
+
+    Attributes:
+        run_id: database id (None for a dry run).
+        statement_date: the business day reconciled.
+        account: the ledger account reconciled.
+        result: the matching result (ids are bank_line / posting ids).
+        balance: the balance proof (minor units).
+        imported: what the import brought.
+        bank: bank lines by id (dicts with the bank's raw text).
+        ledger: postings by id (dicts).
+        break_ids: database ids of the stored breaks, in result order.
+        dry_run: nothing was kept.
+    """
+
+    run_id: int | None
+    statement_date: dt.date
+    account: str
+    result: matching.MatchResult
+    balance: dict
+    imported: ImportResult
+    bank: dict = field(repr=False)
+    ledger: dict = field(repr=False)
+    break_ids: tuple = ()
+    dry_run: bool = False
+
+    @property
+    def reconciled(self) -> bool:
+        """No break and no unexplained difference."""
+        return not self.result.breaks and self.balance.get("unexplained_minor", 0) == 0
+
+
+# --- import -------------------------------------------------------------------
+def parse_files(paths: Sequence[str | Path], *, mapping: Any = None) -> list:
+    """Parse and prove every file; raises on the first bad file, writing nothing."""
+    from .statements import parse_statement
+
+    parsed = []
+    for path in paths:
+        parsed.append((Path(path), parse_statement(Path(path), mapping=mapping)))
+    return parsed
+
+
+def _fingerprint(line, occurrence: int) -> str:
+    doc = [line.account, line.booking_date.isoformat(), line.amount_minor, line.currency,
+           line.bank_ref, line.end_to_end_ref, line.counterparty, line.description, occurrence]
+    return hashlib.sha256(json.dumps(doc, ensure_ascii=False).encode()).hexdigest()
+
+
+def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
+                  progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Store the lines of parsed files; idempotent by line fingerprint."""
+    files, statements, line_ids, repeated = [], [], [], []
+    for path, pf in parsed:
+        seen: dict[tuple, int] = {}
+        rows = []
+        for statement in pf.statements:
+            statements.append(statement)
+            for line in statement.lines:
+                content = (line.account, line.booking_date, line.amount_minor, line.currency,
+                           line.bank_ref, line.end_to_end_ref, line.counterparty, line.description)
+                occurrence = seen.get(content, 0)
+                seen[content] = occurrence + 1
+                rows.append((line, _fingerprint(line, occurrence), occurrence > 0))
+        fingerprints = [fp for _, fp, _ in rows]
+        known: dict[str, int] = {}
+        for start in range(0, len(fingerprints), 500):
+            chunk = fingerprints[start:start + 500]
+            known.update(conn.execute(select(m.BankLine.fingerprint, m.BankLine.id).where(
+                m.BankLine.book_id == book_id, m.BankLine.fingerprint.in_(chunk))).all())
+        first = statements[-1] if statements else None
+        sha = getattr(first, "source_sha256", None) or hashlib.sha256(path.read_bytes()).hexdigest()
+        file_id = conn.execute(insert(m.StatementFile).values(
+            book_id=book_id, sha256=sha, filename=path.name[:255], format=str(pf.format),
+            imported_at=utcnow(), lines_new=sum(1 for _, fp, _ in rows if fp not in known),
+            lines_known=sum(1 for _, fp, _ in rows if fp in known)).returning(m.StatementFile.id)
+        ).scalar_one()
+        new = [_line_row(book_id, file_id, line, fp) for line, fp, _ in rows if fp not in known]
+        for start in range(0, len(new), 1000):
+            conn.execute(insert(m.BankLine), new[start:start + 1000])
+            if progress:
+                progress(len(new[start:start + 1000]))
+        ids = dict(known)
+        for start in range(0, len(fingerprints), 500):
+            chunk = fingerprints[start:start + 500]
+            ids.update(conn.execute(select(m.BankLine.fingerprint, m.BankLine.id).where(
+                m.BankLine.book_id == book_id, m.BankLine.fingerprint.in_(chunk))).all())
+        for line, fp, is_repeat in rows:
+            line_ids.append(ids[fp])
+            if is_repeat:
+                repeated.append(ids[fp])
+        files.append((path.name, str(pf.format), sha, len(new), len(rows) - len(new)))
+    return ImportResult(tuple(files), tuple(statements), tuple(line_ids), tuple(repeated))
+
+
+def _line_row(book_id: int, file_id: int, line, fingerprint: str) -> dict:
+    return {"book_id": book_id, "file_id": file_id, "fingerprint": fingerprint,
+            "account": str(line.account)[:64], "booking_date": line.booking_date,
+            "value_date": line.value_date, "amount_minor": line.amount_minor,
+            "currency": line.currency, "bank_ref": line.bank_ref,
+            "end_to_end_ref": line.end_to_end_ref, "counterparty": line.counterparty,
+            "description": line.description, "status": line.status or "booked",
+            "source_position": str(line.source_position)[:64], "raw": line.raw or ""}
+
+
+# --- the run --------------------------------------------------------------------
+def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt.date) -> dict:
+    rows = conn.execute(
+        select(m.BankLine.__table__).where(
+            m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
+            m.BankLine.booking_date >= since,
+            ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id)))
+    return {r.id: r._asdict() for r in rows}
+
+
+def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> dict:
+    rows = conn.execute(
+        select(m.Posting.id, m.Posting.entry_id, m.Posting.effective_date, m.Posting.amount_minor,
+               m.Posting.currency, m.JournalEntry.external_ref, m.JournalEntry.kind,
+               m.JournalEntry.metadata_json, m.JournalEntry.idempotency_key)
+        .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
+        .where(m.Posting.account_id == account_id, m.Posting.is_pending.is_(False),
+               m.Posting.effective_date <= through, m.Posting.effective_date >= since,
+               ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id)))
+    return {r.id: r._asdict() for r in rows}
+
+
+def _batch_id(metadata_json: str | None) -> str | None:
+    if not metadata_json:
+        return None
+    value = json.loads(metadata_json).get("batch_id")
+    return str(value) if value is not None else None
+
+
+def _carried(conn: Connection, book_id: int, account: str) -> set[int]:
+    """Postings the previous run of the account left in transit."""
+    row = conn.execute(select(m.ReconRun.summary_json).where(
+        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
+        .order_by(m.ReconRun.id.desc()).limit(1)).scalar()
+    return set(json.loads(row).get("in_transit_posting_ids", [])) if row else set()
+
+
+def reconcile(book, paths: Sequence[str | Path], *, account: str = CUSTODY,
+              statement_date: dt.date | None = None, dry_run: bool = False,
+              config: MatchConfig = matching.DEFAULT_CONFIG, mapping: Any = None,
+              lookback_days: int = LOOKBACK_DAYS,
+              progress: Callable[[int], None] | None = None) -> RunResult:
+    """Import ``paths``, match, prove the balance, store the run (see the module docstring)."""
+    if not paths:
+        raise ReconcileError("give at least one statement file")
+    parsed = parse_files(paths, mapping=mapping)
+    statements = [s for _, pf in parsed for s in pf.statements]
+    if not statements:
+        raise ReconcileError("the statement files hold no statement")
+    day = statement_date or max(_statement_day(s) for s in statements)
+
+    class _DryRun(Exception):
+        pass
+
+    outcome: dict = {}
+
+    def run(conn):
+        acct = get_account(conn, book.book_id, account)
+        imported = import_parsed(conn, book.book_id, parsed, progress)
+        since = day - dt.timedelta(days=lookback_days)
+        bank = _open_bank_lines(conn, book.book_id, day, since)
+        ledger = _open_postings(conn, acct.id, day, since)
+        carried_ids = _carried(conn, book.book_id, account)
+        bank_items = [BankItem(i, r["booking_date"], r["amount_minor"], r["currency"], r["bank_ref"],
+                               r["end_to_end_ref"], r["value_date"], None, r["description"] or "")
+                      for i, r in bank.items()]
+        ledger_items = [LedgerItem(i, r["entry_id"], r["effective_date"], r["amount_minor"],
+                                   r["currency"], r["external_ref"], _batch_id(r["metadata_json"]),
+                                   r["kind"]) for i, r in ledger.items()]
+        carried = [item for item in ledger_items if item.id in carried_ids]
+        result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
+                                carried=carried)
+        proof = _balance_proof(conn, acct, statements, day, result)
+        summary = _summary(result, proof, imported)
+        run_id = conn.execute(insert(m.ReconRun).values(
+            book_id=book.book_id, account_code=account, statement_date=day, started_at=utcnow(),
+            summary_json=json.dumps(summary, default=str)).returning(m.ReconRun.id)).scalar_one()
+        _store_matches(conn, run_id, result.matches)
+        break_ids = _store_breaks(conn, run_id, result.breaks)
+        outcome["result"] = RunResult(None if dry_run else run_id, day, account, result, proof,
+                                      imported, bank, ledger, () if dry_run else tuple(break_ids),
+                                      dry_run)
+        if dry_run:
+            raise _DryRun
+
+    try:
+        book._write(run)
+    except _DryRun:
+        pass
+    return outcome["result"]
+
+
+def _statement_day(statement) -> dt.date:
+    for attr in ("statement_date", "period_end", "to_date"):
+        value = getattr(statement, attr, None)
+        if value:
+            return value
+    return max(line.booking_date for line in statement.lines)
+
+
+def _balance_proof(conn: Connection, account, statements, day: dt.date,
+                   result: matching.MatchResult) -> dict:
+    ledger_minor = account.sign * balance_minor(conn, account, "posted", day)
+    closing = [s.closing_balance_minor for s in statements if s.closing_balance_minor is not None]
+    proof: dict = {"ledger_balance_minor": ledger_minor, "currency": account.currency}
+    bank_only = sum(b.bank_amount_minor for b in result.breaks
+                    if b.type in (matching.IN_BANK_NOT_IN_LEDGER, matching.DUPLICATE,
+                                  matching.AMOUNT_MISMATCH, matching.AMBIGUOUS,
+                                  matching.DATE_OUTSIDE_WINDOW))
+    ledger_only = sum(b.ledger_amount_minor for b in result.breaks
+                      if b.type in (matching.IN_LEDGER_NOT_IN_BANK, matching.IN_TRANSIT,
+                                    matching.AMOUNT_MISMATCH, matching.AMBIGUOUS,
+                                    matching.DATE_OUTSIDE_WINDOW))
+    proof["explained_minor"] = bank_only - ledger_only
+    if closing:
+        # Several statements of one account: the last one's closing balance.
+        bank_minor = closing[-1]
+        proof["bank_closing_minor"] = bank_minor
+        proof["difference_minor"] = bank_minor - ledger_minor
+        proof["unexplained_minor"] = proof["difference_minor"] - proof["explained_minor"]
+    else:
+        proof["bank_closing_minor"] = None
+        proof["note"] = "the statement gives no closing balance; balance not proved"
+    return proof
+
+
+def _summary(result: matching.MatchResult, proof: dict, imported: ImportResult) -> dict:
+    s = result.summary
+    return {
+        "bank_lines": s.bank_lines, "ledger_items": s.ledger_items,
+        "matched_bank_lines": s.matched_bank_lines, "matched_ledger_items": s.matched_ledger_items,
+        "matches_by_rule": {r.rule: r.count for r in s.matches},
+        "breaks_by_type": {b.type: b.count for b in s.breaks},
+        "balance": proof, "files": [list(f) for f in imported.files],
+        "in_transit_posting_ids": list(result.in_transit_ids),
+    }
+
+
+def _store_matches(conn: Connection, run_id: int, matches: Iterable[matching.Match]) -> None:
+    for mt in matches:
+        match_id = conn.execute(insert(m.ReconMatch).values(run_id=run_id, rule=mt.rule)
+                                .returning(m.ReconMatch.id)).scalar_one()
+        if mt.bank_ids:
+            conn.execute(insert(m.ReconMatchBank), [{"match_id": match_id, "bank_line_id": b}
+                                                    for b in mt.bank_ids])
+        if mt.ledger_ids:
+            conn.execute(insert(m.ReconMatchPosting), [{"match_id": match_id, "posting_id": p}
+                                                       for p in mt.ledger_ids])
+
+
+def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break]) -> list[int]:
+    ids = []
+    for b in breaks:
+        detail = {"detail": b.detail, "currency": b.currency, "bank_amount_minor": b.bank_amount_minor,
+                  "ledger_amount_minor": b.ledger_amount_minor, "duplicate_of": b.duplicate_of,
+                  "suggestion": b.suggestion._asdict() if b.suggestion else None}
+        ids.append(conn.execute(insert(m.ReconBreak).values(
+            run_id=run_id, type=b.type, bank_line_ids=json.dumps(list(b.bank_ids)),
+            posting_ids=json.dumps(list(b.ledger_ids)),
+            amount_minor=b.bank_amount_minor - b.ledger_amount_minor,
+            detail_json=json.dumps(detail, default=str)).returning(m.ReconBreak.id)).scalar_one())
+    return ids
+
+
+# --- breaks ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class BreakView:
+    """A stored break and what became of it.
+
+    Attributes:
+        id, run_id, type, bank_line_ids, posting_ids, amount_minor, detail: as found.
+        statement_date: the run's day.
+        state: open, resolved, or cleared (its items were matched later).
+        resolution: the resolution (dict) when resolved.
+        bank_lines: the bank lines concerned, with raw text.
+    """
+
+    id: int
+    run_id: int
+    statement_date: dt.date
+    type: str
+    bank_line_ids: tuple
+    posting_ids: tuple
+    amount_minor: int
+    detail: dict
+    state: str
+    resolution: dict | None
+    bank_lines: tuple
+
+
+def list_breaks(book, *, state: str | None = "open", break_id: int | None = None) -> list[BreakView]:
+    """Breaks of the book (the open ones by default; ``state=None`` for all)."""
+    with book.reading() as conn:
+        query = (select(m.ReconBreak.__table__, m.ReconRun.statement_date)
+                 .join(m.ReconRun, m.ReconRun.id == m.ReconBreak.run_id)
+                 .where(m.ReconRun.book_id == book.book_id).order_by(m.ReconBreak.id))
+        if break_id is not None:
+            query = query.where(m.ReconBreak.id == break_id)
+        views = []
+        latest_run = conn.execute(select(func.max(m.ReconRun.id)).where(
+            m.ReconRun.book_id == book.book_id)).scalar()
+        for row in conn.execute(query):
+            views.append(_break_view(conn, row, latest_run))
+    return [v for v in views if state is None or v.state == state]
+
+
+def _break_view(conn: Connection, row, latest_run: int | None) -> BreakView:
+    bank_ids = tuple(json.loads(row.bank_line_ids))
+    posting_ids = tuple(json.loads(row.posting_ids))
+    resolution = conn.execute(select(m.ReconResolution.__table__)
+                              .where(m.ReconResolution.break_id == row.id)).first()
+    matched_bank = set(conn.execute(select(m.ReconMatchBank.bank_line_id).where(
+        m.ReconMatchBank.bank_line_id.in_(bank_ids))).scalars()) if bank_ids else set()
+    matched_post = set(conn.execute(select(m.ReconMatchPosting.posting_id).where(
+        m.ReconMatchPosting.posting_id.in_(posting_ids))).scalars()) if posting_ids else set()
+    if resolution is not None:
+        state = "resolved"
+    elif set(bank_ids) <= matched_bank and set(posting_ids) <= matched_post:
+        state = "cleared"
+    elif row.run_id != latest_run:
+        state = "superseded"
+    else:
+        state = "open"
+    lines = tuple(r._asdict() for r in conn.execute(
+        select(m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
+               m.BankLine.bank_ref, m.BankLine.description, m.BankLine.raw)
+        .where(m.BankLine.id.in_(bank_ids)))) if bank_ids else ()
+    return BreakView(row.id, row.run_id, row.statement_date, row.type, bank_ids, posting_ids,
+                     row.amount_minor, json.loads(row.detail_json), state,
+                     resolution._asdict() if resolution else None, lines)
+
+
+def resolve(book, break_id: int, *, action: str, note: str, by: str,
+            account: str | None = None, match_with: int | None = None,
+            key: str | None = None) -> BreakView:
+    """Resolve an open break; stored with who, when and why.
+
+    * ``adjust``: post the break's amount between the custody account and
+      ``account`` (a platform-owned account: fees, expenses, suspense, never
+      a user's wallet), then match the break's items with the adjustment;
+    * ``accept-timing``: a timing difference; the items stay open and clear
+      by themselves when the other side arrives;
+    * ``match-with``: match the break's bank line with posting ``match_with``
+      (or its posting with bank line ``match_with``); amounts must agree.
+    """
+    if not note or not note.strip():
+        raise BreakResolutionError("a resolution needs a note saying why", break_id=break_id)
+    if not by or not by.strip():
+        raise BreakResolutionError("a resolution needs the name of who resolved it", break_id=break_id)
+
+    def run(conn):
+        views = [_break_view(conn, row, None) for row in conn.execute(
+            select(m.ReconBreak.__table__, m.ReconRun.statement_date)
+            .join(m.ReconRun, m.ReconRun.id == m.ReconBreak.run_id)
+            .where(m.ReconRun.book_id == book.book_id, m.ReconBreak.id == break_id))]
+        if not views:
+            raise BreakResolutionError(f"no break {break_id}", break_id=break_id)
+        brk = views[0]
+        if brk.state in ("resolved", "cleared"):
+            raise BreakResolutionError(f"break {break_id} is already {brk.state}", break_id=break_id)
+        run_row = conn.execute(select(m.ReconRun.account_code, m.ReconRun.id)
+                               .where(m.ReconRun.id == brk.run_id)).one()
+        entry_id = match_id = None
+        if action == "adjust":
+            entry_id, match_id = _adjust(conn, book, brk, run_row, account, note, key)
+        elif action == "match-with":
+            match_id = _match_with(conn, book, brk, run_row, match_with)
+        elif action != "accept-timing":
+            raise BreakResolutionError(f"unknown action {action!r}; adjust, accept-timing or match-with",
+                                       break_id=break_id)
+        conn.execute(insert(m.ReconResolution).values(
+            break_id=break_id, action=action, note=note, resolved_by=by, resolved_at=utcnow(),
+            entry_id=entry_id, match_id=match_id))
+    book._write(run)
+    return list_breaks(book, state=None, break_id=break_id)[0]
+
+
+def _is_platform_account(code: str) -> bool:
+    return any(code.startswith(p) for p in PLATFORM_PREFIXES)
+
+
+def _adjust(conn, book, brk: BreakView, run_row, account: str | None, note: str, key: str | None):
+    if not account:
+        raise BreakResolutionError("adjust needs --account, a platform-owned account", break_id=brk.id)
+    if not _is_platform_account(account):
+        raise BreakResolutionError(
+            f"{account} is not a platform-owned account; an adjustment never moves a user's money "
+            "without a matching instruction", break_id=brk.id, account=account)
+    amount = brk.amount_minor  # bank side minus ledger side
+    if amount == 0:
+        raise BreakResolutionError(f"break {brk.id} has no amount to adjust; use match-with",
+                                   break_id=brk.id)
+    ref = next((b["bank_ref"] for b in brk.bank_lines if b.get("bank_ref")), None)
+    entry = write(conn, book.book_id, [Draft(
+        ((run_row.account_code, amount), (account, -amount)), key or f"recon-adjust-{brk.id}",
+        "reconciliation_adjustment", brk.statement_date, external_ref=ref, memo=note,
+        metadata={"break_id": brk.id}, minor=True)])[0]
+    posting_id = conn.execute(select(m.Posting.id).join(m.Account, m.Account.id == m.Posting.account_id)
+                              .where(m.Posting.entry_id == entry.id,
+                                     m.Account.code == run_row.account_code)).scalar_one()
+    match_id = _new_match(conn, run_row.id, "manual_adjustment", brk.bank_line_ids,
+                          (*brk.posting_ids, posting_id))
+    return entry.id, match_id
+
+
+def _match_with(conn, book, brk: BreakView, run_row, other: int | None) -> int:
+    if other is None:
+        raise BreakResolutionError("match-with needs the id to match with", break_id=brk.id)
+    if brk.bank_line_ids and not brk.posting_ids:
+        amount = conn.execute(select(m.Posting.amount_minor).where(m.Posting.id == other)).scalar()
+        if amount is None:
+            raise BreakResolutionError(f"no posting {other}", break_id=brk.id)
+        bank_ids, posting_ids = brk.bank_line_ids, (other,)
+        bank_total = sum(b["amount_minor"] for b in brk.bank_lines)
+        ledger_total = amount
+    elif brk.posting_ids and not brk.bank_line_ids:
+        amount = conn.execute(select(m.BankLine.amount_minor).where(
+            m.BankLine.id == other, m.BankLine.book_id == book.book_id)).scalar()
+        if amount is None:
+            raise BreakResolutionError(f"no bank line {other}", break_id=brk.id)
+        bank_ids, posting_ids = (other,), brk.posting_ids
+        bank_total = amount
+        ledger_total = sum(conn.execute(select(m.Posting.amount_minor).where(
+            m.Posting.id.in_(brk.posting_ids))).scalars())
+    else:
+        bank_ids, posting_ids = brk.bank_line_ids, brk.posting_ids
+        bank_total = sum(b["amount_minor"] for b in brk.bank_lines)
+        ledger_total = sum(conn.execute(select(m.Posting.amount_minor).where(
+            m.Posting.id.in_(brk.posting_ids))).scalars())
+    if bank_total != ledger_total:
+        raise BreakResolutionError(
+            f"amounts differ: bank {format_minor(bank_total)} vs ledger {format_minor(ledger_total)}; "
+            "use adjust for the difference", break_id=brk.id)
+    return _new_match(conn, run_row.id, "manual", bank_ids, posting_ids)
+
+
+def _new_match(conn, run_id: int, rule: str, bank_ids: Sequence[int], posting_ids: Sequence[int]) -> int:
+    match_id = conn.execute(insert(m.ReconMatch).values(run_id=run_id, rule=rule)
+                            .returning(m.ReconMatch.id)).scalar_one()
+    if bank_ids:
+        conn.execute(insert(m.ReconMatchBank), [{"match_id": match_id, "bank_line_id": b} for b in bank_ids])
+    if posting_ids:
+        conn.execute(insert(m.ReconMatchPosting), [{"match_id": match_id, "posting_id": p}
+                                                   for p in posting_ids])
+    return match_id
+
+
+__all__ = ["reconcile", "resolve", "list_breaks", "RunResult", "BreakView", "ImportResult",
+           "ReconcileError", "BreakResolutionError", "import_parsed", "parse_files"]
