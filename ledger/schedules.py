@@ -38,7 +38,7 @@ import datetime as dt
 from decimal import Decimal
 from functools import lru_cache
 from itertools import accumulate, repeat
-from operator import sub
+from operator import add, sub
 from typing import Iterable, Mapping, NamedTuple
 
 from dateutil.relativedelta import relativedelta
@@ -89,6 +89,26 @@ KEEP_PAYMENT = "payment"
 
 def _money(minor: int, currency: str) -> Decimal:
     return from_minor(minor, currency)
+
+
+_SCALES: dict[str, int] = {}
+
+
+def _minor(value, currency: str, what: str) -> int:
+    """``to_minor`` with a fast path for Decimals (the usual case in bulk)."""
+    if type(value) is Decimal:
+        scale = _SCALES.get(currency)
+        if scale is None:
+            scale = _SCALES[currency] = 10 ** exponent(currency)
+        try:
+            num, den = value.as_integer_ratio()
+        except (ValueError, OverflowError):
+            pass
+        else:
+            minor, rest = divmod(num * scale, den)
+            if not rest:
+                return minor
+    return to_minor(value, currency, what=what)
 
 
 class Row(NamedTuple):
@@ -211,6 +231,9 @@ class Plan(NamedTuple):
     def total_payment(self) -> Decimal:
         return _money(sum(self.principal_parts) + sum(self.interest_parts) + sum(self.fee_parts),
                       self.currency)
+
+
+_new = tuple.__new__  # builds a NamedTuple from a tuple without re-checking the arguments
 
 
 # --- conventions, checked once per distinct set of terms ---------------------------------------------
@@ -418,7 +441,7 @@ def schedule(principal, annual_rate, term: int, method: str = EQUAL_INSTALLMENT,
     """
     terms = _terms(annual_rate, term, method, term_unit, day_count, rounding, installment_multiple,
                    currency)
-    principal_minor = to_minor(principal, currency, what="principal")
+    principal_minor = _minor(principal, currency, "principal")
     if principal_minor <= 0:
         raise ScheduleError(f"principal must be positive, not {principal}", value=principal)
     start = _date(start, "start")
@@ -484,9 +507,9 @@ def _build(principal: int, terms: _Terms, start: dt.date, offset: int, fee: int,
             principals = [principal]
     rows = len(principals)
     term = terms.term if terms.term_unit == DAY or method == BULLET else offset + rows
-    return Plan(principal, terms.annual_rate, term, method, start, terms.term_unit, terms.day_count,
-                terms.rounding, terms.currency, level, tuple(principals), tuple(interest),
-                (fee,) * rows, offset, terms.multiple)
+    return _new(Plan, (principal, terms.annual_rate, term, method, start, terms.term_unit,
+                       terms.day_count, terms.rounding, terms.currency, level, tuple(principals),
+                       tuple(interest), (fee,) * rows, offset, terms.multiple))
 
 
 def _equal_installment_monthly(principal: int, terms: _Terms, count: int) -> tuple[int, list[int], int]:
@@ -715,7 +738,7 @@ def _holdings(investors, currency: str) -> list[tuple[str, int]]:
         if investor in seen:
             raise ScheduleError(f"investor {investor!r} is listed twice", investor=investor)
         seen.add(investor)
-        minor = to_minor(amount, currency, what=f"investor {investor!r}")
+        minor = _minor(amount, currency, f"investor {investor!r}")
         if minor <= 0:
             raise ScheduleError(f"investor {investor!r} funded {amount}: must be positive",
                                 investor=investor)
@@ -790,30 +813,31 @@ def _running_shares(amounts: tuple[int, ...], weights: list[int]) -> list[tuple[
             columns.append(zeros)
             continue
         running += amount
-        products = [running * w for w in weights]
-        target = [p // total for p in products]
+        shares = [divmod(running * w, total) for w in weights]
+        target = [q for q, _ in shares]
         left = running - sum(target)
         if left:
-            remainders = [p - t * total for p, t in zip(products, target)]
+            remainders = [r for _, r in shares]
             for i in sorted(index, key=remainders.__getitem__, reverse=True)[:left]:
                 target[i] += 1
         row = list(map(sub, target, given))
         if min(row) < 0:
-            row = _no_giving_back(row, given, products, total)
-            target = [g_ + r for g_, r in zip(given, row)]
+            row = _no_giving_back(row, given, running, weights, total)
+            target = list(map(add, given, row))
         given = target
         columns.append(row)
     return list(zip(*columns))
 
 
-def _no_giving_back(row: list[int], given: list[int], products: list[int], total: int) -> list[int]:
+def _no_giving_back(row: list[int], given: list[int], running: int, weights: list[int],
+                    total: int) -> list[int]:
     """Repair a row where someone's running share fell: nobody pays a fen back."""
     excess = -sum(r for r in row if r < 0)
     row = [max(r, 0) for r in row]
     while excess:
         # furthest ahead of the exact share first: (given + row) * total - running * weight
         ahead = sorted((i for i, r in enumerate(row) if r > 0),
-                       key=lambda i: (given[i] + row[i]) * total - products[i], reverse=True)
+                       key=lambda i: (given[i] + row[i]) * total - running * weights[i], reverse=True)
         for i in ahead[:excess]:
             row[i] -= 1
             excess -= 1
@@ -821,13 +845,21 @@ def _no_giving_back(row: list[int], given: list[int], products: list[int], total
 
 
 def _running_fees(interest: list[tuple[int, ...]], rate: Decimal, rounding: str) -> list[tuple[int, ...]]:
+    """Each investor's fee per row: its running interest x rate, rounded, differenced."""
     if not rate:
         return [(0,) * len(parts) for parts in interest]
     num, den = rate.as_integer_ratio()
     out = []
     for parts in interest:
-        fees = [rdiv(c * num, den, rounding) for c in accumulate(parts)]
-        out.append(tuple(map(sub, fees, [0] + fees[:-1])))
+        if rounding == HALF_UP:
+            num2, den2 = num + num, den + den
+            fees = [(c * num2 + den) // den2 for c in accumulate(parts)]
+        elif rounding == DOWN:
+            fees = [c * num // den for c in accumulate(parts)]
+        else:
+            fees = [rdiv(c * num, den, rounding) for c in accumulate(parts)]
+        fees.insert(0, 0)
+        out.append(tuple(map(sub, fees[1:], fees)))
     return out
 
 
