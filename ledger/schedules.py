@@ -261,15 +261,15 @@ _TERMS_CACHE: dict[tuple, _Terms] = {}
 _TERMS_CACHE_LIMIT = 4096
 
 
-def _refuse_float(value, what: str) -> None:
+def _refuse_inexact(value, what: str) -> None:
     if isinstance(value, float):
         raise FloatAmountError(f"{what}: float {value!r} refused; pass a Decimal, an int or a string",
                                value=value)
 
 
 def _terms(annual_rate, term, method, term_unit, day_count, rounding, multiple, currency) -> _Terms:
-    _refuse_float(annual_rate, "annual_rate")
-    _refuse_float(multiple, "installment_multiple")
+    _refuse_inexact(annual_rate, "annual_rate")
+    _refuse_inexact(multiple, "installment_multiple")
     key = (annual_rate, type(annual_rate), term, type(term), method, term_unit, day_count, rounding, multiple, currency)
     try:
         found = _TERMS_CACHE.get(key)
@@ -1066,7 +1066,7 @@ def penalty(overdue_amount, from_date: dt.date, to_date: dt.date, *, annual_rate
     if daily_rate is not None:
         num, den = parse_rate(daily_rate, what="daily_rate").as_integer_ratio()
     else:
-        _refuse_float(multiple, "multiple")
+        _refuse_inexact(multiple, "multiple")
         factor = parse_rate(annual_rate, what="annual_rate") * parse_rate(
             multiple, what="multiple", maximum=Decimal(100))
         if isinstance(days_per_year, bool) or not isinstance(days_per_year, int) or days_per_year <= 0:
