@@ -1,0 +1,95 @@
+"""The ``ledger schedule`` command, driven with click's CliRunner."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+from click.testing import CliRunner
+
+from ledger.commands.schedule import schedule_cmd
+
+PLAN = ["--principal", "100000", "--rate", "6%", "--months", "12", "--start", "2024-01-31"]
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(schedule_cmd, list(args), input=input, catch_exceptions=False)
+
+
+def test_help_has_a_worked_example():
+    assert "Example" in schedule_cmd.help
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "ledger schedule --principal 100000 --rate 6% --months 12" in result.output
+
+
+def test_table_with_totals():
+    result = invoke(*PLAN, "--method", "equal-installment")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert sum("8606.64" in line for line in lines) >= 11
+    assert "2024-02-29" in result.output and "2024-03-31" in result.output
+    assert "total: principal 100000.00, interest 3279.73, fee 0.00, payment 103279.73 CNY" in lines
+    assert "annual cost (interest and fees): 6.0000%" in lines
+
+
+def test_csv_rows_end_with_a_totals_row():
+    result = invoke(*PLAN, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert len(rows) == 13
+    assert rows[0]["payment"] == "8606.64" and rows[11]["payment"] == "8606.69"
+    assert rows[12]["seq"] == "total" and rows[12]["interest"] == "3279.73"
+
+
+def test_json_has_terms_rows_and_totals():
+    data = json.loads(invoke(*PLAN, "--format", "json").output)
+    assert data["plan"]["installment"] == "8606.64"
+    assert data["plan"]["method"] == "equal_installment"
+    assert len(data["rows"]) == 12
+    assert data["totals"]["payment"] == "103279.73"
+
+
+def test_days_bullet():
+    data = json.loads(invoke("--principal", "50000", "--rate", "0.08", "--days", "90", "--method",
+                             "bullet", "--start", "2025-06-01", "--format", "json").output)
+    assert [(r["due_date"], r["interest"]) for r in data["rows"]] == [("2025-08-30", "1000.00")]
+
+
+def test_investors_file_splits_the_plan(tmp_path):
+    path = tmp_path / "investors.csv"
+    path.write_text("investor,amount\nalice,60000\nbob,30000.50\ncarol,9999.50\n", encoding="utf-8")
+    data = json.loads(invoke(*PLAN, "--investors", str(path), "--management-fee", "10%",
+                             "--format", "json").output)
+    investors = data["investors"]
+    assert [inv["funded"] for inv in investors] == ["60000.00", "30000.50", "9999.50"]
+    assert all(inv["principal"] == inv["funded"] for inv in investors)
+    for k, row in enumerate(data["rows"]):
+        assert sum(Decimal(inv["rows"][k]["interest"]) for inv in investors) == Decimal(row["interest"])
+    table = invoke(*PLAN, "--investors", str(path))
+    assert "investor totals" in table.output
+    rows = list(csv.DictReader(io.StringIO(invoke(*PLAN, "--investors", str(path), "--format",
+                                                   "csv").output)))
+    assert len(rows) == 36 and rows[0]["investor"] == "alice"
+
+
+def test_bad_investors_file_names_the_line(tmp_path):
+    path = tmp_path / "investors.csv"
+    path.write_text("alice,60000\nbob,lots\n", encoding="utf-8")
+    result = invoke(*PLAN, "--investors", str(path))
+    assert result.exit_code == 2
+    assert "line 2" in result.output
+    path.write_text("alice,60000\nbob,30000\n", encoding="utf-8")
+    result = invoke(*PLAN, "--investors", str(path))
+    assert result.exit_code == 2 and "funded 90000.00" in result.output
+
+
+def test_bad_input_exits_2_with_a_message():
+    assert invoke("--principal", "100000", "--rate", "6", "--months", "12").exit_code == 2
+    result = invoke("--principal", "100000", "--rate", "6%", "--months", "12", "--days", "30")
+    assert result.exit_code == 2 and "exactly one" in result.output
+    result = invoke("--principal", "100000", "--rate", "6%", "--months", "12", "--start", "31/01/2024")
+    assert result.exit_code == 2 and "--start" in result.output
+    result = invoke("--principal", "1e400x", "--rate", "6%", "--months", "12")
+    assert result.exit_code == 2 and "principal" in result.output
