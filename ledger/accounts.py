@@ -1,7 +1,8 @@
 """The chart of accounts: types, normal sides, codes; open, close, look up.
 
-Codes are hierarchical, colon separated, lower-case segments of letters,
-digits, ``_``, ``-`` and ``.`` (``liabilities:users:u1:available``). Each
+Codes are hierarchical, colon separated, segments of ASCII letters, digits,
+``_``, ``-`` and ``.`` (``liabilities:users:u1:available``); the first
+segment names the type by convention and is lower case. Each
 account has one type and one currency. The type fixes the normal side:
 assets, expenses and memo accounts are debit-normal; liabilities, equity and
 income are credit-normal. Balances are shown on the normal side.
@@ -43,7 +44,7 @@ PREFIX_TYPES = {
     "memo": "memo",
 }
 
-_SEGMENT = re.compile(r"^[a-z0-9_][a-z0-9_.\-]*$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ def validate_code(code: str) -> str:
     for segment in code.split(":"):
         if not _SEGMENT.match(segment):
             raise InvalidAccountError(
-                f"account code {code!r}: segment {segment!r} must be lower-case letters, digits, "
+                f"account code {code!r}: segment {segment!r} must be letters, digits, "
                 "'_', '-' or '.'",
                 code=code,
             )

@@ -38,10 +38,11 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import models as m
+from . import schedules
 from .accounts import utcnow
 from .chain import canonical_json
 from .flows import BANK, RISK_RESERVE, FlowError, fee_account, positive_minor, wallet
-from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact
+from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact, to_minor
 from .postings import Draft, Entry, find_replay, write
 
 PLATFORM = "@platform"
@@ -168,29 +169,20 @@ class LoanView:
 
 # --- the plan, from ledger.schedules ---------------------------------------------
 def _make_plan(principal: Decimal, annual_rate: Decimal, term: int, method: str,
-               start: dt.date, term_unit: str, conventions: Mapping[str, Any]) -> list[dict]:
-    from . import schedules
-
+               start: dt.date, term_unit: str, conventions: Mapping[str, Any]):
+    """The borrower's plan (:func:`ledger.schedules.schedule`) and its rows in minor units."""
     plan = schedules.schedule(principal, annual_rate, term, method=method, start=start,
                               term_unit=term_unit, **conventions)
-    return [{"seq": r.seq, "due_date": r.due_date.isoformat(),
-             "principal": _minor(r.principal), "interest": _minor(r.interest),
-             "fee": _minor(r.fee)} for r in plan.rows], plan
-
-
-def _minor(value: Decimal) -> int:
-    return int(value.scaleb(2))
+    rows = [{"seq": r.seq, "due_date": r.due_date.isoformat(), "principal": r.principal_minor,
+             "interest": r.interest_minor, "fee": r.fee_minor} for r in plan.rows]
+    return rows, plan
 
 
 def _investor_shares(plan, investors: Sequence[tuple[str, int]]) -> dict[str, list[tuple[int, int]]]:
-    """Each investor's (principal, interest) per installment, from the borrower's rows."""
-    from . import schedules
-
+    """Each investor's (principal, interest) per installment, split from the borrower's rows."""
     split = schedules.split(plan, [(inv, from_minor(amount)) for inv, amount in investors])
-    out = {}
-    for inv_plan in split.investors:
-        out[inv_plan.investor] = [(_minor(r.principal), _minor(r.interest)) for r in inv_plan.rows]
-    return out
+    return {inv.investor: list(zip(inv.principal_parts, inv.interest_parts))
+            for inv in split.investors}
 
 
 # --- the service ------------------------------------------------------------------
@@ -238,10 +230,10 @@ class Loans:
 
     def _record_dues(self, conn: Connection, loan_id: int, entry: Entry, rows: Iterable[tuple],
                      reason: str) -> None:
-        values = [{"loan_id": loan_id, "seq": seq, "component": comp, "party": party,
-                   "amount_minor": amount, "reason": reason, "entry_id": entry.id,
-                   "effective_date": entry.effective_date}
-                  for seq, comp, party, amount in rows if amount]
+        values = [{"loan_id": loan_id, "seq": row[0], "component": row[1], "party": row[2],
+                   "amount_minor": row[3], "reason": row[4] if len(row) > 4 else reason,
+                   "entry_id": entry.id, "effective_date": entry.effective_date}
+                  for row in rows if row[3]]
         if values:
             conn.execute(insert(m.LoanDue), values)
 
@@ -253,8 +245,6 @@ class Loans:
                     conventions: Mapping[str, Any] | None = None,
                     check_rate_cap: bool = True) -> LoanView:
         """Create a loan and its plan; refuses a rate above the cap."""
-        from . import schedules
-
         principal_minor = positive_minor(principal, "principal")
         rate = to_decimal_exact(annual_rate, what="annual_rate")
         fee_minor = positive_minor(upfront_fee, "upfront_fee", allow_zero=True)
@@ -420,6 +410,36 @@ class Loans:
                 kind="repayment", reason="repay")
         return self._run(key, run)
 
+    def payoff_quote(self, loan_no: str, on_date: dt.date) -> dict:
+        """What repays the whole loan on ``on_date`` (see :meth:`pay_off`), in Decimal."""
+        with self.book.reading() as conn:
+            loan = self._loan(conn, loan_no)
+            payments, waived, fee = _payoff(loan, self._dues(conn, loan["id"]), on_date)
+        return {"on_date": on_date, "total": from_minor(sum(a for _, _, _, a in payments) + fee),
+                "principal": from_minor(sum(a for _, c, _, a in payments if c == "principal")),
+                "interest": from_minor(sum(a for _, c, _, a in payments if c == "interest")),
+                "fees_and_penalties": from_minor(sum(a for _, c, _, a in payments
+                                                     if c in ("fee", "penalty"))),
+                "prepayment_fee": from_minor(fee),
+                "interest_waived": from_minor(-sum(a for _, c, _, a, _ in waived if c == "interest"))}
+
+    def pay_off(self, loan_no: str, *, key: str, on_date: dt.date, bank_ref: str | None = None) -> Entry:
+        """Repay the whole loan early: everything due, the principal outstanding,
+        interest accrued in the current period (pro rata by days), and the
+        prepayment fee (the loan's ``prepayment_fee_rate`` x principal
+        outstanding); later interest and fees are waived."""
+        def run(conn):
+            loan = self._loan(conn, loan_no, lock=True)
+            if loan["status"] != "repaying":
+                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
+                                     loan_no=loan_no, status=loan["status"])
+            payments, waived, fee = _payoff(loan, self._dues(conn, loan["id"]), on_date)
+            source = (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)
+            extra = [(source[0], fee), (fee_account("prepayment"), -fee)] if fee else []
+            return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=source,
+                                 kind="payoff", reason="repay", extra_legs=extra, extra_dues=waived)
+        return self._run(key, run)
+
     def _pay_out(self, conn: Connection, loan: dict, payments: list[tuple[int, str, str, int]], *,
                  key: str, on_date: dt.date, source: tuple[str, str | None], kind: str,
                  reason: str, extra_legs: Sequence[tuple[str, int]] = (),
@@ -430,10 +450,15 @@ class Loans:
         source_account, source_ref = source
         legs: list[tuple[str, int]] = [(source_account, total)] if total else []
         mgmt = 0
+        # The management fee is the rate on each investor's running total of
+        # interest received, rounded once: per-payment rounding cannot drift.
+        received = self._interest_received(conn, loan["id"]) if rate else {}
         for seq, comp, party, amount in payments:
             pay = amount
             if comp == "interest" and not party.startswith("@") and rate:
-                fee = int((Decimal(amount) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+                before = received.get(party, 0)
+                received[party] = before + amount
+                fee = _round(Decimal(before + amount) * rate) - _round(Decimal(before) * rate)
                 mgmt += fee
                 pay -= fee
             if pay:
@@ -453,13 +478,22 @@ class Loans:
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="settled"))
         return entry
 
+    def _interest_received(self, conn: Connection, loan_id: int) -> dict[str, int]:
+        rows = conn.execute(
+            select(m.LoanDue.party, func.sum(m.LoanDue.amount_minor))
+            .where(m.LoanDue.loan_id == loan_id, m.LoanDue.component == "interest",
+                   m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate")))
+            .group_by(m.LoanDue.party))
+        return {party: -int(total) for party, total in rows}
+
     def accrue_penalties(self, as_of: dt.date) -> list[Entry]:
         """Penalty interest on overdue principal of every repaying loan, through ``as_of``.
 
         Idempotent per loan and date: running it twice for a date posts once.
         Penalty accrues daily at the contract rate times the loan's penalty
-        multiple (ACT/360), on each party's overdue principal, from the due
-        date (or the last accrual) to ``as_of``.
+        multiple over 360 days (:func:`ledger.schedules.penalty`), on each
+        installment's overdue principal, from the due date (or the last
+        accrual) to ``as_of``, and is owed to whoever is owed that principal.
         """
         with self.book.reading() as conn:
             loan_nos = list(conn.execute(select(m.Loan.loan_no).where(
@@ -480,20 +514,26 @@ class Loans:
             dues = self._dues(conn, loan["id"])
             last = conn.execute(select(func.max(m.LoanDue.effective_date)).where(
                 m.LoanDue.loan_id == loan["id"], m.LoanDue.reason == "accrue")).scalar()
-            daily = Decimal(loan["annual_rate"]) * Decimal(loan["terms"]["penalty_multiple"]) / 360
             rows = []
             for inst in loan["plan"]:
                 due = dt.date.fromisoformat(inst["due_date"])
                 start = max(due, last) if last else due
-                days = (as_of - start).days
-                if days <= 0:
+                if as_of <= start:
                     continue
-                for (seq, comp, party), amount in sorted(dues.items()):
-                    if seq == inst["seq"] and comp == "principal" and amount > 0:
-                        penalty = int((Decimal(amount) * daily * days)
-                                      .quantize(Decimal(1), rounding=ROUND_HALF_UP))
-                        if penalty:
-                            rows.append((seq, "penalty", party, penalty))
+                owners = [(party, amount) for (seq, comp, party), amount in sorted(dues.items())
+                          if seq == inst["seq"] and comp == "principal" and amount > 0]
+                overdue = sum(a for _, a in owners)
+                if not overdue:
+                    continue
+                # One penalty on the installment's overdue principal, rounded once,
+                # then shared by largest remainder among whoever is owed that principal.
+                total = to_minor(schedules.penalty(
+                    from_minor(overdue), start, as_of, annual_rate=loan["annual_rate"],
+                    multiple=loan["terms"]["penalty_multiple"]))
+                if total:
+                    for (party, _), part in zip(owners, allocate(total, [a for _, a in owners])):
+                        if part:
+                            rows.append((inst["seq"], "penalty", party, part))
             if not rows:
                 return None
             total = sum(r[3] for r in rows)
@@ -610,6 +650,10 @@ class Loans:
                                      .order_by(m.Loan.loan_no)).scalars())
 
 
+def _round(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def _merge(legs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
     """Sum legs per account (first-seen order), dropping zeros."""
     totals: dict[str, int] = {}
@@ -641,6 +685,38 @@ def _allocate_payment(dues: Mapping[tuple[int, str, str], int], amount: int,
                 payments.append((seq, comp, party, part))
         left -= pay
     return payments
+
+
+def _payoff(loan: dict, dues: Mapping[tuple[int, str, str], int], on_date: dt.date):
+    """(payments, waived dues, prepayment fee) that settle the loan on ``on_date``."""
+    plan = loan["plan"]
+    due = {r["seq"]: dt.date.fromisoformat(r["due_date"]) for r in plan}
+    current = next((r["seq"] for r in plan if due[r["seq"]] > on_date), None)
+    payments, waived = [], []
+    for (seq, comp, party), owed in sorted(dues.items()):
+        if owed <= 0:
+            continue
+        if due[seq] <= on_date or comp == "principal" or (comp == "penalty"):
+            payments.append((seq, comp, party, owed))
+        elif seq != current or comp == "fee":
+            waived.append((seq, comp, party, -owed, "waive"))
+    if current is not None:
+        start = due.get(current - 1) or loan["start_date"]
+        days, period = (on_date - start).days, (due[current] - start).days
+        parties = [(p, o) for (s, c, p), o in sorted(dues.items()) if s == current and c == "interest" and o > 0]
+        total = sum(o for _, o in parties)
+        if total and period > 0:
+            accrued = int((Decimal(total) * days / period).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            parts = allocate(accrued, [o for _, o in parties]) if accrued else [0] * len(parties)
+            for (party, owed), part in zip(parties, parts):
+                if part:
+                    payments.append((current, "interest", party, part))
+                if owed - part:
+                    waived.append((current, "interest", party, -(owed - part), "waive"))
+    outstanding_principal = sum(a for s, c, p, a in payments if c == "principal" and due[s] > on_date)
+    rate = Decimal(loan["terms"].get("prepayment_fee_rate", "0"))
+    fee = int((Decimal(outstanding_principal) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return payments, waived, fee
 
 
 def _view(loan: dict, dues: Sequence, bids: Sequence[tuple[str, int]], today: dt.date) -> LoanView:
@@ -675,7 +751,11 @@ def _view(loan: dict, dues: Sequence, bids: Sequence[tuple[str, int]], today: dt
         owed = sum(v for (s, _), v in outstanding.items() if s == seq)
         if loan["status"] in ("bidding", "funded", "cancelled"):
             owed = row["principal"] + row["interest"] + row["fee"]
-        status = "paid" if owed == 0 else "overdue" if due < today else "due" if due == today else "future"
+        if loan["status"] in ("bidding", "funded", "cancelled"):
+            status = "scheduled"
+        else:
+            status = ("paid" if owed == 0 else "overdue" if due < today else "due" if due == today
+                      else "future")
         installments.append(Installment(
             seq, due, from_minor(row["principal"]), from_minor(row["interest"]), from_minor(row["fee"]),
             from_minor(paid.get(seq, 0)), from_minor(owed),

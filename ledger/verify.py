@@ -94,6 +94,7 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         _check_stored_balances(conn, book.book_id, problems)
         _check_totals(conn, book.book_id, problems)
         custody = _check_custody(conn, book.book_id, custody_prefix, problems)
+        _check_loan_claims(conn, book.book_id, problems)
         _check_checkpoints(conn, book.book_id, problems)
     return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems))
 
@@ -321,3 +322,25 @@ def _check_custody(conn: Connection, book_id: int, prefix: str, problems: list[P
                 f"(difference {format_minor(diff, currency)}; other assets "
                 f"{format_minor(f['other_assets_minor'], currency)})"))
     return figures
+
+
+def _check_loan_claims(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """Each party's memo claim on a loan equals the principal the loan still owes it."""
+    from .loans import claim_account
+
+    owed = conn.execute(
+        select(m.Loan.loan_no, m.LoanDue.party, func.sum(m.LoanDue.amount_minor))
+        .join(m.LoanDue, m.LoanDue.loan_id == m.Loan.id)
+        .where(m.Loan.book_id == book_id, m.LoanDue.component == "principal")
+        .group_by(m.Loan.loan_no, m.LoanDue.party))
+    expected = {claim_account(party, loan_no): int(total) for loan_no, party, total in owed}
+    claims = dict(conn.execute(
+        select(m.Account.code, func.coalesce(func.sum(m.Posting.amount_minor), 0))
+        .outerjoin(m.Posting, and_(m.Posting.account_id == m.Account.id, m.Posting.is_pending.is_(False)))
+        .where(m.Account.book_id == book_id, m.Account.code.startswith("memo:claims:"))
+        .group_by(m.Account.code)).all())
+    for code in sorted(set(expected) | set(claims)):
+        want, have = expected.get(code, 0), int(claims.get(code, 0))
+        if want != have:
+            problems.append(Problem("loans", f"{code}: memo claim {format_minor(have)} but the loan "
+                                    f"owes {format_minor(want)} in principal", account=code))

@@ -1,0 +1,200 @@
+"""Loan flows as balanced entries: a full life by example, and every refusal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal as D
+
+import pytest
+
+from ledger.errors import InsufficientFundsError
+from ledger.flows import BANK, RISK_RESERVE, FlowError, fee_account, wallet
+from ledger.loans import LoanStateError, OverpaymentError, claim_account
+from ledger.schedules import RateCapExceededError
+
+START = dt.date(2026, 1, 15)
+INVESTORS = {"inv1": "33333.33", "inv2": "33333.33", "inv3": "33333.34"}
+
+
+@pytest.fixture
+def platform(book):
+    f = book.flows
+    f.open_system_accounts()
+    for user in (*INVESTORS, "bob", "dave"):
+        f.open_user(user)
+        f.top_up(user, "50000", bank_ref=f"B-{user}", key=f"topup-{user}")
+    return book
+
+
+def funded_loan(book, **kw):
+    book.loans.create_loan("L001", "bob", "100000", "0.06", 12, key="create-L001", start=START, **kw)
+    for inv, amount in INVESTORS.items():
+        book.loans.bid("L001", inv, amount, key=f"bid-{inv}")
+    return book.loans.loan("L001")
+
+
+def test_full_life_three_investors_get_exactly_their_principal(platform):
+    book = platform
+    view = funded_loan(book, management_fee_rate="0.10")
+    assert view.status == "funded"
+    assert book.balance(wallet("inv1", "frozen")) == D("33333.33")
+    book.loans.disburse("L001", key="disburse-L001", effective_date=START)
+    assert book.balance(wallet("bob")) == D("150000.00")
+    assert book.balance(claim_account("inv3", "L001")) == D("33333.34")
+    plan = book.loans.loan("L001").installments
+    assert plan[0].principal + plan[0].interest == D("8606.64")
+    paid_by_borrower = D(0)
+    for inst in plan:
+        before = book.balance(wallet("bob"))
+        book.loans.repay("L001", inst.outstanding, key=f"repay-{inst.seq}", on_date=inst.due_date)
+        paid_by_borrower += before - book.balance(wallet("bob"))
+    view = book.loans.loan("L001", today=plan[-1].due_date)
+    assert view.status == "settled" and view.outstanding_principal == 0
+    assert paid_by_borrower == sum(i.principal + i.interest + i.fee for i in plan)
+    for p in view.positions:
+        assert p.principal_received == D(INVESTORS[p.party])
+        assert p.outstanding_principal == 0
+    total_interest = sum(p.interest_received for p in view.positions)
+    assert total_interest == sum(i.interest for i in plan)
+    # The fee is 10% of each investor's interest, rounded once per investor.
+    expected = sum((p.interest_received * D("0.10")).quantize(D("0.01"), rounding=ROUND_HALF_UP)
+                   for p in view.positions)
+    assert book.balance(fee_account("management")) == expected
+    for inv in INVESTORS:
+        assert book.balance(claim_account(inv, "L001")) == 0
+    report = book.verify()
+    assert report.ok, report.problems
+
+
+def test_overfunding_and_insufficient_balance_are_refused(platform):
+    book = platform
+    book.loans.create_loan("L001", "bob", "100000", "0.06", 12, key="c", start=START)
+    book.loans.bid("L001", "inv1", "40000", key="b1")
+    with pytest.raises(FlowError, match="exceeds"):
+        book.loans.bid("L001", "inv2", "60000.01", key="b2")
+    with pytest.raises(InsufficientFundsError):
+        book.loans.bid("L001", "inv2", "50000.01", key="b3")
+    assert book.loans.loan("L001").raised == D("40000.00")
+    with pytest.raises(LoanStateError):
+        book.loans.disburse("L001", key="d")
+
+
+def test_cancel_unfreezes_every_bid(platform):
+    book = platform
+    book.loans.create_loan("L001", "bob", "100000", "0.06", 12, key="c", start=START)
+    book.loans.bid("L001", "inv1", "30000", key="b1")
+    book.loans.bid("L001", "inv2", "20000", key="b2")
+    book.loans.cancel_loan("L001", key="cancel")
+    assert book.balance(wallet("inv1")) == D("50000.00")
+    assert book.balance(wallet("inv1", "frozen")) == D("0.00")
+    assert book.loans.loan("L001").status == "cancelled"
+    with pytest.raises(LoanStateError):
+        book.loans.bid("L001", "inv3", "1", key="b3")
+
+
+def test_rate_above_the_cap_is_refused(platform):
+    with pytest.raises(RateCapExceededError):
+        platform.loans.create_loan("L009", "bob", "1000", "0.36", 12, key="c9", start=START)
+    assert platform.loans.loans() == []
+
+
+def test_partial_late_repayment_with_penalty_and_overpayment(platform):
+    book = platform
+    funded_loan(book)
+    book.loans.disburse("L001", key="d", effective_date=START)
+    first = book.loans.loan("L001").installments[0]
+    late = first.due_date + dt.timedelta(days=10)
+    accrued = book.loans.accrue_penalties(late)
+    assert len(accrued) == 1
+    assert book.loans.accrue_penalties(late)[0].replayed
+    view = book.loans.loan("L001", today=late)
+    assert view.status == "overdue"
+    penalty = view.installments[0].penalty_outstanding
+    # 8106.64 overdue principal x 6% x 1.5 / 360 x 10 days
+    assert penalty == (D("8106.64") * D("0.06") * D("1.5") / 360 * 10).quantize(D("0.01"))
+    book.loans.repay("L001", "100", key="part", on_date=late)
+    view = book.loans.loan("L001", today=late)
+    assert view.installments[0].penalty_outstanding == 0  # penalty is paid first
+    assert view.installments[0].paid == D("100.00")
+    owed = sum(i.outstanding for i in view.installments)
+    with pytest.raises(OverpaymentError):
+        book.loans.repay("L001", owed + D("0.01"), key="too-much", on_date=late)
+    assert book.verify().ok
+
+
+def test_pay_off_early_waives_later_interest_and_charges_the_fee(platform):
+    book = platform
+    funded_loan(book, prepayment_fee_rate="0.01")
+    book.loans.disburse("L001", key="d", effective_date=START)
+    first = book.loans.loan("L001").installments[0]
+    book.loans.repay("L001", first.outstanding, key="r1", on_date=first.due_date)
+    on = first.due_date + dt.timedelta(days=14)
+    quote = book.loans.payoff_quote("L001", on)
+    assert quote["principal"] == D("100000.00") - first.principal
+    assert quote["prepayment_fee"] == (quote["principal"] * D("0.01")).quantize(D("0.01"))
+    before = book.balance(wallet("bob"))
+    book.loans.pay_off("L001", key="payoff", on_date=on)
+    assert before - book.balance(wallet("bob")) == quote["total"]
+    view = book.loans.loan("L001", today=on)
+    assert view.status == "settled"
+    assert sum(p.principal_received for p in view.positions) == D("100000.00")
+    assert book.balance(fee_account("prepayment")) == quote["prepayment_fee"]
+    assert book.verify().ok
+
+
+def test_compensation_pays_investors_and_moves_the_claim(platform):
+    book = platform
+    book.flows.fund_risk_reserve("20000", bank_ref="RR1", key="rr")
+    funded_loan(book)
+    book.loans.disburse("L001", key="d", effective_date=START)
+    first = book.loans.loan("L001").installments[0]
+    late = first.due_date + dt.timedelta(days=30)
+    before = {inv: book.balance(wallet(inv)) for inv in INVESTORS}
+    book.loans.compensate("L001", 1, key="comp-1", on_date=late)
+    gained = sum(book.balance(wallet(inv)) - before[inv] for inv in INVESTORS)
+    assert gained == first.principal + first.interest
+    assert book.balance(RISK_RESERVE) == D("20000.00") - gained
+    assert book.balance(claim_account("@risk_reserve", "L001")) == first.principal
+    # The borrower's later payment of installment 1 goes to the risk reserve.
+    book.loans.repay("L001", first.principal + first.interest, key="late-1", on_date=late)
+    assert book.balance(RISK_RESERVE) == D("20000.00")
+    assert book.balance(claim_account("@risk_reserve", "L001")) == 0
+    assert book.verify().ok
+    with pytest.raises(LoanStateError):
+        book.loans.compensate("L001", 12, key="comp-12", on_date=late)
+
+
+def test_claim_transfer_moves_future_distributions(platform):
+    book = platform
+    funded_loan(book)
+    book.loans.disburse("L001", key="d", effective_date=START)
+    on = START + dt.timedelta(days=3)
+    book.loans.transfer_claim("L001", "inv1", "dave", share="1", price="33000", fee="33",
+                              key="xfer", on_date=on)
+    assert book.balance(wallet("dave")) == D("17000.00")
+    assert book.balance(wallet("inv1")) == D("16666.67") + D("32967.00")
+    assert book.balance(claim_account("dave", "L001")) == D("33333.33")
+    assert book.balance(claim_account("inv1", "L001")) == 0
+    first = book.loans.loan("L001").installments[0]
+    book.loans.repay("L001", first.outstanding, key="r1", on_date=first.due_date)
+    view = book.loans.loan("L001", today=first.due_date)
+    dave = next(p for p in view.positions if p.party == "dave")
+    assert dave.acquired == D("33333.33") and dave.principal_received > 0
+    inv1 = next(p for p in view.positions if p.party == "inv1")
+    assert inv1.disposed == D("33333.33") and inv1.principal_received == 0
+    for p in view.positions:
+        assert p.funded + p.acquired - p.disposed == p.principal_received + p.outstanding_principal
+    assert book.verify().ok
+
+
+def test_direct_bank_repayment_enters_custody(platform):
+    book = platform
+    funded_loan(book)
+    book.loans.disburse("L001", key="d", effective_date=START)
+    first = book.loans.loan("L001").installments[0]
+    bank_before = book.balance(BANK)
+    entry = book.loans.repay("L001", first.outstanding, key="r1", on_date=first.due_date,
+                             bank_ref="CARD-001")
+    assert entry.external_ref == "CARD-001"
+    assert book.balance(BANK) == bank_before + first.outstanding
+    assert book.verify().ok
