@@ -39,14 +39,14 @@ from decimal import Decimal
 from functools import lru_cache
 from itertools import accumulate, repeat
 from operator import add, sub
-from typing import Iterable, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
 from dateutil.relativedelta import relativedelta
 
 from .errors import FloatAmountError
 from .money import DEFAULT_CURRENCY, exponent, from_minor, to_minor
 from .rates import (
-    ACT_360, ACT_ACT, ACT_365, ACTUAL_DAY_COUNTS, DAY_COUNTS, DAYS_PER_YEAR, DOWN, HALF_EVEN, HALF_UP,
+    ACT_360, ACT_ACT, ACT_365, DAY_COUNTS, DAYS_PER_YEAR, DOWN, HALF_EVEN, HALF_UP,
     MONTHLY, MONTHS_PER_YEAR, ROUNDINGS, THIRTY_360, RateCapExceededError, ScheduleError,
     UnknownLprError, annualised_irr, check_rate, judicial_cap, lpr_history, lpr_on, normalize_day_count,
     normalize_rounding, parse_rate, rdiv, register_lpr, year_fraction,
@@ -779,7 +779,7 @@ def split(plan: Plan, investors, *, management_fee_rate="0") -> Split:
             f"investors funded {from_minor(sum(weights), plan.currency)} but the plan's principal is "
             f"{plan.principal}", funded=from_minor(sum(weights), plan.currency),
             principal=plan.principal)
-    rate = parse_rate(management_fee_rate, what="management_fee_rate", maximum=Decimal(1) + 1)
+    rate = parse_rate(management_fee_rate, what="management_fee_rate", maximum=None)
     if rate > 1:
         raise ScheduleError("management_fee_rate cannot exceed 1 (all of the interest)", rate=rate)
     principal = _running_shares(plan.principal_parts, weights)

@@ -272,7 +272,6 @@ def test_splits_add_up_every_row_and_repay_every_investor(funded, fee_rate):
     for k, row in enumerate(plan.rows):
         assert sum(inv.principal_parts[k] for inv in result.investors) == row.principal_minor
         assert sum(inv.interest_parts[k] for inv in result.investors) == row.interest_minor
-    running = {"principal": 0, "interest": 0}
     for inv, weight in zip(result.investors, weights):
         assert sum(inv.principal_parts) == inv.funded_minor == weight
         assert min(inv.principal_parts + inv.interest_parts + inv.management_fee_parts) >= 0

@@ -14,7 +14,6 @@ from decimal import Decimal
 import click
 
 from ..errors import InputError, LedgerError
-from ..money import from_minor
 from ..schedules import (
     DAY_COUNTS, METHODS, ROUNDINGS, ScheduleError, all_in_rate, schedule, split,
 )
