@@ -7,6 +7,7 @@ import click
 from ledger import __version__
 from ledger.commands import core, flows, reconcile
 from ledger.commands import reports as report_commands
+from ledger.commands.schedule import schedule_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +20,8 @@ def main():
     """
 
 
-for command in [*core.COMMANDS, *flows.COMMANDS, *reconcile.COMMANDS, *report_commands.COMMANDS]:
+for command in [*core.COMMANDS, *flows.COMMANDS, schedule_cmd, *reconcile.COMMANDS,
+                *report_commands.COMMANDS]:
     main.add_command(command)
 
 
