@@ -464,6 +464,8 @@ class BankLine(Base):
     """Bank reference / FITID / serial."""
     end_to_end_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
     """End-to-end reference or platform order id."""
+    batch_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The bank's batch id when one line stands for a batch payout."""
     counterparty: Mapped[str | None] = mapped_column(String(255), nullable=True)
     """Counterparty name or account."""
     description: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -176,7 +176,8 @@ def _line_row(book_id: int, file_id: int, line, fingerprint: str) -> dict:
             "account": str(line.account)[:64], "booking_date": line.booking_date,
             "value_date": line.value_date, "amount_minor": line.amount_minor,
             "currency": line.currency, "bank_ref": line.bank_ref,
-            "end_to_end_ref": line.end_to_end_ref, "counterparty": line.counterparty,
+            "end_to_end_ref": line.end_to_end_ref, "batch_id": line.batch_id,
+            "counterparty": line.counterparty,
             "description": line.description, "status": line.status or "booked",
             "source_position": str(line.source_position)[:64], "raw": line.raw or ""}
 
@@ -245,7 +246,8 @@ def reconcile(book, paths: Sequence[str | Path], *, account: str = CUSTODY,
         ledger = _open_postings(conn, acct.id, day, since)
         carried_ids = _carried(conn, book.book_id, account)
         bank_items = [BankItem(i, r["booking_date"], r["amount_minor"], r["currency"], r["bank_ref"],
-                               r["end_to_end_ref"], r["value_date"], None, r["description"] or "")
+                               r["end_to_end_ref"], r["value_date"], r["batch_id"],
+                               r["description"] or "")
                       for i, r in bank.items()]
         ledger_items = [LedgerItem(i, r["entry_id"], r["effective_date"], r["amount_minor"],
                                    r["currency"], r["external_ref"], _batch_id(r["metadata_json"]),

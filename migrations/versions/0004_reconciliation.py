@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("bank_ref", sa.String(200), nullable=True),
         sa.Column("end_to_end_ref", sa.String(200), nullable=True),
+        sa.Column("batch_id", sa.String(200), nullable=True),
         sa.Column("counterparty", sa.String(255), nullable=True),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
