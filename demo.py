@@ -1,10 +1,12 @@
-"""`make demo`: one day of a P2P platform's custody ledger, on embedded SQLite.
+"""`make demo`: a P2P platform's custody ledger at work, on embedded SQLite.
 
-It opens a fresh book in ``demo-out/ledger.db``, posts a small day of money
-movements through the Python API (top-ups, a withdrawal held then paid, one
-rejected by the bank, a service fee, a correction by reversal), shows a replay
-being answered idempotently and an overdraft being refused, then prints the
-balances and the verification an auditor would run.
+A fresh book in ``demo-out/ledger.db``. Users top up; a loan for a borrower
+fills with three investors' bids and is disbursed; installments are repaid
+(one late, with an overdue penalty; one straight from the borrower's bank
+card); on the day itself a withdrawal is paid out and another is rejected
+by the bank. Then the balances, the custody invariant and each investor's
+position, and the daily reconciliation against the custody bank's statement
+for the day (see ``reconcile_day``).
 """
 
 from __future__ import annotations
@@ -18,75 +20,109 @@ from click.testing import CliRunner
 
 import ledger
 from cli import main as ledger_cli
+from ledger.flows import BANK
 
 OUT = Path("demo-out")
-DAY = dt.date(2026, 11, 22)
-BANK = "assets:custody:bank"
+URL = f"sqlite:///{OUT / 'ledger.db'}"
+DAY = dt.date(2026, 11, 20)          # a Friday: the business day reconciled
+LOAN_START = dt.date(2026, 8, 20)
 
 
-def wallet(user: str, part: str = "available") -> str:
-    return f"liabilities:users:{user}:{part}"
+def say(text: str) -> None:
+    print(text)
 
 
-def run_cli(*args: str) -> None:
+def run_cli(*args: str) -> int:
     print(f"\n$ ledger {' '.join(args)}")
     result = CliRunner().invoke(ledger_cli, [*args, "--db", URL], catch_exceptions=False)
     print(result.output.rstrip())
+    return result.exit_code
+
+
+def platform_history(book) -> dict:
+    """The months before the day: users, a loan, its first installments."""
+    flows, loans = book.flows, book.loans
+    flows.open_system_accounts()
+    for user in ("alice", "bob", "carol", "dave"):
+        flows.open_user(user)
+    for n, (user, amount) in enumerate((("alice", "60000.00"), ("bob", "40000.00"),
+                                        ("carol", "30000.00")), start=1):
+        flows.top_up(user, amount, bank_ref=f"B20260819{n:03d}", key=f"topup-B20260819{n:03d}",
+                     effective_date=LOAN_START - dt.timedelta(days=1))
+    say("users alice, bob and carol topped up 60,000 / 40,000 / 30,000 in August")
+
+    loans.create_loan("L2026001", "dave", "100000", "0.06", 12, key="loan-L2026001",
+                      start=LOAN_START, upfront_fee="1000", management_fee_rate="0.10")
+    for investor, amount in (("alice", "50000"), ("bob", "30000"), ("carol", "20000")):
+        loans.bid("L2026001", investor, amount, key=f"bid-L2026001-{investor}",
+                  effective_date=LOAN_START)
+    loans.disburse("L2026001", key="disburse-L2026001", effective_date=LOAN_START)
+    say("loan L2026001: 100,000 to dave at 6% over 12 months (equal installments), funded by "
+        "alice 50,000, bob 30,000, carol 20,000; disbursed less a 1,000 service fee")
+
+    plan = loans.loan("L2026001", today=LOAN_START).installments
+    first, second, third = plan[0], plan[1], plan[2]
+    loans.repay("L2026001", first.outstanding, key="repay-L2026001-1", on_date=first.due_date)
+    say(f"installment 1 ({first.outstanding}) repaid on time, {first.due_date}")
+
+    late = second.due_date + dt.timedelta(days=10)
+    loans.accrue_penalties(late)
+    owed = loans.loan("L2026001", today=late).installments[1]
+    loans.repay("L2026001", owed.outstanding, key="repay-L2026001-2", on_date=late)
+    say(f"installment 2 repaid 10 days late, {late}: {owed.outstanding} including "
+        f"{owed.penalty_outstanding} overdue penalty")
+    return {"third": third}
+
+
+def the_day(book, third) -> dict:
+    """The reconciled business day: what the platform posts on it."""
+    flows, loans = book.flows, book.loans
+    loans.repay("L2026001", third.outstanding, key="repay-L2026001-3", on_date=DAY,
+                bank_ref="B20261120101")
+    say(f"\n-- {DAY} --\ninstallment 3 ({third.outstanding}) paid straight from dave's bank card "
+        "(bank serial B20261120101)")
+    flows.top_up("carol", "5000.00", bank_ref="B20261120102", key="topup-B20261120102",
+                 effective_date=DAY)
+    say("carol topped up 5,000.00 at 23:58 (the bank will book it after midnight)")
+    hold = flows.withdraw("alice", "8000.00", fee="2.00", key="wd-W1120001", order_ref="W1120001",
+                          effective_date=DAY)
+    flows.confirm_withdrawal(hold.id, bank_ref="P20261120001", key="wd-W1120001-paid",
+                             effective_date=DAY)
+    say("alice withdrew 8,000.00 (fee 2.00): held, then paid out by the bank (P20261120001)")
+    hold = flows.withdraw("bob", "3000.00", fee="2.00", key="wd-W1120002", order_ref="W1120002",
+                          effective_date=DAY)
+    flows.fail_withdrawal(hold.id, key="wd-W1120002-failed", reason="bank rejected: account closed",
+                          effective_date=DAY)
+    say("bob's 3,000.00 withdrawal was rejected by the bank: the hold is voided, nothing charged")
+    try:
+        flows.withdraw("carol", "99999.00", key="wd-too-much", effective_date=DAY)
+    except ledger.InsufficientFundsError as exc:
+        say(f"refused, nothing written: {exc}")
+    again = flows.top_up("carol", "5000.00", bank_ref="B20261120102", key="topup-B20261120102",
+                         effective_date=DAY)
+    say(f"the top-up callback arrived twice: answered with entry {again.id}, replayed={again.replayed}")
+    return {}
+
+
+def show_positions(book) -> None:
+    view = book.loans.loan("L2026001", today=DAY)
+    print(f"\nloan {view.loan_no}: status {view.status}, outstanding principal "
+          f"{view.outstanding_principal}, next due {view.next_due.due_date} ({view.next_due.outstanding})")
+    print(f"{'investor':10} {'funded':>10} {'principal back':>15} {'interest':>10} {'penalty':>8} "
+          f"{'still owed':>11}")
+    for p in view.positions:
+        print(f"{p.party:10} {p.funded:>10} {p.principal_received:>15} {p.interest_received:>10} "
+              f"{p.penalty_received:>8} {p.outstanding_principal:>11}")
 
 
 if __name__ == "__main__":
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
-    URL = f"sqlite:///{OUT / 'ledger.db'}"
     book = ledger.open(URL)
-    print(f"Opened book {book.name!r} on {URL}")
-
-    book.open_account(BANK, "asset", name="Custody account at the bank")
-    book.open_account("income:platform:fees:withdrawal", "income")
-    for user in ("alice", "bob", "carol"):
-        for part in ("available", "withdrawing"):
-            book.open_account(wallet(user, part), "liability", no_overdraft=True)
-
-    print("\n-- the platform posts the day --")
-    for user, amount, serial in (("alice", "50000.00", "B20261122001"),
-                                 ("bob", "20000.00", "B20261122002"),
-                                 ("carol", "8000.00", "B20261122003")):
-        e = book.post([(BANK, D(amount)), (wallet(user), -D(amount))], key=f"topup-{serial}",
-                      kind="top_up", effective_date=DAY, external_ref=serial)
-        print(f"entry {e.id}: top-up {amount} for {user} (bank serial {serial})")
-
-    again = book.post([(BANK, D("50000.00")), (wallet("alice"), D("-50000.00"))],
-                      key="topup-B20261122001", kind="top_up", effective_date=DAY,
-                      external_ref="B20261122001")
-    print(f"retry of the first top-up: answered with entry {again.id} (replayed={again.replayed})")
-
-    hold = book.post([(wallet("bob"), D("5000.00")), (wallet("bob", "withdrawing"), D("-5000.00"))],
-                     key="wd-bob-1", kind="withdrawal", effective_date=DAY, pending=True)
-    print(f"entry {hold.id}: bob asks to withdraw 5000.00 (held; available now "
-          f"{book.balance(wallet('bob'), kind='available')})")
-    book.commit_pending(hold.id, key="wd-bob-1-confirmed", effective_date=DAY)
-    book.post([(wallet("bob", "withdrawing"), D("5000.00")),
-               (BANK, D("-4998.00")), ("income:platform:fees:withdrawal", D("-2.00"))],
-              key="wd-bob-1-paid", kind="withdrawal_paid", effective_date=DAY,
-              external_ref="P20261122001")
-    print("bank confirmed bob's withdrawal: 4998.00 paid out, 2.00 fee to the platform")
-
-    hold2 = book.post([(wallet("carol"), D("3000.00")), (wallet("carol", "withdrawing"), D("-3000.00"))],
-                      key="wd-carol-1", kind="withdrawal", effective_date=DAY, pending=True)
-    book.void_pending(hold2.id, key="wd-carol-1-rejected", memo="bank rejected: account frozen")
-    print("bank rejected carol's withdrawal: the hold is voided, her money is available again")
-
-    wrong = book.post([(wallet("alice"), D("100.00")), (wallet("carol"), D("-100.00"))],
-                      key="transfer-typo", kind="transfer", effective_date=DAY)
-    book.reverse(wrong.id, key="transfer-typo-reversed", reason="wrong payee", effective_date=DAY)
-    print(f"entry {wrong.id} posted to the wrong user and reversed (never edited)")
-
-    try:
-        book.post([(wallet("carol"), D("9000.00")), (wallet("alice"), D("-9000.00"))],
-                  key="too-much", effective_date=DAY)
-    except ledger.InsufficientFundsError as exc:
-        print(f"refused: {exc}")
-
-    run_cli("account", "list")
-    run_cli("balance", wallet("bob"), "--as-of", DAY.isoformat())
+    say(f"A fresh custody ledger on {URL}\n")
+    history = platform_history(book)
+    the_day(book, history["third"])
+    run_cli("account", "list", "--prefix", "liabilities:users")
+    show_positions(book)
+    run_cli("balance", BANK, "--as-of", DAY.isoformat())
     run_cli("verify")
