@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from decimal import Decimal as D
 from pathlib import Path
 
 from click.testing import CliRunner
