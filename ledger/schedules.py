@@ -38,7 +38,8 @@ import datetime as dt
 from decimal import Decimal
 from functools import lru_cache
 from itertools import accumulate, repeat
-from operator import add, sub
+from math import gcd
+from operator import add, floordiv, mod, mul, sub
 from typing import Mapping, NamedTuple
 
 from dateutil.relativedelta import relativedelta
@@ -255,6 +256,7 @@ class _Terms(NamedTuple):
     monthly_den: int
     annuity_num: int       # equal-installment payment = principal * num / den (monthly periods)
     annuity_den: int
+    fast: bool             # equal installment, monthly periods, HALF_UP, to the fen: the hot path
 
 
 _TERMS_CACHE: dict[tuple, _Terms] = {}
@@ -268,8 +270,9 @@ def _refuse_inexact(value, what: str) -> None:
 
 
 def _terms(annual_rate, term, method, term_unit, day_count, rounding, multiple, currency) -> _Terms:
-    _refuse_inexact(annual_rate, "annual_rate")
-    _refuse_inexact(multiple, "installment_multiple")
+    if type(annual_rate) is float or type(multiple) is float:  # before the cache: 0.5 == Decimal("0.5")
+        _refuse_inexact(annual_rate, "annual_rate")
+        _refuse_inexact(multiple, "installment_multiple")
     key = (annual_rate, type(annual_rate), term, type(term), method, term_unit, day_count, rounding, multiple, currency)
     try:
         found = _TERMS_CACHE.get(key)
@@ -325,13 +328,13 @@ def _make_terms(annual_rate, term, method, term_unit, day_count, rounding, multi
     rate_num, rate_den = rate.as_integer_ratio()
     monthly = _reduce(rate_num, rate_den * MONTHS_PER_YEAR)
     annuity = _annuity(*monthly, term) if method == EQUAL_INSTALLMENT else (0, 1)
+    fast = (method == EQUAL_INSTALLMENT and day_count == MONTHLY and rounding == HALF_UP
+            and step == 1 and unit == MONTH)
     return _Terms(rate, rate_num, rate_den, term, method, unit, day_count, rounding, step, currency,
-                  *monthly, *annuity)
+                  *monthly, *annuity, fast)
 
 
 def _reduce(num: int, den: int) -> tuple[int, int]:
-    from math import gcd
-
     g = gcd(num, den) or 1
     return num // g, den // g
 
@@ -444,9 +447,44 @@ def schedule(principal, annual_rate, term: int, method: str = EQUAL_INSTALLMENT,
     principal_minor = _minor(principal, currency, "principal")
     if principal_minor <= 0:
         raise ScheduleError(f"principal must be positive, not {principal}", value=principal)
-    start = _date(start, "start")
-    fee = _fee_minor(periodic_fee, periodic_fee_rate, principal_minor, terms)
+    if type(start) is not dt.date:
+        start = _date(start, "start")
+    fee = 0
+    if periodic_fee is not None or periodic_fee_rate is not None:
+        fee = _fee_minor(periodic_fee, periodic_fee_rate, principal_minor, terms)
+    if terms.fast:
+        plan = _fast_equal_installment(principal_minor, terms, start, fee)
+        if plan is not None:
+            return plan
     return _build(principal_minor, terms, start, 0, fee)
+
+
+def _fast_equal_installment(principal: int, terms: _Terms, start: dt.date, fee: int) -> Plan | None:
+    """:func:`_build` for the usual case (equal installment, monthly, HALF_UP, to the fen).
+
+    Same figures as the general path, fewer steps: exact integer arithmetic
+    with the rounding written out. None when the general path is needed
+    (a level payment that would repay a principal of a few fen too soon).
+    """
+    a, b, n = terms.monthly_num, terms.monthly_den, terms.term
+    den = terms.annuity_den
+    level = (2 * principal * terms.annuity_num + den) // (den + den)
+    a2, b2 = a + a, b + b
+    interest = []
+    append = interest.append
+    balance = principal
+    for _ in range(n - 1):
+        i = (balance * a2 + b) // b2
+        append(i)
+        balance -= level - i
+    if balance < 0:
+        return None
+    principals = list(map(sub, repeat(level, n - 1), interest))
+    principals.append(balance)
+    append((balance * a2 + b) // b2)
+    return _new(Plan, (principal, terms.annual_rate, n, EQUAL_INSTALLMENT, start, MONTH, MONTHLY,
+                       HALF_UP, terms.currency, level, tuple(principals), tuple(interest),
+                       (fee,) * n, 0, 1))
 
 
 def _date(value, what: str) -> dt.date:
@@ -793,8 +831,6 @@ def split(plan: Plan, investors, *, management_fee_rate="0") -> Split:
 
 def _running_shares(amounts: tuple[int, ...], weights: list[int]) -> list[tuple[int, ...]]:
     """Per investor, per row: largest remainder on running totals (see :func:`split`)."""
-    from math import gcd
-
     g = 0
     for w in weights:
         g = gcd(g, w)
@@ -813,11 +849,11 @@ def _running_shares(amounts: tuple[int, ...], weights: list[int]) -> list[tuple[
             columns.append(zeros)
             continue
         running += amount
-        shares = [divmod(running * w, total) for w in weights]
-        target = [q for q, _ in shares]
+        products = list(map(mul, weights, repeat(running, n)))
+        target = list(map(floordiv, products, repeat(total, n)))
         left = running - sum(target)
         if left:
-            remainders = [r for _, r in shares]
+            remainders = list(map(mod, products, repeat(total, n)))
             for i in sorted(index, key=remainders.__getitem__, reverse=True)[:left]:
                 target[i] += 1
         row = list(map(sub, target, given))

@@ -17,7 +17,7 @@ from ledger.money import allocate, from_minor
 from ledger.rates import rdiv, year_fraction
 from ledger.schedules import (
     BULLET, EQUAL_INSTALLMENT, EQUAL_PRINCIPAL, INTEREST_ONLY, METHODS, ROUNDINGS,
-    RateCapExceededError, ScheduleError, UnknownLprError, _running_shares, all_in_rate, apr,
+    RateCapExceededError, ScheduleError, UnknownLprError, _build, _running_shares, _terms, all_in_rate, apr,
     check_rate_cap, judicial_cap, lpr_on, payoff, penalty, register_lpr, reprice, schedule, split,
 )
 
@@ -209,6 +209,15 @@ def test_plans_repay_exactly_the_principal(principal_minor, rate, term, method, 
         assert all(r.principal_minor == 0 for r in rows[:-1])
     else:
         assert len(rows) == 1
+
+
+@given(principals, annual_rates, st.integers(1, 360), starts)
+@settings(max_examples=100)
+def test_the_fast_path_and_the_general_path_agree(principal_minor, rate, term, start):
+    plan = schedule(from_minor(principal_minor), rate, term, start=start)
+    terms = _terms(rate, term, EQUAL_INSTALLMENT, "month", None, "HALF_UP", None, "CNY")
+    assert terms.fast
+    assert plan == _build(principal_minor, terms, start, 0, 0)
 
 
 @given(principals, st.integers(0, 2000).map(lambda bp: D(bp).scaleb(-4)), st.integers(1, 120),
