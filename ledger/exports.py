@@ -130,7 +130,7 @@ class JournalRecord:
             "chain_hash": self.chain_hash,
             "postings": [{"position": p.position, "account": p.account,
                           "amount_minor": p.amount_minor,
-                          "amount": format_minor(p.amount_minor, p.currency),
+                          "amount": _decimal_text(p.amount_minor, p.currency),
                           "currency": p.currency, "pending": p.is_pending} for p in self.postings],
         }
 
@@ -172,23 +172,25 @@ def stream_journal(conn: Connection, book_id: int, date_from: dt.date | None = N
     current = None
     postings: list[JournalPosting] = []
     for row in result:
-        if current is not None and row.id != current.id:
+        if current is not None and row[0] != current[0]:
             yield _record(current, postings)
             postings = []
         current = row
-        if row.position is not None:
-            postings.append(JournalPosting(row.position, row.code, row.type, int(row.amount_minor),
-                                           row.currency, bool(row.is_pending)))
+        if row[16] is not None:  # position: an entry without postings (a void) has none
+            postings.append(JournalPosting(row[16], row[17], row[18], int(row[19]), row[20],
+                                           bool(row[21])))
     if current is not None:
         yield _record(current, postings)
 
 
-def _record(row, postings: list[JournalPosting]) -> JournalRecord:
+def _record(row: tuple, postings: list[JournalPosting]) -> JournalRecord:
+    (entry_id, effective_date, kind, phase, key, external_ref, memo, metadata_json, pending_id,
+     reverses_id, completed_by, reversed_by, created_at, content_hash, seq, chain_hash) = row[:16]
     return JournalRecord(
-        row.id, row.effective_date, row.kind, row.phase, row.idempotency_key, row.external_ref,
-        row.memo, json.loads(row.metadata_json, parse_float=Decimal) if row.metadata_json else {},
-        row.pending_id, row.reverses_id, row.completed_by, row.reversed_by, row.created_at,
-        row.content_hash, row.seq, row.chain_hash, tuple(postings))
+        entry_id, effective_date, kind, phase, key, external_ref, memo,
+        json.loads(metadata_json, parse_float=Decimal) if metadata_json else {},
+        pending_id, reverses_id, completed_by, reversed_by, created_at, content_hash, seq,
+        chain_hash, tuple(postings))
 
 
 def iter_journal(book, date_from: dt.date | None = None,
@@ -228,10 +230,24 @@ def write_journal_csv(records, fh: IO[str]) -> int:
             writer.writerow(head + [""] * 6)
         for p in r.postings:
             writer.writerow(head + [p.position, p.account, p.amount_minor,
-                                    format_minor(p.amount_minor, p.currency), p.currency,
+                                    _decimal_text(p.amount_minor, p.currency), p.currency,
                                     "true" if p.is_pending else "false"])
         count += 1
     return count
+
+
+def _decimal_text(minor: int, currency: str) -> str:
+    """``format_minor`` without Decimal arithmetic (the journal writes millions of these)."""
+    exp = _EXPONENTS.get(currency)
+    if exp is None:
+        exp = _EXPONENTS[currency] = exponent(currency)
+    if exp == 0:
+        return str(minor)
+    whole, frac = divmod(abs(minor), 10 ** exp)
+    return f"{'-' if minor < 0 else ''}{whole}.{frac:0{exp}d}"
+
+
+_EXPONENTS: dict[str, int] = {}
 
 
 def _blank(value) -> str:

@@ -407,6 +407,31 @@ Index("ix_posting_effective_date_account_id", Posting.effective_date, Posting.ac
       Posting.is_pending, Posting.amount_minor)
 
 
+class PeriodChainMark(Base):
+    """Where the hash chain stood for a closed period; written at close, never changed.
+
+    Among the entries dated on or before ``as_of_date`` (all sealed by the
+    close), the one linked last: a report as of a later date needs only the
+    entries since to find its own last entry and chain hash.
+    """
+
+    __tablename__ = "period_chain_mark"
+    __table_args__ = (UniqueConstraint("book_id", "as_of_date"),)
+
+    closed_period_id: Mapped[int] = mapped_column(ForeignKey("closed_period.id"), primary_key=True)
+    """The close that wrote the mark."""
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    """The book."""
+    as_of_date: Mapped[dt.date] = mapped_column(Date())
+    """The closed period's last effective date."""
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    """Highest chain link among entries dated on or before ``as_of_date`` (0: none)."""
+    last_entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entry.id"), nullable=True)
+    """The entry at that link."""
+    chain_hash: Mapped[str] = mapped_column(String(64))
+    """The chain hash at that link (64 zeros when none)."""
+
+
 RESOLUTION_ACTIONS = ("adjust", "accept-timing", "match-with")
 
 

@@ -90,18 +90,17 @@ class Footer:
 
 def footer(conn: Connection, book_id: int, book_name: str, as_of: dt.date | None) -> Footer:
     """The footer of a report as of ``as_of`` (read in the report's own transaction)."""
-    link = (select(m.ChainLink.seq, m.ChainLink.entry_id, m.ChainLink.chain_hash)
-            .where(m.ChainLink.book_id == book_id))
     unsealed = (select(func.count()).select_from(m.SealQueue)
                 .where(m.SealQueue.book_id == book_id))
-    if as_of is not None:
-        link = link.join(m.JournalEntry, m.JournalEntry.id == m.ChainLink.entry_id).where(
-            m.JournalEntry.effective_date <= as_of)
+    if as_of is None:
+        seq, head = chain.chain_head(conn, book_id)
+        entry_id = conn.execute(select(m.ChainLink.entry_id).where(
+            m.ChainLink.book_id == book_id, m.ChainLink.seq == seq)).scalar() if seq else None
+    else:
+        seq, entry_id, head = periods.chain_point(conn, book_id, as_of)
         unsealed = unsealed.join(m.JournalEntry, m.JournalEntry.id == m.SealQueue.entry_id).where(
             m.JournalEntry.effective_date <= as_of)
-    row = conn.execute(link.order_by(m.ChainLink.seq.desc()).limit(1)).first()
-    return Footer(book_name, as_of, row.entry_id if row else None, row.seq if row else 0,
-                  row.chain_hash if row else chain.GENESIS, int(conn.execute(unsealed).scalar_one()),
+    return Footer(book_name, as_of, entry_id, seq, head, int(conn.execute(unsealed).scalar_one()),
                   _utcnow())
 
 
@@ -117,7 +116,7 @@ class _Acct:
 def _accounts(conn: Connection, book_id: int) -> dict[int, _Acct]:
     rows = conn.execute(select(m.Account.id, m.Account.code, m.Account.type, m.Account.currency)
                         .where(m.Account.book_id == book_id))
-    return {r.id: _Acct(r.id, r.code, r.type, r.currency) for r in rows}
+    return {r[0]: _Acct(*r) for r in rows}
 
 
 def rollup_code(code: str, depth: int | None) -> str:
