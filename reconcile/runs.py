@@ -227,7 +227,17 @@ def reconcile(book, paths: Sequence[str | Path], *, account: str = CUSTODY,
     """Import ``paths``, match, prove the balance, store the run (see the module docstring)."""
     if not paths:
         raise ReconcileError("give at least one statement file")
-    parsed = parse_files(paths, mapping=mapping)
+    return reconcile_parsed(book, parse_files(paths, mapping=mapping), account=account,
+                            statement_date=statement_date, dry_run=dry_run, config=config,
+                            lookback_days=lookback_days, progress=progress)
+
+
+def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
+                     statement_date: dt.date | None = None, dry_run: bool = False,
+                     config: MatchConfig = matching.DEFAULT_CONFIG,
+                     lookback_days: int = LOOKBACK_DAYS,
+                     progress: Callable[[int], None] | None = None) -> RunResult:
+    """:func:`reconcile` on already parsed files: ``[(path, ParsedFile)]``."""
     statements = [s for _, pf in parsed for s in pf.statements]
     if not statements:
         raise ReconcileError("the statement files hold no statement")
@@ -426,7 +436,9 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
     * ``accept-timing``: a timing difference; the items stay open and clear
       by themselves when the other side arrives;
     * ``match-with``: match the break's bank line with posting ``match_with``
-      (or its posting with bank line ``match_with``); amounts must agree.
+      (or its posting with bank line ``match_with``; for a break with both
+      sides, ``match_with`` picks which of its items pairs with the other
+      side's single item); amounts must agree.
     """
     if not note or not note.strip():
         raise BreakResolutionError("a resolution needs a note saying why", break_id=break_id)
@@ -508,10 +520,20 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None) -> int:
         ledger_total = sum(conn.execute(select(m.Posting.amount_minor).where(
             m.Posting.id.in_(brk.posting_ids))).scalars())
     else:
-        bank_ids, posting_ids = brk.bank_line_ids, brk.posting_ids
-        bank_total = sum(b["amount_minor"] for b in brk.bank_lines)
+        # Both sides (ambiguous and the like): pick one item of the break to pair
+        # with the single item of the other side.
+        if other in brk.bank_line_ids and len(brk.posting_ids) == 1:
+            bank_ids, posting_ids = (other,), brk.posting_ids
+        elif other in brk.posting_ids and len(brk.bank_line_ids) == 1:
+            bank_ids, posting_ids = brk.bank_line_ids, (other,)
+        else:
+            raise BreakResolutionError(
+                f"break {brk.id}: --with must name one of its bank lines {list(brk.bank_line_ids)} "
+                f"(or of its postings {list(brk.posting_ids)}) to pair with the other side's item",
+                break_id=brk.id)
+        bank_total = sum(b["amount_minor"] for b in brk.bank_lines if b["id"] in bank_ids)
         ledger_total = sum(conn.execute(select(m.Posting.amount_minor).where(
-            m.Posting.id.in_(brk.posting_ids))).scalars())
+            m.Posting.id.in_(posting_ids))).scalars())
     if bank_total != ledger_total:
         raise BreakResolutionError(
             f"amounts differ: bank {format_minor(bank_total)} vs ledger {format_minor(ledger_total)}; "
@@ -530,5 +552,5 @@ def _new_match(conn, run_id: int, rule: str, bank_ids: Sequence[int], posting_id
     return match_id
 
 
-__all__ = ["reconcile", "resolve", "list_breaks", "RunResult", "BreakView", "ImportResult",
+__all__ = ["reconcile", "reconcile_parsed", "resolve", "list_breaks", "RunResult", "BreakView", "ImportResult",
            "ReconcileError", "BreakResolutionError", "import_parsed", "parse_files"]

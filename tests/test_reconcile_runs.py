@@ -1,0 +1,146 @@
+"""Reconciliation runs against a real ledger: import, match, prove, store, resolve."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from ledger.flows import BANK
+from reconcile import report
+from reconcile.runs import BreakResolutionError, list_breaks, reconcile_parsed, resolve
+from reconcile.statements.model import Balance, ParsedFile, Statement, StatementLine
+
+DAY = dt.date(2026, 11, 20)          # a Friday
+NEXT = dt.date(2026, 11, 23)         # the Monday after
+
+
+def line(n, amount_minor, ref=None, day=DAY, description="", e2e=None):
+    raw = f"{day},{ref or ''},{amount_minor},{description}"
+    return StatementLine(
+        account="6222001", booking_date=day, value_date=day, amount_minor=amount_minor,
+        currency="CNY", bank_ref=ref, end_to_end_ref=e2e, counterparty=None,
+        description=description, status="booked", source_file_sha256="x" * 64,
+        source_position=f"line {n}", raw=raw)
+
+
+def parsed(name, lines, opening, day=DAY):
+    closing = opening + sum(x.amount_minor for x in lines)
+    sha = hashlib.sha256(name.encode()).hexdigest()
+    statement = Statement(
+        account="6222001", currency="CNY", format="csv", filename=name, source_file_sha256=sha,
+        statement_id=None, period_start=day, period_end=day, statement_date=day,
+        opening=Balance(opening, "CNY", day, "opening"), closing=Balance(closing, "CNY", day, "closing"),
+        lines=tuple(lines), proof="proved")
+    return (Path(name), ParsedFile(name, sha, "csv", "utf-8", (statement,)))
+
+
+@pytest.fixture
+def day_book(book):
+    f = book.flows
+    f.open_system_accounts()
+    f.open_user("alice")
+    f.open_user("bob")
+    book.open_account("expenses:platform:bank_fees", "expense")
+    f.top_up("alice", "100.00", bank_ref="B1", key="t1", effective_date=DAY)
+    f.top_up("bob", "50.00", bank_ref="ORDER-77", key="t2", effective_date=DAY)
+    hold = f.withdraw("alice", "30.00", key="w1", effective_date=DAY)
+    f.confirm_withdrawal(hold.id, bank_ref="P1", key="w1-paid", effective_date=DAY)
+    f.top_up("bob", "20.00", bank_ref="B3", key="t3", effective_date=DAY)  # bank books it Monday
+    return book
+
+
+STATEMENT = [line(1, 10000, "B1", description="top-up alice"),
+             line(2, 5000, "BANKSERIAL-9", description="top-up bob"),   # bank's own serial only
+             line(3, -3000, "P1", description="payout alice"),
+             line(4, -150, "FEE-1120", description="手续费 service charge")]
+
+
+def test_day_run_matches_reports_breaks_and_proves_the_balance(day_book):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    rules = sorted(mt.rule for mt in run.result.matches)
+    assert rules == ["amount_date", "exact_reference", "exact_reference"]
+    types = sorted(b.type for b in run.result.breaks)
+    assert types == ["in_bank_not_in_ledger", "in_transit"]
+    assert run.balance["bank_closing_minor"] == 11850
+    assert run.balance["ledger_balance_minor"] == 14000
+    assert run.balance["unexplained_minor"] == 0
+    assert not run.reconciled and run.run_id is not None
+    html = report.to_html(run)
+    assert "手续费 service charge" in html and "in_transit" in html
+    assert "in the bank statement, not in the ledger" in report.to_csv(run)
+
+
+def test_reimport_adds_no_lines_and_matches_are_not_reused(day_book):
+    first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    again = reconcile_parsed(day_book, [parsed("day-again.csv", STATEMENT, opening=0)])
+    assert again.imported.files[0][3:] == (0, 4)
+    assert again.result.matches == ()   # everything matched the first time stays matched
+    with day_book.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM bank_line")).scalar() == 4
+    assert len(first.result.matches) == 3
+
+
+def test_dry_run_keeps_nothing(day_book):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)], dry_run=True)
+    assert run.dry_run and run.run_id is None and len(run.result.matches) == 3
+    with day_book.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM bank_line")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM recon_run")).scalar() == 0
+
+
+def test_in_transit_clears_the_next_business_day(day_book):
+    reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    monday = [line(1, 2000, "B3", day=NEXT, description="top-up bob (Friday 23:58)")]
+    run = reconcile_parsed(day_book, [parsed("monday.csv", monday, opening=11850, day=NEXT)])
+    assert [mt.rule for mt in run.result.matches] == ["carried_forward"]
+    assert [b.type for b in run.result.breaks] == ["in_bank_not_in_ledger"]  # Friday's fee, unresolved
+
+
+def test_resolve_fee_by_adjustment_with_audit_trail(day_book):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    fee_break = next(b for b, t in zip(run.break_ids, run.result.breaks) if t.type == "in_bank_not_in_ledger")
+    with pytest.raises(BreakResolutionError, match="platform-owned"):
+        resolve(day_book, fee_break, action="adjust", account="liabilities:users:alice:available",
+                note="bank fee", by="Li Na")
+    with pytest.raises(BreakResolutionError, match="note"):
+        resolve(day_book, fee_break, action="adjust", account="expenses:platform:bank_fees",
+                note=" ", by="Li Na")
+    done = resolve(day_book, fee_break, action="adjust", account="expenses:platform:bank_fees",
+                   note="November service charge", by="Li Na")
+    assert done.state == "resolved" and done.resolution["resolved_by"] == "Li Na"
+    assert day_book.balance("expenses:platform:bank_fees") == 1.5
+    assert day_book.balance(BANK) == 138.5
+    with pytest.raises(BreakResolutionError, match="already"):
+        resolve(day_book, fee_break, action="accept-timing", note="again", by="Li Na")
+    assert [b.type for b in list_breaks(day_book)] == ["in_transit"]
+    assert day_book.verify().ok
+
+
+def test_match_with_and_exclusive_matches_in_the_database(day_book):
+    statement = [line(1, 10000, "B1"), line(2, 5000, "X"), line(3, -3000, "P1"),
+                 line(4, 5000, "Y")]   # two equal lines: ambiguous, never guessed
+    run = reconcile_parsed(day_book, [parsed("day.csv", statement, opening=0)])
+    ambiguous = [b for b in run.result.breaks if b.type == "ambiguous"]
+    assert len(ambiguous) == 1
+    brk_id = run.break_ids[run.result.breaks.index(ambiguous[0])]
+    with pytest.raises(BreakResolutionError, match="needs the id"):
+        resolve(day_book, brk_id, action="match-with", note="n", by="Li Na")
+    bank_x = ambiguous[0].bank_ids[0]
+    done = resolve(day_book, brk_id, action="match-with", match_with=bank_x,
+                   note="order 77 was paid by the line with serial X (bank's callback)", by="Li Na")
+    assert done.state == "resolved"
+    again = reconcile_parsed(day_book, [parsed("day.csv", statement, opening=0)])
+    assert [b.type for b in again.result.breaks if b.bank_ids] == ["in_bank_not_in_ledger"]
+    assert again.result.breaks[0].bank_ids != (bank_x,)
+    with day_book.engine.begin() as conn:
+        taken = conn.execute(text("SELECT bank_line_id FROM recon_match_bank LIMIT 1")).scalar()
+        match_id = conn.execute(text("SELECT id FROM recon_match LIMIT 1")).scalar()
+    with pytest.raises(DBAPIError):
+        with day_book.engine.begin() as conn:
+            conn.execute(text("INSERT INTO recon_match_bank (match_id, bank_line_id) VALUES (:m, :b)"),
+                         {"m": match_id, "b": taken})
