@@ -66,21 +66,32 @@ def make_inputs(count: int, investors: int):
     return principals, rate_bp, starts, holdings
 
 
-def best_of(repeat: int, fn):
-    """Best time of ``repeat`` runs, the garbage collector paused as timeit does."""
-    best, result = None, None
+def timed(fn):
+    """(CPU seconds of this process, result), the garbage collector paused as timeit does.
+
+    CPU time rather than wall time, so other work on a shared machine does
+    not distort the ratios.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.process_time()
+        result = fn()
+        return time.process_time() - t0, result
+    finally:
+        gc.enable()
+
+
+def best_of(repeat: int, *fns):
+    """Best time of each function over ``repeat`` rounds, run in turn within each round."""
+    best = [None] * len(fns)
+    results = [None] * len(fns)
     for _ in range(repeat):
-        result = None
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            result = fn()
-            elapsed = time.perf_counter() - t0
-        finally:
-            gc.enable()
-        best = elapsed if best is None else min(best, elapsed)
-    return best, result
+        for k, fn in enumerate(fns):
+            results[k] = None
+            elapsed, results[k] = timed(fn)
+            best[k] = elapsed if best[k] is None else min(best[k], elapsed)
+    return best, results
 
 
 def main(argv=None) -> int:
@@ -108,15 +119,14 @@ def main(argv=None) -> int:
         interest = np.round(npf.ipmt(monthly[:, None], per[None, :], TERM, -pv[:, None]), 2)
         return payment, interest, payment[:, None] - interest
 
-    t_exact, plans = best_of(args.repeat, exact)
-    t_float, (payment, interest, _) = best_of(args.repeat, baseline)
+    (t_exact, t_float), (plans, (payment, interest, _)) = best_of(args.repeat, exact, baseline)
 
     def splits():
         return [split(plan, inv, management_fee_rate=MANAGEMENT_FEE_RATE)
                 for plan, inv in zip(plans, holdings)]
 
-    t_split, done = best_of(1, splits)
-    t_rows, _ = best_of(1, lambda: [plan.rows for plan in plans])
+    t_split, done = timed(splits)
+    t_rows, _ = timed(lambda: [plan.rows for plan in plans])
 
     # What the float baseline gets wrong, to the fen.
     exact_payment = np.array([p.installment_minor for p in plans], dtype=np.int64)
@@ -131,8 +141,8 @@ def main(argv=None) -> int:
     rate_exact, rate_float = n / t_exact, n / t_float
     rate_split, rate_rows = n / t_split, n / t_rows
     print(f"plans: {n:,} x {TERM}-month equal installment; splits among {args.investors} "
-          f"investors (management fee {MANAGEMENT_FEE_RATE}); best of {args.repeat} runs, "
-          f"garbage collector paused while timing")
+          f"investors (management fee {MANAGEMENT_FEE_RATE}); best of {args.repeat} runs; "
+          f"CPU time of this process, garbage collector paused while timing")
     print(f"exact plans (ledger.schedules)   {rate_exact:12,.0f} plans/s   {t_exact:8.3f} s")
     print(f"float baseline (numpy-financial) {rate_float:12,.0f} plans/s   {t_float:8.3f} s")
     print(f"exact split, {args.investors} investors       {rate_split:12,.0f} splits/s  {t_split:8.3f} s")

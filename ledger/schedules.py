@@ -482,9 +482,16 @@ def _fast_equal_installment(principal: int, terms: _Terms, start: dt.date, fee: 
     principals = list(map(sub, repeat(level, n - 1), interest))
     principals.append(balance)
     append((balance * a2 + b) // b2)
+    fees = _no_fees(n) if not fee else (fee,) * n
     return _new(Plan, (principal, terms.annual_rate, n, EQUAL_INSTALLMENT, start, MONTH, MONTHLY,
                        HALF_UP, terms.currency, level, tuple(principals), tuple(interest),
-                       (fee,) * n, 0, 1))
+                       fees, 0, 1))
+
+
+@lru_cache(maxsize=None)
+def _no_fees(n: int) -> tuple[int, ...]:
+    """One shared tuple of ``n`` zero fees (the usual case)."""
+    return (0,) * n
 
 
 def _date(value, what: str) -> dt.date:
