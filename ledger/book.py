@@ -166,12 +166,12 @@ class Book:
             self.seal(wait=False)
 
     # --- two-phase and reversals ---------------------------------------------------
-    def _complete(self, key: str, build: Callable[[Connection], Draft]) -> Entry:
+    def _complete(self, key: str, build: Callable[[Connection, int | None], Draft]) -> Entry:
         def run(conn):
+            # The draft is built even for a replay, so the write path compares it with
+            # the first call: the key reused for another entry is a conflict, not a replay.
             replay = find_replay(conn, self.book_id, key)
-            if replay is not None:
-                return replay
-            return write(conn, self.book_id, [build(conn)])[0]
+            return write(conn, self.book_id, [build(conn, replay.id if replay else None)])[0]
         entry = self._write(run)
         self._after_write(0 if entry.replayed else 1)
         return entry
@@ -185,21 +185,24 @@ class Book:
         ``amount`` commits part of a two-posting entry; ``postings`` gives
         explicit (smaller or equal, same sign) amounts for a larger one.
         """
-        return self._complete(key, lambda conn: commit_draft(
+        return self._complete(key, lambda conn, replay_of: commit_draft(
             conn, self.book_id, entry_id, key=key, amount=amount, postings=postings,
-            effective_date=effective_date, external_ref=external_ref, memo=memo, metadata=metadata))
+            effective_date=effective_date, external_ref=external_ref, memo=memo, metadata=metadata,
+            replay_of=replay_of))
 
     def void_pending(self, entry_id: int, *, key: str, effective_date: dt.date | None = None,
                      memo: str | None = None) -> Entry:
         """Cancel a pending entry: no postings, its holds are released."""
-        return self._complete(key, lambda conn: void_draft(
-            conn, self.book_id, entry_id, key=key, effective_date=effective_date, memo=memo))
+        return self._complete(key, lambda conn, replay_of: void_draft(
+            conn, self.book_id, entry_id, key=key, effective_date=effective_date, memo=memo,
+            replay_of=replay_of))
 
     def reverse(self, entry_id: int, *, key: str, reason: str,
                 effective_date: dt.date | None = None) -> Entry:
         """Post the exact opposite of an entry, linked to it; once per entry."""
-        return self._complete(key, lambda conn: reversal_draft(
-            conn, self.book_id, entry_id, key=key, reason=reason, effective_date=effective_date))
+        return self._complete(key, lambda conn, replay_of: reversal_draft(
+            conn, self.book_id, entry_id, key=key, reason=reason, effective_date=effective_date,
+            replay_of=replay_of))
 
     # --- reading ----------------------------------------------------------------
     def entry(self, entry_id: int) -> Entry:

@@ -533,15 +533,21 @@ def get_entry(conn: Connection, book_id: int, entry_id: int) -> Entry:
     return found[0][1]
 
 
-def open_pending(conn: Connection, book_id: int, entry_id: int) -> Entry:
-    """A pending entry not yet committed or voided; raises :class:`PendingStateError`."""
+def open_pending(conn: Connection, book_id: int, entry_id: int, *,
+                 replay_of: int | None = None) -> Entry:
+    """A pending entry not yet committed or voided; raises :class:`PendingStateError`.
+
+    ``replay_of`` is the entry already written under the caller's key: when it
+    is the one that completed the pending entry, the call is a replay and the
+    entry is returned so the draft can be rebuilt and compared.
+    """
     entry = get_entry(conn, book_id, entry_id)
     if entry.phase != "pending":
         raise PendingStateError(f"entry {entry_id} is not pending (it is {entry.phase})",
                                 entry_id=entry_id)
     done = conn.execute(select(m.JournalEntry.id, m.JournalEntry.phase)
                         .where(m.JournalEntry.pending_id == entry_id)).first()
-    if done is not None:
+    if done is not None and done.id != replay_of:
         how = "committed" if done.phase == "commit" else "voided"
         raise PendingStateError(f"pending entry {entry_id} was already {how} by entry {done.id}",
                                 entry_id=entry_id, completed_by=done.id)
@@ -551,9 +557,10 @@ def open_pending(conn: Connection, book_id: int, entry_id: int) -> Entry:
 def commit_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, amount: Any = None,
                  postings: Sequence[tuple[str, Any]] | None = None,
                  effective_date: dt.date | None = None, external_ref: str | None = None,
-                 memo: str | None = None, metadata: Mapping[str, Any] | None = None) -> Draft:
+                 memo: str | None = None, metadata: Mapping[str, Any] | None = None,
+                 replay_of: int | None = None) -> Draft:
     """The entry that commits pending ``entry_id`` (all of it, ``amount``, or ``postings``)."""
-    pend = open_pending(conn, book_id, entry_id)
+    pend = open_pending(conn, book_id, entry_id, replay_of=replay_of)
     legs = _commit_legs(pend, amount, postings)
     return Draft(legs, key, pend.kind, effective_date or pend.effective_date, "commit",
                  external_ref if external_ref is not None else pend.external_ref,
@@ -563,16 +570,17 @@ def commit_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, amo
 
 
 def void_draft(conn: Connection, book_id: int, entry_id: int, *, key: str,
-               effective_date: dt.date | None = None, memo: str | None = None) -> Draft:
+               effective_date: dt.date | None = None, memo: str | None = None,
+               replay_of: int | None = None) -> Draft:
     """The entry that voids pending ``entry_id`` (no postings; releases its holds)."""
-    pend = open_pending(conn, book_id, entry_id)
+    pend = open_pending(conn, book_id, entry_id, replay_of=replay_of)
     return Draft((), key, pend.kind, effective_date or pend.effective_date, "void",
                  pend.external_ref, memo, None, pending_id=entry_id, minor=True,
                  releases=tuple(pending_holds(conn, entry_id)))
 
 
 def reversal_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, reason: str,
-                   effective_date: dt.date | None = None) -> Draft:
+                   effective_date: dt.date | None = None, replay_of: int | None = None) -> Draft:
     """The entry that reverses ``entry_id`` (every posting negated, linked, once)."""
     original = get_entry(conn, book_id, entry_id)
     if original.phase in ("pending", "void"):
@@ -580,7 +588,7 @@ def reversal_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, r
             f"entry {entry_id} is {original.phase}; void a pending entry instead of reversing it",
             entry_id=entry_id)
     done = conn.execute(select(m.JournalEntry.id).where(m.JournalEntry.reverses_id == entry_id)).scalar()
-    if done is not None:
+    if done is not None and done != replay_of:
         raise AlreadyReversedError(f"entry {entry_id} was already reversed by entry {done}",
                                    entry_id=entry_id, reversed_by=done)
     legs = tuple((p.account, -p.amount_minor) for p in original.postings)
