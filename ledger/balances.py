@@ -20,9 +20,13 @@ from .accounts import Account
 BALANCE_KINDS = ("posted", "pending", "available")
 
 
+#: Built once: an alias proxies every column, which costs more than the query itself.
+_COMPLETION = m.JournalEntry.__table__.alias("completion")
+
+
 def _resolved(as_of: dt.date | None):
     """A pending posting's entry has been committed or voided (by ``as_of``)."""
-    completion = m.JournalEntry.__table__.alias("completion")
+    completion = _COMPLETION
     cond = completion.c.pending_id == m.Posting.entry_id
     if as_of is not None:
         cond = and_(cond, completion.c.effective_date <= as_of)
