@@ -1,0 +1,1178 @@
+"""Matching: pair custody bank lines with custody-account postings, explain the rest.
+
+This module owns the reconciliation cascade. It is pure: values in, values
+out, no database, no files, no clock. The caller (a reconciliation run) turns
+statement lines and ledger postings into :class:`BankItem` and
+:class:`LedgerItem` values, calls :func:`match`, and stores the
+:class:`MatchResult`.
+
+Design overview
+---------------
+Every input item ends in exactly one :class:`Match` or exactly one
+:class:`Break`; nothing is dropped and nothing is used twice. The cascade
+runs in a fixed order and every match records the rule that made it:
+
+1. ``exact_reference`` — a bank line's ``bank_ref`` (then, over all lines,
+   its ``end_to_end_ref``) equals a posting's ``external_ref``, same currency,
+   same amount, dates within the window.
+2. reference links that do not match become breaks, never matches:
+   equal amount but dates too far apart → ``date_outside_window``; different
+   amounts → ``amount_mismatch`` (one break per linked group, so a payment
+   the bank split into two lines is one break naming all three items).
+3. ``batch`` — a bank line carrying a batch payout id, and the postings
+   carrying the same id, when their sum equals the line. Batch ids are
+   identifiers like references, so they are tried before the fuzzy pass 4:
+   a batch member must not be taken by an unrelated line of the same amount.
+   A batch whose sums differ is an ``amount_mismatch``; one whose sums agree
+   but whose dates do not is ``date_outside_window``.
+4. ``amount_date`` — same currency and amount, dates within the window, and
+   exactly one candidate on each side. Anything else with candidates on
+   both sides is one ``ambiguous`` break listing them all: never a guess.
+5. subset-sum *suggestions*: for a bank line still unmatched, a small set of
+   unmatched postings in the window that sum to it. A suggestion is advice
+   for finance staff; the line stays an ``in_bank_not_in_ledger`` break
+   with the suggestion attached.
+
+Leftovers: a bank line is ``in_bank_not_in_ledger``; a posting is
+``in_transit`` when dated on the statement date or later (the bank books it
+tomorrow), otherwise ``in_ledger_not_in_bank``. A bank line whose
+``bank_ref`` repeats an earlier line's is a ``duplicate`` break: reported,
+not dropped, not matched (the first line is matched normally).
+
+Carry forward: pass yesterday's in-transit postings as ``carried``; those
+that now match record the rule ``carried_forward`` (and in ``basis`` the
+rule that linked them). A carried posting still missing stays in transit
+while the statement date is within the window of its own date, then
+becomes ``in_ledger_not_in_bank``.
+
+Determinism: both sides are sorted by id first, so the same items in any
+order give an identical result. Ids must be unique per side and comparable
+(all ``int`` or all ``str``); ordering by id should follow statement order,
+since of two lines sharing a ``bank_ref`` the one with the larger id is the
+repeat.
+
+Dates: a bank line's ``booking_date`` (or ``value_date`` with
+``MatchConfig.use_value_date``) is compared with a posting's
+``effective_date`` in business days of ``MatchConfig.calendar`` (see
+:mod:`reconcile.calendar`). References are compared after stripping
+blanks and case-folding (configurable); an empty reference is no reference.
+References and batch ids only link items of the same currency.
+
+Performance: the hot passes work on columns (lists of ints and strings
+indexed by position), dicts keyed by reference, and ``(amount, currency)``
+buckets of the few items still unmatched; matches are built in bulk. Cost is
+near-linear in the number of items.
+"""
+
+from __future__ import annotations
+
+import gc
+from bisect import bisect_left, bisect_right
+from collections import deque
+from contextlib import contextmanager
+from datetime import date
+from itertools import compress, islice, repeat
+from operator import and_, eq, ge, is_not, itemgetter, lt, ne, not_, sub
+from typing import Any, Iterable, NamedTuple, Optional, Sequence
+
+from ledger.errors import InputError
+from ledger.money import CURRENCY_EXPONENTS
+
+from reconcile.calendar import WEEKENDS_ONLY, BusinessCalendar
+
+# --- rules and break types ---------------------------------------------------
+EXACT_REFERENCE = "exact_reference"
+BATCH = "batch"
+AMOUNT_DATE = "amount_date"
+CARRIED_FORWARD = "carried_forward"
+#: Match rules in cascade order.
+RULES = (EXACT_REFERENCE, BATCH, AMOUNT_DATE, CARRIED_FORWARD)
+
+AMOUNT_MISMATCH = "amount_mismatch"
+DATE_OUTSIDE_WINDOW = "date_outside_window"
+AMBIGUOUS = "ambiguous"
+DUPLICATE = "duplicate"
+IN_BANK_NOT_IN_LEDGER = "in_bank_not_in_ledger"
+IN_LEDGER_NOT_IN_BANK = "in_ledger_not_in_bank"
+IN_TRANSIT = "in_transit"
+#: Break types in the order the cascade produces them.
+BREAK_TYPES = (AMOUNT_MISMATCH, DATE_OUTSIDE_WINDOW, AMBIGUOUS, DUPLICATE,
+               IN_BANK_NOT_IN_LEDGER, IN_LEDGER_NOT_IN_BANK, IN_TRANSIT)
+
+SUBSET_SUM = "subset_sum"
+REFERENCE_SUM = "reference_sum"
+#: Suggestion kinds: postings found by subset sum; a linked group whose sums agree.
+SUGGESTION_KINDS = (SUBSET_SUM, REFERENCE_SUM)
+
+
+class MatchInputError(InputError):
+    """Items the engine cannot work with; ``problems`` lists every one found.
+
+    Attributes:
+      problems: tuple of human-readable problems (which side, which id, what).
+    """
+
+
+# --- inputs ------------------------------------------------------------------
+class BankItem(NamedTuple):
+    """One custody bank statement line, as the matching engine sees it.
+
+    Attributes:
+      id: unique among the run's bank lines (int or str; one type per run).
+      booking_date: the day the bank booked the line.
+      amount_minor: signed minor units; money into the custody account is positive.
+      currency: ISO code, e.g. ``"CNY"``.
+      bank_ref: the bank's own reference (serial number, FITID), or None.
+      end_to_end_ref: the payer's reference (the platform's order id), or None.
+      value_date: the value date when the statement gives one, else None.
+      batch_id: the batch payout id the bank gives for a batch line, or None.
+      description: the bank's own words, for the report.
+    """
+
+    id: Any
+    booking_date: date
+    amount_minor: int
+    currency: str
+    bank_ref: Optional[str] = None
+    end_to_end_ref: Optional[str] = None
+    value_date: Optional[date] = None
+    batch_id: Optional[str] = None
+    description: str = ""
+
+
+class LedgerItem(NamedTuple):
+    """One posting to the custody bank account, as the matching engine sees it.
+
+    Attributes:
+      id: the posting id, unique among the run's ledger items.
+      entry_id: the journal entry the posting belongs to.
+      effective_date: the posting's business date.
+      amount_minor: signed minor units; debit (money into custody) positive,
+        so the sign agrees with :attr:`BankItem.amount_minor`.
+      currency: ISO code.
+      external_ref: the reference the bank will show (order id), or None.
+      batch_id: the batch payout id from the entry's metadata, or None.
+      kind: the business flow (``"topup"``, ``"withdrawal"``, ...), for the report.
+    """
+
+    id: Any
+    entry_id: Any
+    effective_date: date
+    amount_minor: int
+    currency: str
+    external_ref: Optional[str] = None
+    batch_id: Optional[str] = None
+    kind: str = ""
+
+
+class MatchConfig(NamedTuple):
+    """How the cascade compares items.
+
+    Attributes:
+      window_days: business days two dates may be apart and still match.
+      calendar: the business-day calendar (weekends, holidays, workdays).
+      subset_max_items: most postings a subset-sum suggestion may combine;
+        below 2 disables suggestions.
+      subset_max_pool: most candidate postings a subset-sum search looks at;
+        with more candidates than this in the window no suggestion is made,
+        because some subset of a large pool sums to almost anything.
+      subset_max_steps: search steps per bank line before giving up.
+      strip_refs: ignore blanks around references and batch ids.
+      casefold_refs: compare references and batch ids case-insensitively.
+      use_value_date: compare the bank's value date (falling back to the
+        booking date) instead of the booking date.
+    """
+
+    window_days: int = 1
+    calendar: BusinessCalendar = WEEKENDS_ONLY
+    subset_max_items: int = 6
+    subset_max_pool: int = 20
+    subset_max_steps: int = 20_000
+    strip_refs: bool = True
+    casefold_refs: bool = True
+    use_value_date: bool = False
+
+
+DEFAULT_CONFIG = MatchConfig()
+
+
+# --- outputs -----------------------------------------------------------------
+class Match(NamedTuple):
+    """Bank lines and postings the cascade paired; each item is in one match at most.
+
+    Attributes:
+      rule: the rule that made it (one of :data:`RULES`).
+      bank_ids: the bank line ids (one for every rule).
+      ledger_ids: the posting ids (several for ``batch``).
+      amount_minor: the matched amount (bank side, equal to the ledger side).
+      currency: ISO code.
+      basis: the linking rule; equals ``rule`` except for ``carried_forward``,
+        where it says how the carried posting was found.
+    """
+
+    rule: str
+    bank_ids: tuple
+    ledger_ids: tuple
+    amount_minor: int
+    currency: str
+    basis: str
+
+
+class Suggestion(NamedTuple):
+    """A proposed pairing for finance staff to confirm; never cleared automatically.
+
+    Attributes:
+      kind: one of :data:`SUGGESTION_KINDS`.
+      bank_ids: the bank line ids.
+      ledger_ids: the posting ids whose sum equals the bank side.
+      amount_minor: the common sum.
+      currency: ISO code.
+    """
+
+    kind: str
+    bank_ids: tuple
+    ledger_ids: tuple
+    amount_minor: int
+    currency: str
+
+
+class Break(NamedTuple):
+    """Items the cascade could not match, with both sides named.
+
+    Attributes:
+      type: one of :data:`BREAK_TYPES`.
+      bank_ids: the bank lines this break accounts for (may be empty).
+      ledger_ids: the postings this break accounts for (may be empty).
+      bank_amount_minor: sum of the bank side (0 when it has none).
+      ledger_amount_minor: sum of the ledger side (0 when it has none).
+      currency: ISO code of the items.
+      detail: plain words naming each side, what it holds and why it broke.
+      suggestion: a :class:`Suggestion` for this break, or None.
+      duplicate_of: for ``duplicate``, the id of the earlier bank line whose
+        ``bank_ref`` the break's line repeats; else None.
+    """
+
+    type: str
+    bank_ids: tuple
+    ledger_ids: tuple
+    bank_amount_minor: int
+    ledger_amount_minor: int
+    currency: str
+    detail: str
+    suggestion: Optional[Suggestion] = None
+    duplicate_of: Any = None
+
+    @property
+    def difference_minor(self) -> int:
+        """Bank side minus ledger side."""
+        return self.bank_amount_minor - self.ledger_amount_minor
+
+
+class RuleTotal(NamedTuple):
+    """Matches made by one rule in one currency.
+
+    Attributes:
+      rule: the rule.
+      currency: ISO code.
+      count: number of matches.
+      amount_minor: sum of the matched amounts.
+    """
+
+    rule: str
+    currency: str
+    count: int
+    amount_minor: int
+
+
+class BreakTotal(NamedTuple):
+    """Breaks of one type in one currency.
+
+    Attributes:
+      type: the break type.
+      currency: ISO code.
+      count: number of breaks.
+      bank_amount_minor: sum of their bank sides.
+      ledger_amount_minor: sum of their ledger sides.
+    """
+
+    type: str
+    currency: str
+    count: int
+    bank_amount_minor: int
+    ledger_amount_minor: int
+
+
+class Summary(NamedTuple):
+    """Counts and sums of a matching run.
+
+    Attributes:
+      bank_lines: bank lines given.
+      ledger_items: postings given (carried ones included).
+      matched_bank_lines: bank lines in a match.
+      matched_ledger_items: postings in a match.
+      matches: :class:`RuleTotal` per rule and currency, in cascade order.
+      breaks: :class:`BreakTotal` per type and currency, in :data:`BREAK_TYPES` order.
+      suggestions: number of suggestions made.
+    """
+
+    bank_lines: int
+    ledger_items: int
+    matched_bank_lines: int
+    matched_ledger_items: int
+    matches: tuple
+    breaks: tuple
+    suggestions: int
+
+    @property
+    def match_counts(self) -> dict:
+        """Matches per rule, all currencies together."""
+        counts: dict = {}
+        for total in self.matches:
+            counts[total.rule] = counts.get(total.rule, 0) + total.count
+        return counts
+
+    @property
+    def break_counts(self) -> dict:
+        """Breaks per type, all currencies together."""
+        counts: dict = {}
+        for total in self.breaks:
+            counts[total.type] = counts.get(total.type, 0) + total.count
+        return counts
+
+
+class MatchResult(NamedTuple):
+    """Everything one matching run decided.
+
+    Attributes:
+      matches: tuple of :class:`Match`, grouped by rule in cascade order, then by bank id.
+      breaks: tuple of :class:`Break`, in the order the cascade found them.
+      suggestions: tuple of every :class:`Suggestion` (each also sits on its break).
+      summary: the :class:`Summary`.
+    """
+
+    matches: tuple
+    breaks: tuple
+    suggestions: tuple
+    summary: Summary
+
+    @property
+    def is_reconciled(self) -> bool:
+        """True when every item matched: no break of any type."""
+        return not self.breaks
+
+    @property
+    def in_transit_ids(self) -> tuple:
+        """Ids of the postings in transit, to carry into the next run."""
+        return tuple(i for b in self.breaks if b.type == IN_TRANSIT for i in b.ledger_ids)
+
+
+# --- public functions --------------------------------------------------------
+def match(bank: Iterable[BankItem], ledger: Iterable[LedgerItem], *,
+          statement_date: Optional[date] = None,
+          config: MatchConfig = DEFAULT_CONFIG,
+          carried: Iterable[LedgerItem] = ()) -> MatchResult:
+    """Run the cascade over one statement's bank lines and the unmatched postings.
+
+    ``statement_date`` is the statement's last day: unmatched postings dated
+    on it or later are ``in_transit`` (without it, none are). ``carried``
+    are yesterday's in-transit postings (see :func:`carry_forward`); a
+    carried posting that also appears in ``ledger`` (same id) counts once.
+    Raises :class:`MatchInputError` listing every problem with the input.
+    """
+    with _collector_paused():
+        work = _prepare(list(bank), list(ledger), list(carried), statement_date, config)
+        _find_repeats(work)
+        _pass_exact_reference(work)
+        _pass_reference_breaks(work)
+        _pass_batch(work)
+        _pass_amount_date(work)
+        _pass_subset_sum(work)
+        _leftovers(work)
+        return _result(work)
+
+
+def carry_forward(in_transit: Iterable[LedgerItem], bank: Iterable[BankItem],
+                  ledger: Iterable[LedgerItem], *, statement_date: Optional[date] = None,
+                  config: MatchConfig = DEFAULT_CONFIG) -> MatchResult:
+    """Today's run with yesterday's in-transit postings carried into it.
+
+    Carried postings that now find their bank line match with the rule
+    ``carried_forward``; the rest stay ``in_transit`` while within the window
+    of the statement date, then become ``in_ledger_not_in_bank``.
+    """
+    return match(bank, ledger, statement_date=statement_date, config=config,
+                 carried=in_transit)
+
+
+def in_transit_items(result: MatchResult, ledger: Iterable[LedgerItem]) -> tuple:
+    """The postings of ``ledger`` that ``result`` left in transit, in id order."""
+    wanted = set(result.in_transit_ids)
+    return tuple(sorted((item for item in ledger if item.id in wanted), key=_ID))
+
+
+# --- working state -----------------------------------------------------------
+_ID = itemgetter(0)
+
+
+@contextmanager
+def _collector_paused():
+    """Pause the cyclic garbage collector while the cascade allocates.
+
+    A run builds millions of small tuples that form no reference cycles; the
+    collector would otherwise walk them over and over (it doubled the time
+    of a million-line run). Reference counting still frees everything, and
+    the collector's previous state is restored on the way out.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Work:
+    """Columns and consumption flags of one run (private, mutable, short-lived)."""
+
+    __slots__ = (
+        "config", "window", "statement_date", "bank", "ledger",
+        "b_seq", "l_seq", "b_id", "b_date", "b_amt", "b_cur", "b_pos", "b_ref", "b_e2e", "b_batch", "b_done",
+        "l_id", "l_date", "l_amt", "l_cur", "l_pos", "l_ref", "l_batch", "l_carried",
+        "l_done", "any_carried", "single_currency",
+        "ref_index", "ref_groups", "b_ref_set", "linked", "repeats",
+        "matches", "breaks", "suggestions", "bank_suggestion", "rule_totals",
+    )
+
+
+def _prepare(bank: list, ledger: list, carried: list, statement_date, config) -> _Work:
+    """Validate, sort by id, and lay both sides out as columns."""
+    problems = _check_config(config)
+    if statement_date is not None and type(statement_date) is not date:
+        problems.append(f"statement_date {statement_date!r} is not a date")
+    carried_ids: set = set()
+    if carried:
+        carried_ids = set(map(_ID, carried))
+        ledger = carried + [item for item in ledger if item.id not in carried_ids]
+    bank, b_id, bank_problems = _sorted_items("bank line", bank, BankItem)
+    ledger, l_id, ledger_problems = _sorted_items("ledger posting", ledger, LedgerItem)
+    problems += bank_problems + ledger_problems
+    if not (bank_problems or ledger_problems):  # the columns can be checked too
+        if not isinstance(config, MatchConfig):
+            config = DEFAULT_CONFIG
+        w = _Work()
+        w.bank, w.ledger, w.b_id, w.l_id = bank, ledger, b_id, l_id
+        w.b_seq = list(range(len(bank)))
+        w.l_seq = list(range(len(ledger)))
+        booking, w.b_amt, w.b_cur = _columns(bank, 1, 2, 3)
+        w.l_date, w.l_amt, w.l_cur = _columns(ledger, 2, 3, 4)
+        value = _column(bank, 6) if config.use_value_date else None
+        problems += _check_columns("bank line", w.b_id, w.b_amt, booking, w.b_cur, value)
+        problems += _check_columns("ledger posting", w.l_id, w.l_amt, w.l_date, w.l_cur)
+        w.b_ref, w.b_e2e, w.b_batch = (
+            _normalize("bank line", field, w.b_id, _column(bank, k), config, w.b_seq, problems)
+            for k, field in ((4, "bank_ref"), (5, "end_to_end_ref"), (7, "batch_id")))
+        w.l_ref, w.l_batch = (
+            _normalize("ledger posting", field, w.l_id, _column(ledger, k), config, w.l_seq,
+                       problems)
+            for k, field in ((5, "external_ref"), (6, "batch_id")))
+    if problems:
+        shown = "; ".join(problems[:20])
+        more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise MatchInputError(f"cannot match: {shown}{more}", problems=tuple(problems))
+
+    w.config = config
+    w.window = config.window_days
+    w.statement_date = statement_date
+    if value is not None:
+        w.b_date = [v if v is not None else b for b, v in zip(booking, value)]
+    else:
+        w.b_date = booking
+    w.b_done = bytearray(len(bank))
+    w.l_done = bytearray(len(ledger))
+    w.any_carried = bool(carried)
+    if carried:
+        w.l_carried = bytearray(map(carried_ids.__contains__, w.l_id))
+    else:
+        w.l_carried = bytearray(len(ledger))
+    w.single_currency = len(set(w.b_cur) | set(w.l_cur)) <= 1
+
+    positions = config.calendar.positions(set(w.b_date) | set(w.l_date))
+    w.b_pos = list(map(positions.__getitem__, w.b_date))
+    w.l_pos = list(map(positions.__getitem__, w.l_date))
+
+    # ref -> first ledger position; a reference several postings share maps to
+    # -(k + 1), k indexing ref_groups (their positions in id order).
+    index = _first_positions(w.l_ref, w.l_seq)
+    w.ref_groups = []
+    if len(index) != len(ledger) - w.l_ref.count(None):
+        groups: dict = {}
+        for li, ref in enumerate(w.l_ref):
+            if ref is not None and index[ref] != li:
+                groups.setdefault(ref, [index[ref]]).append(li)
+        for ref, members in groups.items():
+            index[ref] = -(len(w.ref_groups) + 1)
+            w.ref_groups.append(members)
+    w.ref_index = index
+    w.linked = []
+    w.repeats = []
+    w.matches = []
+    w.breaks = []
+    w.suggestions = []
+    w.bank_suggestion = {}
+    w.rule_totals = {}
+    return w
+
+
+def _column(items: list, field: int) -> list:
+    return list(map(itemgetter(field), items))
+
+
+def _columns(items: list, *fields: int) -> list:
+    return [_column(items, k) for k in fields]
+
+
+def _check_config(config) -> list:
+    if not isinstance(config, MatchConfig):
+        return [f"config must be a MatchConfig, not {type(config).__name__}"]
+    problems = []
+    if type(config.window_days) is not int or config.window_days < 0:
+        problems.append(f"window_days must be a non-negative int, not {config.window_days!r}")
+    for name in ("subset_max_items", "subset_max_pool", "subset_max_steps"):
+        value = getattr(config, name)
+        if type(value) is not int or value < 0:
+            problems.append(f"{name} must be a non-negative int, not {value!r}")
+    if not isinstance(config.calendar, BusinessCalendar):
+        problems.append("calendar must be a BusinessCalendar")
+    return problems
+
+
+def _sorted_items(what: str, items: list, cls) -> tuple:
+    """``(items sorted by id, their ids, problems)``."""
+    if set(map(type, items)) - {cls}:
+        bad = [item for item in items if type(item) is not cls][:3]
+        return items, [], [f"{what}s must be {cls.__name__} values, got {bad!r}"]
+    ids = list(map(_ID, items))
+    try:
+        if all(map(lt, ids, islice(ids, 1, None))):  # already in id order, ids unique
+            return items, ids, []
+        ordered = sorted(items, key=_ID)
+    except TypeError:
+        kinds = sorted({type(i).__name__ for i in ids})
+        return items, [], [f"{what} ids must all have one type, got {', '.join(kinds)}"]
+    ids = list(map(_ID, ordered))
+    if any(map(eq, ids, islice(ids, 1, None))):
+        repeated = sorted({a for a, b in zip(ids, ids[1:]) if a == b})
+        return items, [], [f"{what} ids repeat: {repeated[:10]!r}"]
+    return ordered, ids, []
+
+
+def _check_columns(what: str, ids: list, amounts: list, dates: list, currencies: list,
+                   value_dates: Optional[list] = None) -> list:
+    """Problems with the columns: non-int amounts (floats), non-date dates, bad codes."""
+    problems = []
+    for label, values, kind in (("amount_minor", amounts, int), ("date", dates, date)):
+        if set(map(type, values)) - {kind}:
+            bad = [i for i, v in zip(ids, values) if type(v) is not kind][:10]
+            hint = " minor units (floats are refused)" if kind is int else ""
+            problems.append(f"{what}s {bad!r}: {label} must be {kind.__name__}{hint}")
+    if not all(type(c) is str and c for c in set(currencies)):
+        problems.append(f"{what} currencies must be non-empty codes, got "
+                        f"{sorted(map(repr, set(currencies)))[:5]}")
+    if value_dates is not None and set(map(type, value_dates)) - {date, type(None)}:
+        bad = [i for i, v in zip(ids, value_dates) if v is not None and type(v) is not date]
+        problems.append(f"{what}s {bad[:10]!r}: value_date must be a date or None")
+    return problems
+
+
+def _first_positions(values: list, seq: list) -> dict:
+    """Each non-None value -> the position where it first occurs."""
+    first = dict(zip(reversed(values), reversed(seq)))
+    first.pop(None, None)
+    return first
+
+
+def _normalize(what: str, field: str, ids: list, values: list, config: MatchConfig,
+               seq: list, problems: list) -> list:
+    """References as compared: stripped, case-insensitive per config; '' -> None.
+
+    The case-insensitive form is ``casefold().upper()`` (``upper()`` for
+    ASCII text). A column already in that form, the usual case for bank
+    serials and order ids, is detected in one pass over its joined text and
+    kept as it is. ``seq`` is ``list(range(len(values)))``, shared so no
+    position is boxed twice. Non-text values are added to ``problems``.
+    """
+    n = len(values)
+    missing = values.count(None)
+    if missing == n:
+        return values
+    present = seq if not missing else list(compress(seq, map(is_not, values, repeat(None))))
+    subset = values if not missing else list(map(values.__getitem__, present))
+    try:
+        joined = "\x00".join(subset)
+    except TypeError:
+        bad = [ids[i] for i in present if type(values[i]) is not str][:10]
+        problems.append(f"{what}s {bad!r}: {field} must be text or None")
+        return [None] * n
+    if config.strip_refs:  # str.strip returns the same object when there is nothing to strip
+        subset = list(map(str.strip, subset))
+    if config.casefold_refs:
+        if joined.isascii():
+            if joined.upper() != joined:
+                subset = list(map(str.upper, subset))
+        elif joined.casefold().upper() != joined:
+            subset = [v.upper() if v.isascii() else v.casefold().upper() for v in subset]
+    if "" in subset:
+        subset = [v or None for v in subset]
+    if not missing:
+        return subset
+    out: list = [None] * n
+    for i, v in zip(present, subset):
+        out[i] = v
+    return out
+
+
+# --- the passes --------------------------------------------------------------
+def _find_repeats(w: _Work) -> None:
+    """Bank lines whose bank_ref an earlier line (by id) already has: set aside."""
+    refs = w.b_ref
+    w.b_ref_set = set(refs)
+    w.b_ref_set.discard(None)
+    if len(w.b_ref_set) == len(refs) - refs.count(None):
+        return
+    seen: set = set()
+    add = seen.add
+    repeated = list(compress(w.b_seq, [ref in seen or add(ref) for ref in refs]))
+    first: dict = {}
+    for bi in repeated:
+        if refs[bi] is not None:
+            first[refs[bi]] = None
+    for bi in compress(w.b_seq, map(first.__contains__, refs)):
+        if first[refs[bi]] is None:
+            first[refs[bi]] = bi
+    for bi in repeated:
+        if refs[bi] is not None:
+            w.b_done[bi] = 1
+            w.repeats.append((bi, first[refs[bi]]))
+
+
+def _pass_exact_reference(w: _Work) -> None:
+    """Rule 1: reference equal, currency and amount equal, dates within the window.
+
+    ``bank_ref`` is tried over all lines first, then ``end_to_end_ref``. The
+    checks run column-wise; only references several postings share, and
+    postings two lines compete for, take the item-by-item path.
+    """
+    b_done, l_done = w.b_done, w.l_done
+    matched_b: list = []
+    matched_l: list = []
+    for banks, entries in _reference_hits(w):
+        shared: list = []
+        if w.ref_groups:
+            unique = list(map(ge, entries, repeat(0)))
+            shared = list(zip(compress(banks, map(not_, unique)),
+                              compress(entries, map(not_, unique))))
+            banks, entries = list(compress(banks, unique)), list(compress(entries, unique))
+        fits = _fits(w, banks, entries)
+        if 1 in b_done:  # lines set aside as repeats, or matched in the first stage
+            fits = list(map(and_, fits, map(not_, map(b_done.__getitem__, banks))))
+        w.linked.extend(compress(banks, map(not_, fits)))  # done ones are dropped later
+        banks, ledgers = list(compress(banks, fits)), list(compress(entries, fits))
+        # In bulk when no posting is taken twice or was taken before: the
+        # count of consumed postings then grows by exactly len(ledgers).
+        before, saved = l_done.count(1), bytes(l_done)
+        _consume(l_done, ledgers)
+        if l_done.count(1) - before == len(ledgers):
+            _consume(b_done, banks)
+            matched_b += banks
+            matched_l += ledgers
+        else:
+            l_done[:] = saved
+            shared = list(zip(banks, ledgers)) + shared
+        for bi, entry in shared:  # one by one, in id order within each kind
+            if b_done[bi]:
+                continue
+            li = _first_fit(w, bi, w.ref_groups[-entry - 1] if entry < 0 else (entry,))
+            if li is None:
+                w.linked.append(bi)
+                continue
+            b_done[bi] = l_done[li] = 1
+            matched_b.append(bi)
+            matched_l.append(li)
+    order = sorted(range(len(matched_b)), key=matched_b.__getitem__) if w.ref_groups else None
+    if order is not None:
+        matched_b = list(map(matched_b.__getitem__, order))
+        matched_l = list(map(matched_l.__getitem__, order))
+    _emit_pairs(w, EXACT_REFERENCE, matched_b, matched_l)
+
+
+def _fits(w: _Work, banks: list, ledgers: list) -> list:
+    """Per pair: same amount, same currency, dates within the window (column-wise)."""
+    b_pos, l_pos = w.b_pos, w.l_pos
+    fits = list(map(and_,
+                    map(eq, map(w.b_amt.__getitem__, banks), map(w.l_amt.__getitem__, ledgers)),
+                    map(ge, repeat(w.window), map(abs, map(sub, map(b_pos.__getitem__, banks),
+                                                           map(l_pos.__getitem__, ledgers))))))
+    if not w.single_currency:
+        fits = list(map(and_, fits, map(eq, map(w.b_cur.__getitem__, banks),
+                                        map(w.l_cur.__getitem__, ledgers))))
+    return fits
+
+
+def _consume(done: bytearray, positions: list) -> None:
+    """Mark ``positions`` consumed (a C-level loop)."""
+    deque(map(done.__setitem__, positions, repeat(1)), maxlen=0)
+
+
+def _reference_hits(w: _Work):
+    """(bank positions, ledger index entries) for the bank references the ledger knows.
+
+    Two stages: ``bank_ref`` then ``end_to_end_ref``. Bank serial numbers
+    rarely appear in the ledger, so the ``bank_ref`` column is first
+    intersected as a set (cheap) and probed only where it hits.
+    """
+    index, seq = w.ref_index, w.b_seq
+    common = w.b_ref_set.intersection(index)
+    if common:
+        wanted = list(compress(seq, map(common.__contains__, w.b_ref)))
+        yield wanted, list(map(index.__getitem__, map(w.b_ref.__getitem__, wanted)))
+    hits = list(map(index.get, w.b_e2e))
+    mask = list(map(is_not, hits, repeat(None)))
+    yield list(compress(seq, mask)), list(compress(hits, mask))
+
+
+def _first_fit(w: _Work, bi: int, candidates: list):
+    amount, currency, pos = w.b_amt[bi], w.b_cur[bi], w.b_pos[bi]
+    for li in candidates:
+        if (not w.l_done[li] and w.l_amt[li] == amount and w.l_cur[li] == currency
+                and abs(w.l_pos[li] - pos) <= w.window):
+            return li
+    return None
+
+
+def _linked_postings(w: _Work, bi: int) -> list:
+    """Unconsumed postings sharing a reference and the currency with bank line ``bi``."""
+    found = []
+    for ref in (w.b_ref[bi], w.b_e2e[bi]):
+        hit = w.ref_index.get(ref) if ref is not None else None
+        if hit is None:
+            continue
+        for li in (w.ref_groups[-hit - 1] if hit < 0 else (hit,)):
+            if not w.l_done[li] and w.l_cur[li] == w.b_cur[bi] and li not in found:
+                found.append(li)
+    return found
+
+
+def _pass_reference_breaks(w: _Work) -> None:
+    """Rule 2: linked by reference but not matched → date_outside_window or amount_mismatch."""
+    linked = sorted(set(bi for bi in w.linked if not w.b_done[bi]))
+    if not linked:
+        return
+    for bi in linked:  # equal amounts first: the dates are what differs
+        for li in _linked_postings(w, bi):
+            if w.l_amt[li] == w.b_amt[bi]:
+                _add_break(w, DATE_OUTSIDE_WINDOW, [bi], [li], _outside_window_detail(
+                    w, "reference " + repr(w.ledger[li].external_ref), [bi], [li]))
+                break
+    # The rest: one amount_mismatch per group of items linked by shared references.
+    parent: dict = {}
+
+    def find(node):
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for bi in linked:
+        if w.b_done[bi]:
+            continue
+        for li in _linked_postings(w, bi):
+            parent[find(("b", bi))] = find(("l", li))
+    components: dict = {}
+    for node in sorted(parent):
+        components.setdefault(find(node), []).append(node)
+    for nodes in sorted(components.values()):
+        banks = [i for side, i in nodes if side == "b"]
+        ledgers = [i for side, i in nodes if side == "l"]
+        refs = sorted({w.ledger[li].external_ref for li in ledgers})
+        _group_mismatch(w, banks, ledgers, "reference " + ", ".join(map(repr, refs)))
+
+
+def _group_mismatch(w: _Work, banks: list, ledgers: list, link: str) -> None:
+    """One amount_mismatch break for a linked group; suggest it when the sums agree."""
+    bank_sum = sum(w.b_amt[i] for i in banks)
+    ledger_sum = sum(w.l_amt[i] for i in ledgers)
+    suggestion = None
+    if bank_sum == ledger_sum:
+        suggestion = Suggestion(REFERENCE_SUM, _ids(w.b_id, banks), _ids(w.l_id, ledgers),
+                                bank_sum, w.b_cur[banks[0]])
+    detail = (f"{link} links {_side(w, 'bank', banks)} and {_side(w, 'ledger', ledgers)}; "
+              f"{_difference(bank_sum, ledger_sum, w.b_cur[banks[0]])}")
+    if suggestion is not None:
+        detail += (f"; the {len(banks)} bank line(s) and {len(ledgers)} posting(s) sum to "
+                   "the same total: suggested, not matched")
+    _add_break(w, AMOUNT_MISMATCH, banks, ledgers, detail, suggestion)
+
+
+def _pass_batch(w: _Work) -> None:
+    """Rule 3: a bank line and the postings sharing its batch id, sums equal, in the window."""
+    bank_groups: dict = {}
+    for bi in compress(range(len(w.b_batch)), map(is_not, w.b_batch, repeat(None))):
+        if not w.b_done[bi]:
+            bank_groups.setdefault((w.b_batch[bi], w.b_cur[bi]), []).append(bi)
+    if not bank_groups:
+        return
+    ledger_groups: dict = {}
+    for li in compress(range(len(w.l_batch)), map(is_not, w.l_batch, repeat(None))):
+        key = (w.l_batch[li], w.l_cur[li])
+        if not w.l_done[li] and key in bank_groups:
+            ledger_groups.setdefault(key, []).append(li)
+    matched_b, matched_l = [], []
+    for key, banks in bank_groups.items():
+        ledgers = ledger_groups.get(key)
+        if not ledgers:
+            continue
+        bank_sum = sum(w.b_amt[i] for i in banks)
+        link = f"batch id {key[0]!r}"
+        if len(banks) == 1 and bank_sum == sum(w.l_amt[i] for i in ledgers):
+            bi = banks[0]
+            if all(abs(w.l_pos[li] - w.b_pos[bi]) <= w.window for li in ledgers):
+                w.b_done[bi] = 1
+                for li in ledgers:
+                    w.l_done[li] = 1
+                matched_b.append(bi)
+                matched_l.append(ledgers)
+            else:
+                _add_break(w, DATE_OUTSIDE_WINDOW, banks, ledgers,
+                           _outside_window_detail(w, link, banks, ledgers))
+        else:
+            _group_mismatch(w, banks, ledgers, link)
+    _emit_groups(w, BATCH, matched_b, matched_l)
+
+
+def _pass_amount_date(w: _Work) -> None:
+    """Rule 4: same amount and currency within the window, one candidate each side."""
+    buckets: dict = {}
+    for bi in _remaining(w.b_done):
+        buckets.setdefault((w.b_amt[bi], w.b_cur[bi]), ([], []))[0].append(bi)
+    if not buckets:
+        return
+    for li in _remaining(w.l_done):
+        bucket = buckets.get((w.l_amt[li], w.l_cur[li]))
+        if bucket is not None:
+            bucket[1].append(li)
+    window, b_pos, l_pos = w.window, w.b_pos, w.l_pos
+    matched_b, matched_l = [], []
+    ambiguous = []
+    for banks, ledgers in buckets.values():
+        if not ledgers:
+            continue
+        if len(banks) == 1 and len(ledgers) == 1:
+            if abs(b_pos[banks[0]] - l_pos[ledgers[0]]) <= window:
+                matched_b.append(banks[0])
+                matched_l.append(ledgers[0])
+            continue
+        # Candidates of a bank line are a contiguous run of the ledger side
+        # sorted by position; overlapping runs form one component.
+        banks.sort(key=lambda i: (b_pos[i], i))
+        ledgers.sort(key=lambda i: (l_pos[i], i))
+        keys = [l_pos[i] for i in ledgers]
+        component_banks: list = []
+        lo_c = hi_c = 0
+        for bi in banks:
+            lo = bisect_left(keys, b_pos[bi] - window)
+            hi = bisect_right(keys, b_pos[bi] + window)
+            if lo == hi:
+                continue
+            if component_banks and lo < hi_c:
+                component_banks.append(bi)
+                hi_c = max(hi_c, hi)
+                continue
+            _close_component(component_banks, ledgers[lo_c:hi_c], matched_b, matched_l, ambiguous)
+            component_banks, lo_c, hi_c = [bi], lo, hi
+        _close_component(component_banks, ledgers[lo_c:hi_c], matched_b, matched_l, ambiguous)
+    order = sorted(range(len(matched_b)), key=matched_b.__getitem__)
+    matched_b = [matched_b[i] for i in order]
+    matched_l = [matched_l[i] for i in order]
+    for bi, li in zip(matched_b, matched_l):
+        w.b_done[bi] = 1
+        w.l_done[li] = 1
+    _emit_pairs(w, AMOUNT_DATE, matched_b, matched_l)
+    for banks, ledgers in sorted((sorted(b), sorted(l)) for b, l in ambiguous):
+        currency = w.b_cur[banks[0]]
+        _add_break(w, AMBIGUOUS, banks, ledgers,
+                   f"{_money(w.b_amt[banks[0]], currency)} within {w.window} business day(s): "
+                   f"{_side(w, 'bank', banks)} and {_side(w, 'ledger', ledgers)}; no unique "
+                   "pair, nothing matched")
+
+
+def _close_component(banks: list, ledgers: list, matched_b: list, matched_l: list,
+                     ambiguous: list) -> None:
+    if not banks:
+        return
+    if len(banks) == 1 and len(ledgers) == 1:
+        matched_b.append(banks[0])
+        matched_l.append(ledgers[0])
+    else:
+        ambiguous.append((banks, ledgers))
+
+
+def _pass_subset_sum(w: _Work) -> None:
+    """Suggestions: unmatched postings in the window that sum to an unmatched bank line."""
+    config = w.config
+    if config.subset_max_items < 2:
+        return
+    banks = list(_remaining(w.b_done))
+    if not banks:
+        return
+    pools: dict = {}
+    for li in _remaining(w.l_done):
+        amount = w.l_amt[li]
+        if amount:
+            key = (w.l_cur[li], amount > 0, w.l_pos[li])
+            pools.setdefault(key, []).append((abs(amount), li))
+    if not pools:
+        return
+    for entries in pools.values():
+        entries.sort()
+    magnitudes = {key: [m for m, _ in entries] for key, entries in pools.items()}
+    for bi in banks:
+        target = w.b_amt[bi]
+        if not target:
+            continue
+        size = abs(target)
+        keys = [(w.b_cur[bi], target > 0, p)
+                for p in range(w.b_pos[bi] - w.window, w.b_pos[bi] + w.window + 1)]
+        keys = [k for k in keys if k in pools]
+        counts = [bisect_left(magnitudes[k], size) for k in keys]
+        if not 2 <= sum(counts) <= config.subset_max_pool:
+            continue
+        pool = sorted((entry for k, c in zip(keys, counts) for entry in pools[k][:c]),
+                      key=lambda e: (-e[0], e[1]))
+        chosen = _subset_sum([m for m, _ in pool], size, config.subset_max_items,
+                             config.subset_max_steps)
+        if chosen is not None:
+            ledgers = sorted(pool[i][1] for i in chosen)
+            suggestion = Suggestion(SUBSET_SUM, (w.b_id[bi],), _ids(w.l_id, ledgers),
+                                    target, w.b_cur[bi])
+            w.bank_suggestion[bi] = (suggestion, ledgers)
+
+
+def _subset_sum(values: list, target: int, max_items: int, max_steps: int):
+    """Indexes of the fewest ``values`` (sorted descending) summing to ``target``, or None."""
+    n = len(values)
+    prefix = [0]
+    for v in values:
+        prefix.append(prefix[-1] + v)
+    steps = 0
+    chosen: list = []
+
+    def search(start: int, remaining: int, left: int) -> bool:
+        nonlocal steps
+        if left == 0:
+            return remaining == 0
+        if prefix[n] - prefix[n - left] > remaining:  # even the smallest are too big
+            return False
+        for i in range(start, n - left + 1):
+            value = values[i]
+            if value > remaining:
+                continue
+            if prefix[i + left] - prefix[i] < remaining:  # even the largest are too small
+                return False
+            steps += 1
+            if steps > max_steps:
+                raise _Exhausted
+            chosen.append(i)
+            if search(i + 1, remaining - value, left - 1):
+                return True
+            chosen.pop()
+        return False
+
+    try:
+        for size in range(2, min(max_items, n) + 1):
+            if search(0, target, size):
+                return list(chosen)
+    except _Exhausted:
+        return None
+    return None
+
+
+class _Exhausted(Exception):
+    """The subset-sum search used its step budget (internal)."""
+
+
+def _leftovers(w: _Work) -> None:
+    """Everything still unconsumed becomes a break; repeats become duplicate breaks."""
+    for bi in list(_remaining(w.b_done)):
+        suggestion, ledgers = w.bank_suggestion.get(bi, (None, None))
+        detail = f"{_side(w, 'bank', [bi])} has no ledger posting"
+        if suggestion is not None:
+            detail += f"; suggestion: {_side(w, 'ledger', ledgers)} sum to it (not matched)"
+        _add_break(w, IN_BANK_NOT_IN_LEDGER, [bi], [], detail, suggestion)
+    statement_date = w.statement_date
+    calendar = w.config.calendar
+    for li in list(_remaining(w.l_done)):
+        day = w.l_date[li]
+        in_transit = statement_date is not None and (
+            day >= statement_date
+            or (w.l_carried[li] and calendar.distance(day, statement_date) <= w.window))
+        if in_transit:
+            _add_break(w, IN_TRANSIT, [], [li],
+                       f"{_side(w, 'ledger', [li])} has no bank line yet; the statement "
+                       f"ends {statement_date}, so it is carried to the next run")
+        else:
+            _add_break(w, IN_LEDGER_NOT_IN_BANK, [], [li],
+                       f"{_side(w, 'ledger', [li])} has no bank line")
+    for bi, first in w.repeats:
+        ref = w.bank[bi].bank_ref
+        same = "same" if w.b_amt[bi] == w.b_amt[first] else "a different"
+        w.b_done[bi] = 0
+        _add_break(w, DUPLICATE, [bi], [],
+                   f"{_side(w, 'bank', [bi])} repeats bank reference {ref!r} of bank line "
+                   f"{w.b_id[first]!r} ({same} amount); the repeat is reported, not matched",
+                   duplicate_of=w.b_id[first])
+
+
+# --- building the result -----------------------------------------------------
+def _emit_pairs(w: _Work, rule: str, banks: list, ledgers: list) -> None:
+    """One-to-one matches in bulk (the hot path builds no per-item Python frames)."""
+    if not banks:
+        return
+    b_id, l_id, b_amt, b_cur = w.b_id, w.l_id, w.b_amt, w.b_cur
+    if w.any_carried and any(map(w.l_carried.__getitem__, ledgers)):
+        _emit_groups(w, rule, banks, [[li] for li in ledgers])
+        return
+    amounts = list(map(b_amt.__getitem__, banks))
+    w.matches.extend(map(tuple.__new__, repeat(Match), zip(
+        repeat(rule), zip(map(b_id.__getitem__, banks)), zip(map(l_id.__getitem__, ledgers)),
+        amounts, map(b_cur.__getitem__, banks), repeat(rule))))
+    if w.single_currency:
+        _total(w, rule, b_cur[banks[0]], len(banks), sum(amounts))
+    else:
+        for amount, currency in zip(amounts, map(b_cur.__getitem__, banks)):
+            _total(w, rule, currency, 1, amount)
+
+
+def _emit_groups(w: _Work, rule: str, banks: list, ledger_groups: list) -> None:
+    for bi, ledgers in zip(banks, ledger_groups):
+        amount, currency = w.b_amt[bi], w.b_cur[bi]
+        carried = any(w.l_carried[li] for li in ledgers)
+        actual = CARRIED_FORWARD if carried else rule
+        w.matches.append(Match(actual, (w.b_id[bi],), _ids(w.l_id, ledgers),
+                               amount, currency, rule))
+        _total(w, actual, currency, 1, amount)
+
+
+def _total(w: _Work, rule: str, currency: str, count: int, amount: int) -> None:
+    key = (rule, currency)
+    old = w.rule_totals.get(key, (0, 0))
+    w.rule_totals[key] = (old[0] + count, old[1] + amount)
+
+
+def _add_break(w: _Work, kind: str, banks: list, ledgers: list, detail: str,
+               suggestion: Optional[Suggestion] = None, duplicate_of: Any = None) -> None:
+    for bi in banks:
+        assert not w.b_done[bi], "a bank line was consumed twice"
+        w.b_done[bi] = 1
+    for li in ledgers:
+        assert not w.l_done[li], "a posting was consumed twice"
+        w.l_done[li] = 1
+    currency = w.b_cur[banks[0]] if banks else w.l_cur[ledgers[0]]
+    w.breaks.append(Break(kind, _ids(w.b_id, banks), _ids(w.l_id, ledgers),
+                          sum(w.b_amt[i] for i in banks), sum(w.l_amt[i] for i in ledgers),
+                          currency, detail, suggestion, duplicate_of))
+    if suggestion is not None:
+        w.suggestions.append(suggestion)
+
+
+def _result(w: _Work) -> MatchResult:
+    rule_order = {rule: n for n, rule in enumerate(RULES)}
+    match_totals = tuple(RuleTotal(rule, currency, count, amount)
+                         for (rule, currency), (count, amount)
+                         in sorted(w.rule_totals.items(), key=lambda kv: (rule_order[kv[0][0]], kv[0][1])))
+    break_totals: dict = {}
+    for brk in w.breaks:
+        key = (brk.type, brk.currency)
+        count, bank_sum, ledger_sum = break_totals.get(key, (0, 0, 0))
+        break_totals[key] = (count + 1, bank_sum + brk.bank_amount_minor,
+                             ledger_sum + brk.ledger_amount_minor)
+    type_order = {kind: n for n, kind in enumerate(BREAK_TYPES)}
+    break_summary = tuple(BreakTotal(kind, currency, *values)
+                          for (kind, currency), values
+                          in sorted(break_totals.items(), key=lambda kv: (type_order[kv[0][0]], kv[0][1])))
+    matched_bank = sum(t.count for t in match_totals)  # one bank line per match
+    matched_ledger = len(w.l_id) - sum(len(b.ledger_ids) for b in w.breaks)
+    summary = Summary(len(w.b_id), len(w.l_id), matched_bank, matched_ledger,
+                      match_totals, break_summary, len(w.suggestions))
+    return MatchResult(tuple(w.matches), tuple(w.breaks), tuple(w.suggestions), summary)
+
+
+# --- small helpers -----------------------------------------------------------
+_INVERT = bytes([1, 0]) + bytes(254)
+
+
+def _remaining(done: bytearray):
+    """Positions not yet consumed, in id order."""
+    return compress(range(len(done)), done.translate(_INVERT))
+
+
+def _ids(ids: list, positions: Sequence[int]) -> tuple:
+    return tuple(ids[i] for i in positions)
+
+
+def _major(minor: int, currency: str) -> str:
+    """``-12345`` CNY -> ``"-123.45"``: exact, without Decimal (breaks can be many)."""
+    places = CURRENCY_EXPONENTS.get(currency)
+    if places is None:
+        return f"{minor} minor units of"
+    if not places:
+        return str(minor)
+    whole, part = divmod(abs(minor), 10 ** places)
+    return f"{'-' if minor < 0 else ''}{whole}.{part:0{places}d}"
+
+
+def _money(minor: int, currency: str) -> str:
+    """``10000`` CNY -> ``"100.00 CNY in"``: which way the money moved, in words."""
+    direction = "in" if minor > 0 else "out" if minor < 0 else "zero"
+    return f"{_major(abs(minor), currency)} {currency} {direction}"
+
+
+def _side(w: _Work, side: str, positions: list, limit: int = 10) -> str:
+    """``bank line 7 (100.00 CNY in, booked 2026-11-22)`` or a list of them."""
+    if side == "bank":
+        ids, amounts, currencies, dates, noun, verb = (
+            w.b_id, w.b_amt, w.b_cur, w.b_date, "bank line", "booked")
+    else:
+        ids, amounts, currencies, dates, noun, verb = (
+            w.l_id, w.l_amt, w.l_cur, w.l_date, "ledger posting", "effective")
+    parts = []
+    for i in positions[:limit]:
+        refs = _refs_text(w, side, i)
+        parts.append(f"{ids[i]!r} ({_money(amounts[i], currencies[i])}, {verb} {dates[i]}{refs})")
+    more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
+    plural = "s" if len(positions) > 1 else ""
+    return f"{noun}{plural} {', '.join(parts)}{more}"
+
+
+def _refs_text(w: _Work, side: str, i: int) -> str:
+    if side == "bank":
+        refs = [r for r in (w.bank[i].bank_ref, w.bank[i].end_to_end_ref) if r]
+    else:
+        refs = [w.ledger[i].external_ref] if w.ledger[i].external_ref else []
+    return f", ref {' / '.join(map(repr, refs))}" if refs else ""
+
+
+def _difference(bank_sum: int, ledger_sum: int, currency: str) -> str:
+    diff = bank_sum - ledger_sum
+    if diff == 0:
+        return "the totals agree but no single line pairs with a single posting"
+    return (f"bank side {_money(bank_sum, currency)}, ledger side "
+            f"{_money(ledger_sum, currency)} (bank minus ledger: {_major(diff, currency)} "
+            f"{currency})")
+
+
+def _outside_window_detail(w: _Work, link: str, banks: list, ledgers: list) -> str:
+    gap = max(abs(w.b_pos[bi] - w.l_pos[li]) for bi in banks for li in ledgers)
+    return (f"{link} links {_side(w, 'bank', banks)} and {_side(w, 'ledger', ledgers)}; "
+            f"the amounts agree but the dates are up to {gap} business day(s) apart, "
+            f"outside the {w.window}-day window")
