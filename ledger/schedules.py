@@ -631,8 +631,9 @@ def _equal_installment(principal: int, terms: _Terms, rates: list[tuple[int, int
         if not overpaid:
             return level, principals, interest
         if fixed or level <= floor_level:
-            raise ScheduleError("the installment cannot be kept level for so small a principal",
-                                principal=principal)
+            raise ScheduleError(
+                f"{from_minor(principal, currency)} over {count} periods is less than a fen a period: "
+                f"too small for level installments under {terms.day_count}", principal=principal)
         # The rounded level payment would repay the loan before the last row (only for
         # principals of a few fen per period): pay less, down to interest only.
         level = max(level - step, floor_level)
