@@ -1,0 +1,296 @@
+"""The custody bank's CSV day file -> normalized records.
+
+The default layout is documented in ``docs/csv-day-file.md``: UTF-8 or GBK
+(with or without a byte-order mark), comma separated, one header row naming
+the columns in Chinese or English, in any order:
+
+    交易日期 date, 银行流水号 bank_serial, 平台订单号 order_id, 子账户 sub_account,
+    对方户名 counterparty, 借贷标志 dc_flag (借/贷 or D/C), 金额 amount,
+    余额 balance_after
+
+and optionally 账号 account, 币种 currency, 摘要 description, 起息日 value_date,
+对方账号 counterparty_account. Other banks' layouts are described by a JSON
+column-mapping file (:mod:`.csvmapping`).
+
+Every bad line is collected and reported in one
+:class:`~.errors.StatementFormatError` (line, column, message), never just
+the first. 贷 (credit) is money into the custody account, positive; 借
+(debit) is money out, negative. When the file states the balance after
+each line, the opening balance is the first line's balance before it, and
+the proof then checks every following line's running balance.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Optional
+
+from ledger.errors import LedgerError
+from ledger.money import DEFAULT_CURRENCY, exponent, to_minor
+
+from .csvmapping import DEFAULT_LAYOUT, Layout, load_mapping
+from .errors import Problem, StatementFormatError
+from .model import BOOKED, CSV, Balance, ParsedFile, Statement, StatementLine
+from .source import DecodeFailed, codec_name, decode_text, sha256_hex
+
+_DATE_PATTERNS = (
+    re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T].*)?"),
+    re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T].*)?"),
+    re.compile(r"(\d{4})\.(\d{1,2})\.(\d{1,2})(?:[ T].*)?"),
+    re.compile(r"(\d{4})(\d{2})(\d{2})(?:[ T]?\d{2}:?\d{2}(?::?\d{2})?)?"),
+    re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日.*"),
+)
+_AMOUNT = re.compile(r"[+-]?\d+(\.\d+)?")
+_MONEY_MARKS = str.maketrans("", "", ",，¥￥ ")
+
+
+def _date(text: str, layout: Layout) -> Optional[dt.date]:
+    text = text.strip()
+    if layout.date_formats:
+        for fmt in layout.date_formats:
+            try:
+                return dt.datetime.strptime(text, fmt).date()
+            except ValueError:
+                continue
+        return None
+    for pattern in _DATE_PATTERNS:
+        m = pattern.fullmatch(text)
+        if m:
+            try:
+                return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                return None
+    return None
+
+
+def _decimal(text: str) -> Optional[Decimal]:
+    cleaned = text.translate(_MONEY_MARKS)
+    if not _AMOUNT.fullmatch(cleaned):
+        return None
+    try:
+        return Decimal(cleaned)
+    except InvalidOperation:
+        return None
+
+
+def _decode(data: bytes, layout: Layout, file: Optional[str]) -> tuple[str, str]:
+    wanted = codec_name(layout.encoding) if layout.encoding != "auto" else None
+    try:
+        text, encoding, _ = decode_text(data, [wanted] if wanted else ["utf-8", "gb18030"])
+    except DecodeFailed as exc:
+        raise StatementFormatError.collected(
+            [Problem(None, "encoding", f"{exc} (the day file is UTF-8 or GBK)")],
+            file=file) from None
+    return text, encoding
+
+
+class _Row:
+    """One data row: its cells by field, line numbers and raw text."""
+
+    __slots__ = ("cells", "line", "raw")
+
+    def __init__(self, cells: dict, line: int, raw: str):
+        self.cells, self.line, self.raw = cells, line, raw
+
+    def get(self, field: str) -> str:
+        return (self.cells.get(field) or "").strip()
+
+
+def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, list[_Row]]:
+    """The column index of each field, and every data row with its lines and raw text."""
+    lines = re.split(r"(?<=\n)", text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    start = layout.header_line or next(
+        (i + 1 for i, line in enumerate(lines) if line.strip()), 1)
+    delimiter = layout.delimiter
+    if delimiter is None:
+        head = lines[start - 1] if start <= len(lines) else ""
+        delimiter = "\t" if "\t" in head and "," not in head else ","
+    index, width = None, None
+    if not layout.has_header:
+        index = layout.columns_by_number(problems)
+        if not index:
+            return {}, []
+        width = max(index.values()) + 1
+    reader = csv.reader(iter(lines[start - 1:]), delimiter=delimiter, strict=True)
+    offset, consumed, rows = start - 1, 0, []
+    try:
+        for record in reader:
+            first, consumed = offset + consumed + 1, reader.line_num
+            if index is None:  # the header row
+                width = len(record)
+                index = layout.columns_from_header(record, first, problems)
+                if not index:
+                    return {}, []
+                continue
+            if not any(cell.strip() for cell in record) or layout.skips(record):
+                continue
+            short = len(record) < width
+            if short or layout.has_header and any(cell.strip() for cell in record[width:]):
+                problems.append(Problem(first, "row",
+                                        f"{len(record)} cells where the header has {width}"))
+                continue
+            raw = "".join(lines[first - 1:offset + consumed]).rstrip("\r\n")
+            rows.append(_Row({field: record[i] for field, i in index.items()}, first, raw))
+    except csv.Error as exc:
+        problems.append(Problem(offset + reader.line_num, "row", f"not readable CSV: {exc}"))
+    if index is None:
+        problems.append(Problem(None, "header", "the file is empty: no header row"))
+        return {}, []
+    return index, rows
+
+
+def parse_csv_day(data: bytes, *, filename: Optional[str] = None,
+                  sha256: Optional[str] = None, mapping=None,
+                  account: Optional[str] = None) -> ParsedFile:
+    """Every statement (one per account and currency) of a CSV day file.
+
+    ``mapping`` is a column-mapping file (path), its parsed JSON (dict) or a
+    :class:`~.csvmapping.Layout`; None means the documented default layout.
+    ``account`` names the custody account when neither the file nor the
+    mapping does.
+    """
+    sha = sha256 or sha256_hex(data)
+    layout = DEFAULT_LAYOUT if mapping is None else load_mapping(mapping, file=filename)
+    text, encoding = _decode(data, layout, filename)
+    problems: list[Problem] = []
+    index, rows = _rows(text, layout, problems)
+    if problems:
+        raise StatementFormatError.collected(problems, file=filename)
+    default_account = account or layout.account
+    if "account" not in index and not default_account:
+        raise StatementFormatError.collected(
+            [Problem(None, "account", "the file names no account: add an account (账号) "
+                                      "column, or give the account in the mapping file")],
+            file=filename)
+    present = frozenset(index)
+    lines = [line for row in rows
+             if (line := _line(row, layout, present, default_account, sha, problems)) is not None]
+    if problems:
+        raise StatementFormatError.collected(problems, file=filename)
+    groups: dict = {}
+    for line in lines:
+        groups.setdefault((line.account, line.currency), []).append(line)
+    if not groups and default_account:
+        groups[(default_account, layout.currency or DEFAULT_CURRENCY)] = []
+    statements = tuple(_statement(acct, cur, tuple(group), filename, sha)
+                       for (acct, cur), group in groups.items())
+    return ParsedFile(filename, sha, CSV, encoding, statements)
+
+
+def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: str,
+          problems: list[Problem]) -> Optional[StatementLine]:
+    before = len(problems)
+
+    def bad(field: str, message: str) -> None:
+        problems.append(Problem(row.line, field, message))
+
+    account = row.get("account") or default_account
+    if not account:
+        bad("account", "is empty")
+    currency = (row.get("currency") or layout.currency or DEFAULT_CURRENCY).upper()
+    try:
+        exponent(currency)
+    except LedgerError as exc:
+        bad("currency", str(exc))
+        currency = None
+    booking = _date(row.get("date"), layout)
+    if booking is None:
+        bad("date", f"{row.get('date')!r} is not a date")
+    value_date = None
+    if row.get("value_date"):
+        value_date = _date(row.get("value_date"), layout)
+        if value_date is None:
+            bad("value_date", f"{row.get('value_date')!r} is not a date")
+    serial = row.get("bank_serial")
+    if not serial:
+        bad("bank_serial", "is empty: every line needs the bank's serial number")
+    amount = _amount(row, layout, bad)
+    minor = balance = None
+    if amount is not None and currency:
+        try:
+            minor = to_minor(amount, currency, what="amount")
+        except LedgerError as exc:
+            bad("amount", str(exc))
+    if "balance_after" in present and currency:
+        text = row.get("balance_after")
+        value = _decimal(text) if text else None
+        if value is None:
+            bad("balance_after", f"{text!r} is not an amount" if text else "is empty")
+        else:
+            try:
+                balance = to_minor(value, currency, what="balance_after")
+            except LedgerError as exc:
+                bad("balance_after", str(exc))
+    if len(problems) > before:
+        return None
+    name, other = row.get("counterparty"), row.get("counterparty_account")
+    counterparty = " ".join(x for x in (name, other) if x) or None
+    return StatementLine(account, booking, value_date, minor, currency, serial,
+                         row.get("order_id") or None, counterparty,
+                         row.get("description") or None, BOOKED, sha, f"line {row.line}",
+                         row.raw, sub_account=row.get("sub_account") or None,
+                         balance_after_minor=balance)
+
+
+def _amount(row: _Row, layout: Layout, bad) -> Optional[Decimal]:
+    """The signed amount: credit (money in) positive."""
+    mode = layout.amount_mode
+    if mode == "split":
+        debit, credit = row.get("debit_amount"), row.get("credit_amount")
+        values = []
+        for field, text, sign in (("debit_amount", debit, -1), ("credit_amount", credit, 1)):
+            if not text:
+                continue
+            value = _decimal(text)
+            if value is None or value < 0:
+                bad(field, f"{text!r} is not an unsigned amount")
+                return None
+            if value != 0:
+                values.append(sign * value)
+        if len(values) != 1:
+            bad("amount", "exactly one of the debit and credit amounts must be given"
+                if values else "neither a debit nor a credit amount")
+            return None
+        return values[0]
+    text = row.get("amount")
+    value = _decimal(text) if text else None
+    if value is None:
+        bad("amount", f"{text!r} is not an amount" if text else "is empty")
+        return None
+    if mode == "signed":
+        return value
+    flag = row.get("dc_flag")
+    sign = layout.flag_sign(flag)
+    if sign is None:
+        bad("dc_flag", f"{flag!r} is neither a credit flag ({'/'.join(layout.credit_flags)}) "
+                       f"nor a debit flag ({'/'.join(layout.debit_flags)})")
+        return None
+    if text.lstrip().startswith("-"):
+        bad("amount", f"{text!r} carries a sign; the debit/credit flag gives the direction")
+        return None
+    return sign * value
+
+
+def _statement(account: str, currency: str, lines: tuple, filename, sha) -> Statement:
+    opening = closing = None
+    if lines and all(line.balance_after_minor is not None for line in lines):
+        first, last = lines[0], lines[-1]
+        opening = Balance(first.balance_after_minor - first.amount_minor, currency,
+                          first.booking_date, "derived: balance before the first line",
+                          first.source_position)
+        closing = Balance(last.balance_after_minor, currency, last.booking_date,
+                          "balance_after", last.source_position)
+    days = [line.booking_date for line in lines]
+    start, end = (min(days), max(days)) if days else (None, None)
+    return Statement(account=account, currency=currency, format=CSV, filename=filename,
+                     source_file_sha256=sha, statement_id=None, period_start=start,
+                     period_end=end, statement_date=end, opening=opening, closing=closing,
+                     lines=lines, source_position=lines[0].source_position if lines else None)
+
+
+__all__ = ["parse_csv_day"]
