@@ -5,8 +5,10 @@ header fields and its postings). Sealing then links entries into the book's
 chain: link *n* stores ``sha256(prev_hash + content_hash)``. Writers never
 wait for the chain: they queue the entry id in ``seal_queue`` inside their
 own transaction, and :func:`seal` (batched, in a transaction of its own,
-one sealer per book at a time) appends the links. The chain's order is the
-sealing order; it never assumes entry ids are gapless or commit in order.
+one sealer per book at a time) appends the links and raises the book's
+``chain_day`` row of each date sealed (what as-of reports read). The chain's
+order is the sealing order; it never assumes entry ids are gapless or commit
+in order.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def seal(conn: Connection, book_id: int, *, wait: bool = True, limit: int | None
     while limit is None or sealed < limit:
         batch = SEAL_BATCH if limit is None else min(SEAL_BATCH, limit - sealed)
         rows = conn.execute(
-            select(m.JournalEntry.id, m.JournalEntry.content_hash)
+            select(m.JournalEntry.id, m.JournalEntry.content_hash, m.JournalEntry.effective_date)
             .join(m.SealQueue, m.SealQueue.entry_id == m.JournalEntry.id)
             .where(m.SealQueue.book_id == book_id)
             .order_by(m.JournalEntry.id)
@@ -107,18 +109,35 @@ def seal(conn: Connection, book_id: int, *, wait: bool = True, limit: int | None
         if not rows:
             break
         links = []
+        days: dict[dt.date, int] = {}
         for row in rows:
             seq += 1
             chained = link_hash(prev, row.content_hash)
             links.append({"book_id": book_id, "seq": seq, "entry_id": row.id,
                           "prev_hash": prev, "chain_hash": chained, "sealed_at": now})
             prev = chained
+            days[row.effective_date] = seq
         conn.execute(insert(m.ChainLink), links)
+        mark_days(conn, book_id, days)
         conn.execute(delete(m.SealQueue).where(m.SealQueue.entry_id.in_([r.id for r in rows])))
         sealed += len(rows)
         if len(rows) < batch:
             break
     return sealed
+
+
+def mark_days(conn: Connection, book_id: int, days: dict[dt.date, int]) -> None:
+    """Raise ``chain_day.last_seq`` of each date to the link just sealed (an upsert)."""
+    if not days:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    stmt = upsert(m.ChainDay).values(
+        [{"book_id": book_id, "effective_date": d, "last_seq": s} for d, s in days.items()])
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=["book_id", "effective_date"], set_={"last_seq": stmt.excluded.last_seq}))
 
 
 def unsealed_count(conn: Connection, book_id: int) -> int:

@@ -407,29 +407,22 @@ Index("ix_posting_effective_date_account_id", Posting.effective_date, Posting.ac
       Posting.is_pending, Posting.amount_minor)
 
 
-class PeriodChainMark(Base):
-    """Where the hash chain stood for a closed period; written at close, never changed.
+class ChainDay(Base):
+    """For each effective date of a book, the last chain link among its entries.
 
-    Among the entries dated on or before ``as_of_date`` (all sealed by the
-    close), the one linked last: a report as of a later date needs only the
-    entries since to find its own last entry and chain hash.
+    Kept by the sealer (one per book at a time, so no writer waits on it):
+    ``last_seq`` only grows. A report as of a date finds its last entry and
+    chain hash from these rows instead of from every entry up to the date.
     """
 
-    __tablename__ = "period_chain_mark"
-    __table_args__ = (UniqueConstraint("book_id", "as_of_date"),)
+    __tablename__ = "chain_day"
 
-    closed_period_id: Mapped[int] = mapped_column(ForeignKey("closed_period.id"), primary_key=True)
-    """The close that wrote the mark."""
-    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
+    book_id: Mapped[int] = mapped_column(ForeignKey("book.id"), primary_key=True)
     """The book."""
-    as_of_date: Mapped[dt.date] = mapped_column(Date())
-    """The closed period's last effective date."""
+    effective_date: Mapped[dt.date] = mapped_column(Date(), primary_key=True)
+    """An effective date with sealed entries."""
     last_seq: Mapped[int] = mapped_column(BigInteger)
-    """Highest chain link among entries dated on or before ``as_of_date`` (0: none)."""
-    last_entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entry.id"), nullable=True)
-    """The entry at that link."""
-    chain_hash: Mapped[str] = mapped_column(String(64))
-    """The chain hash at that link (64 zeros when none)."""
+    """The highest chain link among the book's entries of that date."""
 
 
 RESOLUTION_ACTIONS = ("adjust", "accept-timing", "match-with")

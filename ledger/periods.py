@@ -113,72 +113,23 @@ def close_period(conn: Connection, book_id: int, through: dt.date, label: str,
         closed_by=closed_by).returning(m.ClosedPeriod.id)).scalar_one()
     written = _write_checkpoint(conn, book_id, period_id, through)
     chain.seal(conn, book_id)  # every entry of the closed periods gets its link now
-    _write_mark(conn, book_id, period_id, through)
     return ClosedPeriod(label, through, now, closed_by, written)
-
-
-def _max_seq(conn: Connection, book_id: int, after: dt.date | None, through: dt.date) -> int:
-    """Highest chain link among the book's entries dated in (after, through]."""
-    cond = [m.JournalEntry.book_id == book_id, m.JournalEntry.effective_date <= through]
-    if after is not None:
-        cond.append(m.JournalEntry.effective_date > after)
-    return int(conn.execute(
-        select(func.coalesce(func.max(m.ChainLink.seq), 0))
-        .join(m.JournalEntry, m.JournalEntry.id == m.ChainLink.entry_id).where(*cond)
-    ).scalar_one())
-
-
-def _mark_before(conn: Connection, book_id: int, date: dt.date):
-    """The latest chain mark on or before ``date``: (as_of_date, last_seq), or None."""
-    return conn.execute(
-        select(m.PeriodChainMark.as_of_date, m.PeriodChainMark.last_seq)
-        .where(m.PeriodChainMark.book_id == book_id, m.PeriodChainMark.as_of_date <= date)
-        .order_by(m.PeriodChainMark.as_of_date.desc()).limit(1)
-    ).first()
-
-
-def _link(conn: Connection, book_id: int, seq: int) -> tuple[int, int | None, str]:
-    if not seq:
-        return 0, None, chain.GENESIS
-    row = conn.execute(select(m.ChainLink.entry_id, m.ChainLink.chain_hash)
-                       .where(m.ChainLink.book_id == book_id, m.ChainLink.seq == seq)).one()
-    return seq, row.entry_id, row.chain_hash
-
-
-def _write_mark(conn: Connection, book_id: int, period_id: int, through: dt.date) -> None:
-    """Where the chain stands for the entries dated through ``through`` (incremental)."""
-    previous = _mark_before(conn, book_id, through - dt.timedelta(days=1))
-    seq = _max_seq(conn, book_id, previous.as_of_date if previous else None, through)
-    seq = max(seq, previous.last_seq if previous else 0)
-    seq, entry_id, chain_hash = _link(conn, book_id, seq)
-    conn.execute(insert(m.PeriodChainMark).values(
-        closed_period_id=period_id, book_id=book_id, as_of_date=through, last_seq=seq,
-        last_entry_id=entry_id, chain_hash=chain_hash))
 
 
 def chain_point(conn: Connection, book_id: int, as_of: dt.date) -> tuple[int, int | None, str]:
     """(seq, entry id, chain hash) of the last-linked entry dated on or before ``as_of``.
 
-    Either from the last close's chain mark plus the entries dated since, or
-    by walking back from the chain's head past the entries dated after
-    ``as_of``, whichever has fewer days of entries to read.
+    Read from ``chain_day`` (one row per effective date, kept by the sealer),
+    so it costs the same however large the book is.
     """
-    mark = _mark_before(conn, book_id, as_of)
-    first, last = conn.execute(
-        select(func.min(m.JournalEntry.effective_date), func.max(m.JournalEntry.effective_date))
-        .where(m.JournalEntry.book_id == book_id)).one()
-    if last is None:
+    seq = conn.execute(
+        select(func.coalesce(func.max(m.ChainDay.last_seq), 0))
+        .where(m.ChainDay.book_id == book_id, m.ChainDay.effective_date <= as_of)).scalar_one()
+    if not seq:
         return 0, None, chain.GENESIS
-    forward = as_of - (mark.as_of_date if mark else min(first, as_of))
-    backward = last - as_of
-    if backward < forward:
-        row = conn.execute(
-            select(m.ChainLink.seq).join(m.JournalEntry, m.JournalEntry.id == m.ChainLink.entry_id)
-            .where(m.ChainLink.book_id == book_id, m.JournalEntry.effective_date <= as_of)
-            .order_by(m.ChainLink.seq.desc()).limit(1)).first()
-        return _link(conn, book_id, row.seq if row else 0)
-    seq = _max_seq(conn, book_id, mark.as_of_date if mark else None, as_of)
-    return _link(conn, book_id, max(seq, mark.last_seq if mark else 0))
+    row = conn.execute(select(m.ChainLink.entry_id, m.ChainLink.chain_hash)
+                       .where(m.ChainLink.book_id == book_id, m.ChainLink.seq == seq)).one()
+    return int(seq), row.entry_id, row.chain_hash
 
 
 def _write_checkpoint(conn: Connection, book_id: int, period_id: int, through: dt.date) -> int:

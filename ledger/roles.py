@@ -7,7 +7,8 @@ sets their privileges on the ledger's database from scratch each time:
   ledger's tables, and only what posting needs beyond that: ``UPDATE`` of
   the running balance columns of ``account_balance``, ``UPDATE`` of
   ``account.closed_at`` (closing an account), ``DELETE`` on ``seal_queue``
-  (sealing moves queued entries into the chain) and the sequences. No
+  and ``UPDATE`` of ``chain_day.last_seq`` (sealing moves queued entries
+  into the chain) and the sequences. No
   ``UPDATE`` or ``DELETE`` on any journal table, no ``TRUNCATE``, no DDL
   (it owns nothing and may not create in the schema). It cannot close a
   period: ``closed_period`` and ``balance_checkpoint`` are written by the
@@ -41,6 +42,7 @@ WRITER_EXTRA = {
     "account_balance": "UPDATE (posted_minor, held_minor)",
     "account": "UPDATE (closed_at)",
     "seal_queue": "DELETE",
+    "chain_day": "UPDATE (last_seq)",
     "loan": "UPDATE (status, raised_minor)",
 }
 

@@ -12,8 +12,8 @@
 * the custody invariant: the custody bank account(s) equal what is held for
   users and the platform (liabilities + equity + income - expenses);
 * that every period-close balance checkpoint equals the postings through
-  its date, and every close's chain mark names the last-linked entry of
-  the closed periods (as-of reports trust them).
+  its date, and every ``chain_day`` row names the last link of its date
+  (as-of reports trust them).
 
 It reports every problem found, each naming the entry or account and what
 differs; ``report.first`` is the earliest.
@@ -97,6 +97,7 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         custody = _check_custody(conn, book.book_id, custody_prefix, problems)
         _check_loan_claims(conn, book.book_id, problems)
         _check_checkpoints(conn, book.book_id, problems)
+        _check_chain_days(conn, book.book_id, problems)
     return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems))
 
 
@@ -288,27 +289,21 @@ def _check_checkpoints(conn: Connection, book_id: int, problems: list[Problem]) 
                     "checkpoint", f"{code}: the checkpoint at the close of {date} says {said}, "
                     f"the postings say {format_minor(want, cur)}", account=code))
         previous = date
-    _check_chain_marks(conn, book_id, problems)
 
 
-def _check_chain_marks(conn: Connection, book_id: int, problems: list[Problem]) -> None:
-    """Every close's chain mark names the last-linked entry of the closed periods."""
-    from .periods import _link, _max_seq
-
-    marks = conn.execute(
-        select(m.PeriodChainMark.as_of_date, m.PeriodChainMark.last_seq, m.PeriodChainMark.last_entry_id,
-               m.PeriodChainMark.chain_hash)
-        .where(m.PeriodChainMark.book_id == book_id).order_by(m.PeriodChainMark.as_of_date)).all()
-    best, previous = 0, None
-    for mark in marks:
-        best = max(best, _max_seq(conn, book_id, previous, mark.as_of_date))
-        want = _link(conn, book_id, best)
-        if (mark.last_seq, mark.last_entry_id, mark.chain_hash) != want:
+def _check_chain_days(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """Every ``chain_day`` row names the last link among its date's entries (reports trust it)."""
+    actual = dict(conn.execute(
+        select(m.JournalEntry.effective_date, func.max(m.ChainLink.seq))
+        .join(m.JournalEntry, m.JournalEntry.id == m.ChainLink.entry_id)
+        .where(m.ChainLink.book_id == book_id).group_by(m.JournalEntry.effective_date)).all())
+    stored = dict(conn.execute(select(m.ChainDay.effective_date, m.ChainDay.last_seq)
+                               .where(m.ChainDay.book_id == book_id)).all())
+    for day in sorted(set(actual) | set(stored)):
+        if stored.get(day) != actual.get(day):
             problems.append(Problem(
-                "checkpoint", f"the chain mark of the close of {mark.as_of_date} names link "
-                f"{mark.last_seq} (entry {mark.last_entry_id}); the chain says link {want[0]} "
-                f"(entry {want[1]})", want[1]))
-        previous = mark.as_of_date
+                "chain", f"the chain index of {day} names link {stored.get(day)}, the chain says "
+                f"link {actual.get(day)}"))
 
 
 def _check_custody(conn: Connection, book_id: int, prefix: str, problems: list[Problem]) -> dict:

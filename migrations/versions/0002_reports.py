@@ -6,12 +6,13 @@
   between it and the date.
 * ``ix_posting_effective_date_account_id``: a covering index for the sum of
   postings over a date range.
-* ``period_chain_mark``: per close, the last chain link among the entries
-  of the closed periods, so an as-of report finds its last entry and chain
-  hash from the entries since the close.
-* ``closed_period``, ``balance_checkpoint`` and ``period_chain_mark`` become
-  append-only like the journal (deleting a close would reopen a period;
-  changing a checkpoint would falsify every as-of report).
+* ``chain_day``: per book and effective date, the last chain link among
+  that date's entries, kept by the sealer; an as-of report finds its last
+  entry and chain hash from a few of these rows (filled from the existing
+  chain here).
+* ``closed_period`` and ``balance_checkpoint`` become append-only like the
+  journal (deleting a close would reopen a period; changing a checkpoint
+  would falsify every as-of report).
 
 Revision ID: 0002
 Revises: 0001
@@ -28,7 +29,7 @@ depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-PROTECTED = ("closed_period", "balance_checkpoint", "period_chain_mark")
+PROTECTED = ("closed_period", "balance_checkpoint")
 
 
 def _pg_triggers() -> list[str]:
@@ -69,21 +70,17 @@ def upgrade() -> None:
     op.create_index("ix_balance_checkpoint_closed_period_id", "balance_checkpoint",
                     ["closed_period_id"])
     op.create_table(
-        "period_chain_mark",
-        sa.Column("closed_period_id", BigId, nullable=False),
+        "chain_day",
         sa.Column("book_id", BigId, nullable=False),
-        sa.Column("as_of_date", sa.Date(), nullable=False),
+        sa.Column("effective_date", sa.Date(), nullable=False),
         sa.Column("last_seq", sa.BigInteger(), nullable=False),
-        sa.Column("last_entry_id", BigId, nullable=True),
-        sa.Column("chain_hash", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint("closed_period_id", name="pk_period_chain_mark"),
-        sa.ForeignKeyConstraint(["closed_period_id"], ["closed_period.id"],
-                                name="fk_period_chain_mark_closed_period_id_closed_period"),
-        sa.ForeignKeyConstraint(["book_id"], ["book.id"], name="fk_period_chain_mark_book_id_book"),
-        sa.ForeignKeyConstraint(["last_entry_id"], ["journal_entry.id"],
-                                name="fk_period_chain_mark_last_entry_id_journal_entry"),
-        sa.UniqueConstraint("book_id", "as_of_date", name="uq_period_chain_mark_book_id_as_of_date"),
+        sa.PrimaryKeyConstraint("book_id", "effective_date", name="pk_chain_day"),
+        sa.ForeignKeyConstraint(["book_id"], ["book.id"], name="fk_chain_day_book_id_book"),
     )
+    op.execute(
+        "INSERT INTO chain_day (book_id, effective_date, last_seq) "
+        "SELECT c.book_id, j.effective_date, max(c.seq) FROM chain_link c "
+        "JOIN journal_entry j ON j.id = c.entry_id GROUP BY c.book_id, j.effective_date")
     op.create_index("ix_posting_effective_date_account_id", "posting",
                     ["effective_date", "account_id", "is_pending", "amount_minor"])
     if op.get_bind().dialect.name == "postgresql":
@@ -105,5 +102,5 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS trg_{t}_no_delete")
     op.drop_index("ix_posting_effective_date_account_id", table_name="posting")
     op.drop_index("ix_balance_checkpoint_closed_period_id", table_name="balance_checkpoint")
-    op.drop_table("period_chain_mark")
+    op.drop_table("chain_day")
     op.drop_table("balance_checkpoint")
