@@ -36,7 +36,7 @@ from lxml import etree
 from ledger.errors import LedgerError
 from ledger.money import exponent, to_minor
 
-from .errors import Problem, StatementFormatError, UnsupportedFormatError
+from .errors import Problem, StatementFormatError, UnsupportedFormatError, money_reason
 from .model import BOOKED, CAMT053, PENDING, Balance, ParsedFile, Statement, StatementLine
 from .source import local_date, resolve_tz, sha256_hex
 
@@ -134,13 +134,14 @@ class _Reader:
 
     def minor(self, el, field: str, value: Optional[Decimal], currency: Optional[str],
               sign: Optional[int]) -> Optional[int]:
-        if value is None or currency is None or sign is None:
+        if value is None or currency is None:
             return None
         try:
-            return sign * to_minor(value, currency, what=field)
+            minor = to_minor(value, currency, what="value")
         except LedgerError as exc:
-            self.bad(el, field, str(exc))
+            self.bad(el, field, money_reason(exc))
             return None
+        return None if sign is None else sign * minor
 
 
 def _parse_xml(data: bytes, file: Optional[str]):
@@ -184,7 +185,7 @@ def parse_camt053(data: bytes, *, filename: Optional[str] = None,
             [Problem(body.sourceline, "Stmt", "the document holds no statement")], file=filename)
     statements = [_statement(reader, st, k, filename, sha) for k, st in enumerate(stmts, 1)]
     if reader.problems:
-        raise StatementFormatError.collected(reader.problems, file=filename, what="bad element")
+        raise StatementFormatError.collected(reader.problems, file=filename)
     encoding = root.getroottree().docinfo.encoding
     return ParsedFile(filename, sha, CAMT053, encoding, tuple(statements))
 
@@ -248,7 +249,7 @@ def _statement(reader: _Reader, stmt, index: int, filename, sha) -> Statement:
             exponent(currency.upper())
             currency = currency.upper()
         except LedgerError as exc:
-            reader.bad(stmt, "Acct/Ccy", str(exc))
+            reader.bad(stmt, "Acct/Ccy", money_reason(exc))
             currency = None
     else:
         reader.bad(stmt, "Acct/Ccy", "the statement gives no currency")

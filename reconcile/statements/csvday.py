@@ -32,7 +32,7 @@ from ledger.errors import LedgerError
 from ledger.money import DEFAULT_CURRENCY, exponent, to_minor
 
 from .csvmapping import DEFAULT_LAYOUT, Layout, load_mapping
-from .errors import Problem, StatementFormatError
+from .errors import Problem, StatementFormatError, money_reason
 from .model import BOOKED, CSV, Balance, ParsedFile, Statement, StatementLine
 from .source import DecodeFailed, codec_name, decode_text, sha256_hex
 
@@ -196,7 +196,7 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
     try:
         exponent(currency)
     except LedgerError as exc:
-        bad("currency", str(exc))
+        bad("currency", money_reason(exc))
         currency = None
     booking = _date(row.get("date"), layout)
     if booking is None:
@@ -209,13 +209,10 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
     serial = row.get("bank_serial")
     if not serial:
         bad("bank_serial", "is empty: every line needs the bank's serial number")
-    amount = _amount(row, layout, bad)
+    amount = _amount(row, layout, currency, bad)
     minor = balance = None
     if amount is not None and currency:
-        try:
-            minor = to_minor(amount, currency, what="amount")
-        except LedgerError as exc:
-            bad("amount", str(exc))
+        minor = to_minor(amount, currency, what="value")
     if "balance_after" in present and currency:
         text = row.get("balance_after")
         value = _decimal(text) if text else None
@@ -223,9 +220,9 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
             bad("balance_after", f"{text!r} is not an amount" if text else "is empty")
         else:
             try:
-                balance = to_minor(value, currency, what="balance_after")
+                balance = to_minor(value, currency, what="value")
             except LedgerError as exc:
-                bad("balance_after", str(exc))
+                bad("balance_after", money_reason(exc))
     if len(problems) > before:
         return None
     name, other = row.get("counterparty"), row.get("counterparty_account")
@@ -237,43 +234,45 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
                          balance_after_minor=balance)
 
 
-def _amount(row: _Row, layout: Layout, bad) -> Optional[Decimal]:
-    """The signed amount: credit (money in) positive."""
+def _amount(row: _Row, layout: Layout, currency: Optional[str], bad) -> Optional[Decimal]:
+    """The signed amount, credit (money in) positive; every problem of the row reported."""
+    def number(field: str, text: str, unsigned: bool) -> Optional[Decimal]:
+        value = _decimal(text) if text else None
+        if value is None or unsigned and text.lstrip().startswith("-"):
+            bad(field, f"{text!r} is not an unsigned amount" if unsigned and value is not None
+                else f"{text!r} is not an amount" if text else "is empty")
+            return None
+        if currency:
+            try:
+                to_minor(value, currency, what="value")
+            except LedgerError as exc:
+                bad(field, money_reason(exc))
+                return None
+        return value
+
     mode = layout.amount_mode
     if mode == "split":
-        debit, credit = row.get("debit_amount"), row.get("credit_amount")
-        values = []
-        for field, text, sign in (("debit_amount", debit, -1), ("credit_amount", credit, 1)):
-            if not text:
-                continue
-            value = _decimal(text)
-            if value is None or value < 0:
-                bad(field, f"{text!r} is not an unsigned amount")
-                return None
-            if value != 0:
-                values.append(sign * value)
+        given = [(sign, number(field, row.get(field), True))
+                 for field, sign in (("debit_amount", -1), ("credit_amount", 1))
+                 if row.get(field)]
+        if any(value is None for _, value in given):
+            return None
+        values = [sign * value for sign, value in given if value != 0]
         if len(values) != 1:
-            bad("amount", "exactly one of the debit and credit amounts must be given"
-                if values else "neither a debit nor a credit amount")
+            bad("amount", "give a debit or a credit amount, not both" if values
+                else "neither a debit nor a credit amount")
             return None
         return values[0]
-    text = row.get("amount")
-    value = _decimal(text) if text else None
-    if value is None:
-        bad("amount", f"{text!r} is not an amount" if text else "is empty")
-        return None
     if mode == "signed":
-        return value
+        return number("amount", row.get("amount"), False)
+    value = number("amount", row.get("amount"), True)
     flag = row.get("dc_flag")
     sign = layout.flag_sign(flag)
     if sign is None:
         bad("dc_flag", f"{flag!r} is neither a credit flag ({'/'.join(layout.credit_flags)}) "
                        f"nor a debit flag ({'/'.join(layout.debit_flags)})")
         return None
-    if text.lstrip().startswith("-"):
-        bad("amount", f"{text!r} carries a sign; the debit/credit flag gives the direction")
-        return None
-    return sign * value
+    return None if value is None else sign * value
 
 
 def _statement(account: str, currency: str, lines: tuple, filename, sha) -> Statement:

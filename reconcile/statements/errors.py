@@ -55,7 +55,7 @@ class StatementError(InputError):
 
     @classmethod
     def collected(cls, problems: Iterable[Problem], *, file: Optional[str],
-                  what: str = "bad line") -> "StatementError":
+                  what: str = "problem") -> "StatementError":
         """One error reporting every problem, sorted by line."""
         found = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
         first = found[0]
@@ -146,6 +146,11 @@ class StatementImbalanceError(StatementError):
                    difference_minor=first.difference_minor, imbalances=found)
 
 
+def money_reason(exc: Exception) -> str:
+    """A money error's message without the ``value: `` prefix the parsers give it."""
+    return str(exc).removeprefix("value: ")
+
+
 def _money(minor: Optional[int], currency: str) -> str:
     if minor is None:
         return "none"
@@ -165,5 +170,5 @@ def _describe(i: Imbalance) -> str:
             f"{_money(i.closing_minor, c)} {c} (difference {_money(i.difference_minor, c)})")
 
 
-__all__ = ["Problem", "StatementError", "StatementFormatError", "UnsupportedFormatError",
+__all__ = ["money_reason", "Problem", "StatementError", "StatementFormatError", "UnsupportedFormatError",
            "MappingError", "Imbalance", "StatementImbalanceError"]

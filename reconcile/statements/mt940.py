@@ -24,7 +24,9 @@ without a transaction type code) is refused, never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import re
 from typing import Optional
 
@@ -34,7 +36,7 @@ from mt940.models import Transactions
 from ledger.errors import LedgerError
 from ledger.money import exponent, to_minor
 
-from .errors import Problem, StatementFormatError
+from .errors import Problem, StatementFormatError, money_reason
 from .model import BOOKED, MT940, Balance, ParsedFile, Statement, StatementLine
 from .source import GBK_IF_CHINESE, DecodeFailed, decode_text, sha256_hex
 
@@ -57,6 +59,18 @@ def _keep_61_refs(transactions, tag, tag_dict, result):
 
 _PROCESSORS = {"post_statement": [*Transactions.DEFAULT_PROCESSORS["post_statement"],
                                   _keep_61_refs]}
+
+
+@contextlib.contextmanager
+def _quiet_package_log():
+    """The package logs every pattern it fails to match; its failure becomes our error instead."""
+    log = logging.getLogger("mt940")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _plain(day) -> Optional[dt.date]:
@@ -109,6 +123,13 @@ def _failed_line(exc: BaseException, lines: list[str], block: _Block) -> int:
     return block.start + 1
 
 
+def _reason(exc: BaseException) -> str:
+    args = exc.args
+    if isinstance(exc, RuntimeError) and len(args) == 3 and hasattr(args[1], "id"):
+        return f":{args[1].id}: does not read as a {type(args[1]).__name__} field: {args[2]!r}"
+    return f"{type(exc).__name__}: {args[0] if args else exc}"
+
+
 def parse_mt940(data: bytes, *, filename: Optional[str] = None,
                 sha256: Optional[str] = None) -> ParsedFile:
     """Every statement of an MT940 file."""
@@ -132,7 +153,7 @@ def parse_mt940(data: bytes, *, filename: Optional[str] = None,
         if statement is not None:
             statements.append(statement)
     if problems:
-        raise StatementFormatError.collected(problems, file=filename, what="bad line")
+        raise StatementFormatError.collected(problems, file=filename)
     return ParsedFile(filename, sha, MT940, encoding, tuple(statements))
 
 
@@ -160,9 +181,9 @@ def _balance(tr: Transactions, keys, tag_line: int, problems) -> Optional[Balanc
         sign = MARK_SIGNS.get((bal.status or "").upper())
         try:
             exponent(currency)
-            minor = to_minor(abs(amount.amount), currency, what=f":{code}:")
+            minor = to_minor(abs(amount.amount), currency, what="value")
         except (LedgerError, AttributeError) as exc:
-            problems.append(Problem(tag_line + 1, f":{code}:", str(exc)))
+            problems.append(Problem(tag_line + 1, f":{code}:", money_reason(exc)))
             return None
         if sign is None or bal.status.upper() not in ("C", "D"):
             problems.append(Problem(tag_line + 1, f":{code}:", f"mark {bal.status!r} is not C or D"))
@@ -178,11 +199,11 @@ def _statement(block: _Block, lines: list[str], problems: list[Problem], filenam
         return None
     tr = Transactions(processors=_PROCESSORS, options=_OPTIONS)
     try:
-        tr.parse("\n".join(lines[block.start:block.end]))
+        with _quiet_package_log():
+            tr.parse("\n".join(lines[block.start:block.end]))
     except Exception as exc:  # the package raises anything: make it ours, with the line
-        reason = f"{type(exc).__name__}: {exc.args[0] if exc.args else exc}"
         problems.append(Problem(_failed_line(exc, lines, block), "MT940",
-                                f"mt940 cannot read this tag ({reason})"))
+                                f"mt940 cannot read this tag ({_reason(exc)})"))
         return None
     found = len(problems)
     opening = _balance(tr, (("final_opening_balance", "60F"),
@@ -227,9 +248,9 @@ def _line(t, i: int, block: _Block, lines: list[str], account: str, currency: st
         problems.append(Problem(i + 1, ":61:", f"debit/credit mark {mark!r} is not C, D, RC or RD"))
         return None
     try:
-        minor = sign * to_minor(abs(d["amount"].amount), currency, what=":61: amount")
+        minor = sign * to_minor(abs(d["amount"].amount), currency, what="value")
     except (LedgerError, KeyError, AttributeError) as exc:
-        problems.append(Problem(i + 1, ":61:", str(exc)))
+        problems.append(Problem(i + 1, ":61:", money_reason(exc)))
         return None
     value_date = _plain(d.get("date"))
     customer, bank = d.get("_refs_61", (None, None))

@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional
 from ledger.errors import LedgerError
 from ledger.money import exponent, to_minor
 
-from .errors import Problem, StatementFormatError, UnsupportedFormatError
+from .errors import Problem, StatementFormatError, UnsupportedFormatError, money_reason
 from .model import BOOKED, OFX, Balance, ParsedFile, Statement, StatementLine
 from .ofxsgml import Frame, Leaf, OfxText, close_leaves, decode_ofx, read_document
 from .source import LineIndex, sha256_hex
@@ -164,12 +164,12 @@ class _Checker:
         try:
             value = ofx_decimal(text)
             if currency:
-                to_minor(value, currency, what=name)
+                to_minor(value, currency, what="value")
         except InvalidOperation:
             self.bad(at, name, f"{text!r} is not an amount")
             return None
         except LedgerError as exc:
-            self.bad(at, name, str(exc))
+            self.bad(at, name, money_reason(exc))
             return None
         return value
 
@@ -199,7 +199,7 @@ def _read_statement(check: _Checker, fr: Frame) -> tuple[_Stmt, tuple]:
         try:
             exponent(currency)
         except LedgerError as exc:
-            check.bad(_value(fr, "CURDEF")[2], "CURDEF", str(exc))
+            check.bad(_value(fr, "CURDEF")[2], "CURDEF", money_reason(exc))
             currency = ""
     check.date(fr, "DTSTART")
     check.date(fr, "DTEND")
@@ -216,9 +216,9 @@ def _read_statement(check: _Checker, fr: Frame) -> tuple[_Stmt, tuple]:
         minor = 0
         if currency:
             try:
-                minor = to_minor(record.txn.amount, currency, what="TRNAMT")
+                minor = to_minor(record.txn.amount, currency, what="value")
             except LedgerError as exc:
-                check.bad(record.start, "TRNAMT", str(exc))
+                check.bad(record.start, "TRNAMT", money_reason(exc))
         minors.append(minor)
     txns = tuple(record.txn for record in fr.transactions)
     return _Stmt(account, currency, balance, txns), tuple(minors)
@@ -337,7 +337,7 @@ def parse_ofx(data: bytes, *, filename: Optional[str] = None, sha256: Optional[s
     read = [_read_statement(check, fr) for fr in doc.statements]
     mine = [stmt for stmt, _ in read]
     if check.problems:
-        raise StatementFormatError.collected(check.problems, file=filename, what="bad field")
+        raise StatementFormatError.collected(check.problems, file=filename)
     total = sum(len(fr.transactions) for fr in doc.statements)
     if engine == "ofxparse" or (engine == "auto" and total <= OFXPARSE_MAX_TRANSACTIONS):
         theirs = _read_with_ofxparse(ofx, doc, file=filename, line_of=index.line)

@@ -57,7 +57,7 @@ def check_statement(statement: Statement) -> tuple[str, tuple[Imbalance, ...]]:
         if stated is not None and stated != running:
             found.append(Imbalance(label, line.source_position, cur, opening, running - opening,
                                    stated, stated - running,
-                                   f"the balance after the line at {line.source_position}"))
+                                   f"the balance after {line.source_position}"))
             breaks += 1
             running = stated  # report each break once, not every line after it
     closing = statement.closing.amount_minor
