@@ -59,21 +59,27 @@ blanks and case-folding (configurable); an empty reference is no reference.
 References and batch ids only link items of the same currency.
 
 Performance: the hot passes work on columns (lists of ints and strings
-indexed by position), dicts keyed by reference, and ``(amount, currency)``
-buckets of the few items still unmatched; matches are built in bulk. Cost is
-near-linear in the number of items.
+indexed by position) with C-level ``map``/``compress`` sweeps, dicts keyed by
+reference, and ``(amount, currency)`` buckets of the few items still
+unmatched. One-to-one matches stay columns too: :class:`Matches` builds each
+:class:`Match` when it is read, so a million matches cost no million objects
+(and no garbage-collector passes over them). Cost is near-linear in the
+number of items.
 """
 
 from __future__ import annotations
 
 import gc
+import re
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import date
 from itertools import compress, islice, repeat
 from operator import and_, eq, ge, is_not, itemgetter, lt, ne, not_, sub
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, NamedTuple, Optional
 
 from ledger.errors import InputError
 from ledger.money import CURRENCY_EXPONENTS
@@ -340,17 +346,112 @@ class Summary(NamedTuple):
         return counts
 
 
+class Matches(Sequence):
+    """The run's matches: an immutable sequence of :class:`Match`, built when read.
+
+    A million-line run makes about a million matches. They are kept as
+    columns (positions into the run's id and amount columns) and each
+    :class:`Match` value is built when it is read, so the cascade itself
+    creates no per-match objects. Iterating, indexing, slicing, ``len``,
+    ``==`` (also against a tuple of :class:`Match`) and ``hash`` behave as
+    for a tuple; order is the cascade's: by rule, then as each pass found them.
+    """
+
+    __slots__ = ("_chunks", "_ends")
+
+    def __init__(self, chunks: Iterable = ()):
+        self._chunks = tuple(chunk for chunk in chunks if len(chunk))
+        ends, total = [], 0
+        for chunk in self._chunks:
+            total += len(chunk)
+            ends.append(total)
+        self._ends = tuple(ends)
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __iter__(self):
+        for chunk in self._chunks:
+            yield from chunk
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(map(self.__getitem__, range(len(self))[index]))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("match index out of range")
+        k = bisect_right(self._ends, index)
+        return self._chunks[k][index - (self._ends[k - 1] if k else 0)]
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, (Matches, tuple, list)):
+            return NotImplemented
+        return len(self) == len(other) and all(map(eq, self, other))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(map(repr, islice(self, 3)))
+        more = f", ... {len(self) - 3} more" if len(self) > 3 else ""
+        return f"Matches([{shown}{more}])"
+
+
+class _Pairs:
+    """One-to-one matches of one rule, as positions into the run's columns (private).
+
+    ``currency`` is a string when the run has one currency, else a column.
+    """
+
+    __slots__ = ("rule", "banks", "ledgers", "b_id", "l_id", "b_amt", "currency")
+
+    def __init__(self, rule: str, banks, ledgers, columns: tuple = ((), (), (), "")):
+        self.rule, self.banks, self.ledgers = rule, banks, ledgers
+        self.b_id, self.l_id, self.b_amt, self.currency = columns
+
+    def frozen(self, columns: tuple) -> "_Pairs":
+        """The same pairs in compact, immutable storage the garbage collector ignores."""
+        return _Pairs(self.rule, _compact(self.banks), _compact(self.ledgers), columns)
+
+    def __len__(self) -> int:
+        return len(self.banks)
+
+    def __getitem__(self, k: int) -> Match:
+        bi = self.banks[k]
+        currency = self.currency if isinstance(self.currency, str) else self.currency[bi]
+        return Match(self.rule, (self.b_id[bi],), (self.l_id[self.ledgers[k]],),
+                     self.b_amt[bi], currency, self.rule)
+
+    def __iter__(self):
+        banks = self.banks
+        currencies = (repeat(self.currency) if isinstance(self.currency, str)
+                      else map(self.currency.__getitem__, banks))
+        return map(tuple.__new__, repeat(Match), zip(
+            repeat(self.rule), zip(map(self.b_id.__getitem__, banks)),
+            zip(map(self.l_id.__getitem__, self.ledgers)), map(self.b_amt.__getitem__, banks),
+            currencies, repeat(self.rule)))
+
+
+def _compact(values: list):
+    """A column as an ``array`` of 64-bit ints when it is one, else a tuple."""
+    try:
+        return array("q", values)
+    except (TypeError, OverflowError):
+        return tuple(values)
+
+
 class MatchResult(NamedTuple):
     """Everything one matching run decided.
 
     Attributes:
-      matches: tuple of :class:`Match`, grouped by rule in cascade order, then by bank id.
+      matches: :class:`Matches`, a tuple-like sequence of :class:`Match` in cascade order.
       breaks: tuple of :class:`Break`, in the order the cascade found them.
       suggestions: tuple of every :class:`Suggestion` (each also sits on its break).
       summary: the :class:`Summary`.
     """
 
-    matches: tuple
+    matches: Matches
     breaks: tuple
     suggestions: tuple
     summary: Summary
@@ -388,7 +489,9 @@ def match(bank: Iterable[BankItem], ledger: Iterable[LedgerItem], *,
         _pass_amount_date(work)
         _pass_subset_sum(work)
         _leftovers(work)
-        return _result(work)
+        result = _result(work)
+        del work  # the columns go before the collector resumes, so it never walks them
+    return result
 
 
 def carry_forward(in_transit: Iterable[LedgerItem], bank: Iterable[BankItem],
@@ -416,12 +519,15 @@ _ID = itemgetter(0)
 
 @contextmanager
 def _collector_paused():
-    """Pause the cyclic garbage collector while the cascade allocates.
+    """Pause the cyclic garbage collector while the cascade runs.
 
-    A run builds millions of small tuples that form no reference cycles; the
-    collector would otherwise walk them over and over (it doubled the time
-    of a million-line run). Reference counting still frees everything, and
-    the collector's previous state is restored on the way out.
+    The passes make many short-lived lists of a million references (columns,
+    masks, probe results). They never form reference cycles, but every
+    collection that catches one walks all its elements, and the collector
+    triggered often enough to take a third of a million-line run. Reference
+    counting still frees everything at once; what the result keeps is in
+    tuples of plain values, which the collector stops tracking on first
+    sight. The previous state is restored on the way out.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -441,7 +547,7 @@ class _Work:
         "l_id", "l_date", "l_amt", "l_cur", "l_pos", "l_ref", "l_batch", "l_carried",
         "l_done", "any_carried", "single_currency",
         "ref_index", "ref_groups", "b_ref_set", "linked", "repeats",
-        "matches", "breaks", "suggestions", "bank_suggestion", "rule_totals",
+        "chunks", "explicit", "breaks", "suggestions", "bank_suggestion", "rule_totals",
     )
 
 
@@ -469,13 +575,17 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         value = _column(bank, 6) if config.use_value_date else None
         problems += _check_columns("bank line", w.b_id, w.b_amt, booking, w.b_cur, value)
         problems += _check_columns("ledger posting", w.l_id, w.l_amt, w.l_date, w.l_cur)
-        w.b_ref, w.b_e2e, w.b_batch = (
+        w.b_ref, w.b_e2e = (
             _normalize("bank line", field, w.b_id, _column(bank, k), config, w.b_seq, problems)
-            for k, field in ((4, "bank_ref"), (5, "end_to_end_ref"), (7, "batch_id")))
-        w.l_ref, w.l_batch = (
-            _normalize("ledger posting", field, w.l_id, _column(ledger, k), config, w.l_seq,
-                       problems)
-            for k, field in ((5, "external_ref"), (6, "batch_id")))
+            for k, field in ((4, "bank_ref"), (5, "end_to_end_ref")))
+        w.l_ref = _normalize("ledger posting", "external_ref", w.l_id, _column(ledger, 5),
+                             config, w.l_seq, problems)
+        w.b_batch = w.l_batch = None  # no batch pass when no bank line has a batch id
+        if any(map(itemgetter(7), bank)):
+            w.b_batch = _normalize("bank line", "batch_id", w.b_id, _column(bank, 7), config,
+                                   w.b_seq, problems)
+            w.l_batch = _normalize("ledger posting", "batch_id", w.l_id, _column(ledger, 6),
+                                   config, w.l_seq, problems)
     if problems:
         shown = "; ".join(problems[:20])
         more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -516,7 +626,8 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
     w.ref_index = index
     w.linked = []
     w.repeats = []
-    w.matches = []
+    w.chunks = []
+    w.explicit = []
     w.breaks = []
     w.suggestions = []
     w.bank_suggestion = {}
@@ -592,6 +703,11 @@ def _first_positions(values: list, seq: list) -> dict:
     return first
 
 
+# Blanks at the edge of a reference, or an empty reference, in text joined by NUL.
+_EDGE_BLANK = re.compile(r"(?:\A|\x00)\s|\s(?:\x00|\Z)")
+_EMPTY = re.compile(r"\A\x00|\x00\x00|\x00\Z|\A\Z")
+
+
 def _normalize(what: str, field: str, ids: list, values: list, config: MatchConfig,
                seq: list, problems: list) -> list:
     """References as compared: stripped, case-insensitive per config; '' -> None.
@@ -606,29 +722,31 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
     missing = values.count(None)
     if missing == n:
         return values
-    present = seq if not missing else list(compress(seq, map(is_not, values, repeat(None))))
-    subset = values if not missing else list(map(values.__getitem__, present))
+    subset = values if not missing else list(compress(values, map(is_not, values, repeat(None))))
     try:
         joined = "\x00".join(subset)
     except TypeError:
-        bad = [ids[i] for i in present if type(values[i]) is not str][:10]
+        bad = [i for i, v in zip(ids, values) if v is not None and type(v) is not str][:10]
         problems.append(f"{what}s {bad!r}: {field} must be text or None")
         return [None] * n
-    if config.strip_refs:  # str.strip returns the same object when there is nothing to strip
-        subset = list(map(str.strip, subset))
+    normalized = subset
+    if config.strip_refs and _EDGE_BLANK.search(joined):
+        normalized = list(map(str.strip, subset))
     if config.casefold_refs:
         if joined.isascii():
             if joined.upper() != joined:
-                subset = list(map(str.upper, subset))
+                normalized = list(map(str.upper, normalized))
         elif joined.casefold().upper() != joined:
-            subset = [v.upper() if v.isascii() else v.casefold().upper() for v in subset]
-    if "" in subset:
-        subset = [v or None for v in subset]
+            normalized = [v.upper() if v.isascii() else v.casefold().upper() for v in normalized]
+    if (normalized is not subset or _EMPTY.search(joined)) and "" in normalized:
+        normalized = [v or None for v in normalized]
+    if normalized is subset:  # nothing to change: the column is its own normal form
+        return values
     if not missing:
-        return subset
+        return normalized
     out: list = [None] * n
-    for i, v in zip(present, subset):
-        out[i] = v
+    deque(map(out.__setitem__, compress(seq, map(is_not, values, repeat(None))), normalized),
+          maxlen=0)
     return out
 
 
@@ -686,23 +804,27 @@ def _pass_exact_reference(w: _Work) -> None:
             _consume(b_done, banks)
             matched_b += banks
             matched_l += ledgers
-        else:
+        else:  # the first line (in id order) claiming a free posting takes it
             l_done[:] = saved
-            shared = list(zip(banks, ledgers)) + shared
-        for bi, entry in shared:  # one by one, in id order within each kind
+            claims = dict(zip(reversed(ledgers), reversed(banks)))
+            wins = list(map(and_, map(eq, map(claims.__getitem__, ledgers), banks),
+                            map(not_, map(l_done.__getitem__, ledgers))))
+            w.linked.extend(compress(banks, map(not_, wins)))
+            banks, ledgers = list(compress(banks, wins)), list(compress(ledgers, wins))
+            _consume(l_done, ledgers)
+            _consume(b_done, banks)
+            matched_b += banks
+            matched_l += ledgers
+        for bi, entry in shared:  # references several postings share: one by one
             if b_done[bi]:
                 continue
-            li = _first_fit(w, bi, w.ref_groups[-entry - 1] if entry < 0 else (entry,))
+            li = _first_fit(w, bi, w.ref_groups[-entry - 1])
             if li is None:
                 w.linked.append(bi)
                 continue
             b_done[bi] = l_done[li] = 1
             matched_b.append(bi)
             matched_l.append(li)
-    order = sorted(range(len(matched_b)), key=matched_b.__getitem__) if w.ref_groups else None
-    if order is not None:
-        matched_b = list(map(matched_b.__getitem__, order))
-        matched_l = list(map(matched_l.__getitem__, order))
     _emit_pairs(w, EXACT_REFERENCE, matched_b, matched_l)
 
 
@@ -816,6 +938,8 @@ def _group_mismatch(w: _Work, banks: list, ledgers: list, link: str) -> None:
 
 def _pass_batch(w: _Work) -> None:
     """Rule 3: a bank line and the postings sharing its batch id, sums equal, in the window."""
+    if w.b_batch is None:
+        return
     bank_groups: dict = {}
     for bi in compress(range(len(w.b_batch)), map(is_not, w.b_batch, repeat(None))):
         if not w.b_done[bi]:
@@ -1035,32 +1159,45 @@ def _leftovers(w: _Work) -> None:
 
 # --- building the result -----------------------------------------------------
 def _emit_pairs(w: _Work, rule: str, banks: list, ledgers: list) -> None:
-    """One-to-one matches in bulk (the hot path builds no per-item Python frames)."""
+    """One-to-one matches in bulk: kept as columns, no per-match objects."""
     if not banks:
         return
-    b_id, l_id, b_amt, b_cur = w.b_id, w.l_id, w.b_amt, w.b_cur
-    if w.any_carried and any(map(w.l_carried.__getitem__, ledgers)):
-        _emit_groups(w, rule, banks, [[li] for li in ledgers])
-        return
-    amounts = list(map(b_amt.__getitem__, banks))
-    w.matches.extend(map(tuple.__new__, repeat(Match), zip(
-        repeat(rule), zip(map(b_id.__getitem__, banks)), zip(map(l_id.__getitem__, ledgers)),
-        amounts, map(b_cur.__getitem__, banks), repeat(rule))))
+    if w.any_carried:
+        carried = list(map(w.l_carried.__getitem__, ledgers))
+        if any(carried):
+            _emit_groups(w, rule, list(compress(banks, carried)),
+                         [[li] for li in compress(ledgers, carried)])
+            kept = list(map(not_, carried))
+            banks, ledgers = list(compress(banks, kept)), list(compress(ledgers, kept))
+            if not banks:
+                return
+    _flush_explicit(w)
+    w.chunks.append(_Pairs(rule, banks, ledgers))
+    amounts = list(map(w.b_amt.__getitem__, banks))
     if w.single_currency:
-        _total(w, rule, b_cur[banks[0]], len(banks), sum(amounts))
-    else:
-        for amount, currency in zip(amounts, map(b_cur.__getitem__, banks)):
-            _total(w, rule, currency, 1, amount)
+        _total(w, rule, w.b_cur[banks[0]], len(banks), sum(amounts))
+        return
+    currencies = list(map(w.b_cur.__getitem__, banks))
+    for currency in sorted(set(currencies)):
+        mine = list(map(eq, currencies, repeat(currency)))
+        _total(w, rule, currency, mine.count(True), sum(compress(amounts, mine)))
 
 
 def _emit_groups(w: _Work, rule: str, banks: list, ledger_groups: list) -> None:
+    """Matches one by one (batches, carried postings): explicit :class:`Match` values."""
     for bi, ledgers in zip(banks, ledger_groups):
         amount, currency = w.b_amt[bi], w.b_cur[bi]
         carried = any(w.l_carried[li] for li in ledgers)
         actual = CARRIED_FORWARD if carried else rule
-        w.matches.append(Match(actual, (w.b_id[bi],), _ids(w.l_id, ledgers),
-                               amount, currency, rule))
+        w.explicit.append(Match(actual, (w.b_id[bi],), _ids(w.l_id, ledgers),
+                                amount, currency, rule))
         _total(w, actual, currency, 1, amount)
+
+
+def _flush_explicit(w: _Work) -> None:
+    if w.explicit:
+        w.chunks.append(tuple(w.explicit))
+        w.explicit = []
 
 
 def _total(w: _Work, rule: str, currency: str, count: int, amount: int) -> None:
@@ -1104,7 +1241,14 @@ def _result(w: _Work) -> MatchResult:
     matched_ledger = len(w.l_id) - sum(len(b.ledger_ids) for b in w.breaks)
     summary = Summary(len(w.b_id), len(w.l_id), matched_bank, matched_ledger,
                       match_totals, break_summary, len(w.suggestions))
-    return MatchResult(tuple(w.matches), tuple(w.breaks), tuple(w.suggestions), summary)
+    _flush_explicit(w)
+    pairs = [chunk for chunk in w.chunks if isinstance(chunk, _Pairs)]
+    if pairs:
+        columns = (_compact(w.b_id), _compact(w.l_id), _compact(w.b_amt),
+                   w.b_cur[0] if w.single_currency else tuple(w.b_cur))
+        w.chunks = [chunk.frozen(columns) if isinstance(chunk, _Pairs) else chunk
+                    for chunk in w.chunks]
+    return MatchResult(Matches(w.chunks), tuple(w.breaks), tuple(w.suggestions), summary)
 
 
 # --- small helpers -----------------------------------------------------------

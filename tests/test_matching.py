@@ -88,6 +88,15 @@ def test_two_postings_sharing_a_reference_are_each_used_once():
     assert [(m.bank_ids, m.ledger_ids) for m in result.matches] == [((1,), (8,)), ((2,), (9,))]
 
 
+def test_empty_and_blank_references_are_no_references():
+    bank = [line(1, 300, ref="", e2e="  "), line(2, 400, ref="S2", e2e="")]
+    ledger = [post(8, 301, ref=""), post(9, 401, ref=" ")]
+    result = run(bank, ledger)
+    assert AMOUNT_MISMATCH not in result.summary.break_counts
+    assert Counter(b.type for b in result.breaks) == {IN_BANK_NOT_IN_LEDGER: 2,
+                                                       IN_LEDGER_NOT_IN_BANK: 2}
+
+
 def test_a_reference_only_links_items_of_the_same_currency():
     result = run([line(1, 300, e2e="R", currency="USD")], [post(8, 300, ref="R")])
     assert sorted(b.type for b in result.breaks) == [IN_BANK_NOT_IN_LEDGER, IN_LEDGER_NOT_IN_BANK]
@@ -305,8 +314,28 @@ def test_breaks_and_matches_are_immutable_values():
     result = run([line(1, 5)], [post(7, 6)])
     with pytest.raises(AttributeError):
         result.breaks[0].type = AMOUNT_DATE
-    assert isinstance(result.breaks, tuple) and isinstance(result.matches, tuple)
+    assert isinstance(result.breaks, tuple)
+    with pytest.raises(TypeError):
+        result.matches[0] = None
     assert all(b.type in BREAK_TYPES for b in result.breaks)
+
+
+def test_matches_read_like_a_tuple_of_match_values():
+    bank = [line(1, 100, e2e="A"), line(2, 200, e2e="B"), line(3, -300, batch="P"), line(4, 5)]
+    ledger = [post(7, 100, ref="A"), post(8, 200, ref="B"), post(9, -300, batch="P"),
+              post(10, 5)]
+    matches = run(bank, ledger).matches
+    as_tuple = tuple(matches)
+    assert len(matches) == 4 and [m.rule for m in as_tuple] == [
+        EXACT_REFERENCE, EXACT_REFERENCE, BATCH, AMOUNT_DATE]
+    assert matches == as_tuple and as_tuple == tuple(matches) and hash(matches) == hash(as_tuple)
+    assert matches[-1] == as_tuple[-1] and matches[1:3] == as_tuple[1:3]
+    assert matches[1] == (EXACT_REFERENCE, (2,), (8,), 200, "CNY", EXACT_REFERENCE)
+    with pytest.raises(IndexError):
+        matches[4]
+    with pytest.raises(TypeError):
+        matches[0] = None
+    assert "Match(rule='exact_reference'" in repr(matches)
 
 
 def test_empty_input_is_reconciled():
