@@ -1,0 +1,363 @@
+"""Benchmark: the posting engine against raw inserts of the same rows, on PostgreSQL.
+
+It starts a throwaway PostgreSQL (``tests.pgserver.PgServer``, fsync and
+synchronous_commit on, so a commit is durable) and, for every run, a fresh
+pair of databases migrated the same way: one written through the ledger,
+one by the raw baseline. The raw baseline writes the same rows (per entry
+one ``journal_entry`` header and its two ``posting`` rows, postings first,
+into the identical schema with its triggers) with plain psycopg2 and no
+ledger logic: no validation, idempotency look-up, balances, hashes or seal
+queue. Every entry is a top-up: the custody bank debited, a user's wallet
+(a no-overdraft account) credited.
+
+Figures, each the median of ``--repeat`` interleaved runs:
+
+1. ``post_many`` in batches of 1000 vs raw batched inserts (``execute_values``,
+   one transaction per 1000 entries). Target: ledger >= 0.5x raw.
+2. ``post``, one durable commit per entry, vs raw one-commit-per-entry.
+   Target: ledger >= 0.7x raw.
+3. 8 writer processes, each posting top-ups (one commit each) for its own
+   users against the one custody account, vs 1 writer. Target: ledger
+   8-writer throughput >= 1.6x its 1-writer throughput. For reference the
+   same for raw inserts (no shared row) and for raw inserts that also
+   update one hot balance row of the custody account (every writer queues
+   behind that row lock).
+
+Run: ``python bench/posting.py [--batch-entries N] [--single-entries N]
+[--writer-entries N] [--writers W] [--repeat R]`` (the defaults finish in a
+few minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ledger  # noqa: E402
+from ledger.money import from_minor  # noqa: E402
+from tests.pgserver import PgServer  # noqa: E402
+
+BANK = "assets:custody:bank"
+BATCH = 1000
+WARMUP = 20
+TODAY = dt.date.today()
+POSTING_SQL = ("INSERT INTO posting (entry_id, position, account_id, amount_minor, currency, "
+               "effective_date, is_pending) VALUES ")
+HEADER_SQL = ("INSERT INTO journal_entry (id, book_id, idempotency_key, request_hash, kind, phase, "
+              "effective_date, posting_count, created_at, content_hash) VALUES ")
+HOT_ROW_SQL = ("UPDATE account_balance SET posted_minor = posted_minor + %s "
+               "WHERE account_id = %s")
+DUMMY_HASH = "0" * 64
+
+
+def wallet(n: int) -> str:
+    return f"liabilities:users:u{n}:available"
+
+
+def amount_minor(i: int) -> int:
+    return 100 + i % 9901
+
+
+# --- databases ----------------------------------------------------------------------
+class Databases:
+    """Fresh migrated databases on one server, with the chart of accounts opened."""
+
+    def __init__(self, server: PgServer, users: int):
+        self.server = server
+        self.users = users
+        self.count = 0
+        template = self._create("bench_template")
+        book = ledger.open(server.url(template))
+        book.open_account(BANK, "asset")
+        for n in range(users):
+            book.open_account(wallet(n), "liability", no_overdraft=True)
+        book.dispose()
+        self.template = template
+
+    def _create(self, name: str, template: str | None = None) -> str:
+        self.server.psql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        return name
+
+    def fresh(self) -> str:
+        """A new database copied from the template; returns its name."""
+        self.count += 1
+        return self._create(f"bench_{self.count}", self.template)
+
+    def drop(self, name: str) -> None:
+        self.server.psql(f'DROP DATABASE "{name}"')
+
+
+def ids(dsn: str) -> tuple[int, dict[str, int]]:
+    """(book id, account ids by code) of a bench database."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM book")
+        book_id = cur.fetchone()[0]
+        cur.execute("SELECT code, id FROM account")
+        accounts = dict(cur.fetchall())
+    conn.close()
+    return book_id, accounts
+
+
+# --- raw baseline -----------------------------------------------------------------
+class Raw:
+    """Plain psycopg2 inserts of the ledger's rows, no ledger logic."""
+
+    def __init__(self, dsn: str, first_id: int = 1, hot_row: bool = False):
+        import psycopg2
+
+        self.conn = psycopg2.connect(dsn)
+        self.book_id, self.accounts = ids(dsn)
+        self.bank = self.accounts[BANK]
+        self.next_id = first_id
+        self.hot_row = hot_row
+        if hot_row:   # a balance row for the custody account, as a locking design would keep
+            with self.conn.cursor() as cur:
+                cur.execute("INSERT INTO account_balance (account_id, posted_minor, held_minor) "
+                            "VALUES (%s, 0, 0) ON CONFLICT DO NOTHING", (self.bank,))
+            self.conn.commit()
+
+    def rows(self, user: int, i: int, key: str):
+        entry_id = self.next_id
+        self.next_id += 1
+        minor = amount_minor(i)
+        postings = [(entry_id, 0, self.bank, minor, "CNY", TODAY, False),
+                    (entry_id, 1, self.accounts[wallet(user)], -minor, "CNY", TODAY, False)]
+        header = (entry_id, self.book_id, key, DUMMY_HASH, "top_up", "posted", TODAY, 2,
+                  dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), DUMMY_HASH)
+        return postings, header
+
+    def post_batch(self, entries) -> None:
+        from psycopg2.extras import execute_values
+
+        postings, headers = [], []
+        for user, i, key in entries:
+            p, h = self.rows(user, i, key)
+            postings.extend(p)
+            headers.append(h)
+        with self.conn.cursor() as cur:
+            execute_values(cur, POSTING_SQL + "%s", postings, page_size=len(postings))
+            execute_values(cur, HEADER_SQL + "%s", headers, page_size=len(headers))
+        self.conn.commit()
+
+    def post_one(self, user: int, i: int, key: str) -> None:
+        postings, header = self.rows(user, i, key)
+        with self.conn.cursor() as cur:
+            cur.execute(POSTING_SQL + "(%s,%s,%s,%s,%s,%s,%s), (%s,%s,%s,%s,%s,%s,%s)",
+                        postings[0] + postings[1])
+            cur.execute(HEADER_SQL + "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", header)
+            if self.hot_row:
+                cur.execute(HOT_ROW_SQL, (postings[0][3], self.bank))
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --- ledger -----------------------------------------------------------------------
+def ledger_items(entries):
+    return [{"postings": [(BANK, from_minor(amount_minor(i))), (wallet(user), -from_minor(amount_minor(i)))],
+             "key": key, "kind": "top_up"} for user, i, key in entries]
+
+
+def ledger_post_one(book, user: int, i: int, key: str) -> None:
+    amount = from_minor(amount_minor(i))
+    book.post([(BANK, amount), (wallet(user), -amount)], key=key, kind="top_up")
+
+
+# --- figure 1 and 2: one process ---------------------------------------------------------
+def run_batches(server, dbs, n_entries: int, raw: bool) -> float:
+    name = dbs.fresh()
+    entries = [(i % dbs.users, i, f"b{i}") for i in range(n_entries)]
+    warm = [(i % dbs.users, i, f"warm{i}") for i in range(WARMUP)]
+    if raw:
+        writer = Raw(server.dsn(name), first_id=10**9)
+        writer.post_batch(warm)
+        start = time.perf_counter()
+        for k in range(0, n_entries, BATCH):
+            writer.post_batch(entries[k:k + BATCH])
+        elapsed = time.perf_counter() - start
+        writer.close()
+    else:
+        book = ledger.open(server.url(name), upgrade=False)
+        book.post_many(ledger_items(warm))
+        start = time.perf_counter()
+        for k in range(0, n_entries, BATCH):
+            book.post_many(ledger_items(entries[k:k + BATCH]))
+        elapsed = time.perf_counter() - start
+        _check(book, n_entries + WARMUP)
+        book.dispose()
+    dbs.drop(name)
+    return n_entries / elapsed
+
+
+def run_singles(server, dbs, n_entries: int, raw: bool) -> float:
+    name = dbs.fresh()
+    if raw:
+        writer = Raw(server.dsn(name), first_id=10**9)
+        post = writer.post_one
+    else:
+        book = ledger.open(server.url(name), upgrade=False)
+        post = lambda user, i, key: ledger_post_one(book, user, i, key)  # noqa: E731
+    for i in range(WARMUP):
+        post(i % dbs.users, i, f"warm{i}")
+    start = time.perf_counter()
+    for i in range(n_entries):
+        post(i % dbs.users, i, f"s{i}")
+    elapsed = time.perf_counter() - start
+    if raw:
+        writer.close()
+    else:
+        _check(book, n_entries + WARMUP)
+        book.dispose()
+    dbs.drop(name)
+    return n_entries / elapsed
+
+
+def _check(book, expected_entries: int) -> None:
+    report = book.verify()
+    if not report.ok or report.entries != expected_entries:
+        raise SystemExit(f"the ledger run is wrong: {report.entries} entries, {report.problems[:3]}")
+
+
+# --- figure 3: concurrent writers ------------------------------------------------------
+def _writer(mode, url, dsn, number, users, n_entries, start, results):
+    """One writer process: top-ups for its own users; reports its (start, end) wall times."""
+    try:
+        mine = [number * users + u for u in range(users)]
+        if mode == "ledger":
+            book = ledger.open(url, upgrade=False)
+            post = lambda user, i, key: ledger_post_one(book, user, i, key)  # noqa: E731
+        else:
+            writer = Raw(dsn, first_id=(number + 1) * 10**9 + 10**8, hot_row=(mode == "raw-hot-row"))
+            post = writer.post_one
+        for i in range(WARMUP):
+            post(mine[i % users], i, f"warm-{number}-{i}")
+        start.wait()
+        began = time.time()
+        for i in range(n_entries):
+            post(mine[i % users], i, f"c-{number}-{i}")
+        results.put((number, began, time.time(), None))
+    except BaseException as exc:  # report, do not hang the barrier's other side
+        import traceback
+
+        results.put((number, 0.0, 0.0, traceback.format_exc()))
+        raise exc
+
+
+def run_writers(server, dbs, mode: str, writers: int, n_entries: int, users_each: int) -> float:
+    name = dbs.fresh()
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(writers)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(mode, server.url(name), server.dsn(name), n,
+                                               users_each, n_entries, start, results))
+             for n in range(writers)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=1800) for _ in procs]
+    for p in procs:
+        p.join()
+    errors = [e for *_, e in got if e]
+    if errors:
+        raise SystemExit(errors[0])
+    began = min(g[1] for g in got)
+    ended = max(g[2] for g in got)
+    if mode == "ledger":
+        book = ledger.open(server.url(name), upgrade=False)
+        _check(book, writers * (n_entries + WARMUP))
+        book.dispose()
+    dbs.drop(name)
+    return writers * n_entries / (ended - began)
+
+
+# --- main ---------------------------------------------------------------------------
+def median_pair(repeat: int, run) -> tuple[float, float]:
+    """Median rates of the ledger and raw runs, interleaved so both see the same machine."""
+    ledger_rates, raw_rates = [], []
+    for _ in range(repeat):
+        raw_rates.append(run(True))
+        ledger_rates.append(run(False))
+    return statistics.median(ledger_rates), statistics.median(raw_rates)
+
+
+def verdict(ratio: float, target: float) -> str:
+    return f"{'meets' if ratio >= target else 'MISSES'} the target >= {target}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-entries", type=int, default=20_000,
+                        help="entries per post_many run, in batches of 1000 (default 20000)")
+    parser.add_argument("--single-entries", type=int, default=1_500,
+                        help="entries per one-commit-each run (default 1500)")
+    parser.add_argument("--writer-entries", type=int, default=400,
+                        help="entries per writer in the concurrent runs (default 400)")
+    parser.add_argument("--writers", type=int, default=8, help="concurrent writers (default 8)")
+    parser.add_argument("--users", type=int, default=1000, help="wallets per run (default 1000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure, median (default 3)")
+    parser.add_argument("--only", choices=["batch", "single", "writers"], action="append",
+                        help="run only these figures (repeatable)")
+    args = parser.parse_args()
+    only = set(args.only or ["batch", "single", "writers"])
+    users_each = max(1, args.users // args.writers)
+
+    print(f"PostgreSQL, fsync and synchronous_commit on; {os.cpu_count()} CPUs; "
+          f"median of {args.repeat} runs", flush=True)
+    server = PgServer(extra_conf={"max_connections": "100"})
+    try:
+        dbs = Databases(server, max(args.users, users_each * args.writers))
+        results = []
+        if "batch" in only:
+            led, raw = median_pair(args.repeat, lambda raw: run_batches(
+                server, dbs, args.batch_entries, raw))
+            results.append(("post_many, batches of 1000", led, raw, 0.5))
+            print(f"post_many, batches of {BATCH}: ledger {led:,.0f} entries/s, raw batched insert "
+                  f"{raw:,.0f} entries/s, ratio {led / raw:.2f}x ({verdict(led / raw, 0.5)})",
+                  flush=True)
+        if "single" in only:
+            led, raw = median_pair(args.repeat, lambda raw: run_singles(
+                server, dbs, args.single_entries, raw))
+            results.append(("post, one commit each", led, raw, 0.7))
+            print(f"post, one durable commit each: ledger {led:,.0f} entries/s, raw one commit per "
+                  f"entry {raw:,.0f} entries/s, ratio {led / raw:.2f}x ({verdict(led / raw, 0.7)})",
+                  flush=True)
+        if "writers" in only:
+            rates = {}
+            for mode in ("ledger", "raw", "raw-hot-row"):
+                one, many = [], []
+                for _ in range(args.repeat):
+                    one.append(run_writers(server, dbs, mode, 1, args.writer_entries, users_each))
+                    many.append(run_writers(server, dbs, mode, args.writers, args.writer_entries,
+                                            users_each))
+                rates[mode] = statistics.median(one), statistics.median(many)
+                o, w = rates[mode]
+                label = {"ledger": "ledger", "raw": "raw insert, no shared row",
+                         "raw-hot-row": "raw insert + hot balance row"}[mode]
+                line = (f"{args.writers} writers vs 1, {label}: {w:,.0f} vs {o:,.0f} entries/s, "
+                        f"ratio {w / o:.2f}x")
+                if mode == "ledger":
+                    line += f" ({verdict(w / o, 1.6)})"
+                    results.append((f"{args.writers} writers vs 1", w, o, 1.6))
+                print(line, flush=True)
+        print()
+        print(f"{'figure':<32} {'ledger/s':>10} {'baseline/s':>11} {'ratio':>7} {'target':>7}")
+        for label, a, b, target in results:
+            print(f"{label:<32} {a:>10,.0f} {b:>11,.0f} {a / b:>6.2f}x {target:>6.1f}x"
+                  f"{'' if a / b >= target else '  MISSED'}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
