@@ -6,12 +6,14 @@ fills with three investors' bids and is disbursed; installments are repaid
 card); on the day itself a withdrawal is paid out and another is rejected
 by the bank. Then the balances, the custody invariant and each investor's
 position, and the daily reconciliation against the custody bank's statement
-for the day (see ``reconcile_day``).
+for the day: the bank's CSV day file, the breaks it shows, how finance works
+them, and the HTML report (see ``reconcile_day``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import shutil
 from pathlib import Path
 
@@ -32,7 +34,7 @@ def say(text: str) -> None:
 
 
 def run_cli(*args: str) -> int:
-    print(f"\n$ ledger {' '.join(args)}")
+    print(f"\n$ ledger {shlex.join(args)}")
     result = CliRunner().invoke(ledger_cli, [*args, "--db", URL], catch_exceptions=False)
     print(result.output.rstrip())
     return result.exit_code
@@ -90,9 +92,14 @@ def the_day(book, third) -> dict:
     say("alice withdrew 8,000.00 (fee 2.00): held, then paid out by the bank (P20261120001)")
     hold = flows.withdraw("bob", "3000.00", fee="2.00", key="wd-W1120002", order_ref="W1120002",
                           effective_date=DAY)
-    flows.fail_withdrawal(hold.id, key="wd-W1120002-failed", reason="bank rejected: account closed",
+    flows.confirm_withdrawal(hold.id, bank_ref="P20261120002", key="wd-W1120002-paid",
+                             effective_date=DAY)
+    say("bob withdrew 3,000.00 (fee 2.00): paid out by the bank (P20261120002)")
+    hold = flows.withdraw("carol", "1000.00", key="wd-W1120003", order_ref="W1120003",
                           effective_date=DAY)
-    say("bob's 3,000.00 withdrawal was rejected by the bank: the hold is voided, nothing charged")
+    flows.fail_withdrawal(hold.id, key="wd-W1120003-failed", reason="bank refused: name mismatch",
+                          effective_date=DAY)
+    say("carol's 1,000.00 withdrawal was refused by the bank: the hold is voided, nothing charged")
     try:
         flows.withdraw("carol", "99999.00", key="wd-too-much", effective_date=DAY)
     except ledger.InsufficientFundsError as exc:
@@ -101,6 +108,57 @@ def the_day(book, third) -> dict:
                          effective_date=DAY)
     say(f"the top-up callback arrived twice: answered with entry {again.id}, replayed={again.replayed}")
     return {}
+
+
+ACCOUNT_NO = "6222000011112222"
+
+
+def bank_statement(book) -> Path:
+    """The custody bank's CSV day file for DAY, as the bank would send it (T+1).
+
+    Beside what the ledger expects, it shows what really happened at the bank:
+    carol's 23:58 top-up is not on it (booked after midnight), bob's payout
+    came back the same day (the receiving bank returned it), and the bank
+    charged its monthly fee.
+    """
+    opening = book.balance(BANK, as_of=DAY - dt.timedelta(days=1))
+    rows = [  # serial, order id, sub-account, counterparty, flag, amount, description
+        ("B20261120101", "L2026001-3", "dave", "dave", "贷", "8606.64", "还款 card repayment"),
+        ("P20261120001", "W1120001", "alice", "alice", "借", "8000.00", "提现 withdrawal"),
+        ("P20261120002", "W1120002", "bob", "bob", "借", "3000.00", "提现 withdrawal"),
+        ("R20261120002", "W1120002", "bob", "bob", "贷", "3000.00", "退汇 returned: account closed"),
+        ("F20261120001", "", "", "", "借", "15.00", "手续费 monthly account fee"),
+    ]
+    lines = ["账号,交易日期,银行流水号,平台订单号,子账户,对方户名,借贷标志,金额,余额,摘要"]
+    balance = opening
+    for serial, order, sub, party, flag, amount, memo in rows:
+        balance += ledger.money.to_decimal_exact(amount) * (1 if flag == "贷" else -1)
+        lines.append(f"{ACCOUNT_NO},{DAY.isoformat()},{serial},{order},{sub},{party},{flag},"
+                     f"{amount},{balance},{memo}")
+    path = OUT / f"custody-{DAY.strftime('%Y%m%d')}.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def reconcile_day(book) -> None:
+    print("\n== daily reconciliation (T+1) ==")
+    statement = bank_statement(book)
+    print(f"the custody bank's day file: {statement}")
+    html = OUT / f"reconciliation-{DAY.isoformat()}.html"
+    run_cli("reconcile", str(statement), "--html", str(html))
+    print("\nfinance works the breaks:")
+    book.open_account("expenses:platform:bank_fees", "expense")
+    from reconcile.runs import list_breaks
+
+    fee = next(b for b in list_breaks(book) if b.type == "in_bank_not_in_ledger" and b.amount_minor < 0)
+    run_cli("breaks", "resolve", str(fee.id), "--action", "adjust", "--account",
+            "expenses:platform:bank_fees", "--note", "monthly account fee, November", "--by", "Li Na")
+    paid = book.entry_by_key("wd-W1120002-paid")
+    book.reverse(paid.id, key="wd-W1120002-returned", reason="bank returned the payout: account closed",
+                 effective_date=DAY)
+    print("the platform reversed bob's returned payout: 3,002.00 back in his wallet")
+    run_cli("reconcile", str(statement), "--html", str(html))
+    print(f"\nopen the report in a browser: {html}")
 
 
 def show_positions(book) -> None:
@@ -124,4 +182,6 @@ if __name__ == "__main__":
     run_cli("account", "list", "--prefix", "liabilities:users")
     show_positions(book)
     run_cli("balance", BANK, "--as-of", DAY.isoformat())
+    run_cli("verify")
+    reconcile_day(book)
     run_cli("verify")

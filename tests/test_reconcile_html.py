@@ -1,0 +1,49 @@
+"""The HTML reconciliation report renders in a real browser (headless Chromium)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from reconcile import report
+from reconcile.runs import reconcile_parsed
+from tests.test_reconcile_runs import STATEMENT, day_book, parsed  # noqa: F401  (fixture reused)
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture
+def browser():
+    path = chromium()
+    if path is None:
+        if IN_CI:
+            pytest.fail("headless Chromium is required in CI (.ci/run installs it)", pytrace=False)
+        pytest.skip("Chromium not installed")
+    return path
+
+
+def test_html_report_renders_in_headless_chromium(day_book, browser, tmp_path):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    page = tmp_path / "report.html"
+    page.write_text(report.to_html(run), encoding="utf-8")
+    profile = tmp_path / "profile"
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+              "--no-first-run", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", f"--user-data-dir={profile}"]
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Custody reconciliation" in dom.stdout
+    assert "手续费 service charge" in dom.stdout          # the bank's raw text, intact
+    assert dom.stdout.count("<tr>") >= 8                 # proof rows, breaks, matched pairs
+    shot = tmp_path / "report.png"
+    out = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and shot.stat().st_size > 10_000
