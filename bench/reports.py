@@ -39,7 +39,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ledger  # noqa: E402
-from ledger import chain, exports, reports  # noqa: E402
+from ledger import chain, exports, periods, reports  # noqa: E402
 from ledger import db as dbmod  # noqa: E402
 from tests.pgserver import PgServer  # noqa: E402
 
@@ -213,12 +213,22 @@ def main() -> None:
         report_s, tb = timed(lambda: reports.trial_balance(book, as_of=as_of), args.repeat)
         assert sum(r.debit_minor for r in tb.rows) == sum(v for v in plain_sums.values() if v > 0)
         assert len([v for v in plain_sums.values() if v]) == len(tb.rows)
+        with reports.reading(book) as conn:
+            parts = {
+                "account list": timed(lambda: reports._accounts(conn, book.book_id), args.repeat)[0],
+                "checkpoint + postings since": timed(
+                    lambda: periods.posted_sums(conn, book.book_id, as_of), args.repeat)[0],
+                "footer (chain point, unsealed count)": timed(
+                    lambda: reports.footer(conn, book.book_id, book.name, as_of), args.repeat)[0],
+            }
         ratio = report_s / plain_s
         print(f"\nas-of trial balance at {as_of} ({len(tb.rows):,} accounts, balanced: {tb.balanced})")
         print(f"  plain SUM ... GROUP BY over postings up to {as_of}: {plain_s * 1000:8.1f} ms")
         print(f"  trial balance from checkpoint {closes[-1]} + postings since: "
               f"{report_s * 1000:8.1f} ms")
         print(f"  ratio: {ratio:.3f}x (target <= 0.25x) {'OK' if ratio <= 0.25 else 'MISSED'}")
+        for name, seconds in parts.items():
+            print(f"    of which {name}: {seconds * 1000:.1f} ms")
 
         samples: list[tuple[int, float]] = []
 

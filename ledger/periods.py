@@ -192,29 +192,14 @@ def _posting_sums_query(book_id: int, after: dt.date | None, through: dt.date | 
     return query.group_by(m.Posting.account_id) if grouped else query
 
 
-def _checkpoint(conn: Connection, book_id: int, date: dt.date) -> dict[int, int]:
-    rows = conn.execute(
-        select(m.BalanceCheckpoint.account_id, m.BalanceCheckpoint.posted_minor)
-        .where(m.BalanceCheckpoint.book_id == book_id, m.BalanceCheckpoint.as_of_date == date))
-    return {account_id: int(v) for account_id, v in rows}
-
-
-def _sums(conn: Connection, book_id: int, after: dt.date | None, through: dt.date | None) -> dict[int, int]:
-    return {a: int(v) for a, v in conn.execute(_posting_sums_query(book_id, after, through))}
-
-
 def nearest_checkpoints(conn: Connection, book_id: int,
                         as_of: dt.date) -> tuple[dt.date | None, dt.date | None]:
-    """(latest checkpoint on or before ``as_of``, earliest one after it)."""
-    before = conn.execute(
-        select(func.max(m.BalanceCheckpoint.as_of_date))
-        .where(m.BalanceCheckpoint.book_id == book_id, m.BalanceCheckpoint.as_of_date <= as_of)
-    ).scalar()
-    after = conn.execute(
-        select(func.min(m.BalanceCheckpoint.as_of_date))
-        .where(m.BalanceCheckpoint.book_id == book_id, m.BalanceCheckpoint.as_of_date > as_of)
-    ).scalar()
-    return before, after
+    """(latest checkpoint on or before ``as_of``, earliest one after it), in one query."""
+    dates = m.BalanceCheckpoint.as_of_date
+    mine = m.BalanceCheckpoint.book_id == book_id
+    before = select(func.max(dates)).where(mine, dates <= as_of).scalar_subquery()
+    after = select(func.min(dates)).where(mine, dates > as_of).scalar_subquery()
+    return tuple(conn.execute(select(before, after)).one())
 
 
 def _cost_from_before(conn: Connection, book_id: int, as_of: dt.date,
@@ -245,14 +230,28 @@ def posted_sums(conn: Connection, book_id: int, as_of: dt.date | None = None) ->
         use_after = after is not None and (after - as_of) < _cost_from_before(
             conn, book_id, as_of, before)
     if use_after:
-        totals = _checkpoint(conn, book_id, after)
-        for account_id, amount in _sums(conn, book_id, as_of, after).items():
-            totals[account_id] = totals.get(account_id, 0) - amount
-        return totals
-    totals = _checkpoint(conn, book_id, before) if before is not None else {}
-    for account_id, amount in _sums(conn, book_id, before, as_of).items():
-        totals[account_id] = totals.get(account_id, 0) + amount
-    return totals
+        return _from_checkpoint(conn, book_id, after, as_of, after, -1)
+    return _from_checkpoint(conn, book_id, before, before, as_of, 1)
+
+
+def _from_checkpoint(conn: Connection, book_id: int, checkpoint: dt.date | None,
+                     after: dt.date | None, through: dt.date | None, sign: int) -> dict[int, int]:
+    """checkpoint + sign * postings in (after, through], per account, in one query."""
+    moved = _posting_sums_query(book_id, after, through, grouped=False)
+    if sign < 0:
+        sub = moved.subquery()
+        moved = select(sub.c.account_id, (-sub.c.amount).label("amount"))
+    if checkpoint is not None:
+        carried = (select(m.BalanceCheckpoint.account_id.label("account_id"),
+                          m.BalanceCheckpoint.posted_minor.label("amount"))
+                   .where(m.BalanceCheckpoint.book_id == book_id,
+                          m.BalanceCheckpoint.as_of_date == checkpoint))
+        parts = union_all(carried, moved).subquery()
+    else:
+        parts = moved.subquery()
+    rows = conn.execute(select(parts.c.account_id, func.sum(parts.c.amount))
+                        .group_by(parts.c.account_id))
+    return {account_id: int(total) for account_id, total in rows}
 
 
 def account_posted_sum(conn: Connection, book_id: int, account_id: int, as_of: dt.date) -> int:
