@@ -1,0 +1,75 @@
+"""`ledger reconcile` and `ledger breaks` on real statement files: exit codes 0, 3 and 2."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+import ledger
+from cli import main
+
+HEADER = "账号,交易日期,银行流水号,平台订单号,子账户,对方户名,借贷标志,金额,余额,摘要\n"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def seeded(url):
+    book = ledger.open(url)
+    f = book.flows
+    f.open_system_accounts()
+    f.open_user("u1")
+    import datetime as dt
+
+    f.top_up("u1", "1000.00", bank_ref="B001", key="t1", effective_date=dt.date(2026, 11, 20))
+    book.dispose()
+
+
+def write(tmp_path, name, rows):
+    path = tmp_path / name
+    path.write_text(HEADER + "".join(rows), encoding="utf-8")
+    return path
+
+
+def test_clean_day_exits_0_and_breaks_exit_3(db_url, tmp_path):
+    seeded(db_url)
+    clean = write(tmp_path, "day.csv", ["6222,2026-11-20,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n"])
+    result = invoke("reconcile", str(clean), "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert "RECONCILED" in result.output
+    fee = write(tmp_path, "day2.csv", ["6222,2026-11-23,F9,,,,借,5.00,995.00,手续费\n"])
+    result = invoke("reconcile", str(fee), "--db", db_url, "--format", "json")
+    assert result.exit_code == 3
+    data = json.loads(result.output)
+    assert [b["type"] for b in data["breaks"]] == ["in_bank_not_in_ledger"]
+    assert data["breaks"][0]["raw"].endswith("手续费")
+    listed = invoke("breaks", "list", "--db", db_url, "--format", "csv")
+    assert "in_bank_not_in_ledger" in listed.output
+    break_id = data["breaks"][0]["break_id"]
+    shown = invoke("breaks", "show", str(break_id), "--db", db_url)
+    assert "F9" in shown.output
+
+
+def test_bad_file_exits_2_and_imports_nothing(db_url, tmp_path):
+    seeded(db_url)
+    bad = write(tmp_path, "bad.csv", ["6222,2026-11-20,B001,T1,u1,U1,贷,1000.001,1000.00,充值\n",
+                                      "6222,2026-13-40,B002,T2,u1,U1,X,1.00,1001.00,充值\n"])
+    result = invoke("reconcile", str(bad), "--db", db_url)
+    assert result.exit_code == 2
+    assert "line 2" in result.output and "line 3" in result.output
+    book = ledger.open(db_url)
+    with book.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM bank_line").scalar() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM recon_run").scalar() == 0
+    book.dispose()
+
+
+def test_unbalanced_statement_is_quarantined(db_url, tmp_path):
+    seeded(db_url)
+    bad = write(tmp_path, "bad.csv", ["6222,2026-11-20,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n",
+                                      "6222,2026-11-20,B002,T2,u1,U1,贷,1.00,1002.00,充值\n"])
+    result = invoke("reconcile", str(bad), "--db", db_url)
+    assert result.exit_code == 2
+    assert "balance" in result.output.lower()
