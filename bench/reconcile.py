@@ -1,0 +1,333 @@
+"""Benchmark: the daily reconciliation end to end on SQLite, against a plain hash join.
+
+Set-up (not timed): a SQLite book whose custody bank account holds N
+postings (default 1,000,000): top-ups from the bank into a few hundred user
+wallets and withdrawals back out, bulk-inserted as real ledger rows
+(postings before headers, balanced, content hashes computed with
+:func:`ledger.chain.content_hash`, seal-queue rows, stored wallet balances)
+in transactions of ``--chunk`` entries. ``--verify`` (on by default up to
+20,000 postings) runs ``book.verify()`` over the result to prove the bulk rows
+are valid ledger rows. Then the custody bank's statement for the day is
+written as a real CSV day file in the default layout
+(``docs/csv-day-file.md``) with 1% of it perturbed the ways a real one goes
+wrong: a line dropped, duplicated, its amount changed, the posting dated
+outside the window, an unknown line, one line split in two.
+
+Timed, in the same run:
+
+* parse: :func:`reconcile.statements.parse_statement` of the CSV file;
+* the run: :func:`reconcile.runs.reconcile_parsed` (import, load the open
+  items, match, prove the balance, store the run, matches and breaks), with
+  its phases broken down;
+* report: :func:`reconcile.report.to_csv` and ``summary_lines``;
+* end to end = parse + run + report;
+* baseline: a plain in-memory Python hash join of the same keys (order id and
+  amount), best of ``--repeat``;
+* matching alone: :func:`reconcile.matching.match` on the very items the run
+  matched, best of ``--repeat``.
+
+Targets: end to end within 20x of the hash join, matching alone within 3x,
+peak memory (the whole process, set-up included) under 2 GiB.
+
+Run: ``PYTHONPATH=. python bench/reconcile.py [--lines N] [--users U] [--seed S]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import hashlib
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ledger  # noqa: E402
+from ledger import chain  # noqa: E402
+from reconcile import matching, report, runs  # noqa: E402
+from reconcile.calendar import WEEKENDS_ONLY  # noqa: E402
+from reconcile.matching import MatchConfig  # noqa: E402
+from reconcile.statements import parse_statement  # noqa: E402
+
+STATEMENT_DATE = dt.date(2026, 11, 23)   # a Monday
+PREVIOUS_DAY = dt.date(2026, 11, 20)     # the Friday before
+EARLY_DAY = dt.date(2026, 11, 17)        # four business days before: outside a 1-day window
+BANK = "assets:custody:bank"
+ACCOUNT_NO = "6222000011112222"
+PERTURBATIONS = ("drop", "duplicate", "amount", "date", "unknown", "split")
+HEADER = "账号,交易日期,银行流水号,平台订单号,子账户,对方户名,借贷标志,金额,余额,摘要\n"
+
+
+def peak_rss_mib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def rss_mib() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def money(minor: int) -> str:
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+# --- set-up ----------------------------------------------------------------------
+def build(book, n: int, n_users: int, seed: int, chunk: int, csv_path: str):
+    """Bulk-load ``n`` custody postings and write the day's CSV statement.
+
+    Returns ``(ledger_keys, bank_keys, counts)``: the hash join's inputs, as
+    ``(order ids, amounts)`` per side, and the perturbations applied.
+    """
+    rng = random.Random(seed)
+    randrange = rng.randrange
+    book.open_account(BANK, "asset")
+    wallets = [f"liabilities:users:u{i:04d}:available" for i in range(n_users)]
+    for code in wallets:
+        book.open_account(code, "liability", no_overdraft=True)
+    bank_id = book.account(BANK).id
+    wallet_ids = [book.account(code).id for code in wallets]
+    wallet_balance = dict.fromkeys(wallet_ids, 0)   # on the normal (credit) side
+    perturbed = rng.sample(range(n), n // 100)
+    plan = {index: PERTURBATIONS[k % len(PERTURBATIONS)] for k, index in enumerate(perturbed)}
+    counts = dict.fromkeys(PERTURBATIONS, 0)
+    ledger_refs, ledger_amounts, bank_refs, bank_amounts = [], [], [], []
+    created = dt.datetime(2026, 11, 23, 1, 0, 0)
+    book_id = book.book_id
+    entry_id = 0
+    serial = 0
+    running = 0       # the bank's balance after each line
+    with open(csv_path, "w", encoding="utf-8", newline="") as out:
+        out.write(HEADER)
+        while entry_id < n:
+            size = min(chunk, n - entry_id)
+            postings, headers, queue, csv_rows = [], [], [], []
+            for _ in range(size):
+                i = entry_id
+                entry_id += 1
+                user = wallet_ids[randrange(n_users)]
+                amount = randrange(1, 5_000_000)
+                if randrange(3) == 0 and wallet_balance[user] >= amount:
+                    amount = -amount                      # a withdrawal paid out by the bank
+                wallet_balance[user] += amount
+                action = plan.get(i)
+                if action is not None:
+                    counts[action] += 1
+                day = PREVIOUS_DAY if randrange(20) == 0 else STATEMENT_DATE
+                if action == "date":
+                    day = EARLY_DAY
+                ref_less = randrange(50) == 0             # amount and date only
+                order = None if ref_less else (f"TOPUP-{i:010d}" if amount > 0 else f"WD-{i:010d}")
+                kind = "top_up" if amount > 0 else "withdrawal"
+                key = f"bench-{i}"
+                stamp = created + dt.timedelta(microseconds=entry_id)
+                header = {"id": entry_id, "book_id": book_id, "idempotency_key": key,
+                          "request_hash": hashlib.sha256(key.encode()).hexdigest(), "kind": kind,
+                          "phase": "posted", "effective_date": day, "external_ref": order,
+                          "memo": None, "metadata_json": None, "pending_id": None,
+                          "reverses_id": None, "posting_count": 2, "created_at": stamp}
+                legs = ((0, bank_id, amount), (1, user, -amount))
+                content = chain.content_hash(header, [(p, a, x, "CNY", False) for p, a, x in legs])
+                iso = day.isoformat()
+                for p, a, x in legs:
+                    postings.append((entry_id, p, a, x, "CNY", iso, 0))
+                headers.append((entry_id, book_id, key, header["request_hash"], kind, "posted", iso,
+                                order, 2, stamp.strftime("%Y-%m-%d %H:%M:%S.%f"), content))
+                queue.append((entry_id, book_id))
+                if order is not None:
+                    ledger_refs.append(order)
+                    ledger_amounts.append(amount)
+                if action == "drop":
+                    continue
+                lines = [(order, amount)]
+                if action == "amount":
+                    lines = [(order, amount + randrange(1, 1000))]
+                elif action == "split":
+                    part = amount // 2 or 1
+                    lines = [(order, part), (order, amount - part)]
+                elif action == "duplicate":
+                    lines = [(order, amount), (order, amount)]
+                elif action == "unknown":
+                    lines = [(order, amount), (f"X{i:010d}", randrange(1, 5_000_000) * 7 + 3)]
+                for ref, minor in lines:
+                    serial += 1
+                    running += minor
+                    if ref is not None:
+                        bank_refs.append(ref)
+                        bank_amounts.append(minor)
+                    flag = "贷" if minor > 0 else "借"
+                    csv_rows.append(f"{ACCOUNT_NO},{STATEMENT_DATE},B{serial:012d},{ref or ''},"
+                                    f"U{user},用户{user},{flag},{money(abs(minor))},{money(running)},"
+                                    f"{'充值' if minor > 0 else '提现'}\n")
+            with book.engine.begin() as conn:
+                cur = conn.connection.cursor()
+                cur.executemany("INSERT INTO posting (entry_id, position, account_id, amount_minor, "
+                                "currency, effective_date, is_pending) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                postings)
+                cur.executemany("INSERT INTO journal_entry (id, book_id, idempotency_key, request_hash, "
+                                "kind, phase, effective_date, external_ref, posting_count, created_at, "
+                                "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", headers)
+                cur.executemany("INSERT INTO seal_queue (entry_id, book_id) VALUES (?, ?)", queue)
+                cur.close()
+            out.writelines(csv_rows)
+        with book.engine.begin() as conn:
+            cur = conn.connection.cursor()
+            cur.executemany("UPDATE account_balance SET posted_minor = ? WHERE account_id = ?",
+                            [(-balance, account) for account, balance in wallet_balance.items()])
+            cur.close()
+    return (ledger_refs, ledger_amounts), (bank_refs, bank_amounts), counts
+
+
+# --- timed ------------------------------------------------------------------------
+def hash_join(ledger_keys, bank_keys) -> int:
+    """Pairs whose order ids and amounts agree: one dict, one probe per bank line."""
+    index = dict(zip(*ledger_keys))
+    pairs = []
+    get = index.get
+    for ref, amount in zip(*bank_keys):
+        if get(ref) == amount:
+            pairs.append(ref)
+    return len(pairs)
+
+
+class Phases:
+    """Wall time of the run's phases, by wrapping the functions it calls."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.match_args = None
+
+    def wrap(self, module, name: str, label: str, keep_args: bool = False):
+        inner = getattr(module, name)
+
+        def timed(*args, **kwargs):
+            if keep_args:
+                self.match_args = (args, kwargs)
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - t
+
+        setattr(module, name, timed)
+        return inner
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000,
+                        help="ledger postings on the custody account, about as many bank lines "
+                             "(default 1,000,000)")
+    parser.add_argument("--users", type=int, default=300, help="user wallets (default 300)")
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--chunk", type=int, default=50_000,
+                        help="entries per set-up transaction (default 50,000)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the hash join and of matching alone; the best counts (default 3)")
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                        help="run book.verify() after the set-up (default: only up to 20,000 lines)")
+    parser.add_argument("--keep", action="store_true", help="keep the database and CSV file")
+    args = parser.parse_args(argv)
+    verify = args.verify if args.verify is not None else args.lines <= 20_000
+
+    workdir = tempfile.mkdtemp(prefix="bench-reconcile-")
+    db_path = os.path.join(workdir, "book.db")
+    csv_path = os.path.join(workdir, f"custody-{STATEMENT_DATE:%Y%m%d}.csv")
+    try:
+        book = ledger.open(f"sqlite:///{db_path}")
+        started = time.perf_counter()
+        ledger_keys, bank_keys, counts = build(book, args.lines, args.users, args.seed, args.chunk,
+                                               csv_path)
+        print(f"set-up: {args.lines:,} custody postings bulk-loaded and the day's CSV file written "
+              f"({os.path.getsize(csv_path) / 2**20:,.0f} MiB) in {time.perf_counter() - started:.1f} s; "
+              "perturbations: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        if verify:
+            t = time.perf_counter()
+            result = book.verify()
+            print(f"book.verify(): {'OK' if not result.problems else 'PROBLEMS'} "
+                  f"({result.entries:,} entries, "
+                  f"{time.perf_counter() - t:.1f} s)")
+            for problem in result.problems[:10]:
+                print("  ", problem)
+            if result.problems:
+                return 1
+        gc.collect()
+        print(f"memory after set-up: {rss_mib():,} MiB resident")
+
+        phases = Phases()
+        phases.wrap(runs, "import_parsed", "import")
+        phases.wrap(runs, "_open_bank_lines", "load open bank lines")
+        phases.wrap(runs, "_open_postings", "load open postings")
+        plain_match = phases.wrap(matching, "match", "match", keep_args=True)
+        phases.wrap(runs, "_balance_proof", "balance proof")
+        phases.wrap(runs, "_store_matches", "store matches")
+        phases.wrap(runs, "_store_breaks", "store breaks")
+        config = MatchConfig(window_days=1, calendar=WEEKENDS_ONLY)
+
+        t0 = time.perf_counter()
+        parsed = [(Path(csv_path), parse_statement(csv_path))]
+        t1 = time.perf_counter()
+        run = runs.reconcile_parsed(book, parsed, account=BANK, config=config)
+        t2 = time.perf_counter()
+        breaks_csv = report.to_csv(run)
+        summary = report.summary_lines(run)
+        t3 = time.perf_counter()
+        matching.match = plain_match
+        parse_s, run_s, report_s, e2e_s = t1 - t0, t2 - t1, t3 - t2, t3 - t0
+
+        bank_lines = sum(len(s.lines) for _, pf in parsed for s in pf.statements)
+        del parsed
+        join_times, match_times = [], []
+        match_args, match_kwargs = phases.match_args
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            pairs = hash_join(ledger_keys, bank_keys)
+            join_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            again = plain_match(*match_args, **match_kwargs)
+            match_times.append(time.perf_counter() - t)
+            assert again.summary.match_counts == run.result.summary.match_counts
+            del again
+        join_s, match_alone_s = min(join_times), min(match_times)
+
+        print(f"\n{bank_lines:,} bank lines against {args.lines:,} ledger postings on SQLite")
+        print(f"  parse (CSV day file):     {parse_s:8.2f} s")
+        print(f"  run (reconcile_parsed):   {run_s:8.2f} s")
+        for label, seconds in phases.seconds.items():
+            print(f"      {label + ':':24}{seconds:8.2f} s")
+        other = run_s - sum(phases.seconds.values())
+        print(f"      {'other (run row, commit):':24}{other:8.2f} s")
+        print(f"  report (to_csv, summary): {report_s:8.2f} s  ({len(breaks_csv) / 2**20:,.1f} MiB of CSV)")
+        print(f"  end to end:               {e2e_s:8.2f} s")
+        print(f"  hash join (baseline):     {join_s:8.2f} s  ({pairs:,} pairs; best of {args.repeat})")
+        print(f"  matching alone:           {match_alone_s:8.2f} s  (best of {args.repeat}; "
+              f"{phases.seconds['match']:.2f} s inside the run)")
+        print(f"ratio end to end / hash join: {e2e_s / join_s:6.1f}x  (target <= 20x)")
+        print(f"ratio matching / hash join:   {match_alone_s / join_s:6.1f}x  (target <= 3x)")
+        peak = peak_rss_mib()
+        print(f"peak memory (whole process, set-up included, ru_maxrss): {peak:,} MiB "
+              f"(target < 2,048 MiB)")
+        s = run.result.summary
+        print("matches: " + ", ".join(f"{k} {v:,}" for k, v in s.match_counts.items()))
+        print("breaks:  " + ", ".join(f"{k} {v:,}" for k, v in s.break_counts.items()))
+        print("summary: " + " | ".join(summary[2:]))
+        book.dispose()
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
