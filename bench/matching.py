@@ -13,7 +13,7 @@ It prints both times, their ratio (target: matching within 3x of the join),
 the break counts, and the process's peak memory (target: under 2 GiB for
 everything, data included).
 
-Run: ``PYTHONPATH=. python bench/matching.py [--items N] [--seed S] [--shuffle]``
+Run: ``python bench/matching.py [--items N] [--repeat R] [--shuffle]``
 """
 
 from __future__ import annotations
@@ -24,9 +24,14 @@ import resource
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
-from reconcile.calendar import WEEKENDS_ONLY
-from reconcile.matching import BankItem, LedgerItem, MatchConfig, match
+# The project first: a script's own folder leads sys.path, and bench/reconcile.py
+# would shadow the reconcile package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reconcile.calendar import WEEKENDS_ONLY  # noqa: E402
+from reconcile.matching import BankItem, LedgerItem, MatchConfig, match  # noqa: E402
 
 STATEMENT_DATE = date(2026, 11, 23)   # a Monday
 PREVIOUS_DAY = date(2026, 11, 20)     # the Friday before
@@ -35,7 +40,8 @@ PERTURBATIONS = ("drop", "duplicate", "amount", "date", "unknown", "split")
 
 
 def build(n: int, seed: int, perturbed_share: int = 100):
-    """(bank, ledger, counts): ``n`` postings, their statement, 1 in ``perturbed_share`` perturbed."""
+    """(bank, ledger, counts): ``n`` postings and their statement, 1 in ``perturbed_share``
+    lines perturbed."""
     rng = random.Random(seed)
     cny = "CNY"
     kinds = ("topup", "withdrawal", "fee_sweep")
@@ -72,7 +78,8 @@ def build(n: int, seed: int, perturbed_share: int = 100):
             line = line._replace(amount_minor=part)
             bank.append(line)
             line_id += 1
-            line = line._replace(id=line_id, bank_ref=f"S{line_id:012d}", amount_minor=amount - part)
+            line = line._replace(id=line_id, bank_ref=f"S{line_id:012d}",
+                                 amount_minor=amount - part)
         bank.append(line)
         if action == "duplicate":
             line_id += 1
@@ -113,10 +120,12 @@ def peak_rss_mib() -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=1_000_000, help="ledger postings (default 1,000,000)")
+    parser.add_argument("--items", type=int, default=1_000_000,
+                        help="ledger postings (default 1,000,000)")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--repeat", type=int, default=3,
-                        help="time each side this many times, alternating, and keep the best (default 3)")
+                        help="time each side this many times, alternating, and keep the best "
+                             "(default 3)")
     parser.add_argument("--shuffle", action="store_true",
                         help="shuffle both sides first (the engine then pays for sorting)")
     args = parser.parse_args(argv)

@@ -70,7 +70,6 @@ number of items.
 from __future__ import annotations
 
 import gc
-import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
@@ -78,7 +77,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import date
 from itertools import compress, islice, repeat
-from operator import and_, eq, ge, is_not, itemgetter, lt, ne, not_, sub
+from operator import and_, eq, ge, is_not, itemgetter, lt, not_, sub
 from typing import Any, Iterable, NamedTuple, Optional
 
 from ledger.errors import InputError
@@ -433,8 +432,10 @@ class _Pairs:
             currencies, repeat(self.rule)))
 
 
-def _compact(values: list):
+def _compact(values):
     """A column as an ``array`` of 64-bit ints when it is one, else a tuple."""
+    if type(values) is array:
+        return values
     try:
         return array("q", values)
     except (TypeError, OverflowError):
@@ -525,9 +526,10 @@ def _collector_paused():
     masks, probe results). They never form reference cycles, but every
     collection that catches one walks all its elements, and the collector
     triggered often enough to take a third of a million-line run. Reference
-    counting still frees everything at once; what the result keeps is in
-    tuples of plain values, which the collector stops tracking on first
-    sight. The previous state is restored on the way out.
+    counting still frees everything at once; the working columns are dropped
+    before the collector resumes, and what the result keeps is in arrays and
+    tuples of plain values, which it does not walk again. The previous state
+    is restored on the way out.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -543,7 +545,8 @@ class _Work:
 
     __slots__ = (
         "config", "window", "statement_date", "bank", "ledger",
-        "b_seq", "l_seq", "b_id", "b_date", "b_amt", "b_cur", "b_pos", "b_ref", "b_e2e", "b_batch", "b_done",
+        "b_seq", "l_seq", "b_id", "b_date", "b_amt", "b_cur", "b_pos", "b_ref", "b_e2e",
+        "b_batch", "b_done",
         "l_id", "l_date", "l_amt", "l_cur", "l_pos", "l_ref", "l_batch", "l_carried",
         "l_done", "any_carried", "single_currency",
         "ref_index", "ref_groups", "b_ref_set", "linked", "repeats",
@@ -559,7 +562,8 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
     carried_ids: set = set()
     if carried:
         carried_ids = set(map(_ID, carried))
-        ledger = carried + [item for item in ledger if item.id not in carried_ids]
+        ledger = carried + list(compress(ledger, map(not_, map(carried_ids.__contains__,
+                                                              map(_ID, ledger)))))
     bank, b_id, bank_problems = _sorted_items("bank line", bank, BankItem)
     ledger, l_id, ledger_problems = _sorted_items("ledger posting", ledger, LedgerItem)
     problems += bank_problems + ledger_problems
@@ -570,8 +574,9 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         w.bank, w.ledger, w.b_id, w.l_id = bank, ledger, b_id, l_id
         w.b_seq = list(range(len(bank)))
         w.l_seq = list(range(len(ledger)))
-        booking, w.b_amt, w.b_cur = _columns(bank, 1, 2, 3)
-        w.l_date, w.l_amt, w.l_cur = _columns(ledger, 2, 3, 4)
+        booking, w.b_cur = _columns(bank, 1, 3)
+        w.l_date, w.l_cur = _columns(ledger, 2, 4)
+        w.b_amt, w.l_amt = _amounts(bank, 2), _amounts(ledger, 3)
         value = _column(bank, 6) if config.use_value_date else None
         problems += _check_columns("bank line", w.b_id, w.b_amt, booking, w.b_cur, value)
         problems += _check_columns("ledger posting", w.l_id, w.l_amt, w.l_date, w.l_cur)
@@ -678,11 +683,21 @@ def _sorted_items(what: str, items: list, cls) -> tuple:
     return ordered, ids, []
 
 
+def _amounts(items: list, field: int):
+    """The amount column: 64-bit ints in an ``array`` (which refuses floats), else a list."""
+    try:
+        return array("q", map(itemgetter(field), items))
+    except (TypeError, OverflowError):  # not all ints (reported below), or beyond 64 bits
+        return _column(items, field)
+
+
 def _check_columns(what: str, ids: list, amounts: list, dates: list, currencies: list,
                    value_dates: Optional[list] = None) -> list:
     """Problems with the columns: non-int amounts (floats), non-date dates, bad codes."""
     problems = []
     for label, values, kind in (("amount_minor", amounts, int), ("date", dates, date)):
+        if type(values) is array:  # an array holds ints only
+            continue
         if set(map(type, values)) - {kind}:
             bad = [i for i, v in zip(ids, values) if type(v) is not kind][:10]
             hint = " minor units (floats are refused)" if kind is int else ""
@@ -703,9 +718,19 @@ def _first_positions(values: list, seq: list) -> dict:
     return first
 
 
-# Blanks at the edge of a reference, or an empty reference, in text joined by NUL.
-_EDGE_BLANK = re.compile(r"(?:\A|\x00)\s|\s(?:\x00|\Z)")
-_EMPTY = re.compile(r"\A\x00|\x00\x00|\x00\Z|\A\Z")
+_ASCII_BLANKS = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips in ASCII
+
+
+def _needs_strip(joined: str, values: list) -> bool:
+    """Whether any value has blanks at its edges (``joined``: the values joined by NUL)."""
+    if joined.isascii() and not any(blank in joined for blank in _ASCII_BLANKS):
+        return False
+    return any(map(is_not, map(str.strip, values), values))  # strip() returns self if clean
+
+
+def _may_hold_empty(joined: str) -> bool:
+    """Whether an empty value could be among the values ``joined`` by NUL."""
+    return not joined or "\x00\x00" in joined or joined[0] == "\x00" or joined[-1] == "\x00"
 
 
 def _normalize(what: str, field: str, ids: list, values: list, config: MatchConfig,
@@ -730,7 +755,7 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
         problems.append(f"{what}s {bad!r}: {field} must be text or None")
         return [None] * n
     normalized = subset
-    if config.strip_refs and _EDGE_BLANK.search(joined):
+    if config.strip_refs and _needs_strip(joined, subset):
         normalized = list(map(str.strip, subset))
     if config.casefold_refs:
         if joined.isascii():
@@ -738,7 +763,7 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
                 normalized = list(map(str.upper, normalized))
         elif joined.casefold().upper() != joined:
             normalized = [v.upper() if v.isascii() else v.casefold().upper() for v in normalized]
-    if (normalized is not subset or _EMPTY.search(joined)) and "" in normalized:
+    if (normalized is not subset or _may_hold_empty(joined)) and "" in normalized:
         normalized = [v or None for v in normalized]
     if normalized is subset:  # nothing to change: the column is its own normal form
         return values
@@ -1224,9 +1249,10 @@ def _add_break(w: _Work, kind: str, banks: list, ledgers: list, detail: str,
 
 def _result(w: _Work) -> MatchResult:
     rule_order = {rule: n for n, rule in enumerate(RULES)}
-    match_totals = tuple(RuleTotal(rule, currency, count, amount)
-                         for (rule, currency), (count, amount)
-                         in sorted(w.rule_totals.items(), key=lambda kv: (rule_order[kv[0][0]], kv[0][1])))
+    match_totals = tuple(
+        RuleTotal(rule, currency, count, amount)
+        for (rule, currency), (count, amount)
+        in sorted(w.rule_totals.items(), key=lambda kv: (rule_order[kv[0][0]], kv[0][1])))
     break_totals: dict = {}
     for brk in w.breaks:
         key = (brk.type, brk.currency)
@@ -1234,9 +1260,10 @@ def _result(w: _Work) -> MatchResult:
         break_totals[key] = (count + 1, bank_sum + brk.bank_amount_minor,
                              ledger_sum + brk.ledger_amount_minor)
     type_order = {kind: n for n, kind in enumerate(BREAK_TYPES)}
-    break_summary = tuple(BreakTotal(kind, currency, *values)
-                          for (kind, currency), values
-                          in sorted(break_totals.items(), key=lambda kv: (type_order[kv[0][0]], kv[0][1])))
+    break_summary = tuple(
+        BreakTotal(kind, currency, *values)
+        for (kind, currency), values
+        in sorted(break_totals.items(), key=lambda kv: (type_order[kv[0][0]], kv[0][1])))
     matched_bank = sum(t.count for t in match_totals)  # one bank line per match
     matched_ledger = len(w.l_id) - sum(len(b.ledger_ids) for b in w.breaks)
     summary = Summary(len(w.b_id), len(w.l_id), matched_bank, matched_ledger,
