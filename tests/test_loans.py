@@ -198,3 +198,16 @@ def test_direct_bank_repayment_enters_custody(platform):
     assert entry.external_ref == "CARD-001"
     assert book.balance(BANK) == bank_before + first.outstanding
     assert book.verify().ok
+
+
+def test_loan_dues_and_bids_are_append_only(platform):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    funded_loan(platform)
+    platform.loans.disburse("L001", key="d", effective_date=START)
+    for stmt, table in (("UPDATE loan_due SET amount_minor = 1", "loan_due"),
+                        ("DELETE FROM loan_bid", "loan_bid")):
+        with pytest.raises(DBAPIError, match=f"append_only_{table}"):
+            with platform.engine.begin() as conn:
+                conn.execute(text(stmt))

@@ -144,3 +144,13 @@ def test_match_with_and_exclusive_matches_in_the_database(day_book):
         with day_book.engine.begin() as conn:
             conn.execute(text("INSERT INTO recon_match_bank (match_id, bank_line_id) VALUES (:m, :b)"),
                          {"m": match_id, "b": taken})
+
+
+def test_bank_lines_and_matches_are_append_only(day_book):
+    reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    for stmt in ("UPDATE bank_line SET raw = 'edited'", "DELETE FROM recon_match_bank",
+                 "DELETE FROM recon_match_posting"):
+        table = stmt.split()[1] if stmt.startswith("UPDATE") else stmt.split()[2]
+        with pytest.raises(DBAPIError, match=f"append_only_{table}"):
+            with day_book.engine.begin() as conn:
+                conn.execute(text(stmt))

@@ -8,6 +8,8 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.ddl import append_only, drop_append_only
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -17,6 +19,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 LOAN_STATUSES = "('bidding', 'funded', 'repaying', 'settled', 'cancelled', 'defaulted')"
 COMPONENTS = "('penalty', 'fee', 'interest', 'principal')"
+APPEND_ONLY = ("loan_due", "loan_bid")
 
 
 def upgrade() -> None:
@@ -81,25 +84,17 @@ def upgrade() -> None:
         sa.CheckConstraint("amount_minor <> 0", name="ck_loan_due_amount_nonzero"),
     )
     op.create_index("ix_loan_due_loan_id_seq", "loan_due", ["loan_id", "seq"])
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            "CREATE TRIGGER trg_loan_due_append_only BEFORE UPDATE OR DELETE ON loan_due "
-            "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()")
-        op.execute(
-            "CREATE TRIGGER trg_loan_bid_append_only BEFORE UPDATE OR DELETE ON loan_bid "
-            "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()")
-    else:
-        for table in ("loan_due", "loan_bid"):
-            for op_ in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER trg_{table}_no_{op_.lower()} BEFORE {op_} ON {table} BEGIN "
-                    f"SELECT RAISE(ABORT, 'append_only_{table}: {op_} on {table} refused'); END")
+    dialect = op.get_bind().dialect.name
+    for table in APPEND_ONLY:
+        for stmt in append_only(dialect, table):
+            op.execute(stmt)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER IF EXISTS trg_loan_due_append_only ON loan_due")
-        op.execute("DROP TRIGGER IF EXISTS trg_loan_bid_append_only ON loan_bid")
+    dialect = op.get_bind().dialect.name
+    for table in APPEND_ONLY:
+        for stmt in drop_append_only(dialect, table):
+            op.execute(stmt)
     op.drop_table("loan_due")
     op.drop_table("loan_bid")
     op.drop_table("loan")

@@ -16,6 +16,8 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.ddl import append_only, drop_append_only
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -129,21 +131,17 @@ def upgrade() -> None:
         sa.CheckConstraint("action IN ('adjust', 'accept-timing', 'match-with')",
                            name="ck_recon_resolution_action"),
     )
-    if op.get_bind().dialect.name == "postgresql":
-        for table in APPEND_ONLY:
-            op.execute(f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                       "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()")
-    else:
-        for table in APPEND_ONLY:
-            for op_ in ("UPDATE", "DELETE"):
-                op.execute(f"CREATE TRIGGER trg_{table}_no_{op_.lower()} BEFORE {op_} ON {table} BEGIN "
-                           f"SELECT RAISE(ABORT, 'append_only_{table}: {op_} on {table} refused'); END")
+    dialect = op.get_bind().dialect.name
+    for table in APPEND_ONLY:
+        for stmt in append_only(dialect, table):
+            op.execute(stmt)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in APPEND_ONLY:
-            op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_append_only ON {table}")
+    dialect = op.get_bind().dialect.name
+    for table in APPEND_ONLY:
+        for stmt in drop_append_only(dialect, table):
+            op.execute(stmt)
     for table in ("recon_resolution", "recon_break", "recon_match_posting", "recon_match_bank",
                   "recon_match", "recon_run", "bank_line", "statement_file"):
         op.drop_table(table)
