@@ -331,29 +331,54 @@ def _summary(result: matching.MatchResult, proof: dict, imported: ImportResult) 
     }
 
 
+STORE_CHUNK = 20_000
+
+
+def _chunks(items: Iterable, size: int = STORE_CHUNK):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _store_matches(conn: Connection, run_id: int, matches: Iterable[matching.Match]) -> None:
-    for mt in matches:
-        match_id = conn.execute(insert(m.ReconMatch).values(run_id=run_id, rule=mt.rule)
-                                .returning(m.ReconMatch.id)).scalar_one()
-        if mt.bank_ids:
-            conn.execute(insert(m.ReconMatchBank), [{"match_id": match_id, "bank_line_id": b}
-                                                    for b in mt.bank_ids])
-        if mt.ledger_ids:
-            conn.execute(insert(m.ReconMatchPosting), [{"match_id": match_id, "posting_id": p}
-                                                       for p in mt.ledger_ids])
+    """Matches a chunk at a time: the match rows (ids returned in input order), then
+    their bank-line rows and posting rows, each in one executemany."""
+    new_match = insert(m.ReconMatch).returning(m.ReconMatch.id, sort_by_parameter_order=True)
+    for batch in _chunks(matches):
+        ids = conn.execute(new_match, [{"run_id": run_id, "rule": mt.rule} for mt in batch]
+                           ).scalars().all()
+        bank_rows = [{"match_id": i, "bank_line_id": b}
+                     for i, mt in zip(ids, batch) for b in mt.bank_ids]
+        posting_rows = [{"match_id": i, "posting_id": p}
+                        for i, mt in zip(ids, batch) for p in mt.ledger_ids]
+        if bank_rows:
+            conn.execute(insert(m.ReconMatchBank), bank_rows)
+        if posting_rows:
+            conn.execute(insert(m.ReconMatchPosting), posting_rows)
 
 
 def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break]) -> list[int]:
-    ids = []
-    for b in breaks:
-        detail = {"detail": b.detail, "currency": b.currency, "bank_amount_minor": b.bank_amount_minor,
-                  "ledger_amount_minor": b.ledger_amount_minor, "duplicate_of": b.duplicate_of,
-                  "suggestion": b.suggestion._asdict() if b.suggestion else None}
-        ids.append(conn.execute(insert(m.ReconBreak).values(
-            run_id=run_id, type=b.type, bank_line_ids=json.dumps(list(b.bank_ids)),
-            posting_ids=json.dumps(list(b.ledger_ids)),
-            amount_minor=b.bank_amount_minor - b.ledger_amount_minor,
-            detail_json=json.dumps(detail, default=str)).returning(m.ReconBreak.id)).scalar_one())
+    """Breaks in bulk (as :func:`_store_matches`); their ids in input order."""
+    new_break = insert(m.ReconBreak).returning(m.ReconBreak.id, sort_by_parameter_order=True)
+    ids: list[int] = []
+    for batch in _chunks(breaks):
+        rows = []
+        for b in batch:
+            detail = {"detail": b.detail, "currency": b.currency,
+                      "bank_amount_minor": b.bank_amount_minor,
+                      "ledger_amount_minor": b.ledger_amount_minor, "duplicate_of": b.duplicate_of,
+                      "suggestion": b.suggestion._asdict() if b.suggestion else None}
+            rows.append({"run_id": run_id, "type": b.type,
+                         "bank_line_ids": json.dumps(list(b.bank_ids)),
+                         "posting_ids": json.dumps(list(b.ledger_ids)),
+                         "amount_minor": b.bank_amount_minor - b.ledger_amount_minor,
+                         "detail_json": json.dumps(detail, default=str)})
+        ids.extend(conn.execute(new_break, rows).scalars().all())
     return ids
 
 
