@@ -17,7 +17,8 @@ Guards against ofxparse's known faults:
   reader alone; smaller ones by ofxparse *and* the linear reader, which
   must agree on every account, currency, balance, amount and reference, or
   the file is refused rather than guessed at. Both paths therefore give the
-  same records.
+  same records. The linear reader builds each line as soon as its
+  ``STMTTRN`` ends, so nothing else of a transaction stays in memory.
 
 The ledger balance (``LEDGERBAL``) is the closing balance. OFX gives no
 opening balance (``AVAILBAL`` is not one), and deriving one as closing minus
@@ -39,7 +40,7 @@ from ledger.money import exponent, to_minor
 
 from .errors import Problem, StatementFormatError, UnsupportedFormatError, money_reason
 from .model import BOOKED, OFX, Balance, ParsedFile, Statement, StatementLine
-from .ofxsgml import Frame, Leaf, OfxText, close_leaves, decode_ofx, read_document
+from .ofxsgml import Frame, OfxText, close_leaves, decode_ofx, read_document
 from .source import LineIndex, sha256_hex
 
 #: Up to this many transactions ofxparse reads the file too; above, the linear reader alone.
@@ -51,11 +52,12 @@ CANONICAL_HEADER = ("OFXHEADER:100\nDATA:OFXSGML\nVERSION:102\nSECURITY:NONE\nEN
                     "CHARSET:NONE\nCOMPRESSION:NONE\nOLDFILEUID:NONE\nNEWFILEUID:NONE\n\n")
 _HEADER_LINES = CANONICAL_HEADER.count("\n")
 _DATE = re.compile(r"\s*(\d{8})")
+_PLAIN_AMOUNT = re.compile(r"[+-]?\d+(?:\.\d+)?")
 _KIND_ORDER = {"STMTRS": 0, "CCSTMTRS": 1}
 
 
 class _Txn(NamedTuple):
-    """The fields ofxparse reads too: both readers must agree on them."""
+    """What ofxparse reads of a transaction: the two readers must agree on it."""
 
     amount: Decimal
     fitid: str
@@ -63,18 +65,9 @@ class _Txn(NamedTuple):
     memo: str
 
 
-class _Record(NamedTuple):
-    """One STMTTRN as read from the text: span, shared fields, and the rest."""
-
-    start: int
-    end: int
-    txn: _Txn
-    booking_date: Optional[dt.date]
-    value_date: Optional[dt.date]
-    refnum: Optional[str]
-
-
 class _Stmt(NamedTuple):
+    """What ofxparse reads of a statement."""
+
     account: str
     currency: str
     balance: Optional[Decimal]
@@ -84,6 +77,8 @@ class _Stmt(NamedTuple):
 def ofx_decimal(text: str) -> Decimal:
     """An OFX amount as ofxparse reads it (``1.234,56``, ``1 025,53``, ``+1058,53``)."""
     d = text.strip()
+    if _PLAIN_AMOUNT.fullmatch(d):  # the usual "-200.50": nothing to rewrite
+        return Decimal(d.lstrip("+"))
     if re.search(r".*\..*,", d):
         d = d.replace(".", "")
     if re.search(r".*,.*\.", d):
@@ -114,11 +109,11 @@ def ofx_date(text: Optional[str]) -> Optional[dt.date]:
 
 def _value(frame: Frame, name: str) -> tuple[bool, Optional[str], int]:
     """(present, first text or None, start offset) of ``name`` inside ``frame``."""
-    item = frame.get(name)
+    item = frame.first.get(name)
     if item is None:
         return False, None, frame.start
-    if isinstance(item, Leaf):
-        return True, item.text, item.start
+    if type(item) is tuple:
+        return True, item[0], item[1]
     return True, None, item.start
 
 
@@ -174,25 +169,85 @@ class _Checker:
         return value
 
 
-def _read_transaction(check: _Checker, t: Frame) -> _Record:
-    amount = check.amount(t, "TRNAMT", None, required=True, nulls=True)
-    posted = check.date(t, "DTPOSTED", required=True)
-    check.date(t, "DTUSER")
-    avail = check.date(t, "DTAVAIL")
-    fitid = check.text(t, "FITID", required=True, blank_ok=False)
-    first = t.first
-    for name in ("TRNTYPE", "SIC", "CHECKNUM"):
-        if name in first:
-            check.text(t, name)
-    payee = check.text(t, "NAME") or ""
-    memo = _value(t, "MEMO")[1]
-    refnum = (_value(t, "REFNUM")[1] or "").strip()
-    txn = _Txn(Decimal(0) if amount is None else amount, fitid or "", payee, (memo or "").strip())
-    return _Record(t.start, t.end, txn, posted, avail, refnum or None)
+#: A statement whose CURDEF or ACCTID had not come yet when its transactions did.
+LATE = object()
 
 
-def _read_statement(check: _Checker, fr: Frame) -> tuple[_Stmt, tuple]:
-    """The statement's fields; and its lines' amounts in minor units, checked."""
+class _Lines:
+    """Turns each finished STMTTRN into its line while the reader goes on.
+
+    Building the line at once keeps nothing else of the transaction in
+    memory, which keeps a large file's parse time proportional to its size.
+    The statement's CURDEF and ACCTID come before its transactions (the OFX
+    order); a statement that gives them only afterwards is refused.
+    """
+
+    def __init__(self, check: "_Checker", text: str, sha: str, line_of):
+        self.check, self.text, self.sha, self.line_of = check, text, sha, line_of
+        self.count = 0
+        self._pos, self._line = 0, 1
+        self.context: dict = {}   # id(statement frame) -> (account, currency), None, or LATE
+
+    def line_at(self, at: int) -> int:
+        """The line of offset ``at``, counted on from the last one asked (they only grow)."""
+        if at < self._pos:
+            return self.line_of(at)
+        self._line += self.text.count("\n", self._pos, at)
+        self._pos = at
+        return self._line
+
+    def _context(self, st: Frame):
+        key = id(st)
+        if key not in self.context:
+            currency, account = _value(st, "CURDEF")[1], _value(st, "ACCTID")[1]
+            if "CURDEF" not in st.first or "ACCTID" not in st.first:
+                self.context[key] = LATE
+            elif not currency or not currency.strip() or not account or not account.strip():
+                self.context[key] = None  # the statement's own check reports it
+            else:
+                currency = currency.strip().upper()
+                try:
+                    exponent(currency)
+                    self.context[key] = (account.strip(), currency)
+                except LedgerError:
+                    self.context[key] = None
+        return self.context[key]
+
+    def __call__(self, t: Frame, st: Optional[Frame]) -> Optional[StatementLine]:
+        self.count += 1
+        check = self.check
+        before = len(check.problems)
+        amount = check.amount(t, "TRNAMT", None, required=True, nulls=True)
+        posted = check.date(t, "DTPOSTED", required=True)
+        check.date(t, "DTUSER")
+        avail = check.date(t, "DTAVAIL")
+        fitid = check.text(t, "FITID", required=True, blank_ok=False)
+        first = t.first
+        for name in ("TRNTYPE", "SIC", "CHECKNUM"):
+            if name in first:
+                check.text(t, name)
+        payee = check.text(t, "NAME")
+        memo = (_value(t, "MEMO")[1] or "").strip()
+        refnum = (_value(t, "REFNUM")[1] or "").strip()
+        context = self._context(st) if st is not None else None
+        if context is None or context is LATE or amount is None:
+            return None
+        account, currency = context
+        try:
+            minor = to_minor(amount, currency, what="value")
+        except LedgerError as exc:
+            check.bad(t.start, "TRNAMT", money_reason(exc))
+            return None
+        if len(check.problems) > before:
+            return None
+        return StatementLine(account, posted, avail, minor, currency, fitid, refnum or None,
+                             payee or None, memo or None, BOOKED, self.sha,
+                             f"line {self.line_at(t.start)}, STMTTRN {self.count}",
+                             self.text[t.start:t.end])
+
+
+def _read_statement(check: _Checker, fr: Frame, lines: _Lines) -> tuple[str, str, Optional[Decimal]]:
+    """The statement's account, currency and ledger balance, every problem reported."""
     account = check.text(fr, "ACCTID", required=True, blank_ok=False) or ""
     currency = (check.text(fr, "CURDEF", required=True, blank_ok=False) or "").upper()
     if currency:
@@ -201,6 +256,8 @@ def _read_statement(check: _Checker, fr: Frame) -> tuple[_Stmt, tuple]:
         except LedgerError as exc:
             check.bad(_value(fr, "CURDEF")[2], "CURDEF", money_reason(exc))
             currency = ""
+    if lines.context.get(id(fr)) is LATE and account and currency:
+        check.bad(fr.start, "CURDEF", "CURDEF and ACCTID must come before the transactions")
     check.date(fr, "DTSTART")
     check.date(fr, "DTEND")
     balance = None
@@ -211,17 +268,7 @@ def _read_statement(check: _Checker, fr: Frame) -> tuple[_Stmt, tuple]:
             check.date(agg, "DTASOF")
             if name == "LEDGERBAL":
                 balance = value
-    minors = []
-    for record in fr.transactions:
-        minor = 0
-        if currency:
-            try:
-                minor = to_minor(record.txn.amount, currency, what="value")
-            except LedgerError as exc:
-                check.bad(record.start, "TRNAMT", money_reason(exc))
-        minors.append(minor)
-    txns = tuple(record.txn for record in fr.transactions)
-    return _Stmt(account, currency, balance, txns), tuple(minors)
+    return account, currency, balance
 
 
 def _check_responses(doc, check: _Checker) -> None:
@@ -292,22 +339,30 @@ def _read_with_ofxparse(ofx: OfxText, doc, *, file: Optional[str], line_of) -> l
     return result
 
 
-def _compare(mine: _Stmt, theirs: _Stmt, fr: Frame, check: _Checker) -> None:
+def _compare(fr: Frame, mine: tuple, theirs: _Stmt, check: _Checker) -> None:
     """Refuse, rather than guess, where ofxparse and the linear reader disagree."""
     def differ(at: int, name: str, a, b) -> None:
         check.bad(at, name, f"ofxparse reads {b!r} where the file's text reads {a!r}")
 
-    for name, a, b in (("ACCTID", mine.account, theirs.account),
-                       ("CURDEF", mine.currency, theirs.currency),
-                       ("LEDGERBAL", mine.balance, theirs.balance)):
+    account, currency, balance = mine
+    for name, a, b in (("ACCTID", account, theirs.account), ("CURDEF", currency, theirs.currency),
+                       ("LEDGERBAL", balance, theirs.balance)):
         if a != b:
             differ(fr.start, name, a, b)
-    if len(mine.transactions) != len(theirs.transactions):
-        differ(fr.start, "STMTTRN", len(mine.transactions), len(theirs.transactions))
+    if len(fr.transactions) != len(theirs.transactions):
+        differ(fr.start, "STMTTRN", len(fr.transactions), len(theirs.transactions))
         return
-    for record, a, b in zip(fr.transactions, mine.transactions, theirs.transactions):
-        if a != b:
-            differ(record.start, "STMTTRN", tuple(a), tuple(b))
+    for line, txn in zip(fr.transactions, theirs.transactions):
+        ours = (line.amount_minor, line.bank_ref, line.counterparty or "", line.description or "")
+        try:
+            read = (to_minor(txn.amount, currency), txn.fitid, txn.payee, txn.memo)
+        except LedgerError:
+            read = tuple(txn)
+        if ours != read:
+            m = re.match(r"line (\d+)", line.source_position)
+            check.problems.append(Problem(int(m.group(1)) if m else None, "STMTTRN",
+                                          f"ofxparse reads {read!r} where the file's text "
+                                          f"reads {ours!r}"))
 
 
 def parse_ofx(data: bytes, *, filename: Optional[str] = None, sha256: Optional[str] = None,
@@ -319,8 +374,8 @@ def parse_ofx(data: bytes, *, filename: Optional[str] = None, sha256: Optional[s
     ofx = decode_ofx(data, file=filename)
     index = LineIndex(ofx.text)
     check = _Checker(index.line)
-    doc = read_document(ofx, file=filename, line_of=index.line,
-                        on_transaction=lambda t: _read_transaction(check, t))
+    lines = _Lines(check, ofx.text, sha, index.line)
+    doc = read_document(ofx, file=filename, line_of=index.line, on_transaction=lines)
     problems, check.problems = check.problems, []
     _check_responses(doc, check)
     if check.problems:
@@ -328,54 +383,36 @@ def parse_ofx(data: bytes, *, filename: Optional[str] = None, sha256: Optional[s
     check.problems = problems
     if doc.investment:
         raise UnsupportedFormatError("an investment statement (INVSTMTRS), not a bank statement",
-                                     file=filename, position=f"line {index.line(doc.investment[0].start)}",
-                                     format=OFX)
+                                     file=filename, format=OFX,
+                                     position=f"line {index.line(doc.investment[0].start)}")
     if not doc.statements:
         raise StatementFormatError.collected(
             [Problem(None, "STMTRS", "the file holds no bank or credit-card statement")],
             file=filename)
-    read = [_read_statement(check, fr) for fr in doc.statements]
-    mine = [stmt for stmt, _ in read]
+    mine = [_read_statement(check, fr, lines) for fr in doc.statements]
     if check.problems:
         raise StatementFormatError.collected(check.problems, file=filename)
     total = sum(len(fr.transactions) for fr in doc.statements)
     if engine == "ofxparse" or (engine == "auto" and total <= OFXPARSE_MAX_TRANSACTIONS):
         theirs = _read_with_ofxparse(ofx, doc, file=filename, line_of=index.line)
-        for a, b, fr in zip(mine, theirs, doc.statements):
-            _compare(a, b, fr, check)
+        for fr, a, b in zip(doc.statements, mine, theirs):
+            _compare(fr, a, b, check)
         if check.problems:
             raise StatementFormatError.collected(check.problems, file=filename,
                                                  what="disagreement")
-    statements = tuple(_statement(ofx, fr, st, minors, index, filename, sha, counter)
-                       for fr, (st, minors), counter in _numbered(doc.statements, read))
+    statements = tuple(_statement(fr, st, index, filename, sha)
+                       for fr, st in zip(doc.statements, mine))
     return ParsedFile(filename, sha, OFX, ofx.encoding, statements)
 
 
-def _numbered(frames, read):
-    n = 0
-    for fr, item in zip(frames, read):
-        yield fr, item, n
-        n += len(fr.transactions)
-
-
-def _statement(ofx: OfxText, fr: Frame, st: _Stmt, minors: tuple, index: LineIndex, filename,
-               sha, counter: int) -> Statement:
-    text = ofx.text
-    cur, account = st.currency, st.account
-    line_of = index.line
-    records, out = fr.transactions, []
-    for i, (r, minor) in enumerate(zip(records, minors)):
-        out.append(StatementLine(account, r.booking_date, r.value_date, minor, cur, r.txn.fitid,
-                                 r.refnum, r.txn.payee or None, r.txn.memo or None, BOOKED, sha,
-                                 f"line {line_of(r.start)}, STMTTRN {counter + i + 1}",
-                                 text[r.start:r.end]))
-        records[i] = None  # a large file's records go as its lines come
-    lines = tuple(out)
+def _statement(fr: Frame, st: tuple, index: LineIndex, filename, sha) -> Statement:
+    account, cur, balance = st
+    lines = tuple(fr.transactions)
     closing = None
     ledger = fr.get("LEDGERBAL")
-    if st.balance is not None and isinstance(ledger, Frame):
-        closing = Balance(to_minor(st.balance, cur), cur, ofx_date(_value(ledger, "DTASOF")[1]),
-                          "LEDGERBAL", f"line {line_of(ledger.start)}")
+    if balance is not None and isinstance(ledger, Frame):
+        closing = Balance(to_minor(balance, cur), cur, ofx_date(_value(ledger, "DTASOF")[1]),
+                          "LEDGERBAL", f"line {index.line(ledger.start)}")
     start = ofx_date(_value(fr, "DTSTART")[1])
     end = ofx_date(_value(fr, "DTEND")[1])
     day = end or (closing.date if closing else None) or max(
@@ -383,7 +420,7 @@ def _statement(ofx: OfxText, fr: Frame, st: _Stmt, minors: tuple, index: LineInd
     return Statement(account=account, currency=cur, format=OFX, filename=filename,
                      source_file_sha256=sha, statement_id=None, period_start=start,
                      period_end=end, statement_date=day, opening=None, closing=closing,
-                     lines=lines, source_position=f"line {line_of(fr.start)}")
+                     lines=lines, source_position=f"line {index.line(fr.start)}")
 
 
 __all__ = ["parse_ofx", "ofx_decimal", "ofx_date", "OFXPARSE_MAX_TRANSACTIONS", "ENGINES",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional, Union
+from typing import Optional, Union
 
 from .errors import Problem, StatementFormatError
 from .source import GBK_IF_CHINESE, DecodeFailed, codec_name, decode_text
@@ -64,17 +64,11 @@ class OfxText:
     body_start: int
 
 
-class Leaf(NamedTuple):
-    """An element's first content.
-
-    Attributes:
-      text: its first text (entities decoded, CDATA as is, not stripped);
-        None when it has no content at all or starts with a child element.
-      start: offset of its start tag.
-    """
-
-    text: Optional[str]
-    start: int
+#: An element other than a recorded aggregate is kept as a plain ``(text, start)``
+#: tuple: its first text (entities decoded, CDATA as is, not stripped; None when
+#: it has no content at all or starts with a child element) and the offset of
+#: its start tag. Plain tuples, because a large file has millions of them.
+Leaf = tuple
 
 
 @dataclass(slots=True)
@@ -84,7 +78,7 @@ class Frame:
     Attributes:
       name: the aggregate's tag name (upper case).
       start, end: its span in the text (end exclusive; the closing tag included).
-      first: tag name -> the first :class:`Leaf` or :class:`Frame` of that name.
+      first: tag name -> the first :data:`Leaf` or :class:`Frame` of that name.
       transactions: the ``STMTTRN`` frames inside (statement aggregates only),
         or what the reader's ``on_transaction`` made of them.
     """
@@ -155,9 +149,9 @@ def decode_ofx(data: bytes, *, file: Optional[str]) -> OfxText:
     return OfxText(text, encoding, m.start())
 
 
-def closing_names(body: str) -> frozenset:
-    """Upper-case names of every element closed somewhere in ``body``."""
-    return frozenset(name.upper() for name in _CLOSER.findall(body))
+def closing_names(body: str, start: int = 0) -> frozenset:
+    """Upper-case names of every element closed somewhere in ``body`` (from ``start``)."""
+    return frozenset(name.upper() for name in set(_CLOSER.findall(body, start)))
 
 
 def _text(raw: str) -> str:
@@ -171,20 +165,22 @@ def read_document(ofx: OfxText, *, file: Optional[str], line_of,
     One loop over the tokens, kept flat because it runs once per tag of a
     possibly very large file: the stack holds ``[name, start, first_text,
     frame or None]``; an element never closed anywhere in the file is a
-    leaf (``pending``) that ends at the next tag. ``on_transaction``, when
-    given, turns each finished ``STMTTRN`` frame into the value kept in its
-    statement's ``transactions`` (so a large file's frames need not all
-    stay in memory).
+    leaf (``pending``) that ends at the next tag. ``on_transaction(frame,
+    statement)``, when given, turns each finished ``STMTTRN`` frame (and
+    the statement frame around it, or None) into the value kept in the
+    statement's ``transactions``, so a large file's frames need not all
+    stay in memory.
     """
     text, start = ofx.text, ofx.body_start
-    closed = closing_names(text[start:])
+    closed = closing_names(text, start)
     frame_names = FRAMES
     doc = OfxDocument()
     stack: list = []
     frames: list = []         # the open frames, innermost last
     open_count: dict = {}
-    pending = None            # an unclosed leaf: [name, start, text]
     unset = _UNSET
+    unescape = html.unescape
+    upper: dict = {}          # tag as spelled -> its upper-case name
 
     def register(name: str, value) -> None:
         for fr in frames:
@@ -196,7 +192,7 @@ def read_document(ofx: OfxText, *, file: Optional[str], line_of,
         name, at, value, fr = stack.pop()
         open_count[name] -= 1
         if fr is None:
-            register(name, Leaf(None if value is unset else value, at))
+            register(name, (None if value is unset else value, at))
             return
         frames.pop()
         fr.end = end
@@ -207,42 +203,54 @@ def read_document(ofx: OfxText, *, file: Optional[str], line_of,
         elif name in ("SONRS", "STMTTRNRS", "CCSTMTTRNRS"):
             doc.responses.append(fr)
         elif name == "STMTTRN":
-            item = fr if on_transaction is None else on_transaction(fr)
-            for outer in frames:
-                if outer.name in STATEMENT_AGGREGATES:
-                    outer.transactions.append(item)
+            outers = [outer for outer in frames if outer.name in STATEMENT_AGGREGATES]
+            item = fr if on_transaction is None else on_transaction(
+                fr, outers[-1] if outers else None)
+            for outer in outers:
+                outer.transactions.append(item)
         register(name, fr)
 
     pos = start
+    top = None                # the innermost open element's stack entry
+    leaf = None               # an unclosed leaf's name, start and first text
+    leaf_start = 0
+    leaf_text = unset
     for m in _TOKEN.finditer(text, start):
-        mstart = m.start()
-        name = m.group(2)
-        if mstart > pos or (name is None and m.group(3) is not None):
-            value = text[pos:mstart] if mstart > pos else m.group(3)
-            if mstart > pos and "&" in value:
-                value = html.unescape(value)
-            if pending is not None:
-                if pending[2] is unset:
-                    pending[2] = value
-            elif stack and stack[-1][2] is unset:
-                stack[-1][2] = value
-        pos = m.end()
-        if name is None:
+        mstart, mend = m.span()
+        closing, spelled, cdata = m.groups()
+        value = None
+        if mstart > pos:
+            value = text[pos:mstart]
+            if "&" in value:
+                value = unescape(value)
+        elif spelled is None:
+            value = cdata
+        if value is not None:
+            if leaf is not None:
+                if leaf_text is unset:
+                    leaf_text = value
+            elif top is not None and top[2] is unset:
+                top[2] = value
+        pos = mend
+        if spelled is None:
             continue
-        if pending is not None:
-            register(pending[0], Leaf(None if pending[2] is unset else pending[2], pending[1]))
-            pending = None
-        name = name.upper()
-        if stack and stack[-1][2] is unset:
-            stack[-1][2] = None  # the element starts with a child, not text
-        if m.group(1):  # a closing tag
+        if leaf is not None:
+            register(leaf, (None if leaf_text is unset else leaf_text, leaf_start))
+            leaf = None
+        name = upper.get(spelled)
+        if name is None:
+            name = upper[spelled] = spelled.upper()
+        if top is not None and top[2] is unset:
+            top[2] = None  # the element starts with a child, not text
+        if closing:
             if open_count.get(name):
                 while stack[-1][0] != name:
                     pop(mstart)
-                pop(pos)
+                pop(mend)
+                top = stack[-1] if stack else None
             continue
         if name not in closed:
-            pending = [name, mstart, unset]
+            leaf, leaf_start, leaf_text = name, mstart, unset
             continue
         if len(stack) >= MAX_DEPTH:
             raise StatementFormatError(
@@ -250,19 +258,20 @@ def read_document(ofx: OfxText, *, file: Optional[str], line_of,
                 file=file, position=f"line {line_of(mstart)}",
                 problems=(Problem(line_of(mstart), name, "nesting too deep"),))
         fr = Frame(name, mstart) if name in frame_names else None
-        stack.append([name, mstart, unset, fr])
+        top = [name, mstart, unset, fr]
+        stack.append(top)
         open_count[name] = open_count.get(name, 0) + 1
         if fr is not None:
             frames.append(fr)
     if len(text) > pos:
         value = _text(text[pos:])
-        if pending is not None:
-            if pending[2] is unset:
-                pending[2] = value
-        elif stack and stack[-1][2] is unset:
-            stack[-1][2] = value
-    if pending is not None:
-        register(pending[0], Leaf(None if pending[2] is unset else pending[2], pending[1]))
+        if leaf is not None:
+            if leaf_text is unset:
+                leaf_text = value
+        elif top is not None and top[2] is unset:
+            top[2] = value
+    if leaf is not None:
+        register(leaf, (None if leaf_text is unset else leaf_text, leaf_start))
     while stack:
         pop(len(text))
     doc.statements.sort(key=lambda fr: fr.start)

@@ -98,13 +98,27 @@ def decode_text(data: bytes, candidates: Sequence[str]) -> tuple[str, str, int]:
 
 
 class LineIndex:
-    """Line numbers (1-based) of character offsets in a text, by binary search."""
+    """Line numbers (1-based) of character offsets in a text.
+
+    The first few questions are answered by counting line breaks (a fast
+    scan); only a parse that asks many (a file with many problems) builds
+    the table of line starts and searches it.
+    """
+
+    SCANS = 8
 
     def __init__(self, text: str):
-        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._text = text
+        self._asked = 0
+        self._starts: Optional[list] = None
 
     def line(self, offset: int) -> int:
         """The 1-based line holding character ``offset``."""
+        if self._starts is None:
+            self._asked += 1
+            if self._asked <= self.SCANS:
+                return self._text.count("\n", 0, offset) + 1
+            self._starts = [0] + [m.end() for m in re.finditer("\n", self._text)]
         return bisect.bisect_right(self._starts, offset)
 
 
