@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.engine import Connection
 
 from . import models as m
-from .accounts import Account, check_postable, get_accounts, utcnow
+from .accounts import _ACCOUNT_COLUMNS, Account, _row_to_account, check_postable, get_accounts, utcnow
 from .chain import canonical_json, content_hash
 from .errors import (
     AlreadyReversedError,
@@ -244,15 +244,24 @@ _ENTRY_COLUMNS = (
 )
 
 
+#: The idempotency look-up of every write, built once (building it cost more than running it).
+_BY_KEYS = select(*_ENTRY_COLUMNS).where(
+    m.JournalEntry.book_id == bindparam("book_id"),
+    m.JournalEntry.idempotency_key.in_(bindparam("keys", expanding=True)))
+
+
 def load_entries(conn: Connection, book_id: int, *, ids: Sequence[int] | None = None,
                  keys: Sequence[str] | None = None) -> list[tuple[str, Entry]]:
     """Entries by id or by key, with postings: ``[(request_hash, Entry)]``."""
-    query = select(*_ENTRY_COLUMNS).where(m.JournalEntry.book_id == book_id)
-    if ids is not None:
-        query = query.where(m.JournalEntry.id.in_(list(ids)))
-    if keys is not None:
-        query = query.where(m.JournalEntry.idempotency_key.in_(list(keys)))
-    headers = conn.execute(query).all()
+    if ids is None and keys is not None:
+        headers = conn.execute(_BY_KEYS, {"book_id": book_id, "keys": list(keys)}).all()
+    else:
+        query = select(*_ENTRY_COLUMNS).where(m.JournalEntry.book_id == book_id)
+        if ids is not None:
+            query = query.where(m.JournalEntry.id.in_(list(ids)))
+        if keys is not None:
+            query = query.where(m.JournalEntry.idempotency_key.in_(list(keys)))
+        headers = conn.execute(query).all()
     if not headers:
         return []
     postings: dict[int, list[PostingView]] = {}
@@ -300,6 +309,53 @@ def closed_through(conn: Connection, book_id: int) -> dt.date | None:
     return conn.execute(
         select(func.max(m.ClosedPeriod.closed_through)).where(m.ClosedPeriod.book_id == book_id)
     ).scalar()
+
+
+_RESOLVE: dict[str, Any] = {}
+_RESOLVE_CHUNK = 500
+
+
+def _resolve_statement(dialect: str):
+    """Accounts by code, the book's closed-through date and new entry ids, in one round trip.
+
+    The two extra columns are uncorrelated scalar subqueries: evaluated once
+    per execution, whatever the number of account rows.
+    """
+    if dialect not in _RESOLVE:
+        through = (select(func.max(m.ClosedPeriod.closed_through))
+                   .where(m.ClosedPeriod.book_id == bindparam("book_id")).scalar_subquery())
+        if dialect == "postgresql":
+            new_ids = select(func.array_agg(func.nextval("journal_entry_id_seq"))).select_from(
+                func.generate_series(1, bindparam("count"))).scalar_subquery()
+        else:   # max + 1, under SQLite's write lock (taken at BEGIN IMMEDIATE)
+            new_ids = select(func.coalesce(func.max(m.JournalEntry.id), 0)).scalar_subquery()
+        _RESOLVE[dialect] = select(*_ACCOUNT_COLUMNS, through.label("closed_through"),
+                                   new_ids.label("new_ids")).where(
+            m.Account.book_id == bindparam("book_id"),
+            m.Account.code.in_(bindparam("codes", expanding=True)))
+    return _RESOLVE[dialect]
+
+
+def _resolve(conn: Connection, book_id: int, codes: set[str],
+             count: int) -> tuple[dict[str, Account], dt.date | None, list[int]]:
+    """(accounts by code, closed-through date, ``count`` new entry ids) for a batch."""
+    wanted = sorted(codes)
+    head, rest = wanted[:_RESOLVE_CHUNK], wanted[_RESOLVE_CHUNK:]
+    rows = conn.execute(_resolve_statement(conn.dialect.name),
+                        {"book_id": book_id, "codes": head, "count": count}).all() if head else []
+    if len(rows) < len(head) or not rows:
+        # Some code is unknown (get_accounts names them all), or there is nothing to look up.
+        accounts = get_accounts(conn, book_id, wanted)
+        return accounts, closed_through(conn, book_id), allocate_entry_ids(conn, count)
+    accounts = {row.code: _row_to_account(row) for row in rows}
+    if rest:
+        accounts.update(get_accounts(conn, book_id, rest))
+    first = rows[0]
+    if conn.dialect.name == "postgresql":
+        ids = sorted(first.new_ids)
+    else:
+        ids = list(range(first.new_ids + 1, first.new_ids + 1 + count))
+    return accounts, first.closed_through, ids
 
 
 @dataclass(slots=True)
@@ -355,11 +411,9 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
 
 
 def _write_new(conn: Connection, book_id: int, batch: list[_Prepared]) -> dict[str, Entry]:
-    accounts = get_accounts(conn, book_id, {leg[0] for p in batch for leg in p.draft.legs})
+    accounts, through, ids = _resolve(conn, book_id, {leg[0] for p in batch for leg in p.draft.legs},
+                                      len(batch))
     check_postable(list(accounts.values()))
-    through = closed_through(conn, book_id)
-
-    ids = allocate_entry_ids(conn, len(batch))
     now = utcnow()
     posting_rows: list[dict] = []
     header_rows: list[dict] = []
@@ -434,10 +488,18 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared]) -> dict[s
 
     _apply_moves(conn, moves)
     if posting_rows:
-        conn.execute(insert(m.Posting), posting_rows)
-    conn.execute(insert(m.JournalEntry), header_rows)
-    conn.execute(insert(m.SealQueue), [{"entry_id": h["id"], "book_id": book_id} for h in header_rows])
+        conn.execute(_INSERT_POSTING, posting_rows)
+    queued = [{"entry_id": h["id"], "book_id": book_id} for h in header_rows]
+    if len(header_rows) == 1:   # one row: a plain execute is cheaper than the executemany path
+        header_rows, queued = header_rows[0], queued[0]
+    conn.execute(_INSERT_HEADER, header_rows)
+    conn.execute(_INSERT_QUEUED, queued)
     return out
+
+
+_INSERT_POSTING = insert(m.Posting)
+_INSERT_HEADER = insert(m.JournalEntry)
+_INSERT_QUEUED = insert(m.SealQueue)
 
 
 def _account_by_id(accounts: Mapping[str, Account], conn: Connection, account_id: int) -> Account:
