@@ -116,22 +116,6 @@ def close_period(conn: Connection, book_id: int, through: dt.date, label: str,
     return ClosedPeriod(label, through, now, closed_by, written)
 
 
-def chain_point(conn: Connection, book_id: int, as_of: dt.date) -> tuple[int, int | None, str]:
-    """(seq, entry id, chain hash) of the last-linked entry dated on or before ``as_of``.
-
-    Read from ``chain_day`` (one row per effective date, kept by the sealer),
-    so it costs the same however large the book is.
-    """
-    seq = conn.execute(
-        select(func.coalesce(func.max(m.ChainDay.last_seq), 0))
-        .where(m.ChainDay.book_id == book_id, m.ChainDay.effective_date <= as_of)).scalar_one()
-    if not seq:
-        return 0, None, chain.GENESIS
-    row = conn.execute(select(m.ChainLink.entry_id, m.ChainLink.chain_hash)
-                       .where(m.ChainLink.book_id == book_id, m.ChainLink.seq == seq)).one()
-    return int(seq), row.entry_id, row.chain_hash
-
-
 def _write_checkpoint(conn: Connection, book_id: int, period_id: int, through: dt.date) -> int:
     """Checkpoint = previous checkpoint + posted postings since, per account (one INSERT ... SELECT)."""
     previous = conn.execute(
@@ -274,5 +258,5 @@ def account_posted_sum(conn: Connection, book_id: int, account_id: int, as_of: d
     return int(total) + int(moved.scalar_one())
 
 
-__all__ = ["ClosedPeriod", "account_posted_sum", "chain_point", "parse_period", "close_period", "last_close", "list_periods",
+__all__ = ["ClosedPeriod", "account_posted_sum", "parse_period", "close_period", "last_close", "list_periods",
            "posted_sums", "nearest_checkpoints"]

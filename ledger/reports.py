@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -43,15 +43,8 @@ def money(minor: int, currency: str) -> dict:
 
 @contextmanager
 def reading(book) -> Iterator[Connection]:
-    """The book's read transaction, tuned for report queries.
-
-    On PostgreSQL, JIT compilation is switched off for the transaction: the
-    report queries read a period's rows through indexes, and compiling them
-    costs more than running them.
-    """
+    """The book's read transaction (one consistent snapshot on PostgreSQL)."""
     with book.reading() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET LOCAL jit = off")
         yield conn
 
 
@@ -104,24 +97,33 @@ class Footer:
 
 
 def footer(conn: Connection, book_id: int, book_name: str, as_of: dt.date | None) -> Footer:
-    """The footer of a report as of ``as_of`` (read in the report's own transaction)."""
+    """The footer of a report as of ``as_of`` (read in the report's own transaction, one query).
+
+    The last entry included is the one linked last into the chain among the
+    entries dated on or before ``as_of``, found from ``chain_day`` (one row
+    per date, kept by the sealer) rather than from the entries themselves.
+    """
+    days = select(func.max(m.ChainDay.last_seq)).where(m.ChainDay.book_id == book_id)
     unsealed = (select(func.count()).select_from(m.SealQueue)
+                .join(m.JournalEntry, m.JournalEntry.id == m.SealQueue.entry_id)
                 .where(m.SealQueue.book_id == book_id))
-    if as_of is None:
-        seq, head = chain.chain_head(conn, book_id)
-        entry_id = conn.execute(select(m.ChainLink.entry_id).where(
-            m.ChainLink.book_id == book_id, m.ChainLink.seq == seq)).scalar() if seq else None
-    else:
-        seq, entry_id, head = periods.chain_point(conn, book_id, as_of)
-        unsealed = unsealed.join(m.JournalEntry, m.JournalEntry.id == m.SealQueue.entry_id).where(
-            m.JournalEntry.effective_date <= as_of)
-    return Footer(book_name, as_of, entry_id, seq, head, int(conn.execute(unsealed).scalar_one()),
-                  _utcnow())
+    if as_of is not None:
+        days = days.where(m.ChainDay.effective_date <= as_of)
+        unsealed = unsealed.where(m.JournalEntry.effective_date <= as_of)
+    seq = days.scalar_subquery()
+    link = (select(m.ChainLink.entry_id, m.ChainLink.chain_hash)
+            .where(m.ChainLink.book_id == book_id, m.ChainLink.seq == seq))
+    row = conn.execute(select(
+        seq.label("seq"), unsealed.scalar_subquery().label("unsealed"),
+        link.with_only_columns(m.ChainLink.entry_id).scalar_subquery().label("entry_id"),
+        link.with_only_columns(m.ChainLink.chain_hash).scalar_subquery().label("chain_hash"),
+    )).one()
+    return Footer(book_name, as_of, row.entry_id, int(row.seq or 0),
+                  row.chain_hash or chain.GENESIS, int(row.unsealed), _utcnow())
 
 
 # --- accounts ----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _Acct:
+class _Acct(NamedTuple):
     id: int
     code: str
     type: str
@@ -131,7 +133,7 @@ class _Acct:
 def _accounts(conn: Connection, book_id: int) -> dict[int, _Acct]:
     rows = conn.execute(select(m.Account.id, m.Account.code, m.Account.type, m.Account.currency)
                         .where(m.Account.book_id == book_id))
-    return {r[0]: _Acct(*r) for r in rows}
+    return {r[0]: _Acct._make(r) for r in rows}
 
 
 def rollup_code(code: str, depth: int | None) -> str:
@@ -142,8 +144,7 @@ def rollup_code(code: str, depth: int | None) -> str:
 
 
 # --- trial balance -----------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class TrialBalanceRow:
+class TrialBalanceRow(NamedTuple):
     """One line of a trial balance.
 
     Attributes:
@@ -232,21 +233,26 @@ def build_trial_balance(accounts: Iterable[_Acct], sums: dict[int, int], foot: F
         balance = sums.get(a.id, 0)
         if not balance and not include_zero:
             continue
-        key = (a.currency, rollup_code(a.code, depth))
-        line = lines.setdefault(key, [set(), 0, 0])
-        line[0].add(a.type)
-        line[1] += balance
-        line[2] += 1
+        key = (a.currency, rollup_code(a.code, depth) if depth else a.code)
+        line = lines.get(key)
+        if line is None:
+            lines[key] = [a.type, balance, 1]
+        else:
+            if line[0] != a.type:
+                line[0] = "mixed"
+            line[1] += balance
+            line[2] += 1
     rows = []
-    totals: dict[str, tuple[int, int]] = {}
-    for (currency, code), (types, balance, count) in sorted(lines.items()):
+    totals: dict[str, list[int]] = {}
+    for key in sorted(lines):
+        type_, balance, count = lines[key]
         if not balance and not include_zero:
             continue
-        row = TrialBalanceRow(code, types.pop() if len(types) == 1 else "mixed", currency,
-                              balance, count)
-        rows.append(row)
-        d, c = totals.get(currency, (0, 0))
-        totals[currency] = (d + row.debit_minor, c + row.credit_minor)
+        currency = key[0]
+        rows.append(TrialBalanceRow(key[1], type_, currency, balance, count))
+        total = totals.setdefault(currency, [0, 0])
+        total[0 if balance > 0 else 1] += abs(balance)
+    totals = {cur: (d, c) for cur, (d, c) in totals.items()}
     return TrialBalance(foot, depth, tuple(rows), totals)
 
 

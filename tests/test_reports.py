@@ -18,7 +18,7 @@ import ledger
 from cli import main
 from ledger import exports, periods, reports
 from ledger.balances import balances_by_account
-from ledger.errors import ClosedPeriodError, IntegrityViolation, PeriodCloseError, ReportError
+from ledger.errors import ClosedPeriodError, PeriodCloseError, ReportError
 
 D = dt.date
 BANK = "assets:custody:bank"
@@ -82,7 +82,7 @@ def test_as_of_sums_from_checkpoints_equal_a_plain_scan_on_every_day(book):
         assert periods.posted_sums(conn, book.book_id) == balances_by_account(conn, book.book_id)
 
 
-def test_footer_chain_point_is_the_last_linked_included_entry_on_every_day(book):
+def test_footer_names_the_last_linked_included_entry_on_every_day(book):
     chart(book)
     rng = random.Random(11)
 
@@ -104,11 +104,13 @@ def test_footer_chain_point_is_the_last_linked_included_entry_on_every_day(book)
             want = conn.execute(text(
                 "SELECT coalesce(max(c.seq), 0) FROM chain_link c JOIN journal_entry j "
                 "ON j.id = c.entry_id WHERE j.effective_date <= :d"), {"d": day}).scalar()
-            seq, entry_id, chain_hash = periods.chain_point(conn, book.book_id, day)
-            assert seq == want, day
-            if seq:
-                assert (entry_id, chain_hash) == tuple(conn.execute(text(
-                    "SELECT entry_id, chain_hash FROM chain_link WHERE seq = :s"), {"s": seq}).one())
+            foot = reports.footer(conn, book.book_id, book.name, day)
+            assert foot.chain_seq == want, day
+            if want:
+                assert (foot.last_entry_id, foot.chain_hash) == tuple(conn.execute(text(
+                    "SELECT entry_id, chain_hash FROM chain_link WHERE seq = :s"), {"s": want}).one())
+            else:
+                assert (foot.last_entry_id, foot.chain_hash) == (None, "0" * 64)
 
 
 def test_trial_balance_columns_totals_rollup_and_footer(book):
