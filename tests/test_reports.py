@@ -7,6 +7,8 @@ import io
 import json
 import random
 import re
+import subprocess
+import sys
 import zipfile
 from decimal import Decimal
 
@@ -349,6 +351,9 @@ def test_cli_reports(db_url, tmp_path):
     from beancount import loader
 
     assert loader.load_file(str(bean))[1] == []
+    check = subprocess.run([sys.executable, "-m", "beancount.scripts.check", str(bean)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr  # what bean-check runs
 
     result = invoke("period", "close", "2026-09", "--by", "auditor-li", "--db", db_url)
     assert result.exit_code == 0 and "closed 2026-09 through 2026-09-30" in result.output
