@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
+import operator
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ledger.errors import LedgerError
 from ledger.money import DEFAULT_CURRENCY, exponent, to_minor
@@ -45,12 +47,15 @@ _DATE_PATTERNS = (
 )
 _AMOUNT = re.compile(r"[+-]?\d+(\.\d+)?")
 _MONEY_MARKS = str.maketrans("", "", ",，¥￥ ")
+_KNOWN_CURRENCIES: set = set()
 
 
-def _date(text: str, layout: Layout) -> Optional[dt.date]:
+@functools.lru_cache(maxsize=1024)
+def _date(text: str, formats: tuple) -> Optional[dt.date]:
+    """A date cell read with ``formats`` (strptime), or the built-in forms; None if not a date."""
     text = text.strip()
-    if layout.date_formats:
-        for fmt in layout.date_formats:
+    if formats:
+        for fmt in formats:
             try:
                 return dt.datetime.strptime(text, fmt).date()
             except ValueError:
@@ -67,9 +72,11 @@ def _date(text: str, layout: Layout) -> Optional[dt.date]:
 
 
 def _decimal(text: str) -> Optional[Decimal]:
-    cleaned = text.translate(_MONEY_MARKS)
-    if not _AMOUNT.fullmatch(cleaned):
-        return None
+    cleaned = text
+    if not _AMOUNT.fullmatch(text):  # thousands separators, a currency sign
+        cleaned = text.translate(_MONEY_MARKS)
+        if not _AMOUNT.fullmatch(cleaned):
+            return None
     try:
         return Decimal(cleaned)
     except InvalidOperation:
@@ -87,16 +94,12 @@ def _decode(data: bytes, layout: Layout, file: Optional[str]) -> tuple[str, str]
     return text, encoding
 
 
-class _Row:
-    """One data row: its cells by field, line numbers and raw text."""
+class _Row(NamedTuple):
+    """One data row: its cells by field (stripped), first line number and raw text."""
 
-    __slots__ = ("cells", "line", "raw")
-
-    def __init__(self, cells: dict, line: int, raw: str):
-        self.cells, self.line, self.raw = cells, line, raw
-
-    def get(self, field: str) -> str:
-        return (self.cells.get(field) or "").strip()
+    cells: dict
+    line: int
+    raw: str
 
 
 def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, list[_Row]]:
@@ -117,7 +120,9 @@ def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, lis
             return {}, []
         width = max(index.values()) + 1
     reader = csv.reader(iter(lines[start - 1:]), delimiter=delimiter, strict=True)
+    skips = bool(layout.skip_prefixes)
     offset, consumed, rows = start - 1, 0, []
+    fields, getter = (), None
     try:
         for record in reader:
             first, consumed = offset + consumed + 1, reader.line_num
@@ -127,15 +132,23 @@ def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, lis
                 if not index:
                     return {}, []
                 continue
-            if not any(cell.strip() for cell in record) or layout.skips(record):
+            if getter is None:
+                fields = tuple(index)
+                getter = operator.itemgetter(*index.values())
+            if not "".join(record).strip() or skips and layout.skips(record):
                 continue
-            short = len(record) < width
-            if short or layout.has_header and any(cell.strip() for cell in record[width:]):
+            if len(record) != width and (len(record) < width or layout.has_header
+                                         and "".join(record[width:]).strip()):
                 problems.append(Problem(first, "row",
                                         f"{len(record)} cells where the header has {width}"))
                 continue
-            raw = "".join(lines[first - 1:offset + consumed]).rstrip("\r\n")
-            rows.append(_Row({field: record[i] for field, i in index.items()}, first, raw))
+            last = offset + consumed
+            raw = lines[first - 1] if last == first else "".join(lines[first - 1:last])
+            values = getter(record)
+            if len(fields) == 1:
+                values = (values,)
+            rows.append(_Row(dict(zip(fields, map(str.strip, values))), first,
+                             raw.rstrip("\r\n")))
     except csv.Error as exc:
         problems.append(Problem(offset + reader.line_num, "row", f"not readable CSV: {exc}"))
     if index is None:
@@ -185,76 +198,72 @@ def parse_csv_day(data: bytes, *, filename: Optional[str] = None,
 def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: str,
           problems: list[Problem]) -> Optional[StatementLine]:
     before = len(problems)
+    cells = row.cells
+    get = cells.get
 
     def bad(field: str, message: str) -> None:
         problems.append(Problem(row.line, field, message))
 
-    account = row.get("account") or default_account
+    account = get("account") or default_account
     if not account:
         bad("account", "is empty")
-    currency = (row.get("currency") or layout.currency or DEFAULT_CURRENCY).upper()
-    try:
-        exponent(currency)
-    except LedgerError as exc:
-        bad("currency", money_reason(exc))
-        currency = None
-    booking = _date(row.get("date"), layout)
+    currency = (get("currency") or layout.currency or DEFAULT_CURRENCY).upper()
+    if currency not in _KNOWN_CURRENCIES:
+        try:
+            exponent(currency)
+            _KNOWN_CURRENCIES.add(currency)
+        except LedgerError as exc:
+            bad("currency", money_reason(exc))
+            currency = None
+    formats = layout.date_formats
+    booking = _date(get("date", ""), formats)
     if booking is None:
-        bad("date", f"{row.get('date')!r} is not a date")
+        bad("date", f"{get('date', '')!r} is not a date")
     value_date = None
-    if row.get("value_date"):
-        value_date = _date(row.get("value_date"), layout)
+    if get("value_date"):
+        value_date = _date(cells["value_date"], formats)
         if value_date is None:
-            bad("value_date", f"{row.get('value_date')!r} is not a date")
-    serial = row.get("bank_serial")
+            bad("value_date", f"{cells['value_date']!r} is not a date")
+    serial = get("bank_serial")
     if not serial:
         bad("bank_serial", "is empty: every line needs the bank's serial number")
-    amount = _amount(row, layout, currency, bad)
-    minor = balance = None
-    if amount is not None and currency:
-        minor = to_minor(amount, currency, what="value")
-    if "balance_after" in present and currency:
-        text = row.get("balance_after")
-        value = _decimal(text) if text else None
-        if value is None:
-            bad("balance_after", f"{text!r} is not an amount" if text else "is empty")
-        else:
-            try:
-                balance = to_minor(value, currency, what="value")
-            except LedgerError as exc:
-                bad("balance_after", money_reason(exc))
+    minor = _amount(cells, layout, currency, bad)
+    balance = None
+    if "balance_after" in present:
+        balance = _minor("balance_after", get("balance_after", ""), currency, False, bad)
     if len(problems) > before:
         return None
-    name, other = row.get("counterparty"), row.get("counterparty_account")
-    counterparty = " ".join(x for x in (name, other) if x) or None
+    name, other = get("counterparty"), get("counterparty_account")
+    counterparty = (f"{name} {other}" if name and other else name or other) or None
     return StatementLine(account, booking, value_date, minor, currency, serial,
-                         row.get("order_id") or None, counterparty,
-                         row.get("description") or None, BOOKED, sha, f"line {row.line}",
-                         row.raw, sub_account=row.get("sub_account") or None,
-                         balance_after_minor=balance)
+                         get("order_id") or None, counterparty, get("description") or None,
+                         BOOKED, sha, f"line {row.line}", row.raw,
+                         get("sub_account") or None, None, balance)
 
 
-def _amount(row: _Row, layout: Layout, currency: Optional[str], bad) -> Optional[Decimal]:
-    """The signed amount, credit (money in) positive; every problem of the row reported."""
-    def number(field: str, text: str, unsigned: bool) -> Optional[Decimal]:
-        value = _decimal(text) if text else None
-        if value is None or unsigned and text.lstrip().startswith("-"):
-            bad(field, f"{text!r} is not an unsigned amount" if unsigned and value is not None
-                else f"{text!r} is not an amount" if text else "is empty")
-            return None
-        if currency:
-            try:
-                to_minor(value, currency, what="value")
-            except LedgerError as exc:
-                bad(field, money_reason(exc))
-                return None
-        return value
+def _minor(field: str, text: str, currency: Optional[str], unsigned: bool, bad) -> Optional[int]:
+    """An amount cell in minor units (None, reported, when it is not one)."""
+    value = _decimal(text) if text else None
+    if value is None or unsigned and text.startswith("-"):
+        bad(field, f"{text!r} is not an unsigned amount" if unsigned and value is not None
+            else f"{text!r} is not an amount" if text else "is empty")
+        return None
+    if currency is None:
+        return None
+    try:
+        return to_minor(value, currency, what="value")
+    except LedgerError as exc:
+        bad(field, money_reason(exc))
+        return None
 
+
+def _amount(cells: dict, layout: Layout, currency: Optional[str], bad) -> Optional[int]:
+    """The signed amount in minor units, credit (money in) positive; every problem reported."""
+    get = cells.get
     mode = layout.amount_mode
     if mode == "split":
-        given = [(sign, number(field, row.get(field), True))
-                 for field, sign in (("debit_amount", -1), ("credit_amount", 1))
-                 if row.get(field)]
+        given = [(sign, _minor(field, cells[field], currency, True, bad))
+                 for field, sign in (("debit_amount", -1), ("credit_amount", 1)) if get(field)]
         if any(value is None for _, value in given):
             return None
         values = [sign * value for sign, value in given if value != 0]
@@ -264,10 +273,10 @@ def _amount(row: _Row, layout: Layout, currency: Optional[str], bad) -> Optional
             return None
         return values[0]
     if mode == "signed":
-        return number("amount", row.get("amount"), False)
-    value = number("amount", row.get("amount"), True)
-    flag = row.get("dc_flag")
-    sign = layout.flag_sign(flag)
+        return _minor("amount", get("amount", ""), currency, False, bad)
+    value = _minor("amount", get("amount", ""), currency, True, bad)
+    flag = get("dc_flag", "")
+    sign = layout.flag_signs.get(flag.upper())
     if sign is None:
         bad("dc_flag", f"{flag!r} is neither a credit flag ({'/'.join(layout.credit_flags)}) "
                        f"nor a debit flag ({'/'.join(layout.debit_flags)})")

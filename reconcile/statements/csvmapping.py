@@ -14,6 +14,7 @@ column means.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -95,14 +96,16 @@ class Layout:
     currency: Optional[str] = None
     skip_prefixes: tuple = ()
 
+    @functools.cached_property
+    def flag_signs(self) -> dict:
+        """Upper-cased flag word -> +1 for a credit (money in), -1 for a debit."""
+        signs = {f.upper(): -1 for f in self.debit_flags}
+        signs.update({f.upper(): 1 for f in self.credit_flags})
+        return signs
+
     def flag_sign(self, flag: str) -> Optional[int]:
         """+1 for a credit flag (money in), -1 for a debit flag, None otherwise."""
-        word = flag.strip().upper()
-        if word in (f.upper() for f in self.credit_flags):
-            return 1
-        if word in (f.upper() for f in self.debit_flags):
-            return -1
-        return None
+        return self.flag_signs.get(flag.strip().upper())
 
     def skips(self, record: list) -> bool:
         """Whether a row is one the layout says is not a line (a totals row)."""
