@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .errors import LedgerError
+from .errors import IdempotencyConflictError, LedgerError
 from .money import DEFAULT_CURRENCY, from_minor, to_minor
 from .postings import Entry
 
@@ -153,6 +153,18 @@ class Wallets:
         to sweep more than was earned.
         """
         minor = positive_minor(amount, "amount")
+        first = self.book.entry_by_key(key)
+        if first is not None:
+            # A retry: the fee balances may have moved since, so the legs are the first
+            # call's and the write path answers it (a replay, or a conflict if it differs).
+            legs = [(p.account, p.amount_minor) for p in first.postings]
+            sources = {code for code, _ in legs if code != BANK}
+            if (BANK, -minor) not in legs or (kind is not None and sources != {fee_account(kind)}):
+                raise IdempotencyConflictError(
+                    f"key {key!r} was used for entry {first.id} with different content",
+                    key=key, entry_id=first.id)
+            return self.book.post(legs, key=key, kind="fee_sweep", effective_date=effective_date,
+                                  external_ref=bank_ref, minor=True)
         accounts = [a for a in self.book.accounts("income:platform:fees")
                     if kind is None or a.code == fee_account(kind)]
         legs, left = [], minor
