@@ -685,10 +685,11 @@ def _sorted_items(what: str, items: list, cls) -> tuple:
 
 def _amounts(items: list, field: int):
     """The amount column: 64-bit ints in an ``array`` (which refuses floats), else a list."""
+    values = _column(items, field)
     try:
-        return array("q", map(itemgetter(field), items))
+        return array("q", values)
     except (TypeError, OverflowError):  # not all ints (reported below), or beyond 64 bits
-        return _column(items, field)
+        return values
 
 
 def _check_columns(what: str, ids: list, amounts: list, dates: list, currencies: list,
@@ -759,7 +760,7 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
         normalized = list(map(str.strip, subset))
     if config.casefold_refs:
         if joined.isascii():
-            if joined.upper() != joined:
+            if not joined.isupper() and joined.upper() != joined:  # isupper(): one cheap scan
                 normalized = list(map(str.upper, normalized))
         elif joined.casefold().upper() != joined:
             normalized = [v.upper() if v.isascii() else v.casefold().upper() for v in normalized]

@@ -531,3 +531,30 @@ def test_a_day_reconciles_and_each_perturbation_gives_exactly_its_breaks(day, ho
     again = match(shuffled(perturbed, seed), shuffled(ledger, seed + 1),
                   statement_date=statement_date, config=config)
     assert again == result
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=12),
+       st.dates(date(2026, 9, 28), date(2026, 10, 12)), st.data())
+@settings(max_examples=100, deadline=None)
+def test_postings_the_bank_books_a_day_late_clear_the_next_day(postings, start, data):
+    """Day T: lines booked late are in transit; day T+1 they clear as carried_forward."""
+    calendar = HOLIDAY_WEEK
+    today = calendar.add_business_days(start, 1)
+    tomorrow = calendar.add_business_days(today, 1)
+    config = MatchConfig(calendar=calendar)
+    ledger, today_lines, tomorrow_lines = [], [], []
+    for n, (has_ref, late) in enumerate(postings, start=1):
+        amount = data.draw(st.integers(0, 10**5)) * 100 + n
+        ref = f"ORD-{n}" if has_ref else None
+        ledger.append(LedgerItem(n, n, today, amount, "CNY", ref, None, "topup"))
+        (tomorrow_lines if late else today_lines).append(
+            BankItem(100 + n, tomorrow if late else today, amount, "CNY", f"SER{n}", ref))
+    first = run(today_lines, ledger, statement_date=today, config=config)
+    assert Counter(b.type for b in first.breaks) == Counter(
+        {IN_TRANSIT: len(tomorrow_lines)} if tomorrow_lines else {})
+    carried = in_transit_items(first, ledger)
+    second = carry_forward(carried, tomorrow_lines, [], statement_date=tomorrow, config=config)
+    check_exclusive(second, tomorrow_lines, list(carried))
+    assert second.is_reconciled
+    assert all(m.rule == CARRIED_FORWARD for m in second.matches)
+    assert len(second.matches) == len(tomorrow_lines)
