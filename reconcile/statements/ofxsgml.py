@@ -79,15 +79,16 @@ class Frame:
       name: the aggregate's tag name (upper case).
       start, end: its span in the text (end exclusive; the closing tag included).
       first: tag name -> the first :data:`Leaf` or :class:`Frame` of that name.
-      transactions: the ``STMTTRN`` frames inside (statement aggregates only),
-        or what the reader's ``on_transaction`` made of them.
+      transactions: the ``STMTTRN`` frames inside, or what the reader's
+        ``on_transaction`` made of them (a list for statement aggregates,
+        None for the others).
     """
 
     name: str
     start: int
     end: int = -1
     first: dict = field(default_factory=dict)
-    transactions: list = field(default_factory=list)
+    transactions: Optional[list] = None
 
     def get(self, name: str) -> Union[Leaf, "Frame", None]:
         """The first descendant named ``name``, or None."""
@@ -257,7 +258,9 @@ def read_document(ofx: OfxText, *, file: Optional[str], line_of,
                 f"elements nest deeper than {MAX_DEPTH}: not a well-formed OFX file",
                 file=file, position=f"line {line_of(mstart)}",
                 problems=(Problem(line_of(mstart), name, "nesting too deep"),))
-        fr = Frame(name, mstart) if name in frame_names else None
+        fr = None
+        if name in frame_names:
+            fr = Frame(name, mstart, transactions=[] if name in STATEMENT_AGGREGATES else None)
         top = [name, mstart, unset, fr]
         stack.append(top)
         open_count[name] = open_count.get(name, 0) + 1
