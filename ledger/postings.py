@@ -329,24 +329,42 @@ def _resolve_statement(dialect: str):
                 func.generate_series(1, bindparam("count"))).scalar_subquery()
         else:   # max + 1, under SQLite's write lock (taken at BEGIN IMMEDIATE)
             new_ids = select(func.coalesce(func.max(m.JournalEntry.id), 0)).scalar_subquery()
+        replays = (select(func.count()).select_from(m.JournalEntry).where(
+            m.JournalEntry.book_id == bindparam("book_id"),
+            m.JournalEntry.idempotency_key.in_(bindparam("keys", expanding=True)))
+            .scalar_subquery())
         _RESOLVE[dialect] = select(*_ACCOUNT_COLUMNS, through.label("closed_through"),
-                                   new_ids.label("new_ids")).where(
+                                   new_ids.label("new_ids"), replays.label("replays")).where(
             m.Account.book_id == bindparam("book_id"),
             m.Account.code.in_(bindparam("codes", expanding=True)))
     return _RESOLVE[dialect]
 
 
-def _resolve(conn: Connection, book_id: int, codes: set[str],
-             count: int) -> tuple[dict[str, Account], dt.date | None, list[int]]:
-    """(accounts by code, closed-through date, ``count`` new entry ids) for a batch."""
+@dataclass(slots=True)
+class _Resolved:
+    """What a batch needs from the database before it writes."""
+
+    accounts: dict[str, Account]
+    closed_through: dt.date | None
+    ids: list[int]
+    replays: int | None   # entries already written under the batch's keys; None: not counted
+
+
+def _resolve(conn: Connection, book_id: int, codes: set[str], keys: list[str]) -> _Resolved:
+    """Accounts, closed-through date, one new entry id per key and how many keys were used."""
     wanted = sorted(codes)
     head, rest = wanted[:_RESOLVE_CHUNK], wanted[_RESOLVE_CHUNK:]
-    rows = conn.execute(_resolve_statement(conn.dialect.name),
-                        {"book_id": book_id, "codes": head, "count": count}).all() if head else []
+    if not head or len(keys) > _RESOLVE_CHUNK:
+        rows = []
+    else:
+        rows = conn.execute(_resolve_statement(conn.dialect.name), {
+            "book_id": book_id, "codes": head, "count": len(keys), "keys": keys}).all()
     if len(rows) < len(head) or not rows:
-        # Some code is unknown (get_accounts names them all), or there is nothing to look up.
+        # Some code is unknown (get_accounts names them all), or a void (no accounts), or
+        # a large batch (keys looked up in chunks): one query each.
         accounts = get_accounts(conn, book_id, wanted)
-        return accounts, closed_through(conn, book_id), allocate_entry_ids(conn, count)
+        return _Resolved(accounts, closed_through(conn, book_id),
+                         allocate_entry_ids(conn, len(keys)), None)
     accounts = {row.code: _row_to_account(row) for row in rows}
     if rest:
         accounts.update(get_accounts(conn, book_id, rest))
@@ -354,8 +372,8 @@ def _resolve(conn: Connection, book_id: int, codes: set[str],
     if conn.dialect.name == "postgresql":
         ids = sorted(first.new_ids)
     else:
-        ids = list(range(first.new_ids + 1, first.new_ids + 1 + count))
-    return accounts, first.closed_through, ids
+        ids = list(range(first.new_ids + 1, first.new_ids + 1 + len(keys)))
+    return _Resolved(accounts, first.closed_through, ids, first.replays)
 
 
 @dataclass(slots=True)
@@ -386,7 +404,9 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
                 key=p.draft.key)
     existing = {}
     keys = list(first_by_key)
-    for start in range(0, len(keys), 500):
+    # One round trip: accounts, closed-through date, ids, and whether any key was used before.
+    resolved = _resolve(conn, book_id, {leg[0] for p in prepared for leg in p.draft.legs}, keys)
+    for start in range(0, len(keys) if resolved.replays != 0 else 0, 500):
         for request_hash, entry in load_entries(conn, book_id, keys=keys[start:start + 500]):
             existing[entry.key] = (request_hash, entry)
     for key, (request_hash, entry) in existing.items():
@@ -399,7 +419,7 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
 
     written: dict[str, Entry] = {}
     if new:
-        written = _write_new(conn, book_id, new)
+        written = _write_new(conn, book_id, new, resolved)
     results = []
     for p in prepared:
         if p.draft.key in written:
@@ -410,10 +430,10 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
     return results
 
 
-def _write_new(conn: Connection, book_id: int, batch: list[_Prepared]) -> dict[str, Entry]:
-    accounts, through, ids = _resolve(conn, book_id, {leg[0] for p in batch for leg in p.draft.legs},
-                                      len(batch))
-    check_postable(list(accounts.values()))
+def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
+               resolved: _Resolved) -> dict[str, Entry]:
+    accounts, through, ids = resolved.accounts, resolved.closed_through, resolved.ids
+    check_postable([accounts[code] for code in {leg[0] for p in batch for leg in p.draft.legs}])
     now = utcnow()
     posting_rows: list[dict] = []
     header_rows: list[dict] = []
@@ -489,6 +509,10 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared]) -> dict[s
     _apply_moves(conn, moves)
     if posting_rows:
         conn.execute(_INSERT_POSTING, posting_rows)
+    if len(header_rows) == 1 and conn.dialect.name == "postgresql":
+        # one entry: header and seal queue row in one statement (one round trip)
+        conn.execute(_header_and_queue(tuple(header_rows[0])), header_rows[0])
+        return out
     queued = [{"entry_id": h["id"], "book_id": book_id} for h in header_rows]
     if len(header_rows) == 1:   # one row: a plain execute is cheaper than the executemany path
         header_rows, queued = header_rows[0], queued[0]
@@ -500,6 +524,17 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared]) -> dict[s
 _INSERT_POSTING = insert(m.Posting)
 _INSERT_HEADER = insert(m.JournalEntry)
 _INSERT_QUEUED = insert(m.SealQueue)
+_HEADER_AND_QUEUE: dict[tuple, Any] = {}
+
+
+def _header_and_queue(columns: tuple[str, ...]):
+    """``WITH e AS (INSERT INTO journal_entry ... RETURNING id, book_id) INSERT INTO seal_queue ...``"""
+    if columns not in _HEADER_AND_QUEUE:
+        entry = (insert(m.JournalEntry).values({c: bindparam(c) for c in columns})
+                 .returning(m.JournalEntry.id, m.JournalEntry.book_id).cte("new_entry"))
+        _HEADER_AND_QUEUE[columns] = insert(m.SealQueue).from_select(
+            ["entry_id", "book_id"], select(entry.c.id, entry.c.book_id))
+    return _HEADER_AND_QUEUE[columns]
 
 
 def _account_by_id(accounts: Mapping[str, Account], conn: Connection, account_id: int) -> Account:
