@@ -156,12 +156,15 @@ def test_signed_amounts_and_headerless_files():
 
 
 def test_mapping_problems_are_all_reported(tmp_path):
-    spec = {"columns": {"date": "日期", "amont": "金额"}, "encodng": "gbk", "header_line": 0}
+    spec = {"columns": {"date": "日期", "amont": "金额"}, "encodng": "gbk", "header_line": 0,
+            "delimiter": "||", "has_header": "yes", "currency": 7}
     with pytest.raises(MappingError) as caught:
         parse_statement(b"x", format="csv", mapping=spec)
     fields = [p.field for p in caught.value.problems]
     assert fields == ["encodng", "columns.amont", "columns.bank_serial", "columns.amount",
-                      "header_line"]
+                      "currency", "header_line", "has_header", "delimiter"]
+    with pytest.raises(MappingError, match="header_line: must be a whole number from 1"):
+        parse_statement(b"x", format="csv", mapping={**MAPPING, "header_line": "2"})
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{not json", encoding="utf-8")
     with pytest.raises(MappingError, match="not a JSON mapping file"):

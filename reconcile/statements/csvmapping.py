@@ -53,6 +53,9 @@ MAPPING_KEYS = ("name", "encoding", "delimiter", "header_line", "has_header", "c
                 "currency", "skip_prefixes")
 
 
+_KINDS = {str: "a string", int: "a whole number from 1", bool: "true or false"}
+
+
 def _norm(cell: str) -> str:
     return cell.replace("\ufeff", "").strip().casefold()
 
@@ -209,9 +212,10 @@ def layout_from_dict(spec: dict, *, source: Optional[str] = None) -> Layout:
                       ("currency", str), ("header_line", int), ("has_header", bool)):
         if key in spec:
             value = spec[key]
-            if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 1)):
-                problems.append(Problem(None, key, f"must be a {kind.__name__}"
-                                        + (" from 1" if kind is int else "")))
+            bad_int = kind is int and (isinstance(value, bool)
+                                       or isinstance(value, int) and value < 1)
+            if not isinstance(value, kind) or bad_int:
+                problems.append(Problem(None, key, "must be " + _KINDS[kind]))
             else:
                 values[key] = value
     if "delimiter" in values and len(values["delimiter"]) != 1:

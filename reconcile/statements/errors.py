@@ -131,7 +131,8 @@ class StatementImbalanceError(StatementError):
     """
 
     @classmethod
-    def of(cls, imbalances: Iterable[Imbalance], *, file: Optional[str]) -> "StatementImbalanceError":
+    def of(cls, imbalances: Iterable[Imbalance], *,
+           file: Optional[str]) -> "StatementImbalanceError":
         """One error naming every failing statement with its figures."""
         found = tuple(imbalances)
         first = found[0]
@@ -170,5 +171,5 @@ def _describe(i: Imbalance) -> str:
             f"{_money(i.closing_minor, c)} {c} (difference {_money(i.difference_minor, c)})")
 
 
-__all__ = ["money_reason", "Problem", "StatementError", "StatementFormatError", "UnsupportedFormatError",
-           "MappingError", "Imbalance", "StatementImbalanceError"]
+__all__ = ["money_reason", "Problem", "StatementError", "StatementFormatError",
+           "UnsupportedFormatError", "MappingError", "Imbalance", "StatementImbalanceError"]

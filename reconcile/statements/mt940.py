@@ -112,7 +112,8 @@ def _failed_line(exc: BaseException, lines: list[str], block: _Block) -> int:
     while tb is not None:
         local = tb.tb_frame.f_locals
         match, data = local.get("match"), local.get("tag_data")
-        if isinstance(match, re.Match) and isinstance(data, str) and "full_tag" in match.re.groupindex:
+        if (isinstance(match, re.Match) and isinstance(data, str)
+                and "full_tag" in match.re.groupindex):
             found = (match.group("full_tag"), data.strip().split("\n")[0][:30])
         tb = tb.tb_next
     if found:
@@ -186,7 +187,8 @@ def _balance(tr: Transactions, keys, tag_line: int, problems) -> Optional[Balanc
             problems.append(Problem(tag_line + 1, f":{code}:", money_reason(exc)))
             return None
         if sign is None or bal.status.upper() not in ("C", "D"):
-            problems.append(Problem(tag_line + 1, f":{code}:", f"mark {bal.status!r} is not C or D"))
+            problems.append(Problem(tag_line + 1, f":{code}:",
+                                    f"mark {bal.status!r} is not C or D"))
             return None
         return Balance(sign * minor, currency, _plain(bal.date), f":{code}:",
                        f"line {tag_line + 1}")
@@ -262,8 +264,9 @@ def _line(t, i: int, block: _Block, lines: list[str], account: str, currency: st
     description = purpose or _ref(d.get("transaction_details")) or _ref(d.get("extra_details"))
     counterparty = " ".join(x for x in (_ref(d.get("applicant_name")),
                                         _ref(d.get("applicant_iban"))) if x)
+    end_to_end = _ref(d.get("end_to_end_reference")) or _ref(customer)
     return StatementLine(account, _plain(d.get("entry_date")) or value_date, value_date, minor,
-                         currency, _ref(bank), _ref(d.get("end_to_end_reference")) or _ref(customer),
+                         currency, _ref(bank), end_to_end,
                          counterparty or None, description, BOOKED, sha, f"line {i + 1}",
                          "\n".join(lines[i:block.raw_end(i)]).rstrip())
 

@@ -246,7 +246,8 @@ class _Lines:
                              self.text[t.start:t.end])
 
 
-def _read_statement(check: _Checker, fr: Frame, lines: _Lines) -> tuple[str, str, Optional[Decimal]]:
+def _read_statement(check: _Checker, fr: Frame,
+                    lines: _Lines) -> tuple[str, str, Optional[Decimal]]:
     """The statement's account, currency and ledger balance, every problem reported."""
     account = check.text(fr, "ACCTID", required=True, blank_ok=False) or ""
     currency = (check.text(fr, "CURDEF", required=True, blank_ok=False) or "").upper()
