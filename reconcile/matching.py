@@ -77,7 +77,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import date
 from itertools import compress, islice, repeat
-from operator import and_, eq, ge, is_not, itemgetter, lt, not_, sub
+from operator import and_, eq, ge, is_not, itemgetter, lt, not_
 from typing import Any, Iterable, NamedTuple, Optional
 
 from ledger.errors import InputError
@@ -548,7 +548,7 @@ class _Work:
         "b_seq", "l_seq", "b_id", "b_date", "b_amt", "b_cur", "b_pos", "b_ref", "b_e2e",
         "b_batch", "b_done",
         "l_id", "l_date", "l_amt", "l_cur", "l_pos", "l_ref", "l_batch", "l_carried",
-        "l_done", "any_carried", "single_currency",
+        "l_done", "any_carried", "single_currency", "far_positions",
         "ref_index", "ref_groups", "b_ref_set", "linked", "repeats",
         "chunks", "explicit", "breaks", "suggestions", "bank_suggestion", "rule_totals",
     )
@@ -578,8 +578,12 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         w.l_date, w.l_cur = _columns(ledger, 2, 4)
         w.b_amt, w.l_amt = _amounts(bank, 2), _amounts(ledger, 3)
         value = _column(bank, 6) if config.use_value_date else None
-        problems += _check_columns("bank line", w.b_id, w.b_amt, booking, w.b_cur, value)
-        problems += _check_columns("ledger posting", w.l_id, w.l_amt, w.l_date, w.l_cur)
+        found, b_dates, b_currencies = _check_columns("bank line", w.b_id, w.b_amt, booking,
+                                                      w.b_cur, value)
+        problems += found
+        found, l_dates, l_currencies = _check_columns("ledger posting", w.l_id, w.l_amt,
+                                                      w.l_date, w.l_cur)
+        problems += found
         w.b_ref, w.b_e2e = (
             _normalize("bank line", field, w.b_id, _column(bank, k), config, w.b_seq, problems)
             for k, field in ((4, "bank_ref"), (5, "end_to_end_ref")))
@@ -601,6 +605,7 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
     w.statement_date = statement_date
     if value is not None:
         w.b_date = [v if v is not None else b for b, v in zip(booking, value)]
+        b_dates = set(w.b_date)
     else:
         w.b_date = booking
     w.b_done = bytearray(len(bank))
@@ -610,11 +615,15 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         w.l_carried = bytearray(map(carried_ids.__contains__, w.l_id))
     else:
         w.l_carried = bytearray(len(ledger))
-    w.single_currency = len(set(w.b_cur) | set(w.l_cur)) <= 1
+    w.single_currency = len(b_currencies | l_currencies) <= 1
 
-    positions = config.calendar.positions(set(w.b_date) | set(w.l_date))
+    positions = config.calendar.positions(b_dates | l_dates)
     w.b_pos = list(map(positions.__getitem__, w.b_date))
     w.l_pos = list(map(positions.__getitem__, w.l_date))
+    ledger_span = [positions[d] for d in l_dates] or [0]
+    lo, hi = min(ledger_span), max(ledger_span)
+    w.far_positions = {p for p in (positions[d] for d in b_dates)
+                       if p - lo > w.window or hi - p > w.window}
 
     # ref -> first ledger position; a reference several postings share maps to
     # -(k + 1), k indexing ref_groups (their positions in id order).
@@ -692,24 +701,37 @@ def _amounts(items: list, field: int):
         return values
 
 
-def _check_columns(what: str, ids: list, amounts: list, dates: list, currencies: list,
-                   value_dates: Optional[list] = None) -> list:
-    """Problems with the columns: non-int amounts (floats), non-date dates, bad codes."""
+def _check_columns(what: str, ids: list, amounts, dates: list, currencies: list,
+                   value_dates: Optional[list] = None) -> tuple:
+    """``(problems, distinct dates, distinct currencies)`` of one side's columns.
+
+    Problems: non-int amounts (floats), non-date dates, bad currency codes.
+    Dates and currencies repeat a lot, so they are checked on their distinct values.
+    """
     problems = []
-    for label, values, kind in (("amount_minor", amounts, int), ("date", dates, date)):
-        if type(values) is array:  # an array holds ints only
-            continue
-        if set(map(type, values)) - {kind}:
-            bad = [i for i, v in zip(ids, values) if type(v) is not kind][:10]
-            hint = " minor units (floats are refused)" if kind is int else ""
-            problems.append(f"{what}s {bad!r}: {label} must be {kind.__name__}{hint}")
-    if not all(type(c) is str and c for c in set(currencies)):
+    if type(amounts) is not array and set(map(type, amounts)) - {int}:  # arrays hold ints
+        bad = [i for i, v in zip(ids, amounts) if type(v) is not int][:10]
+        problems.append(f"{what}s {bad!r}: amount_minor must be int minor units "
+                        "(floats are refused)")
+    distinct_dates: set = set()
+    for label, values, allowed in (("date", dates, {date}),
+                                   ("value_date", value_dates or (), {date, type(None)})):
+        try:
+            distinct = set(values)
+            wrong = {type(v) for v in distinct} - allowed
+        except TypeError:  # something unhashable: certainly not a date
+            wrong = {None}
+        if wrong:
+            bad = [i for i, v in zip(ids, values) if type(v) not in allowed][:10]
+            problems.append(f"{what}s {bad!r}: {label} must be a date"
+                            + (" or None" if type(None) in allowed else ""))
+        elif label == "date":
+            distinct_dates = distinct
+    distinct_currencies = set(currencies)
+    if not all(type(c) is str and c for c in distinct_currencies):
         problems.append(f"{what} currencies must be non-empty codes, got "
-                        f"{sorted(map(repr, set(currencies)))[:5]}")
-    if value_dates is not None and set(map(type, value_dates)) - {date, type(None)}:
-        bad = [i for i, v in zip(ids, value_dates) if v is not None and type(v) is not date]
-        problems.append(f"{what}s {bad[:10]!r}: value_date must be a date or None")
-    return problems
+                        f"{sorted(map(repr, distinct_currencies))[:5]}")
+    return problems, distinct_dates, distinct_currencies
 
 
 def _first_positions(values: list, seq: list) -> dict:
@@ -745,16 +767,19 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
     position is boxed twice. Non-text values are added to ``problems``.
     """
     n = len(values)
-    missing = values.count(None)
-    if missing == n:
-        return values
-    subset = values if not missing else list(compress(values, map(is_not, values, repeat(None))))
     try:
-        joined = "\x00".join(subset)
-    except TypeError:
-        bad = [i for i, v in zip(ids, values) if v is not None and type(v) is not str][:10]
-        problems.append(f"{what}s {bad!r}: {field} must be text or None")
-        return [None] * n
+        joined, subset, missing = "\x00".join(values), values, 0
+    except TypeError:  # some values are None (or not text)
+        missing = values.count(None)
+        if missing == n:
+            return values
+        subset = list(compress(values, map(is_not, values, repeat(None))))
+        try:
+            joined = "\x00".join(subset)
+        except TypeError:
+            bad = [i for i, v in zip(ids, values) if v is not None and type(v) is not str]
+            problems.append(f"{what}s {bad[:10]!r}: {field} must be text or None")
+            return [None] * n
     normalized = subset
     if config.strip_refs and _needs_strip(joined, subset):
         normalized = list(map(str.strip, subset))
@@ -855,15 +880,21 @@ def _pass_exact_reference(w: _Work) -> None:
 
 
 def _fits(w: _Work, banks: list, ledgers: list) -> list:
-    """Per pair: same amount, same currency, dates within the window (column-wise)."""
-    b_pos, l_pos = w.b_pos, w.l_pos
-    fits = list(map(and_,
-                    map(eq, map(w.b_amt.__getitem__, banks), map(w.l_amt.__getitem__, ledgers)),
-                    map(ge, repeat(w.window), map(abs, map(sub, map(b_pos.__getitem__, banks),
-                                                           map(l_pos.__getitem__, ledgers))))))
+    """Per pair: same amount, same currency, dates within the window (column-wise).
+
+    Dates take few distinct values, so the window is checked only for lines
+    on a date some posting date lies too far from.
+    """
+    fits = list(map(eq, map(w.b_amt.__getitem__, banks), map(w.l_amt.__getitem__, ledgers)))
     if not w.single_currency:
         fits = list(map(and_, fits, map(eq, map(w.b_cur.__getitem__, banks),
                                         map(w.l_cur.__getitem__, ledgers))))
+    if w.far_positions:
+        b_pos, l_pos, window = w.b_pos, w.l_pos, w.window
+        far = map(w.far_positions.__contains__, map(b_pos.__getitem__, banks))
+        for k in compress(range(len(banks)), far):
+            if fits[k] and abs(b_pos[banks[k]] - l_pos[ledgers[k]]) > window:
+                fits[k] = False
     return fits
 
 

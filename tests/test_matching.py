@@ -356,7 +356,7 @@ def test_every_problem_with_the_input_is_reported_at_once():
     assert len(problems) == 4
     assert any("window_days" in p for p in problems)
     assert any("[1]: amount_minor must be int" in p for p in problems)
-    assert any("[2]: date must be date" in p for p in problems)
+    assert any("[2]: date must be a date" in p for p in problems)
     assert any("[7]: external_ref must be text" in p for p in problems)
 
 
