@@ -62,3 +62,27 @@ def test_mutated_files_give_a_result_or_a_typed_error(case):
         assert statement.proof in ("proved", "unproved")
         for line in statement.lines:
             assert isinstance(line.amount_minor, int) and line.booking_date is not None
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 12) | st.text(max_size=6),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+FIELD_NAMES = st.sampled_from(["date", "bank_serial", "amount", "dc_flag", "debit_amount",
+                               "credit_amount", "balance_after", "account", "bogus"])
+KEYS = st.sampled_from(["encoding", "delimiter", "header_line", "has_header", "columns",
+                        "amount_mode", "credit_flags", "debit_flags", "date_formats", "account",
+                        "currency", "skip_prefixes", "name", "bogus"])
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.dictionaries(KEYS, JSON, max_size=6),
+       st.dictionaries(FIELD_NAMES, st.one_of(st.integers(-1, 12), st.sampled_from(
+           ["交易日期", "银行流水号", "金额", "借贷标志", "余额", "账号", ""])), max_size=6))
+def test_any_mapping_gives_a_layout_or_a_typed_error(spec, columns):
+    if columns:
+        spec = {**spec, "columns": columns}
+    try:
+        parsed = parse_statement(DAY_FILE.encode(), format="csv", mapping=spec)
+    except StatementError:
+        return
+    assert isinstance(parsed, ParsedFile)
