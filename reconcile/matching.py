@@ -54,17 +54,18 @@ repeat.
 Dates: a bank line's ``booking_date`` (or ``value_date`` with
 ``MatchConfig.use_value_date``) is compared with a posting's
 ``effective_date`` in business days of ``MatchConfig.calendar`` (see
-:mod:`reconcile.calendar`). References are compared after stripping
-blanks and case-folding (configurable); an empty reference is no reference.
-References and batch ids only link items of the same currency.
+:mod:`reconcile.calendar`). References and batch ids are compared without
+the blanks around them and case-insensitively (both configurable); an empty
+reference is no reference. They only link items of the same currency.
 
-Performance: the hot passes work on columns (lists of ints and strings
-indexed by position) with C-level ``map``/``compress`` sweeps, dicts keyed by
+Performance: the hot passes work on columns (lists and int arrays indexed
+by position) with C-level ``map``/``compress`` sweeps, dicts keyed by
 reference, and ``(amount, currency)`` buckets of the few items still
-unmatched. One-to-one matches stay columns too: :class:`Matches` builds each
-:class:`Match` when it is read, so a million matches cost no million objects
-(and no garbage-collector passes over them). Cost is near-linear in the
-number of items.
+unmatched; no pass loops in Python over every item. One-to-one matches stay
+columns too: :class:`Matches` builds each :class:`Match` when it is read, so
+a million matches cost no million objects. The cyclic garbage collector is
+paused for the run (see :func:`_collector_paused`). Cost is near-linear in
+the number of items; ``bench/matching.py`` measures it against a hash join.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ DUPLICATE = "duplicate"
 IN_BANK_NOT_IN_LEDGER = "in_bank_not_in_ledger"
 IN_LEDGER_NOT_IN_BANK = "in_ledger_not_in_bank"
 IN_TRANSIT = "in_transit"
-#: Break types in the order the cascade produces them.
+#: Break types, in the order summaries and reports list them.
 BREAK_TYPES = (AMOUNT_MISMATCH, DATE_OUTSIDE_WINDOW, AMBIGUOUS, DUPLICATE,
                IN_BANK_NOT_IN_LEDGER, IN_LEDGER_NOT_IN_BANK, IN_TRANSIT)
 
@@ -509,7 +510,10 @@ def carry_forward(in_transit: Iterable[LedgerItem], bank: Iterable[BankItem],
 
 
 def in_transit_items(result: MatchResult, ledger: Iterable[LedgerItem]) -> tuple:
-    """The postings of ``ledger`` that ``result`` left in transit, in id order."""
+    """The postings that ``result`` left in transit, in id order: tomorrow's ``carried``.
+
+    ``ledger`` is what the run was given (today's postings and the carried ones).
+    """
     wanted = set(result.in_transit_ids)
     return tuple(sorted((item for item in ledger if item.id in wanted), key=_ID))
 
