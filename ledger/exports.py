@@ -42,9 +42,8 @@ import csv
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -58,8 +57,7 @@ STREAM_CHUNK = 2000
 
 
 # --- the journal ---------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class JournalPosting:
+class JournalPosting(NamedTuple):
     """One posting in the journal export.
 
     Attributes:
@@ -79,8 +77,7 @@ class JournalPosting:
     is_pending: bool
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRecord:
+class JournalRecord(NamedTuple):
     """One entry in the journal export, with its links and hashes.
 
     Attributes:
