@@ -20,6 +20,10 @@ Rules of closing:
 * given ``today`` (the CLI always gives it), a period that has not ended
   yet (its last day is today or later) is refused, since closing it would
   refuse today's postings;
+* the close seals every queued entry, so every entry of a closed period
+  has its link in the hash chain;
+* checkpoints are written at closes only: a checkpoint inside an open
+  period could be overtaken by a backdated entry, one at a close cannot;
 * on PostgreSQL the close takes a ``SHARE`` lock on ``journal_entry``: it
   waits for writers in flight to commit and holds new ones back until the
   close commits, so no entry can slip into the period after the checkpoint
