@@ -57,8 +57,8 @@ def pg_template(pg_server):
     engine = ledger.db.make_engine(pg_server.url(TEMPLATE_DB))
     ledger.db.upgrade(engine)
     engine.dispose()
-    yield pg_server
-    janitor.drop()
+    # No drop at the end: the whole server and its directory go with pg_server.
+    return pg_server
 
 
 def new_pg_database(server, migrated: bool = True) -> str:

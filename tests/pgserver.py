@@ -88,7 +88,7 @@ class PgServer:
             raise PgUnavailable(f"initdb failed: {out.stderr.strip() or out.stdout.strip()}")
         conf = {
             "listen_addresses": "'127.0.0.1'", "port": str(self.port),
-            "unix_socket_directories": f"'{self.base}'", "max_connections": "100",
+            "unix_socket_directories": f"'{self.base}'", "max_connections": "300",
             "shared_buffers": "128MB", "fsync": "on", "synchronous_commit": "on",
             "max_prepared_transactions": "0",
         }
