@@ -557,3 +557,27 @@ def test_completion_key_reused_for_another_entry_is_a_conflict(book):
     assert book.reverse(commit.id, key="r1", reason="mistake").id == reversal.id
     void = book.void_pending(second.id, key="v1")
     assert book.void_pending(second.id, key="v1").id == void.id
+
+
+def test_batch_over_many_wallets_moves_every_balance_or_none(book):
+    """A batch touching many wallets (one statement for all of them on PostgreSQL) is all or nothing."""
+    book.open_account(BANK, "asset")
+    wallets = [wallet(n) for n in range(20)]
+    for code in wallets:
+        book.open_account(code, "liability", no_overdraft=True)
+    book.post_many([{"postings": [(BANK, Decimal(n + 1)), (code, -Decimal(n + 1))], "key": f"t{n}"}
+                    for n, code in enumerate(wallets)])
+    before = {code: book.balance(code) for code in [BANK, *wallets]}
+    transfers = [{"postings": [(wallets[n], Decimal(1)), (wallets[(n + 1) % 20], Decimal(-1))],
+                  "key": f"x{n}"} for n in range(20)]
+    # wallet 7 holds 8.00, receives 1.00 from wallet 6 first, then is asked for 9.50 more
+    bad = {"postings": [(wallets[7], Decimal("9.50")), (wallets[3], Decimal("-9.50"))], "key": "bad"}
+    with pytest.raises(InsufficientFundsError) as info:
+        book.post_many(transfers[:10] + [bad] + transfers[10:])
+    assert info.value.account == wallets[7]
+    assert {code: book.balance(code) for code in before} == before
+    assert book.entry_by_key("x0") is None
+    book.post_many(transfers)
+    for n, code in enumerate(wallets):
+        assert book.balance(code) == before[code]   # each sends 1.00 and receives 1.00
+    assert book.verify().ok
