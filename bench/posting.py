@@ -282,6 +282,24 @@ def run_writers(server, dbs, mode: str, writers: int, n_entries: int, users_each
 
 
 # --- main ---------------------------------------------------------------------------
+def commit_latency_ms(server, n: int = 200) -> float:
+    """Median time of a one-row insert and its commit: what fsync costs on this machine now."""
+    import psycopg2
+
+    conn = psycopg2.connect(server.dsn())
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS bench_commit (n int)")
+        conn.commit()
+        times = []
+        for i in range(n):
+            start = time.perf_counter()
+            cur.execute("INSERT INTO bench_commit VALUES (%s)", (i,))
+            conn.commit()
+            times.append(time.perf_counter() - start)
+    conn.close()
+    return statistics.median(times) * 1000
+
+
 def median_pair(repeat: int, run) -> tuple[float, float]:
     """Median rates of the ledger and raw runs, interleaved so both see the same machine."""
     ledger_rates, raw_rates = [], []
@@ -297,12 +315,12 @@ def verdict(ratio: float, target: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-entries", type=int, default=20_000,
-                        help="entries per post_many run, in batches of 1000 (default 20000)")
-    parser.add_argument("--single-entries", type=int, default=1_500,
-                        help="entries per one-commit-each run (default 1500)")
-    parser.add_argument("--writer-entries", type=int, default=400,
-                        help="entries per writer in the concurrent runs (default 400)")
+    parser.add_argument("--batch-entries", type=int, default=10_000,
+                        help="entries per post_many run, in batches of 1000 (default 10000)")
+    parser.add_argument("--single-entries", type=int, default=600,
+                        help="entries per one-commit-each run (default 600)")
+    parser.add_argument("--writer-entries", type=int, default=150,
+                        help="entries per writer in the concurrent runs (default 150)")
     parser.add_argument("--writers", type=int, default=8, help="concurrent writers (default 8)")
     parser.add_argument("--users", type=int, default=1000, help="wallets per run (default 1000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure, median (default 3)")
@@ -317,6 +335,8 @@ def main() -> None:
     server = PgServer(extra_conf={"max_connections": "100"})
     try:
         dbs = Databases(server, max(args.users, users_each * args.writers))
+        print(f"one durable commit (a one-row insert) takes {commit_latency_ms(server):.2f} ms here: "
+              "the single-post figures depend on it", flush=True)
         results = []
         if "batch" in only:
             led, raw = median_pair(args.repeat, lambda raw: run_batches(
