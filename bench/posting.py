@@ -10,7 +10,11 @@ ledger logic: no validation, idempotency look-up, balances, hashes or seal
 queue. Every entry is a top-up: the custody bank debited, a user's wallet
 (a no-overdraft account) credited.
 
-Figures, each the median of ``--repeat`` interleaved runs:
+Figures, each the median of ``--repeat`` runs. In figures 1 and 2 the
+ledger and the raw baseline write in alternating slices of one run (1000
+entries or 25 posts), so both see the same fsync latency and the same load
+from other processes; in figure 3 the 1-writer and the 8-writer runs
+alternate.
 
 1. ``post_many`` in batches of 1000 vs raw batched inserts (``execute_values``,
    one transaction per 1000 entries). Target: ledger >= 0.5x raw.
@@ -176,52 +180,48 @@ def ledger_post_one(book, user: int, i: int, key: str) -> None:
 
 
 # --- figure 1 and 2: one process ---------------------------------------------------------
-def run_batches(server, dbs, n_entries: int, raw: bool) -> float:
-    name = dbs.fresh()
-    entries = [(i % dbs.users, i, f"b{i}") for i in range(n_entries)]
+def run_interleaved(server, dbs, n_entries: int, batched: bool) -> tuple[float, float]:
+    """(ledger rate, raw rate): the two write their own databases in alternating slices.
+
+    Slices of 1000 entries (one batch) or 25 single posts alternate between
+    the ledger and the raw baseline, so both see the same machine: fsync
+    latency and the load of other processes change from second to second.
+    """
+    ledger_db, raw_db = dbs.fresh(), dbs.fresh()
+    book = ledger.open(server.url(ledger_db), upgrade=False)
+    raw = Raw(server.dsn(raw_db), first_id=10**9)
+    if batched:
+        step = BATCH
+        run_ledger = lambda part: book.post_many(ledger_items(part))  # noqa: E731
+        run_raw = raw.post_batch
+    else:
+        step = 25
+
+        def run_ledger(part):
+            for user, i, key in part:
+                ledger_post_one(book, user, i, key)
+
+        def run_raw(part):
+            for user, i, key in part:
+                raw.post_one(user, i, key)
     warm = [(i % dbs.users, i, f"warm{i}") for i in range(WARMUP)]
-    if raw:
-        writer = Raw(server.dsn(name), first_id=10**9)
-        writer.post_batch(warm)
-        start = time.perf_counter()
-        for k in range(0, n_entries, BATCH):
-            writer.post_batch(entries[k:k + BATCH])
-        elapsed = time.perf_counter() - start
-        writer.close()
-    else:
-        book = ledger.open(server.url(name), upgrade=False)
-        book.post_many(ledger_items(warm))
-        start = time.perf_counter()
-        for k in range(0, n_entries, BATCH):
-            book.post_many(ledger_items(entries[k:k + BATCH]))
-        elapsed = time.perf_counter() - start
-        _check(book, n_entries + WARMUP)
-        book.dispose()
-    dbs.drop(name)
-    return n_entries / elapsed
-
-
-def run_singles(server, dbs, n_entries: int, raw: bool) -> float:
-    name = dbs.fresh()
-    if raw:
-        writer = Raw(server.dsn(name), first_id=10**9)
-        post = writer.post_one
-    else:
-        book = ledger.open(server.url(name), upgrade=False)
-        post = lambda user, i, key: ledger_post_one(book, user, i, key)  # noqa: E731
-    for i in range(WARMUP):
-        post(i % dbs.users, i, f"warm{i}")
-    start = time.perf_counter()
-    for i in range(n_entries):
-        post(i % dbs.users, i, f"s{i}")
-    elapsed = time.perf_counter() - start
-    if raw:
-        writer.close()
-    else:
-        _check(book, n_entries + WARMUP)
-        book.dispose()
-    dbs.drop(name)
-    return n_entries / elapsed
+    run_ledger(warm)
+    run_raw(warm)
+    entries = [(i % dbs.users, i, f"e{i}") for i in range(n_entries)]
+    spent = {"ledger": 0.0, "raw": 0.0}
+    for k in range(0, n_entries, step):
+        part = entries[k:k + step]
+        for side, run in (("raw", run_raw), ("ledger", run_ledger)) if k // step % 2 else (
+                ("ledger", run_ledger), ("raw", run_raw)):
+            start = time.perf_counter()
+            run(part)
+            spent[side] += time.perf_counter() - start
+    _check(book, n_entries + WARMUP)
+    book.dispose()
+    raw.close()
+    dbs.drop(ledger_db)
+    dbs.drop(raw_db)
+    return n_entries / spent["ledger"], n_entries / spent["raw"]
 
 
 def _check(book, expected_entries: int) -> None:
@@ -301,12 +301,9 @@ def commit_latency_ms(server, n: int = 200) -> float:
 
 
 def median_pair(repeat: int, run) -> tuple[float, float]:
-    """Median rates of the ledger and raw runs, interleaved so both see the same machine."""
-    ledger_rates, raw_rates = [], []
-    for _ in range(repeat):
-        raw_rates.append(run(True))
-        ledger_rates.append(run(False))
-    return statistics.median(ledger_rates), statistics.median(raw_rates)
+    """Median rates of the ledger and raw runs."""
+    pairs = [run() for _ in range(repeat)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def verdict(ratio: float, target: float) -> str:
@@ -339,15 +336,15 @@ def main() -> None:
               "the single-post figures depend on it", flush=True)
         results = []
         if "batch" in only:
-            led, raw = median_pair(args.repeat, lambda raw: run_batches(
-                server, dbs, args.batch_entries, raw))
+            led, raw = median_pair(args.repeat, lambda: run_interleaved(
+                server, dbs, args.batch_entries, batched=True))
             results.append(("post_many, batches of 1000", led, raw, 0.5))
             print(f"post_many, batches of {BATCH}: ledger {led:,.0f} entries/s, raw batched insert "
                   f"{raw:,.0f} entries/s, ratio {led / raw:.2f}x ({verdict(led / raw, 0.5)})",
                   flush=True)
         if "single" in only:
-            led, raw = median_pair(args.repeat, lambda raw: run_singles(
-                server, dbs, args.single_entries, raw))
+            led, raw = median_pair(args.repeat, lambda: run_interleaved(
+                server, dbs, args.single_entries, batched=False))
             results.append(("post, one commit each", led, raw, 0.7))
             print(f"post, one durable commit each: ledger {led:,.0f} entries/s, raw one commit per "
                   f"entry {raw:,.0f} entries/s, ratio {led / raw:.2f}x ({verdict(led / raw, 0.7)})",
