@@ -1,12 +1,14 @@
 """The P2P flows under random sequences, driven by a hypothesis state machine.
 
 Several users and loans live through random flows on a fresh database per
-example (SQLite and PostgreSQL): top-ups, loans created (some above the rate
-cap: refused), bids (some too large for the loan or the wallet: refused),
-cancellations, disbursements, on-time, partial, late (with penalties) and
-early repayments, compensation by the risk reserve or a guarantor, claim
-transfers, withdrawals confirmed and failed, fee sweeps, and retries of
-calls already made. A light model keeps what the test can know without the
+example (SQLite and PostgreSQL): top-ups (some pending until the bank
+confirms), loans created (some above the rate cap: refused), bids (some too
+large for the loan or the wallet: refused), cancellations, disbursements,
+on-time, partial, late (with penalties) and early repayments (pay-off),
+compensation by the risk reserve or a guarantor, claim transfers,
+withdrawals confirmed and failed, fee sweeps, flows on a loan in the wrong
+state, retries of calls already made (the first entry comes back, nothing
+is written) and keys reused for another amount (a conflict). A light model keeps what the test can know without the
 loan arithmetic: the custody bank's balance, each bid still frozen, each
 open withdrawal, the fees earned by kind and swept.
 
@@ -52,7 +54,12 @@ from sqlalchemy.engine import make_url as parse_url
 
 import ledger
 from ledger import models as m
-from ledger.errors import InsufficientFundsError, LedgerError, PendingStateError
+from ledger.errors import (
+    IdempotencyConflictError,
+    InsufficientFundsError,
+    LedgerError,
+    PendingStateError,
+)
 from ledger.flows import BANK, RISK_RESERVE, FlowError, fee_account, wallet
 from ledger.loans import (
     COMPONENT_ORDER,
@@ -74,7 +81,8 @@ MAX_LOANS = 5
 VERIFY_EVERY = 5
 METHODS = ("equal_installment", "equal_principal", "interest_only", "bullet")
 CHARGED = ("service", "withdrawal", "transfer", "prepayment")   # fees the model counts itself
-ZERO = Decimal(0)
+# Wallet flows whose retry with another amount must conflict: where the amount is in the arguments.
+AMOUNT_FIRST = {"top_up": 1, "withdraw": 1, "fund_risk_reserve": 0, "sweep_fees": 0}
 
 picks = st.integers(min_value=0, max_value=10**6)      # an index, taken modulo a list's length
 amounts = st.integers(min_value=1, max_value=2_000_000)  # 0.01 .. 20,000.00 CNY
@@ -115,6 +123,7 @@ class FlowsMachine(RuleBasedStateMachine):
         self.earned = dict.fromkeys(CHARGED, 0)
         self.swept: dict[str, int] = {}
         self.withdrawals: dict[int, tuple[str, int, int]] = {}   # open: id -> (user, amount, fee)
+        self.incoming: dict[int, tuple[str, int]] = {}   # pending top-ups: id -> (user, amount)
         self.completed: list[int] = []
         self.calls: list[tuple] = []          # (bound method, args, kwargs, entry id) to retry
         self.steps = 0
@@ -226,9 +235,33 @@ class FlowsMachine(RuleBasedStateMachine):
         self.create_loan(**{**terms, "rate": terms["rate"].replace("0.36", "0.05"), "then": "disbursed"})
 
     # --- wallets -----------------------------------------------------------------
-    @rule(who=picks, amount=amounts)
-    def top_up(self, who, amount):
-        self.top_up_user(self.pick(USERS, who), amount)
+    @rule(who=picks, amount=amounts, pending=st.sampled_from([False, False, True]))
+    def top_up(self, who, amount, pending):
+        """Money paid in; a pending top-up waits for the bank and cannot be spent before."""
+        user = self.pick(USERS, who)
+        if not pending:
+            self.top_up_user(user, amount)
+            return
+        call, args = self.book.flows.top_up, (user, from_minor(amount))
+        kwargs = {"bank_ref": self.key("B"), "key": self.key("top"), "effective_date": self.today,
+                  "pending": True}
+        before = self.available(wallet(user))
+        entry = self.done(call(*args, **kwargs), call, *args, **kwargs)
+        assert entry.phase == "pending" and self.available(wallet(user)) == before
+        self.incoming[entry.id] = (user, amount)
+
+    @precondition(lambda self: self.incoming)
+    @rule(which=picks)
+    def bank_confirms_top_up(self, which):
+        entry_id = self.pick(sorted(self.incoming), which)
+        user, amount = self.incoming.pop(entry_id)
+        before = self.available(wallet(user))
+        call = self.book.flows.confirm_top_up
+        kwargs = {"key": self.key("top-ok"), "bank_ref": self.key("B"), "effective_date": self.today}
+        self.done(call(entry_id, **kwargs), call, entry_id, **kwargs)
+        assert self.available(wallet(user)) == before + amount
+        self.bank += amount
+        self.completed.append(entry_id)
 
     @rule(amount=amounts)
     def fund_reserve(self, amount):
@@ -658,6 +691,16 @@ class FlowsMachine(RuleBasedStateMachine):
         assert entry.replayed and entry.id == entry_id
         assert self.snapshot() == before
 
+    @precondition(lambda self: any(c[0].__name__ in AMOUNT_FIRST for c in self.calls))
+    @rule(which=picks)
+    def reuse_key(self, which):
+        """A key used again for another amount is a conflict, and writes nothing."""
+        calls = [c for c in self.calls if c[0].__name__ in AMOUNT_FIRST]
+        call, args, kwargs, _ = self.pick(calls, which)
+        at = AMOUNT_FIRST[call.__name__]
+        changed = args[:at] + (args[at] + Decimal("0.01"),) + args[at + 1:]
+        self.refused(IdempotencyConflictError, call, *changed, **kwargs)
+
     # --- invariants ----------------------------------------------------------------
     def read_books(self):
         """Posted sum of every account, stored no-overdraft balances, periodic fees paid per loan."""
@@ -780,8 +823,6 @@ def test_retried_fee_sweep_replays_after_the_fees_moved(book):
     """A sweep retried with its key returns the first entry even when the fee balances have
     changed since (it used to recompute its legs and refuse, or conflict); another amount
     under the same key is a conflict."""
-    from ledger.errors import IdempotencyConflictError
-
     flows = book.flows
     flows.open_system_accounts()
     flows.open_user("alice")
