@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, case, func, insert, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from . import models as m
 from . import schedules
@@ -400,11 +401,34 @@ class Loans:
         return plan
 
     def _open_memo(self, conn: Connection, loan_no: str, borrower: str, parties: Iterable[str]) -> None:
-        from .accounts import open_account
+        """Open the loan's obligation and the parties' claim accounts (memo, idempotent).
 
-        open_account(conn, self.book.book_id, obligation_account(borrower, loan_no), "memo")
-        for party in parties:
-            open_account(conn, self.book.book_id, claim_account(party, loan_no), "memo")
+        The missing ones go in as one insert (a disbursement opens one per
+        investor); accounts that exist with other attributes, or a racing
+        opener, take the one-by-one path, which refuses or waits as it should.
+        """
+        from .accounts import open_account, utcnow, validate_code
+
+        book_id = self.book.book_id
+        codes = list(dict.fromkeys([obligation_account(borrower, loan_no)]
+                                   + [claim_account(party, loan_no) for party in parties]))
+        found = {row.code: row for row in conn.execute(
+            select(m.Account.code, m.Account.type, m.Account.currency, m.Account.is_no_overdraft)
+            .where(m.Account.book_id == book_id, m.Account.code.in_(codes)))}
+        odd = [c for c, r in found.items()
+               if (r.type, r.currency, bool(r.is_no_overdraft)) != ("memo", DEFAULT_CURRENCY, False)]
+        missing = [validate_code(c) for c in codes if c not in found]
+        if missing:
+            now = utcnow()
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(m.Account), [
+                        {"book_id": book_id, "code": c, "type": "memo", "currency": DEFAULT_CURRENCY,
+                         "is_no_overdraft": False, "name": None, "opened_at": now} for c in missing])
+            except IntegrityError:
+                odd += missing
+        for code in odd:
+            open_account(conn, book_id, code, "memo")
 
     # ---- repaying
     def repay(self, loan_no: str, amount: Any, *, key: str, on_date: dt.date,

@@ -815,7 +815,7 @@ def _drop_database(url: str) -> None:
 def test_flows_keep_the_books_whole(make_url):
     FlowsMachine.make_url = staticmethod(make_url)
     run_state_machine_as_test(
-        FlowsMachine, settings=settings(max_examples=12, stateful_step_count=20, deadline=None))
+        FlowsMachine, settings=settings(max_examples=15, stateful_step_count=20, deadline=None))
 
 
 # --- regressions the machine found ---------------------------------------------------
@@ -836,3 +836,28 @@ def test_retried_fee_sweep_replays_after_the_fees_moved(book):
         flows.sweep_fees("0.10", key="s1", bank_ref="S1")
     assert book.balance(BANK) == Decimal("94.59")
     assert book.balance(fee_account("management")) == Decimal("0.10")
+
+
+def test_disbursement_opens_claims_in_bulk_and_keeps_existing_ones(book):
+    """Claim accounts go in as one insert; one opened before as a memo account is kept, one
+    opened with other attributes refuses the disbursement, which then writes nothing."""
+    from ledger.errors import AccountExistsError
+
+    book.flows.open_system_accounts()
+    for user in ("inv1", "inv2", "bob"):
+        book.flows.open_user(user)
+        book.flows.top_up(user, "2000", bank_ref=f"B-{user}", key=f"t-{user}")
+    for loan_no in ("L1", "L2"):
+        book.loans.create_loan(loan_no, "bob", "1000", "0.06", 3, key=f"c-{loan_no}", start=START)
+        book.loans.bid(loan_no, "inv1", "400", key=f"b1-{loan_no}")
+        book.loans.bid(loan_no, "inv2", "600", key=f"b2-{loan_no}")
+    book.open_account(claim_account("inv1", "L1"), "memo")
+    book.loans.disburse("L1", key="d-L1", effective_date=START)
+    assert book.balance(claim_account("inv1", "L1")) == Decimal("400.00")
+    assert book.balance(claim_account("inv2", "L1")) == Decimal("600.00")
+    book.open_account(claim_account("inv2", "L2"), "asset")
+    with pytest.raises(AccountExistsError):
+        book.loans.disburse("L2", key="d-L2", effective_date=START)
+    assert book.loans.loan("L2").status == "funded"
+    assert book.balance(wallet("inv2", "frozen")) == Decimal("600.00")
+    assert book.verify().ok
