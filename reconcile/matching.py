@@ -61,7 +61,8 @@ reference is no reference. They only link items of the same currency.
 Performance: the hot passes work on columns (lists and int arrays indexed
 by position) with C-level ``map``/``compress`` sweeps, dicts keyed by
 reference, and ``(amount, currency)`` buckets of the few items still
-unmatched; no pass loops in Python over every item. One-to-one matches stay
+unmatched; no pass loops in Python over every item (save the search for
+repeated bank references, when a statement has some). One-to-one matches stay
 columns too: :class:`Matches` builds each :class:`Match` when it is read, so
 a million matches cost no million objects. The cyclic garbage collector is
 paused for the run (see :func:`_collector_paused`). Cost is near-linear in
