@@ -1,9 +1,9 @@
-"""Daily custody reconciliation: bank statements against the custody bank account.
+"""Daily custody reconciliation: statements in, matches and breaks out.
 
-- :mod:`reconcile.statements` reads the bank's statement files (OFX, the
-  custody bank's CSV day file, camt.053, MT940) into one normalized line
-  record and proves each statement's balances before anything is imported.
-- :mod:`reconcile.matching` pairs bank lines with ledger postings and
-  explains every break; :mod:`reconcile.runs` stores runs, matches, breaks
-  and resolutions; :mod:`reconcile.report` renders them.
+* :mod:`reconcile.statements`: one parser per bank format, each giving the
+  same normalized, proved statement lines.
+* :mod:`reconcile.matching`: the pure matching cascade.
+* :mod:`reconcile.runs`: import, match, prove the balance, keep the run;
+  resolve breaks with an audit trail.
+* :mod:`reconcile.report`: table, CSV, JSON and HTML reports.
 """
