@@ -766,7 +766,11 @@ def _payoff(loan: dict, dues: Mapping[tuple[int, str, str], int], on_date: dt.da
         parties = [(p, o) for (s, c, p), o in sorted(dues.items()) if s == current and c == "interest" and o > 0]
         total = sum(o for _, o in parties)
         if total and period > 0:
-            accrued = int((Decimal(total) * days / period).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            # Interest accrues on the period's scheduled interest; what the borrower paid of it
+            # in advance counts towards the accrued part (and is not given back).
+            scheduled = next(r["interest"] for r in plan if r["seq"] == current)
+            accrued = int((Decimal(scheduled) * days / period).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            accrued = min(total, max(0, accrued - (scheduled - total)))
             parts = allocate(accrued, [o for _, o in parties]) if accrued else [0] * len(parties)
             for (party, owed), part in zip(parties, parts):
                 if part:

@@ -55,6 +55,7 @@ from sqlalchemy.engine import make_url as parse_url
 import ledger
 from ledger import models as m
 from ledger.errors import (
+    AccountExistsError,
     IdempotencyConflictError,
     InsufficientFundsError,
     LedgerError,
@@ -841,8 +842,6 @@ def test_retried_fee_sweep_replays_after_the_fees_moved(book):
 def test_disbursement_opens_claims_in_bulk_and_keeps_existing_ones(book):
     """Claim accounts go in as one insert; one opened before as a memo account is kept, one
     opened with other attributes refuses the disbursement, which then writes nothing."""
-    from ledger.errors import AccountExistsError
-
     book.flows.open_system_accounts()
     for user in ("inv1", "inv2", "bob"):
         book.flows.open_user(user)
@@ -860,4 +859,32 @@ def test_disbursement_opens_claims_in_bulk_and_keeps_existing_ones(book):
         book.loans.disburse("L2", key="d-L2", effective_date=START)
     assert book.loans.loan("L2").status == "funded"
     assert book.balance(wallet("inv2", "frozen")) == Decimal("600.00")
+    assert book.verify().ok
+
+
+@pytest.mark.parametrize("prepaid, accrued", [("20.00", "62.05"), ("229.74", "0.00")])
+def test_pay_off_counts_interest_prepaid_for_the_current_period(book, prepaid, accrued):
+    """Paying off 5 of 28 days into a period accrues 459.47 x 5/28 = 82.05 of its interest;
+    what the borrower already paid of that interest counts towards it (it used to be
+    charged again, pro rata on what was left)."""
+    book.flows.open_system_accounts()
+    for user in ("inv1", "bob"):
+        book.flows.open_user(user)
+        book.flows.top_up(user, "200000", bank_ref=f"B-{user}", key=f"t-{user}")
+    book.loans.create_loan("L1", "bob", "100000", "0.06", 12, key="c", start=START)
+    book.loans.bid("L1", "inv1", "100000", key="b")
+    book.loans.disburse("L1", key="d", effective_date=START)
+    first, second = book.loans.loan("L1").installments[:2]
+    assert second.interest == Decimal("459.47")
+    on = first.due_date + dt.timedelta(days=5)
+    assert (second.due_date - first.due_date).days == 28
+    assert book.loans.payoff_quote("L1", on)["interest"] == first.interest + Decimal("82.05")
+    book.loans.repay("L1", first.outstanding + Decimal(prepaid), key="r1", on_date=first.due_date)
+    quote = book.loans.payoff_quote("L1", on)
+    assert quote["interest"] == Decimal(accrued)
+    before = book.balance(wallet("bob"))
+    book.loans.pay_off("L1", key="payoff", on_date=on)
+    assert before - book.balance(wallet("bob")) == quote["total"]
+    inv1 = book.loans.loan("L1", today=on).positions[0]
+    assert inv1.interest_received == first.interest + max(Decimal(prepaid), Decimal("82.05"))
     assert book.verify().ok
