@@ -26,6 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from hashlib import sha256
+from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -42,9 +44,11 @@ from ledger.postings import Draft, write
 
 from . import matching
 from .matching import BankItem, LedgerItem, MatchConfig
+from .store import insert_rows, reserve_ids, select_rows
 
 CUSTODY = "assets:custody:bank"
 LOOKBACK_DAYS = 10
+IMPORT_CHUNK = 20_000
 PLATFORM_PREFIXES = ("income:platform:", "expenses:", "liabilities:platform:", "equity:",
                      "assets:platform:", "assets:suspense")
 
@@ -85,8 +89,8 @@ class RunResult:
         result: the matching result (ids are bank_line / posting ids).
         balance: the balance proof (minor units).
         imported: what the import brought.
-        bank: bank lines by id (dicts with the bank's raw text).
-        ledger: postings by id (dicts).
+        bank: the bank lines the breaks name, by id (dicts with the bank's raw text).
+        ledger: the postings the breaks name, by id (dicts).
         break_ids: database ids of the stored breaks, in result order.
         dry_run: nothing was kept.
     """
@@ -119,10 +123,51 @@ def parse_files(paths: Sequence[str | Path], *, mapping: Any = None) -> list:
     return parsed
 
 
+def _json(value) -> str:
+    """``value`` as ``json.dumps(value, ensure_ascii=False)`` writes it."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is str:
+        return _json_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _fingerprint(line, occurrence: int) -> str:
-    doc = [line.account, line.booking_date.isoformat(), line.amount_minor, line.currency,
-           line.bank_ref, line.end_to_end_ref, line.counterparty, line.description, occurrence]
-    return hashlib.sha256(json.dumps(doc, ensure_ascii=False).encode()).hexdigest()
+    """SHA-256 of the line's content and its occurrence within its file.
+
+    The text hashed is the JSON array ``[account, booking date, amount,
+    currency, bank ref, end-to-end ref, counterparty, description,
+    occurrence]`` as ``json.dumps(..., ensure_ascii=False)`` writes it, built
+    here without the encoder's per-call cost: the same lines give the same
+    fingerprints in every version, so re-imports stay idempotent.
+    """
+    j = _json
+    doc = (f"[{j(line.account)}, \"{line.booking_date.isoformat()}\", {j(line.amount_minor)}, "
+           f"{j(line.currency)}, {j(line.bank_ref)}, {j(line.end_to_end_ref)}, "
+           f"{j(line.counterparty)}, {j(line.description)}, {occurrence}]")
+    return sha256(doc.encode()).hexdigest()
+
+
+_LINE_COLUMNS = ("id", "book_id", "file_id", "fingerprint", "account", "booking_date", "value_date",
+                 "amount_minor", "currency", "bank_ref", "end_to_end_ref", "batch_id", "counterparty",
+                 "description", "status", "source_position", "raw")
+_LINE_DATES = (5, 6)
+
+
+def _known_lines(conn: Connection, book_id: int, days: set) -> dict[str, int]:
+    """Fingerprint -> id of the lines already imported for those booking days.
+
+    A fingerprint covers the booking date, so a line seen before was stored
+    under the same day: one indexed query per distinct day of the file.
+    """
+    known: dict[str, int] = {}
+    for day in sorted(days):
+        known.update(select_rows(conn, select(m.BankLine.fingerprint, m.BankLine.id).where(
+            m.BankLine.book_id == book_id, m.BankLine.booking_date == day)))
+    return known
 
 
 def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
@@ -132,6 +177,7 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
     for path, pf in parsed:
         seen: dict[tuple, int] = {}
         rows = []
+        days = set()
         for statement in pf.statements:
             statements.append(statement)
             for line in statement.lines:
@@ -139,69 +185,63 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
                            line.bank_ref, line.end_to_end_ref, line.counterparty, line.description)
                 occurrence = seen.get(content, 0)
                 seen[content] = occurrence + 1
+                days.add(line.booking_date)
                 rows.append((line, _fingerprint(line, occurrence), occurrence > 0))
-        fingerprints = [fp for _, fp, _ in rows]
-        known: dict[str, int] = {}
-        for start in range(0, len(fingerprints), 500):
-            chunk = fingerprints[start:start + 500]
-            known.update(conn.execute(select(m.BankLine.fingerprint, m.BankLine.id).where(
-                m.BankLine.book_id == book_id, m.BankLine.fingerprint.in_(chunk))).all())
+        known = _known_lines(conn, book_id, days)
         first = statements[-1] if statements else None
         sha = getattr(first, "source_sha256", None) or hashlib.sha256(path.read_bytes()).hexdigest()
+        fresh = [(line, fp) for line, fp, _ in rows if fp not in known]
         file_id = conn.execute(insert(m.StatementFile).values(
             book_id=book_id, sha256=sha, filename=path.name[:255], format=str(pf.format),
-            imported_at=utcnow(), lines_new=sum(1 for _, fp, _ in rows if fp not in known),
-            lines_known=sum(1 for _, fp, _ in rows if fp in known)).returning(m.StatementFile.id)
-        ).scalar_one()
-        new = [_line_row(book_id, file_id, line, fp) for line, fp, _ in rows if fp not in known]
-        for start in range(0, len(new), 1000):
-            conn.execute(insert(m.BankLine), new[start:start + 1000])
-            if progress:
-                progress(len(new[start:start + 1000]))
+            imported_at=utcnow(), lines_new=len(fresh), lines_known=len(rows) - len(fresh))
+            .returning(m.StatementFile.id)).scalar_one()
         ids = dict(known)
-        for start in range(0, len(fingerprints), 500):
-            chunk = fingerprints[start:start + 500]
-            ids.update(conn.execute(select(m.BankLine.fingerprint, m.BankLine.id).where(
-                m.BankLine.book_id == book_id, m.BankLine.fingerprint.in_(chunk))).all())
+        new_ids = reserve_ids(conn, m.BankLine.__table__, len(fresh))
+        for start in range(0, len(fresh), IMPORT_CHUNK):
+            chunk = fresh[start:start + IMPORT_CHUNK]
+            chunk_ids = new_ids[start:start + IMPORT_CHUNK]
+            insert_rows(conn, m.BankLine.__table__, _LINE_COLUMNS, [
+                (i, book_id, file_id, fp, str(line.account)[:64], line.booking_date,
+                 line.value_date, line.amount_minor, line.currency, line.bank_ref,
+                 line.end_to_end_ref, line.batch_id, line.counterparty, line.description,
+                 line.status or "booked", str(line.source_position)[:64], line.raw or "")
+                for i, (line, fp) in zip(chunk_ids, chunk)], dates=_LINE_DATES)
+            ids.update(zip((fp for _, fp in chunk), chunk_ids))
+            if progress:
+                progress(len(chunk))
         for line, fp, is_repeat in rows:
             line_ids.append(ids[fp])
             if is_repeat:
                 repeated.append(ids[fp])
-        files.append((path.name, str(pf.format), sha, len(new), len(rows) - len(new)))
+        files.append((path.name, str(pf.format), sha, len(fresh), len(rows) - len(fresh)))
     return ImportResult(tuple(files), tuple(statements), tuple(line_ids), tuple(repeated))
 
 
-def _line_row(book_id: int, file_id: int, line, fingerprint: str) -> dict:
-    return {"book_id": book_id, "file_id": file_id, "fingerprint": fingerprint,
-            "account": str(line.account)[:64], "booking_date": line.booking_date,
-            "value_date": line.value_date, "amount_minor": line.amount_minor,
-            "currency": line.currency, "bank_ref": line.bank_ref,
-            "end_to_end_ref": line.end_to_end_ref, "batch_id": line.batch_id,
-            "counterparty": line.counterparty,
-            "description": line.description, "status": line.status or "booked",
-            "source_position": str(line.source_position)[:64], "raw": line.raw or ""}
-
-
 # --- the run --------------------------------------------------------------------
-def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt.date) -> dict:
-    rows = conn.execute(
-        select(m.BankLine.__table__).where(
+def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt.date) -> list[BankItem]:
+    """The bank lines of the window not matched yet, as matching items."""
+    rows = select_rows(conn, select(
+        m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
+        m.BankLine.bank_ref, m.BankLine.end_to_end_ref, m.BankLine.value_date, m.BankLine.batch_id,
+        func.coalesce(m.BankLine.description, "")).where(
             m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
             m.BankLine.booking_date >= since,
-            ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id)))
-    return {r.id: r._asdict() for r in rows}
+            ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id)), dates=(1, 6))
+    return list(map(BankItem._make, rows))
 
 
-def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> dict:
-    rows = conn.execute(
-        select(m.Posting.id, m.Posting.entry_id, m.Posting.effective_date, m.Posting.amount_minor,
-               m.Posting.currency, m.JournalEntry.external_ref, m.JournalEntry.kind,
-               m.JournalEntry.metadata_json, m.JournalEntry.idempotency_key)
+def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> list[LedgerItem]:
+    """The custody account's posted postings of the window not matched yet, as matching items."""
+    rows = select_rows(conn, select(
+        m.Posting.id, m.Posting.entry_id, m.Posting.effective_date, m.Posting.amount_minor,
+        m.Posting.currency, m.JournalEntry.external_ref, m.JournalEntry.metadata_json,
+        m.JournalEntry.kind)
         .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
         .where(m.Posting.account_id == account_id, m.Posting.is_pending.is_(False),
                m.Posting.effective_date <= through, m.Posting.effective_date >= since,
-               ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id)))
-    return {r.id: r._asdict() for r in rows}
+               ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id)), dates=(2,))
+    return [LedgerItem(i, entry, day, amount, cur, ref, _batch_id(meta) if meta else None, kind)
+            for i, entry, day, amount, cur, ref, meta, kind in rows]
 
 
 def _batch_id(metadata_json: str | None) -> str | None:
@@ -209,6 +249,27 @@ def _batch_id(metadata_json: str | None) -> str | None:
         return None
     value = json.loads(metadata_json).get("batch_id")
     return str(value) if value is not None else None
+
+
+def _break_sides(conn: Connection, breaks: Sequence[matching.Break]) -> tuple[dict, dict]:
+    """The bank lines (with the bank's raw text) and postings the breaks name, as dicts by id."""
+    bank_ids = sorted({i for b in breaks for i in b.bank_ids})
+    posting_ids = sorted({i for b in breaks for i in b.ledger_ids})
+    bank, ledger = {}, {}
+    for start in range(0, len(bank_ids), SIDE_CHUNK):
+        for row in conn.execute(select(m.BankLine.__table__).where(
+                m.BankLine.id.in_(bank_ids[start:start + SIDE_CHUNK]))):
+            bank[row.id] = row._asdict()
+    for start in range(0, len(posting_ids), SIDE_CHUNK):
+        for row in conn.execute(
+                select(m.Posting.id, m.Posting.entry_id, m.Posting.effective_date,
+                       m.Posting.amount_minor, m.Posting.currency, m.JournalEntry.external_ref,
+                       m.JournalEntry.kind, m.JournalEntry.metadata_json,
+                       m.JournalEntry.idempotency_key)
+                .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
+                .where(m.Posting.id.in_(posting_ids[start:start + SIDE_CHUNK]))):
+            ledger[row.id] = row._asdict()
+    return bank, ledger
 
 
 def _carried(conn: Connection, book_id: int, account: str) -> set[int]:
@@ -252,19 +313,13 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
         acct = get_account(conn, book.book_id, account)
         imported = import_parsed(conn, book.book_id, parsed, progress)
         since = day - dt.timedelta(days=lookback_days)
-        bank = _open_bank_lines(conn, book.book_id, day, since)
-        ledger = _open_postings(conn, acct.id, day, since)
+        bank_items = _open_bank_lines(conn, book.book_id, day, since)
+        ledger_items = _open_postings(conn, acct.id, day, since)
         carried_ids = _carried(conn, book.book_id, account)
-        bank_items = [BankItem(i, r["booking_date"], r["amount_minor"], r["currency"], r["bank_ref"],
-                               r["end_to_end_ref"], r["value_date"], r["batch_id"],
-                               r["description"] or "")
-                      for i, r in bank.items()]
-        ledger_items = [LedgerItem(i, r["entry_id"], r["effective_date"], r["amount_minor"],
-                                   r["currency"], r["external_ref"], _batch_id(r["metadata_json"]),
-                                   r["kind"]) for i, r in ledger.items()]
         carried = [item for item in ledger_items if item.id in carried_ids]
         result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
                                 carried=carried)
+        del bank_items, ledger_items, carried
         proof = _balance_proof(conn, acct, statements, day, result)
         summary = _summary(result, proof, imported)
         run_id = conn.execute(insert(m.ReconRun).values(
@@ -272,6 +327,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             summary_json=json.dumps(summary, default=str)).returning(m.ReconRun.id)).scalar_one()
         _store_matches(conn, run_id, result.matches)
         break_ids = _store_breaks(conn, run_id, result.breaks)
+        bank, ledger = _break_sides(conn, result.breaks)
         outcome["result"] = RunResult(None if dry_run else run_id, day, account, result, proof,
                                       imported, bank, ledger, () if dry_run else tuple(break_ids),
                                       dry_run)
@@ -332,6 +388,7 @@ def _summary(result: matching.MatchResult, proof: dict, imported: ImportResult) 
 
 
 STORE_CHUNK = 20_000
+SIDE_CHUNK = 500
 
 
 def _chunks(items: Iterable, size: int = STORE_CHUNK):
@@ -346,20 +403,16 @@ def _chunks(items: Iterable, size: int = STORE_CHUNK):
 
 
 def _store_matches(conn: Connection, run_id: int, matches: Iterable[matching.Match]) -> None:
-    """Matches a chunk at a time: the match rows (ids returned in input order), then
-    their bank-line rows and posting rows, each in one executemany."""
-    new_match = insert(m.ReconMatch).returning(m.ReconMatch.id, sort_by_parameter_order=True)
+    """Matches a chunk at a time: ids reserved for the match rows, then the match rows,
+    their bank-line rows and their posting rows, each in one bulk insert."""
     for batch in _chunks(matches):
-        ids = conn.execute(new_match, [{"run_id": run_id, "rule": mt.rule} for mt in batch]
-                           ).scalars().all()
-        bank_rows = [{"match_id": i, "bank_line_id": b}
-                     for i, mt in zip(ids, batch) for b in mt.bank_ids]
-        posting_rows = [{"match_id": i, "posting_id": p}
-                        for i, mt in zip(ids, batch) for p in mt.ledger_ids]
-        if bank_rows:
-            conn.execute(insert(m.ReconMatchBank), bank_rows)
-        if posting_rows:
-            conn.execute(insert(m.ReconMatchPosting), posting_rows)
+        ids = reserve_ids(conn, m.ReconMatch.__table__, len(batch))
+        insert_rows(conn, m.ReconMatch.__table__, ("id", "run_id", "rule"),
+                    [(i, run_id, mt.rule) for i, mt in zip(ids, batch)])
+        insert_rows(conn, m.ReconMatchBank.__table__, ("match_id", "bank_line_id"),
+                    [(i, b) for i, mt in zip(ids, batch) for b in mt.bank_ids])
+        insert_rows(conn, m.ReconMatchPosting.__table__, ("match_id", "posting_id"),
+                    [(i, p) for i, mt in zip(ids, batch) for p in mt.ledger_ids])
 
 
 def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break]) -> list[int]:

@@ -154,3 +154,28 @@ def test_bank_lines_and_matches_are_append_only(day_book):
         with pytest.raises(DBAPIError, match=f"append_only_{table}"):
             with day_book.engine.begin() as conn:
                 conn.execute(text(stmt))
+
+
+def test_overlapping_file_adds_only_new_lines_and_repeats_are_kept(day_book):
+    reconcile_parsed(day_book, [parsed("day.csv", STATEMENT[:3], opening=0)])
+    # The bank's second file of the day repeats three lines and brings a fee twice.
+    later = parsed("day-later.csv", [*STATEMENT, STATEMENT[3]], opening=0)
+    run = reconcile_parsed(day_book, [later])
+    assert run.imported.files[0][3:] == (2, 3)
+    assert len(run.imported.line_ids) == 5 and len(set(run.imported.line_ids)) == 5
+    assert len(run.imported.repeated) == 1
+    with day_book.engine.connect() as conn:
+        ids = conn.execute(text("SELECT id FROM bank_line ORDER BY id")).scalars().all()
+    assert sorted(run.imported.line_ids) == ids
+    assert set(run.imported.line_ids[:3]) == set(ids[:3])   # the known lines keep their ids
+
+
+def test_run_result_carries_both_sides_of_every_break(day_book):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    named_bank = {i for b in run.result.breaks for i in b.bank_ids}
+    named_ledger = {i for b in run.result.breaks for i in b.ledger_ids}
+    assert set(run.bank) == named_bank and set(run.ledger) == named_ledger
+    fee = next(iter(run.bank.values()))
+    assert fee["raw"].endswith("手续费 service charge") and fee["booking_date"] == DAY
+    transit = next(iter(run.ledger.values()))
+    assert transit["external_ref"] == "B3" and transit["effective_date"] == DAY

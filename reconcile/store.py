@@ -1,0 +1,125 @@
+"""Bulk storage for reconciliation runs: ids reserved in one go, rows written as tuples.
+
+A daily run writes about as many rows as the statement has lines (bank
+lines, matches and their links), so the per-row cost of building
+parameter dicts and compiling statements is the run's main cost at a
+million lines. These helpers go through the driver with plain tuples,
+inside the caller's transaction, so all-or-nothing still holds:
+
+* :func:`reserve_ids` hands out ``count`` primary keys for a table: on
+  SQLite ``max(id) + 1 ...`` (safe because every write transaction holds
+  the database's write lock from ``BEGIN IMMEDIATE``); on PostgreSQL values
+  of the table's own sequence, so concurrent writers never collide.
+* :func:`insert_rows` inserts tuples: ``executemany`` on SQLite, multi-row
+  ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver.
+* :func:`select_rows` runs a query and gives plain tuples, dates as
+  :class:`datetime.date` on every database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Sequence
+
+from sqlalchemy import Table, insert, text
+from sqlalchemy.engine import Connection
+
+PAGE = 1000
+
+
+def _is_sqlite(conn: Connection) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """``count`` new primary keys for ``table`` (its ``id`` column), in increasing order."""
+    if count <= 0:
+        return []
+    name = table.name
+    if _is_sqlite(conn):
+        top = conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {name}").scalar()
+        return list(range(top + 1, top + 1 + count))
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(text(
+            "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": name, "n": count}).scalars())
+    raise NotImplementedError(f"reserving ids on {conn.dialect.name}")
+
+
+def _sqlite_value(value):
+    # SQLAlchemy stores dates on SQLite as ISO text; keep the same form.
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
+                rows: Sequence[tuple], *, dates: Iterable[int] = ()) -> None:
+    """Insert ``rows`` (tuples in the order of ``columns``) into ``table``.
+
+    ``dates`` are the positions of date columns: on SQLite they are written as
+    ISO text, the form SQLAlchemy's ``Date`` type reads back.
+    """
+    if not rows:
+        return
+    names = ", ".join(columns)
+    dates = tuple(dates)
+    if _is_sqlite(conn):
+        if dates:
+            rows = [tuple(_sqlite_value(v) if k in dates else v for k, v in enumerate(row))
+                    for row in rows]
+        marks = ", ".join("?" * len(columns))
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+        finally:
+            cursor.close()
+        return
+    if conn.dialect.driver == "psycopg2":
+        from psycopg2.extras import execute_values
+
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            execute_values(cursor, f"INSERT INTO {table.name} ({names}) VALUES %s", rows,
+                           page_size=PAGE)
+        finally:
+            cursor.close()
+        return
+    for start in range(0, len(rows), PAGE):
+        conn.execute(insert(table), [dict(zip(columns, row)) for row in rows[start:start + PAGE]])
+
+
+def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> list[tuple]:
+    """The rows of a Core ``statement`` as plain tuples.
+
+    On SQLite the query runs through the driver (no per-row result
+    processing); the positions in ``dates`` are turned from ISO text into
+    dates there, with one parse per distinct day.
+    """
+    if not _is_sqlite(conn):
+        return [tuple(row) for row in conn.execute(statement)]
+    compiled = statement.compile(dialect=conn.dialect,
+                                 compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    positional = tuple(params[name] for name in compiled.positiontup)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        rows = cursor.execute(compiled.string, tuple(_sqlite_value(v) for v in positional)).fetchall()
+    finally:
+        cursor.close()
+    dates = tuple(dates)
+    if not dates or not rows:
+        return rows
+    days: dict = {None: None}
+    out = []
+    for row in rows:
+        row = list(row)
+        for k in dates:
+            value = row[k]
+            day = days.get(value)
+            if day is None and value is not None:
+                day = days[value] = dt.date.fromisoformat(value)
+            row[k] = day
+        out.append(tuple(row))
+    return out
+
+
+__all__ = ["reserve_ids", "insert_rows", "select_rows"]
