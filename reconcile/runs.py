@@ -44,7 +44,7 @@ from ledger.postings import Draft, write
 
 from . import matching
 from .matching import BankItem, LedgerItem, MatchConfig
-from .store import insert_rows, reserve_ids, select_rows
+from .store import date_param, insert_rows, reserve_ids, roomy_cache, select_rows
 
 CUSTODY = "assets:custody:bank"
 LOOKBACK_DAYS = 10
@@ -154,7 +154,6 @@ def _fingerprint(line, occurrence: int) -> str:
 _LINE_COLUMNS = ("id", "book_id", "file_id", "fingerprint", "account", "booking_date", "value_date",
                  "amount_minor", "currency", "bank_ref", "end_to_end_ref", "batch_id", "counterparty",
                  "description", "status", "source_position", "raw")
-_LINE_DATES = (5, 6)
 
 
 def _known_lines(conn: Connection, book_id: int, days: set) -> dict[str, int]:
@@ -196,16 +195,17 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
             imported_at=utcnow(), lines_new=len(fresh), lines_known=len(rows) - len(fresh))
             .returning(m.StatementFile.id)).scalar_one()
         ids = dict(known)
+        day = date_param(conn)
         new_ids = reserve_ids(conn, m.BankLine.__table__, len(fresh))
         for start in range(0, len(fresh), IMPORT_CHUNK):
             chunk = fresh[start:start + IMPORT_CHUNK]
             chunk_ids = new_ids[start:start + IMPORT_CHUNK]
             insert_rows(conn, m.BankLine.__table__, _LINE_COLUMNS, [
-                (i, book_id, file_id, fp, str(line.account)[:64], line.booking_date,
-                 line.value_date, line.amount_minor, line.currency, line.bank_ref,
+                (i, book_id, file_id, fp, str(line.account)[:64], day(line.booking_date),
+                 day(line.value_date), line.amount_minor, line.currency, line.bank_ref,
                  line.end_to_end_ref, line.batch_id, line.counterparty, line.description,
                  line.status or "booked", str(line.source_position)[:64], line.raw or "")
-                for i, (line, fp) in zip(chunk_ids, chunk)], dates=_LINE_DATES)
+                for i, (line, fp) in zip(chunk_ids, chunk)])
             ids.update(zip((fp for _, fp in chunk), chunk_ids))
             if progress:
                 progress(len(chunk))
@@ -310,6 +310,10 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
     outcome: dict = {}
 
     def run(conn):
+        with roomy_cache(conn):
+            work(conn)
+
+    def work(conn):
         acct = get_account(conn, book.book_id, account)
         imported = import_parsed(conn, book.book_id, parsed, progress)
         since = day - dt.timedelta(days=lookback_days)

@@ -11,7 +11,8 @@ inside the caller's transaction, so all-or-nothing still holds:
   the database's write lock from ``BEGIN IMMEDIATE``); on PostgreSQL values
   of the table's own sequence, so concurrent writers never collide.
 * :func:`insert_rows` inserts tuples: ``executemany`` on SQLite, multi-row
-  ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver.
+  ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver; dates
+  go in through :func:`date_param`.
 * :func:`select_rows` runs a query and gives plain tuples, dates as
   :class:`datetime.date` on every database.
 """
@@ -19,16 +20,34 @@ inside the caller's transaction, so all-or-nothing still holds:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import Table, insert, text
 from sqlalchemy.engine import Connection
 
 PAGE = 1000
+#: SQLite page cache for a run (KiB): a million-line day's rows and indexes
+#: then stay in memory instead of going back and forth to the OS.
+RUN_CACHE_KIB = 256 * 1024
 
 
 def _is_sqlite(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
+
+
+@contextmanager
+def roomy_cache(conn: Connection):
+    """A larger SQLite page cache on ``conn`` for the duration (restored after)."""
+    if not _is_sqlite(conn):
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{RUN_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(before)}")
 
 
 def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
@@ -51,21 +70,31 @@ def _sqlite_value(value):
     return value.isoformat() if isinstance(value, dt.date) else value
 
 
+def date_param(conn: Connection) -> Callable[[dt.date | None], object]:
+    """What a date becomes as a parameter of :func:`insert_rows`: ISO text on SQLite
+    (the form SQLAlchemy's ``Date`` type reads back), the date itself elsewhere."""
+    if not _is_sqlite(conn):
+        return lambda day: day
+    texts: dict = {None: None}
+
+    def iso(day):
+        value = texts.get(day)
+        if value is None and day is not None:
+            value = texts[day] = day.isoformat()
+        return value
+    return iso
+
+
 def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
-                rows: Sequence[tuple], *, dates: Iterable[int] = ()) -> None:
+                rows: Sequence[tuple]) -> None:
     """Insert ``rows`` (tuples in the order of ``columns``) into ``table``.
 
-    ``dates`` are the positions of date columns: on SQLite they are written as
-    ISO text, the form SQLAlchemy's ``Date`` type reads back.
+    Dates must be given through :func:`date_param`.
     """
     if not rows:
         return
     names = ", ".join(columns)
-    dates = tuple(dates)
     if _is_sqlite(conn):
-        if dates:
-            rows = [tuple(_sqlite_value(v) if k in dates else v for k, v in enumerate(row))
-                    for row in rows]
         marks = ", ".join("?" * len(columns))
         cursor = conn.connection.driver_connection.cursor()
         try:
@@ -122,4 +151,4 @@ def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> li
     return out
 
 
-__all__ = ["reserve_ids", "insert_rows", "select_rows"]
+__all__ = ["roomy_cache", "reserve_ids", "insert_rows", "select_rows", "date_param"]

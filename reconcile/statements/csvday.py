@@ -241,8 +241,33 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
                          get("sub_account") or None, None, balance)
 
 
+_PLAIN_AMOUNT = re.compile(r"([0-9]{1,18})(?:\.([0-9]*))?")
+_EXPONENTS: dict = {}
+
+
+def _plain_minor(text: str, currency: str) -> Optional[int]:
+    """Minor units of a plain unsigned amount (``1234.5``) that fits the currency's
+    decimals exactly, by integer arithmetic; None sends it down the full path."""
+    places = _EXPONENTS.get(currency)
+    if places is None:
+        places = _EXPONENTS[currency] = exponent(currency)
+    m = _PLAIN_AMOUNT.fullmatch(text)
+    if m is None:
+        return None
+    whole, fraction = m.groups()
+    if not fraction:
+        return int(whole) * 10 ** places
+    if len(fraction) > places:
+        return None
+    return int(whole) * 10 ** places + int(fraction) * 10 ** (places - len(fraction))
+
+
 def _minor(field: str, text: str, currency: Optional[str], unsigned: bool, bad) -> Optional[int]:
     """An amount cell in minor units (None, reported, when it is not one)."""
+    if currency is not None and text:
+        minor = _plain_minor(text, currency)
+        if minor is not None:
+            return minor
     value = _decimal(text) if text else None
     if value is None or unsigned and text.startswith("-"):
         bad(field, f"{text!r} is not an unsigned amount" if unsigned and value is not None
