@@ -196,3 +196,39 @@ def test_the_documented_examples_read_as_documented():
     other = parse_statement(text.encode("gbk"), format="csv", mapping=mapping)
     assert [x.amount_minor for x in other.lines] == [100000, -20050]
     assert other.statements[0].proof == UNPROVED
+
+
+# --- the integer fast path for plain amounts agrees with the Decimal path ---------
+from decimal import Decimal  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from ledger.errors import LedgerError  # noqa: E402
+from ledger.money import CURRENCY_EXPONENTS, to_minor  # noqa: E402
+from reconcile.statements.csvday import _plain_minor  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(whole=st.text("0123456789", min_size=1, max_size=19),
+       fraction=st.one_of(st.none(), st.text("0123456789", max_size=5)),
+       currency=st.sampled_from(sorted(CURRENCY_EXPONENTS)))
+def test_plain_amounts_read_as_the_decimal_path_reads_them(whole, fraction, currency):
+    text = whole if fraction is None else f"{whole}.{fraction}"
+    fast = _plain_minor(text, currency)
+    try:
+        slow = to_minor(Decimal(text), currency)
+    except LedgerError:
+        slow = None
+    if fast is not None:
+        assert fast == slow
+    else:
+        # Left to the full path: too many digits, or decimals beyond the minor unit.
+        assert len(whole) > 18 or len(fraction or "") > CURRENCY_EXPONENTS[currency]
+
+
+def test_plain_amount_fast_path_leaves_other_forms_to_the_full_path():
+    for text in ("1,234.50", "-5.00", "+5", "¥12", "1.234", " 1", "٣", ""):
+        assert _plain_minor(text, "CNY") is None
+    assert _plain_minor("1234.5", "CNY") == 123450
+    assert _plain_minor("7.", "CNY") == 700
+    assert _plain_minor("12", "JPY") == 12
