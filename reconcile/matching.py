@@ -71,12 +71,10 @@ the number of items; ``bench/matching.py`` measures it against a hash join.
 
 from __future__ import annotations
 
-import gc
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
-from contextlib import contextmanager
 from datetime import date
 from itertools import chain, compress, islice, repeat
 from operator import and_, eq, ge, is_not, itemgetter, lt, not_
@@ -86,6 +84,7 @@ from ledger.errors import InputError
 from ledger.money import CURRENCY_EXPONENTS
 
 from reconcile.calendar import WEEKENDS_ONLY, BusinessCalendar
+from reconcile.statements.source import gc_paused
 
 # --- rules and break types ---------------------------------------------------
 EXACT_REFERENCE = "exact_reference"
@@ -523,26 +522,14 @@ def in_transit_items(result: MatchResult, ledger: Iterable[LedgerItem]) -> tuple
 _ID = itemgetter(0)
 
 
-@contextmanager
-def _collector_paused():
-    """Pause the cyclic garbage collector while the cascade runs.
-
-    The passes make many short-lived lists of a million references (columns,
-    masks, probe results). They never form reference cycles, but every
-    collection that catches one walks all its elements, and the collector
-    triggered often enough to take a third of a million-line run. Reference
-    counting still frees everything at once; the working columns are dropped
-    before the collector resumes, and what the result keeps is in arrays and
-    tuples of plain values, which it does not walk again. The previous state
-    is restored on the way out.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+# Pause the cyclic garbage collector while the cascade runs. The passes make
+# many short-lived lists of a million references (columns, masks, probe
+# results). They never form reference cycles, but every collection that
+# catches one walks all its elements, and the collector triggered often
+# enough to take a third of a million-line run. Reference counting still
+# frees everything at once; what the result keeps is in arrays and tuples of
+# plain values, which the collector does not walk again.
+_collector_paused = gc_paused
 
 
 class _Work:

@@ -44,6 +44,7 @@ from ledger.postings import Draft, write
 
 from . import matching
 from .matching import BankItem, LedgerItem, MatchConfig
+from .statements.source import gc_paused
 from .store import date_param, insert_rows, reserve_ids, roomy_cache, select_rows
 
 CUSTODY = "assets:custody:bank"
@@ -174,18 +175,20 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
     """Store the lines of parsed files; idempotent by line fingerprint."""
     files, statements, line_ids, repeated = [], [], [], []
     for path, pf in parsed:
-        seen: dict[tuple, int] = {}
+        seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
         rows = []
         days = set()
         for statement in pf.statements:
             statements.append(statement)
             for line in statement.lines:
-                content = (line.account, line.booking_date, line.amount_minor, line.currency,
-                           line.bank_ref, line.end_to_end_ref, line.counterparty, line.description)
-                occurrence = seen.get(content, 0)
-                seen[content] = occurrence + 1
+                fp = _fingerprint(line, 0)
+                occurrence = seen.get(fp, 0)
+                seen[fp] = occurrence + 1
+                if occurrence:
+                    fp = _fingerprint(line, occurrence)
                 days.add(line.booking_date)
-                rows.append((line, _fingerprint(line, occurrence), occurrence > 0))
+                rows.append((line, fp, occurrence > 0))
+        del seen
         known = _known_lines(conn, book_id, days)
         first = statements[-1] if statements else None
         sha = getattr(first, "source_sha256", None) or hashlib.sha256(path.read_bytes()).hexdigest()
@@ -310,7 +313,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
     outcome: dict = {}
 
     def run(conn):
-        with roomy_cache(conn):
+        with roomy_cache(conn), gc_paused():
             work(conn)
 
     def work(conn):

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 PAGE = 1000
 #: SQLite page cache for a run (KiB): a million-line day's rows and indexes
 #: then stay in memory instead of going back and forth to the OS.
-RUN_CACHE_KIB = 256 * 1024
+RUN_CACHE_KIB = 128 * 1024
 
 
 def _is_sqlite(conn: Connection) -> bool:
