@@ -7,7 +7,8 @@ as pure functions over immutable values (no database):
   one of four methods: equal installment (等额本息), equal principal
   (等额本金), interest only then principal (先息后本), bullet (一次性还本付息).
 * :func:`split` divides a borrower's own rows among the investors who funded
-  the loan (:class:`Split` of :class:`InvestorPlan` s), exactly to the fen.
+  the loan (:class:`Split` of :class:`InvestorPlan` s), exactly to the fen;
+  it lives in :mod:`ledger.splits` and is re-exported here.
 * :func:`payoff` and :func:`reprice` handle early repayment in full or in
   part; :func:`penalty` the overdue penalty (罚息); :func:`apr`,
   :func:`all_in_rate` and :func:`check_rate_cap` the true cost of a plan
@@ -37,15 +38,18 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from functools import lru_cache
-from itertools import accumulate, repeat
+from itertools import repeat
 from math import gcd
-from operator import add, floordiv, mod, mul, sub
-from typing import Mapping, NamedTuple
+from operator import sub
+from typing import NamedTuple
 
 from dateutil.relativedelta import relativedelta
 
 from .errors import FloatAmountError
 from .money import DEFAULT_CURRENCY, exponent, from_minor, to_minor
+from .splits import (  # noqa: F401  (the investor splits live there; re-exported here)
+    InvestorPlan, InvestorRow, Split, _running_shares, split, split_many,
+)
 from .rates import (
     ACT_360, ACT_ACT, ACT_365, DAY_COUNTS, DAYS_PER_YEAR, DOWN, HALF_EVEN, HALF_UP,
     MONTHLY, MONTHS_PER_YEAR, ROUNDINGS, THIRTY_360, RateCapExceededError, ScheduleError,
@@ -55,7 +59,7 @@ from .rates import (
 
 __all__ = [
     "Plan", "Row", "Split", "InvestorPlan", "InvestorRow", "Payoff", "Repricing",
-    "schedule", "split", "payoff", "reprice", "penalty", "apr", "all_in_rate", "check_rate_cap",
+    "schedule", "split", "split_many", "payoff", "reprice", "penalty", "apr", "all_in_rate", "check_rate_cap",
     "ScheduleError", "RateCapExceededError", "UnknownLprError",
     "register_lpr", "lpr_on", "lpr_history", "judicial_cap", "parse_rate",
     "METHODS", "DAY_COUNTS", "ROUNDINGS", "TERM_UNITS",
@@ -667,244 +671,6 @@ def _terms_of(plan: Plan, term: int | None = None) -> _Terms:
     multiple = None if plan.multiple_minor == 1 else from_minor(plan.multiple_minor, plan.currency)
     return _terms(plan.annual_rate, plan.term if term is None else term, plan.method, plan.term_unit,
                   plan.day_count, plan.rounding, multiple, plan.currency)
-
-
-# --- investors ---------------------------------------------------------------------------------------
-
-class InvestorRow(NamedTuple):
-    """One installment of an investor's receivable plan. Amounts in minor units.
-
-    Attributes:
-        seq: installment number (the borrower's).
-        due_date: when the borrower's installment is due.
-        principal_minor, interest_minor: the investor's share of the borrower's row.
-        management_fee_minor: the platform's fee on that interest.
-        net_minor: principal + interest - management fee: what the investor receives.
-        currency: ISO code of the amounts.
-
-    ``principal``, ``interest``, ``management_fee`` and ``net`` are the
-    amounts as Decimals.
-    """
-
-    seq: int
-    due_date: dt.date
-    principal_minor: int
-    interest_minor: int
-    management_fee_minor: int
-    net_minor: int
-    currency: str = DEFAULT_CURRENCY
-
-    principal = property(lambda self: _money(self.principal_minor, self.currency))
-    interest = property(lambda self: _money(self.interest_minor, self.currency))
-    management_fee = property(lambda self: _money(self.management_fee_minor, self.currency))
-    net = property(lambda self: _money(self.net_minor, self.currency))
-
-
-class InvestorPlan(NamedTuple):
-    """What one investor receives from a loan, row by row.
-
-    Attributes:
-        investor: the investor's id.
-        funded_minor: principal the investor lent (minor units).
-        principal_parts, interest_parts, management_fee_parts: per row, minor units.
-        due_dates: the borrower's due dates.
-        offset: installments before the first row (the borrower plan's).
-        currency: ISO code of the amounts.
-    """
-
-    investor: str
-    funded_minor: int
-    principal_parts: tuple[int, ...]
-    interest_parts: tuple[int, ...]
-    management_fee_parts: tuple[int, ...]
-    due_dates: tuple[dt.date, ...]
-    offset: int
-    currency: str
-
-    @property
-    def funded(self) -> Decimal:
-        return _money(self.funded_minor, self.currency)
-
-    @property
-    def rows(self) -> tuple[InvestorRow, ...]:
-        cur = self.currency
-        return tuple(InvestorRow(self.offset + k + 1, d, p, i, f, p + i - f, cur)
-                     for k, (d, p, i, f) in enumerate(zip(self.due_dates, self.principal_parts,
-                                                          self.interest_parts,
-                                                          self.management_fee_parts)))
-
-    @property
-    def total_principal(self) -> Decimal:
-        return _money(sum(self.principal_parts), self.currency)
-
-    @property
-    def total_interest(self) -> Decimal:
-        return _money(sum(self.interest_parts), self.currency)
-
-    @property
-    def total_management_fee(self) -> Decimal:
-        return _money(sum(self.management_fee_parts), self.currency)
-
-    @property
-    def total_net(self) -> Decimal:
-        return _money(sum(self.principal_parts) + sum(self.interest_parts)
-                      - sum(self.management_fee_parts), self.currency)
-
-
-class Split(NamedTuple):
-    """A borrower's plan divided among its investors (see :func:`split`).
-
-    Attributes:
-        plan: the borrower's plan that was split.
-        investors: one :class:`InvestorPlan` per investor, in the order given.
-        management_fee_rate: the platform's fee as a fraction of investors' interest.
-    """
-
-    plan: Plan
-    investors: tuple[InvestorPlan, ...]
-    management_fee_rate: Decimal
-
-    def investor(self, investor_id: str) -> InvestorPlan:
-        """The plan of one investor."""
-        for inv in self.investors:
-            if inv.investor == investor_id:
-                return inv
-        raise ScheduleError(f"no investor {investor_id!r} in this split", investor=investor_id)
-
-
-def _holdings(investors, currency: str) -> list[tuple[str, int]]:
-    items = investors.items() if isinstance(investors, Mapping) else investors
-    out, seen = [], set()
-    for item in items:
-        try:
-            investor, amount = item
-        except (TypeError, ValueError):
-            raise ScheduleError(f"investors: {item!r} is not an (investor, amount) pair",
-                                value=item) from None
-        if investor in seen:
-            raise ScheduleError(f"investor {investor!r} is listed twice", investor=investor)
-        seen.add(investor)
-        minor = _minor(amount, currency, f"investor {investor!r}")
-        if minor <= 0:
-            raise ScheduleError(f"investor {investor!r} funded {amount}: must be positive",
-                                investor=investor)
-        out.append((investor, minor))
-    if not out:
-        raise ScheduleError("a split needs at least one investor")
-    return out
-
-
-def split(plan: Plan, investors, *, management_fee_rate="0") -> Split:
-    """Divide the borrower's own rows among the investors who funded them.
-
-    ``investors`` maps investor id to the principal it funded (Decimal or
-    str), as a mapping or as ``(id, amount)`` pairs; the amounts must add up
-    to the plan's principal.
-
-    Each component (principal, interest) is divided by largest remainder on
-    running totals: an investor's share of the first k rows is its
-    largest-remainder share of the borrower's total over those rows, and a
-    row's share is the difference. So every row's parts add up exactly to
-    the borrower's row, every investor gets back exactly what it funded, and
-    nobody is ever more than a fen ahead of its exact share: the tie-break
-    (earlier investor first) never favours the same investor row after row.
-    In the rare row where a running share would fall (the Alabama paradox,
-    possible only when a row's amount is smaller than the number of
-    investors), nobody gives back a fen: the investors furthest ahead of
-    their exact share get a fen less instead.
-
-    The platform's management fee is ``management_fee_rate`` of each
-    investor's interest, rounded per investor on its running total of
-    interest (so the fees of all rows add up to its total interest times
-    the rate, rounded once), with the plan's rounding.
-    """
-    holdings = _holdings(investors, plan.currency)
-    weights = [minor for _, minor in holdings]
-    if sum(weights) != plan.principal_minor:
-        raise ScheduleError(
-            f"investors funded {from_minor(sum(weights), plan.currency)} but the plan's principal is "
-            f"{plan.principal}", funded=from_minor(sum(weights), plan.currency),
-            principal=plan.principal)
-    rate = parse_rate(management_fee_rate, what="management_fee_rate", maximum=None)
-    if rate > 1:
-        raise ScheduleError("management_fee_rate cannot exceed 1 (all of the interest)", rate=rate)
-    principal = _running_shares(plan.principal_parts, weights)
-    interest = _running_shares(plan.interest_parts, weights)
-    fees = _running_fees(interest, rate, plan.rounding)
-    dates, cur, offset = plan.due_dates, plan.currency, plan.offset
-    return Split(plan, tuple(
-        InvestorPlan(inv, funded, p, i, f, dates, offset, cur)
-        for (inv, funded), p, i, f in zip(holdings, principal, interest, fees)), rate)
-
-
-def _running_shares(amounts: tuple[int, ...], weights: list[int]) -> list[tuple[int, ...]]:
-    """Per investor, per row: largest remainder on running totals (see :func:`split`)."""
-    g = 0
-    for w in weights:
-        g = gcd(g, w)
-    weights = [w // g for w in weights]
-    total = sum(weights)
-    n = len(weights)
-    if n == 1:
-        return [tuple(amounts)]
-    index = range(n)
-    zeros = (0,) * n
-    given = [0] * n          # each investor's running total so far
-    running = 0
-    columns = []
-    for amount in amounts:
-        if not amount:
-            columns.append(zeros)
-            continue
-        running += amount
-        products = list(map(mul, weights, repeat(running, n)))
-        target = list(map(floordiv, products, repeat(total, n)))
-        left = running - sum(target)
-        if left:
-            remainders = list(map(mod, products, repeat(total, n)))
-            for i in sorted(index, key=remainders.__getitem__, reverse=True)[:left]:
-                target[i] += 1
-        row = list(map(sub, target, given))
-        if min(row) < 0:
-            row = _no_giving_back(row, given, running, weights, total)
-            target = list(map(add, given, row))
-        given = target
-        columns.append(row)
-    return list(zip(*columns))
-
-
-def _no_giving_back(row: list[int], given: list[int], running: int, weights: list[int],
-                    total: int) -> list[int]:
-    """Repair a row where someone's running share fell: nobody pays a fen back."""
-    excess = -sum(r for r in row if r < 0)
-    row = [max(r, 0) for r in row]
-    while excess:
-        # furthest ahead of the exact share first: (given + row) * total - running * weight
-        ahead = sorted((i for i, r in enumerate(row) if r > 0),
-                       key=lambda i: (given[i] + row[i]) * total - running * weights[i], reverse=True)
-        for i in ahead[:excess]:
-            row[i] -= 1
-            excess -= 1
-    return row
-
-
-def _running_fees(interest: list[tuple[int, ...]], rate: Decimal, rounding: str) -> list[tuple[int, ...]]:
-    """Each investor's fee per row: its running interest x rate, rounded, differenced."""
-    if not rate:
-        return [(0,) * len(parts) for parts in interest]
-    num, den = rate.as_integer_ratio()
-    out = []
-    for parts in interest:
-        if rounding == HALF_UP:
-            num2, den2 = num + num, den + den
-            fees = [(c * num2 + den) // den2 for c in accumulate(parts)]
-        elif rounding == DOWN:
-            fees = [c * num // den for c in accumulate(parts)]
-        else:
-            fees = [rdiv(c * num, den, rounding) for c in accumulate(parts)]
-        fees.insert(0, 0)
-        out.append(tuple(map(sub, fees[1:], fees)))
-    return out
 
 
 # --- early repayment -----------------------------------------------------------------------------------

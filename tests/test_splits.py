@@ -1,0 +1,217 @@
+"""Investor splits: the numpy fast path equals the pure-Python reference, exactly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from math import gcd, isqrt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import splits
+from ledger.money import allocate, from_minor
+from ledger.rates import DOWN, HALF_EVEN, HALF_UP, ROUNDINGS
+from ledger.schedules import (
+    EQUAL_PRINCIPAL, METHODS, InvestorPlan, Plan, ScheduleError, Split, schedule, split, split_many,
+)
+from ledger.splits import _fits, _split_reference
+
+D = Decimal
+JAN31 = dt.date(2024, 1, 31)
+
+fee_rates = st.one_of(
+    st.integers(0, 10_000).map(lambda bp: D(bp).scaleb(-4)),          # 0 to 1 in basis points
+    st.sampled_from([D(0), D(1), D("0.5"), D("0.125"), D("0.3333333333"), D("0.0000000001")]),
+)
+
+
+@st.composite
+def investors_of(draw, principal_minor: int):
+    """1 to 60 investors whose amounts add up to the principal, each at least a fen."""
+    count = draw(st.integers(1, min(60, principal_minor)))
+    weights = draw(st.lists(st.integers(1, 10**12), min_size=count, max_size=count))
+    parts = [p for p in allocate(principal_minor, weights) if p]
+    return [(f"inv{i}", from_minor(p)) for i, p in enumerate(parts)]
+
+
+@st.composite
+def scheduled(draw):
+    """A plan from ``schedule``: any method and rounding, 1 fen to 10**12 fen, 1 to 360 months."""
+    principal_minor = draw(st.integers(1, 10**12))
+    plan = schedule(from_minor(principal_minor), draw(st.integers(0, 3600).map(lambda bp: D(bp).scaleb(-4))),
+                    draw(st.integers(1, 360)), draw(st.sampled_from(METHODS)),
+                    start=draw(st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31))),
+                    rounding=draw(st.sampled_from(ROUNDINGS)))
+    return plan, draw(investors_of(principal_minor))
+
+
+@st.composite
+def made_up(draw):
+    """A plan of arbitrary rows: zeros, rows smaller than the number of investors (the Alabama
+    paradox and its no-giving-back repair), huge ones; 1 to 360 rows, any rounding."""
+    term = draw(st.integers(1, 360))
+    amounts = st.one_of(st.integers(0, 3), st.integers(0, 100), st.integers(0, 10**12 // term))
+    principal_parts = draw(st.lists(amounts, min_size=term, max_size=term))
+    if not sum(principal_parts):
+        principal_parts[-1] = 1
+    interest_parts = draw(st.lists(amounts, min_size=term, max_size=term))
+    principal_minor = sum(principal_parts)
+    plan = Plan(principal_minor, D("0.1"), term, EQUAL_PRINCIPAL, JAN31, "month", "monthly",
+                draw(st.sampled_from(ROUNDINGS)), "CNY", None, tuple(principal_parts),
+                tuple(interest_parts), (0,) * term)
+    return plan, draw(investors_of(principal_minor))
+
+
+def assert_same(fast: Split, reference: Split) -> None:
+    assert fast == reference
+    for inv in fast.investors:
+        assert type(inv) is InvestorPlan and type(inv.funded_minor) is int
+        for parts in (inv.principal_parts, inv.interest_parts, inv.management_fee_parts):
+            assert type(parts) is tuple and all(type(x) is int for x in parts)
+
+
+@given(st.one_of(scheduled(), made_up()), fee_rates)
+@settings(max_examples=150, deadline=None)
+def test_split_is_the_reference_exactly(funded, fee_rate):
+    plan, investors = funded
+    reference = _split_reference(plan, investors, management_fee_rate=fee_rate)
+    assert_same(split(plan, investors, management_fee_rate=fee_rate), reference)
+
+
+@given(st.lists(st.one_of(scheduled(), made_up()), min_size=1, max_size=6), fee_rates)
+@settings(max_examples=40, deadline=None)
+def test_split_many_is_the_reference_of_each(batch, fee_rate):
+    plans = [plan for plan, _ in batch]
+    holdings = [investors for _, investors in batch]
+    many = split_many(plans, holdings, management_fee_rate=fee_rate)
+    assert len(many) == len(batch)
+    for got, (plan, investors) in zip(many, batch):
+        assert_same(got, _split_reference(plan, investors, management_fee_rate=fee_rate))
+
+
+def test_split_many_batches_plans_of_the_same_shape():
+    plans = [schedule(from_minor(100_000 + 7919 * k), "0.08", 12, start=JAN31) for k in range(40)]
+    holdings = [[("a", from_minor(30_000)), ("b", from_minor(70_000 + 7919 * k - 1)), ("c", D("0.01"))]
+                for k in range(40)]
+    assert split_many(plans, holdings, management_fee_rate="0.1") == [
+        _split_reference(p, h, management_fee_rate="0.1") for p, h in zip(plans, holdings)]
+    with pytest.raises(ScheduleError, match="2 plans but 1 lists"):
+        split_many(plans[:2], holdings[:1])
+
+
+# --- int64: the fast path only where every intermediate fits, the reference beyond ---------------
+
+def _spy(monkeypatch):
+    """Count the plans the numpy path computes."""
+    seen = []
+    real = splits._fast_parts
+
+    def counting(members, rate):
+        seen.extend(plan for plan, _ in members)
+        return real(members, rate)
+
+    monkeypatch.setattr(splits, "_fast_parts", counting)
+    return seen
+
+
+@pytest.mark.parametrize("rounding", [HALF_UP, HALF_EVEN, DOWN])
+def test_huge_amounts_take_the_exact_python_path(monkeypatch, rounding):
+    seen = _spy(monkeypatch)
+    plan = schedule(from_minor(10**12), "0.24", 360, start=JAN31, rounding=rounding)
+    investors = [("a", from_minor(10**12 - 333_333_333_333 - 1)), ("b", from_minor(333_333_333_333)),
+                 ("c", D("0.01"))]
+    weights = [10**12 - 333_333_333_333 - 1, 333_333_333_333, 1]
+    assert _fits(plan, weights, D("0.1")) is None          # 10**12 x 3 x 10**12 > 2**63
+    assert_same(split(plan, investors, management_fee_rate="0.1"),
+                _split_reference(plan, investors, management_fee_rate="0.1"))
+    assert split_many([plan], [investors], management_fee_rate="0.1") == [
+        _split_reference(plan, investors, management_fee_rate="0.1")]
+    assert seen == []
+
+
+def test_a_fee_rate_of_many_digits_takes_the_exact_python_path(monkeypatch):
+    seen = _spy(monkeypatch)
+    plan = schedule("100000", "0.06", 12, start=JAN31)
+    rate = D("0.1234567890123456789")                     # numerator and denominator near 2**63
+    investors = {"a": "60000", "b": "40000"}
+    assert_same(split(plan, investors, management_fee_rate=rate),
+                _split_reference(plan, investors, management_fee_rate=rate))
+    assert seen == []
+
+
+def _two_investor_plan(principal: int):
+    third = principal // 3
+    plan = Plan(principal, D("0.1"), 3, EQUAL_PRINCIPAL, JAN31, "month", "monthly", HALF_EVEN, "CNY",
+                None, (third, third, principal - 2 * third), (0, 1, 2), (0, 0, 0))
+    weights = [third + 1, principal - third - 1]          # coprime with the principal's odd parts
+    return plan, weights, [("a", from_minor(weights[0])), ("b", from_minor(weights[1]))]
+
+
+def test_just_inside_int64_the_fast_path_is_exact(monkeypatch):
+    seen = _spy(monkeypatch)
+    # total x n x (the plan's total + 1) with total = the principal and n = 2: just below 2**63
+    edge = isqrt((2**63 - 1) // 2) - 1
+    plan, weights, investors = _two_investor_plan(edge)
+    assert sum(weights) * 2 * (edge + 1) <= 2**63 - 1 and gcd(*weights) == 1
+    assert _fits(plan, weights, D("0.5")) is not None
+    assert_same(split(plan, investors, management_fee_rate="0.5"),
+                _split_reference(plan, investors, management_fee_rate="0.5"))
+    assert seen == [plan]
+    # a fen more and it no longer fits: the reference path
+    plan, weights, investors = _two_investor_plan(edge + 2)
+    assert gcd(*weights) == 1 and _fits(plan, weights, D("0.5")) is None
+    assert_same(split(plan, investors, management_fee_rate="0.5"),
+                _split_reference(plan, investors, management_fee_rate="0.5"))
+    assert len(seen) == 1
+
+
+def test_a_falling_running_share_is_repaired_by_the_reference():
+    # 6:6:2 of 10 is 4,4,2 but of 11 is 5,5,1: nobody gives back a fen
+    plan = Plan(14, D("0.1"), 3, EQUAL_PRINCIPAL, JAN31, "month", "monthly", HALF_UP, "CNY", None,
+                (10, 1, 3), (10, 1, 3), (0, 0, 0))
+    investors = [("a", D("0.06")), ("b", D("0.06")), ("c", D("0.02"))]
+    result = split(plan, investors, management_fee_rate="0.5")
+    assert_same(result, _split_reference(plan, investors, management_fee_rate="0.5"))
+    assert all(min(inv.principal_parts + inv.interest_parts) >= 0 for inv in result.investors)
+    assert [sum(inv.principal_parts) for inv in result.investors] == [6, 6, 2]
+
+
+# --- the same refusals, word for word ---------------------------------------------------------------
+
+@pytest.mark.parametrize("investors, rate", [
+    ({"a": "500", "b": "499"}, "0"),
+    ([("a", "500"), ("a", "500")], "0"),
+    ([("a", "500"), ("b",)], "0"),
+    ([("a", "500"), ("b", "500", "x")], "0"),
+    ([("a", "1000.001")], "0"),
+    ([("a", "1001"), ("b", "-1")], "0"),
+    ([("a", D("1000")), ("b", D("0"))], "0"),
+    ([("a", D("NaN"))], "0"),
+    ([("a", 1000.0)], "0"),
+    ([], "0"),
+    ({"a": "1000"}, "1.5"),
+    ({"a": "1000"}, 0.1),
+    ({"a": "1000"}, D("NaN")),
+    ({"a": "1000"}, "-0.1"),
+])
+def test_refusals_are_the_reference_ones(investors, rate):
+    plan = schedule("1000", "0.06", 3, start=JAN31)
+    with pytest.raises(Exception) as expected:
+        _split_reference(plan, investors, management_fee_rate=rate)
+    with pytest.raises(type(expected.value)) as got:
+        split(plan, investors, management_fee_rate=rate)
+    assert str(got.value) == str(expected.value)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: {"a": "600", "b": 400},
+    lambda: iter([("a", "600"), ("b", D("400"))]),
+    lambda: ((name, amount) for name, amount in [("a", D("600.00")), ("b", D("400"))]),
+    lambda: (("a", D("6E+2")), ("b", D("400.000"))),
+])
+def test_inputs_other_than_lists_of_decimal_pairs_split_as_before(make):
+    plan = schedule("1000", "0.06", 3, start=JAN31)
+    assert_same(split(plan, make(), management_fee_rate="10%"),
+                _split_reference(plan, make(), management_fee_rate="10%"))
