@@ -28,7 +28,7 @@ import functools
 import operator
 import re
 from decimal import Decimal, InvalidOperation
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional
 
 from ledger.errors import LedgerError
 from ledger.money import DEFAULT_CURRENCY, exponent, to_minor
@@ -104,8 +104,10 @@ class _Row(NamedTuple):
     raw: str
 
 
-def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, list[_Row]]:
-    """The column index of each field, and every data row with its lines and raw text."""
+def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, Iterator[_Row]]:
+    """The column index of each field, and an iterator over the data rows (with their
+    line numbers and raw text), read one at a time so that a large file is never held
+    as rows and as lines at once. Problems found on the way are added to ``problems``."""
     if _OTHER_BREAKS.search(text) is None:
         lines = text.splitlines(True)   # the same split, far cheaper, when "\n" is the only break
     else:
@@ -118,28 +120,38 @@ def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, lis
     if delimiter is None:
         head = lines[start - 1] if start <= len(lines) else ""
         delimiter = "\t" if "\t" in head and "," not in head else ","
-    index, width = None, None
+    reader = csv.reader(iter(lines[start - 1:]), delimiter=delimiter, strict=True)
+    offset = start - 1
     if not layout.has_header:
         index = layout.columns_by_number(problems)
         if not index:
-            return {}, []
-        width = max(index.values()) + 1
-    reader = csv.reader(iter(lines[start - 1:]), delimiter=delimiter, strict=True)
+            return {}, iter(())
+        return index, _data_rows(reader, lines, offset, 0, index, max(index.values()) + 1,
+                                 layout, problems)
+    try:
+        for record in reader:
+            index = layout.columns_from_header(record, offset + 1, problems)
+            if not index:
+                return {}, iter(())
+            return index, _data_rows(reader, lines, offset, reader.line_num, index, len(record),
+                                     layout, problems)
+    except csv.Error as exc:
+        problems.append(Problem(offset + reader.line_num, "row", f"not readable CSV: {exc}"))
+        return {}, iter(())
+    problems.append(Problem(None, "header", "the file is empty: no header row"))
+    return {}, iter(())
+
+
+def _data_rows(reader, lines: list, offset: int, consumed: int, index: dict, width: int,
+               layout: Layout, problems: list[Problem]) -> Iterator[_Row]:
     skips = bool(layout.skip_prefixes)
-    offset, consumed, rows = start - 1, 0, []
-    fields, getter = (), None
+    fields = tuple(index)
+    getter = operator.itemgetter(*index.values())
+    single = len(fields) == 1
+    strip = str.strip
     try:
         for record in reader:
             first, consumed = offset + consumed + 1, reader.line_num
-            if index is None:  # the header row
-                width = len(record)
-                index = layout.columns_from_header(record, first, problems)
-                if not index:
-                    return {}, []
-                continue
-            if getter is None:
-                fields = tuple(index)
-                getter = operator.itemgetter(*index.values())
             if not "".join(record).strip() or skips and layout.skips(record):
                 continue
             if len(record) != width and (len(record) < width or layout.has_header
@@ -150,16 +162,11 @@ def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, lis
             last = offset + consumed
             raw = lines[first - 1] if last == first else "".join(lines[first - 1:last])
             values = getter(record)
-            if len(fields) == 1:
+            if single:
                 values = (values,)
-            rows.append(_Row(dict(zip(fields, map(str.strip, values))), first,
-                             raw.rstrip("\r\n")))
+            yield _Row(dict(zip(fields, map(strip, values))), first, raw.rstrip("\r\n"))
     except csv.Error as exc:
         problems.append(Problem(offset + reader.line_num, "row", f"not readable CSV: {exc}"))
-    if index is None:
-        problems.append(Problem(None, "header", "the file is empty: no header row"))
-        return {}, []
-    return index, rows
 
 
 def parse_csv_day(data: bytes, *, filename: Optional[str] = None,
