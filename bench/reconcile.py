@@ -269,7 +269,7 @@ def main(argv=None) -> int:
         print(f"memory after set-up: {rss_mib():,} MiB resident")
 
         phases = Phases()
-        phases.wrap(runs, "import_parsed", "import")
+        phases.wrap(runs, "_import", "import")
         phases.wrap(runs, "_open_bank_lines", "load open bank lines")
         phases.wrap(runs, "_open_postings", "load open postings")
         plain_match = phases.wrap(matching, "match", "match", keep_args=True)

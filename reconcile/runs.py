@@ -173,7 +173,14 @@ def _known_lines(conn: Connection, book_id: int, days: set) -> dict[str, int]:
 def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
                   progress: Callable[[int], None] | None = None) -> ImportResult:
     """Store the lines of parsed files; idempotent by line fingerprint."""
+    return _import(conn, book_id, parsed, progress)[0]
+
+
+def _import(conn: Connection, book_id: int, parsed: Sequence,
+            progress: Callable[[int], None] | None) -> tuple[ImportResult, list]:
+    """:func:`import_parsed`, and the ``(id, line)`` pairs of the lines it added."""
     files, statements, line_ids, repeated = [], [], [], []
+    added: list = []
     for path, pf in parsed:
         seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
         rows = []
@@ -210,6 +217,7 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
                  line.status or "booked", str(line.source_position)[:64], line.raw or "")
                 for i, (line, fp) in zip(chunk_ids, chunk)])
             ids.update(zip((fp for _, fp in chunk), chunk_ids))
+            added.extend(zip(chunk_ids, (line for line, _ in chunk)))
             if progress:
                 progress(len(chunk))
         for line, fp, is_repeat in rows:
@@ -217,20 +225,39 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
             if is_repeat:
                 repeated.append(ids[fp])
         files.append((path.name, str(pf.format), sha, len(fresh), len(rows) - len(fresh)))
-    return ImportResult(tuple(files), tuple(statements), tuple(line_ids), tuple(repeated))
+    return ImportResult(tuple(files), tuple(statements), tuple(line_ids), tuple(repeated)), added
 
 
 # --- the run --------------------------------------------------------------------
-def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt.date) -> list[BankItem]:
-    """The bank lines of the window not matched yet, as matching items."""
-    rows = select_rows(conn, select(
+def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt.date,
+                     added: Sequence[tuple] = ()) -> list[BankItem]:
+    """The bank lines of the window not matched yet, as matching items.
+
+    ``added``: the ``(id, line)`` pairs this transaction just imported. They are
+    open by definition and are taken from memory, not read back; when their ids
+    are one unbroken range (always on SQLite) the query leaves that range out.
+    """
+    fresh = [BankItem(i, line.booking_date, line.amount_minor, line.currency, line.bank_ref,
+                      line.end_to_end_ref, line.value_date, line.batch_id, line.description or "")
+             for i, line in added if since <= line.booking_date <= through]
+    query = select(
         m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
         m.BankLine.bank_ref, m.BankLine.end_to_end_ref, m.BankLine.value_date, m.BankLine.batch_id,
         func.coalesce(m.BankLine.description, "")).where(
             m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
             m.BankLine.booking_date >= since,
-            ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id)), dates=(1, 6))
-    return list(map(BankItem._make, rows))
+            ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id))
+    skip: set = set()
+    if added:
+        lo, hi = added[0][0], added[-1][0]
+        if hi - lo + 1 == len(added) and all(a[0] < b[0] for a, b in zip(added, added[1:])):
+            query = query.where(~m.BankLine.id.between(lo, hi))
+        else:
+            skip = {i for i, _ in added}
+    rows = select_rows(conn, query, dates=(1, 6))
+    if skip:
+        rows = [row for row in rows if row[0] not in skip]
+    return fresh + list(map(BankItem._make, rows))
 
 
 def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> list[LedgerItem]:
@@ -318,9 +345,10 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
 
     def work(conn):
         acct = get_account(conn, book.book_id, account)
-        imported = import_parsed(conn, book.book_id, parsed, progress)
+        imported, added = _import(conn, book.book_id, parsed, progress)
         since = day - dt.timedelta(days=lookback_days)
-        bank_items = _open_bank_lines(conn, book.book_id, day, since)
+        bank_items = _open_bank_lines(conn, book.book_id, day, since, added)
+        del added
         ledger_items = _open_postings(conn, acct.id, day, since)
         carried_ids = _carried(conn, book.book_id, account)
         carried = [item for item in ledger_items if item.id in carried_ids]
@@ -416,10 +444,11 @@ def _store_matches(conn: Connection, run_id: int, matches: Iterable[matching.Mat
         ids = reserve_ids(conn, m.ReconMatch.__table__, len(batch))
         insert_rows(conn, m.ReconMatch.__table__, ("id", "run_id", "rule"),
                     [(i, run_id, mt.rule) for i, mt in zip(ids, batch)])
-        insert_rows(conn, m.ReconMatchBank.__table__, ("match_id", "bank_line_id"),
-                    [(i, b) for i, mt in zip(ids, batch) for b in mt.bank_ids])
-        insert_rows(conn, m.ReconMatchPosting.__table__, ("match_id", "posting_id"),
-                    [(i, p) for i, mt in zip(ids, batch) for p in mt.ledger_ids])
+        # In key order: the primary-key B-trees then grow at their ends.
+        insert_rows(conn, m.ReconMatchBank.__table__, ("bank_line_id", "match_id"),
+                    sorted((b, i) for i, mt in zip(ids, batch) for b in mt.bank_ids))
+        insert_rows(conn, m.ReconMatchPosting.__table__, ("posting_id", "match_id"),
+                    sorted((p, i) for i, mt in zip(ids, batch) for p in mt.ledger_ids))
 
 
 def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break]) -> list[int]:

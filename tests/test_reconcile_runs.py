@@ -179,3 +179,21 @@ def test_run_result_carries_both_sides_of_every_break(day_book):
     assert fee["raw"].endswith("手续费 service charge") and fee["booking_date"] == DAY
     transit = next(iter(run.ledger.values()))
     assert transit["external_ref"] == "B3" and transit["effective_date"] == DAY
+
+
+def test_open_lines_taken_from_memory_equal_those_read_back(day_book):
+    from reconcile import runs
+
+    with day_book.engine.begin() as conn:
+        _, added = runs._import(conn, day_book.book_id, [parsed("day.csv", STATEMENT, opening=0)], None)
+        since = DAY - dt.timedelta(days=10)
+        read_back = sorted(runs._open_bank_lines(conn, day_book.book_id, DAY, since))
+        assert len(read_back) == 4
+        # unbroken ids (the query leaves their range out) and broken ones (filtered after)
+        assert sorted(runs._open_bank_lines(conn, day_book.book_id, DAY, since, added)) == read_back
+        gapped = [added[0], added[2]]
+        assert sorted(runs._open_bank_lines(conn, day_book.book_id, DAY, since, gapped)) == read_back
+        # lines outside the window stay out, from memory as from the database
+        assert runs._open_bank_lines(conn, day_book.book_id, DAY - dt.timedelta(days=1), since,
+                                     added) == []
+        conn.rollback()
