@@ -27,6 +27,7 @@ import datetime as dt
 import functools
 import operator
 import re
+from sys import intern
 from decimal import Decimal, InvalidOperation
 from typing import Iterator, NamedTuple, Optional
 
@@ -247,10 +248,14 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
         return None
     name, other = get("counterparty"), get("counterparty_account")
     counterparty = (f"{name} {other}" if name and other else name or other) or None
-    return StatementLine(account, booking, value_date, minor, currency, serial,
-                         get("order_id") or None, counterparty, get("description") or None,
-                         BOOKED, sha, f"line {row.line}", row.raw,
-                         get("sub_account") or None, None, balance)
+    # Accounts, counterparties, descriptions and sub-accounts repeat from line to
+    # line: one string each instead of one per line keeps a large file small.
+    description, sub_account = get("description"), get("sub_account")
+    return StatementLine(intern(account), booking, value_date, minor, currency, serial,
+                         get("order_id") or None, counterparty and intern(counterparty),
+                         description and intern(description) or None, BOOKED, sha,
+                         f"line {row.line}", row.raw, sub_account and intern(sub_account) or None,
+                         None, balance)
 
 
 _PLAIN_AMOUNT = re.compile(r"([0-9]{1,18})(?:\.([0-9]*))?")
