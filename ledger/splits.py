@@ -212,13 +212,13 @@ def _fast_holdings(investors, currency: str) -> tuple[list, list[int]]:
             distinct = False
         if not distinct:
             ids = None
-    if ids and set(map(type, amounts)) == {Decimal}:
+    if ids:
         scale = _SCALES.get(currency)
         if scale is None:
             scale = _SCALES[currency] = 10 ** exponent(currency)
-        try:
+        try:   # raises TypeError for anything but a Decimal, ValueError for NaN, OverflowError for inf
             nums, dens = zip(*map(Decimal.as_integer_ratio, amounts))
-        except (ValueError, OverflowError):
+        except (TypeError, ValueError, OverflowError):
             pass
         else:
             if not any(scale % den for den in set(dens)):
@@ -283,7 +283,8 @@ def split(plan: Plan, investors, *, management_fee_rate="0") -> Split:
     fit = _fits(plan, weights, rate)
     if fit is None:
         return _reference_result(plan, ids, weights, rate)
-    return _finish(plan, ids, weights, rate, _fast_parts([(plan, fit)], rate)[0])
+    rows, falls = _fast_parts([(plan, fit)], rate)
+    return _finish(plan, ids, weights, rate, None if falls[0] else rows[0].tolist())
 
 
 def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
@@ -318,22 +319,24 @@ def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
     for members in groups.values():
         for start in range(0, len(members), _BATCH_CHUNK):
             chunk = members[start:start + _BATCH_CHUNK]
-            computed = _fast_parts([(plan, fit) for _, plan, _, _, fit in chunk], rate)
-            for (k, plan, ids, weights, _), parts in zip(chunk, computed):
-                out[k] = _finish(plan, ids, weights, rate, parts)
+            rows, falls = _fast_parts([(plan, fit) for _, plan, _, _, fit in chunk], rate)
+            for (k, plan, ids, weights, _), amounts, fell in zip(chunk, rows, falls):
+                # one plan at a time from numpy to Python ints: the lists tolist() makes are freed
+                # (and their memory reused) at once, which matters more than one call per chunk
+                out[k] = _finish(plan, ids, weights, rate, None if fell else amounts.tolist())
     return out
 
 
-_BATCH_CHUNK = 256   # plans per numpy pass in split_many: a few MB of int64 at most
+_BATCH_CHUNK = 64    # plans per numpy pass in split_many: each array stays within a cache
 
 
 def _finish(plan: Plan, ids, weights: list[int], rate: Decimal, parts) -> Split:
     if parts is None:
         return _reference_result(plan, ids, weights, rate)
-    dates, cur, offset = plan.due_dates, plan.currency, plan.offset
-    return _new(Split, (plan, tuple([
-        _new(InvestorPlan, (inv, funded, p, i, f, dates, offset, cur))
-        for inv, funded, p, i, f in zip(ids, weights, *parts)]), rate))
+    principal, interest, fees = parts            # rows of per-investor amounts
+    fields = zip(ids, weights, zip(*principal), zip(*interest), zip(*fees),
+                 repeat(plan.due_dates), repeat(plan.offset), repeat(plan.currency))
+    return _new(Split, (plan, tuple(map(_new, repeat(InvestorPlan), fields)), rate))
 
 
 # --- the fast path: numpy over (plans x running totals x investors) --------------------------------
@@ -371,12 +374,16 @@ def _fits(plan: Plan, weights: list[int], rate: Decimal):
     return weights, total, num, den
 
 
-def _fast_parts(members, rate: Decimal) -> list:
-    """Per plan, per investor ``(principal parts, interest parts, fee parts)``, or None.
+def _fast_parts(members, rate: Decimal):
+    """``(rows, falls)``: per plan, each row's principal, interest and fee per investor.
+
+    ``rows[j]`` is the j-th plan's ``(3, m, n)`` array of principal,
+    interest and fee parts (row by row, investor by investor);
+    ``falls[j]`` says where that cannot be used.
 
     ``members`` are ``(plan, fit)`` pairs of plans with the same number of
     rows, of investors, and the same rounding, each fit by :func:`_fits`.
-    None for a plan where some running share falls: the no-giving-back
+    A plan falls where some running share falls: the no-giving-back
     repair is the reference path's.
     """
     first = members[0][0]
@@ -410,9 +417,9 @@ def _fast_parts(members, rate: Decimal) -> list:
         fees[...] = 0
     by_block = totals.reshape(count, 3, k, n)
     rows = by_block[:, :, 1:] - by_block[:, :, :-1]                          # (plans, 3, m, n)
-    falls = (rows.min(axis=(1, 2, 3)) < 0).tolist()
-    return [None if fell else (list(zip(*p)), list(zip(*i)), list(zip(*f)))
-            for fell, (p, i, f) in zip(falls, rows.tolist())]
+    if count == 1:
+        return rows, [rows.min() < 0]
+    return rows, (rows.min(axis=(1, 2, 3)) < 0).tolist()
 
 
 def _running_fee_totals(interest, num: int, den: int, rounding: str, out) -> None:
