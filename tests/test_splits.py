@@ -91,7 +91,8 @@ def test_split_many_is_the_reference_of_each(batch, fee_rate):
         assert_same(got, _split_reference(plan, investors, management_fee_rate=fee_rate))
 
 
-def test_split_many_batches_plans_of_the_same_shape():
+def test_split_many_batches_plans_of_the_same_shape(monkeypatch):
+    monkeypatch.setattr(splits, "_BATCH_CHUNK", 7)           # several chunks, the last one short
     plans = [schedule(from_minor(100_000 + 7919 * k), "0.08", 12, start=JAN31) for k in range(40)]
     holdings = [[("a", from_minor(30_000)), ("b", from_minor(70_000 + 7919 * k - 1)), ("c", D("0.01"))]
                 for k in range(40)]
