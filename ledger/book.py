@@ -23,8 +23,8 @@ from . import models as m
 from .errors import IntegrityViolation, LedgerError, PostingError
 from .money import DEFAULT_CURRENCY, from_minor
 from .postings import (
-    Draft, Entry, commit_draft, find_replay, get_entry, load_entries, reversal_draft, void_draft,
-    write,
+    Draft, Entry, FastPoster, commit_draft, find_replay, get_entry, load_entries, reversal_draft,
+    void_draft, write,
 )
 
 T = TypeVar("T")
@@ -53,6 +53,10 @@ class Book:
         self.name = name
         self.seal_every = seal_every
         self._unsealed = 0
+        # One round trip per single post on PostgreSQL; its cache of open accounts is
+        # filled by every write.
+        self._fast = FastPoster(engine, book_id) if FastPoster.supports(engine) else None
+        self._account_cache = self._fast.accounts if self._fast is not None else None
 
     # --- transactions ---------------------------------------------------------
     def _write(self, fn: Callable[[Connection], T]) -> T:
@@ -93,8 +97,11 @@ class Book:
     def open_account(self, code: str, type: str | None = None, *, currency: str = DEFAULT_CURRENCY,
                      no_overdraft: bool = False, name: str | None = None) -> acc.Account:
         """Open an account (idempotent when the attributes are the same)."""
-        return self._write(lambda c: acc.open_account(
+        account = self._write(lambda c: acc.open_account(
             c, self.book_id, code, type, currency=currency, no_overdraft=no_overdraft, name=name))
+        if self._account_cache is not None and not account.is_closed:
+            self._account_cache[code] = account
+        return account
 
     def account(self, code: str) -> acc.Account:
         """Look up one account."""
@@ -112,6 +119,8 @@ class Book:
             account = acc.get_account(conn, self.book_id, code)
             posted, pending, _ = balances.raw_sums(conn, account)
             return acc.close_account(conn, self.book_id, code, posted, pending)
+        if self._account_cache is not None:
+            self._account_cache.pop(code, None)
         return self._write(run)
 
     # --- posting ----------------------------------------------------------------
@@ -139,11 +148,21 @@ class Book:
 
     def post_drafts(self, drafts: Sequence[Draft], *,
                     before: Callable[[Connection], Any] | None = None) -> list[Entry]:
-        """The one write path: drafts -> entries, in one retried transaction."""
+        """The one write path: drafts -> entries, in one retried transaction.
+
+        A single draft on PostgreSQL first tries :class:`~ledger.postings.FastPoster`
+        (one round trip); whatever it cannot write goes through :func:`write`.
+        """
+        if len(drafts) == 1 and before is None and self._fast is not None:
+            entry = self._fast.post(drafts[0])
+            if entry is not None:
+                self._after_write(1)
+                return [entry]
+
         def run(conn):
             if before is not None:
                 before(conn)
-            return write(conn, self.book_id, drafts)
+            return write(conn, self.book_id, drafts, account_cache=self._account_cache)
         result = self._write(run)
         self._after_write(sum(1 for e in result if not e.replayed))
         return result
@@ -171,7 +190,8 @@ class Book:
             # The draft is built even for a replay, so the write path compares it with
             # the first call: the key reused for another entry is a conflict, not a replay.
             replay = find_replay(conn, self.book_id, key)
-            return write(conn, self.book_id, [build(conn, replay.id if replay else None)])[0]
+            return write(conn, self.book_id, [build(conn, replay.id if replay else None)],
+                         account_cache=self._account_cache)[0]
         entry = self._write(run)
         self._after_write(0 if entry.replayed else 1)
         return entry
@@ -257,6 +277,8 @@ class Book:
 
     def dispose(self) -> None:
         """Close the engine's connections."""
+        if self._fast is not None:
+            self._fast.close()
         self.engine.dispose()
 
     def __repr__(self) -> str:

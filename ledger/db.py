@@ -8,7 +8,13 @@
 * :func:`upgrade` / :func:`current_revision`: Alembic, programmatically.
 * :func:`write_transaction`: runs a function in a transaction and retries it
   on serialization failures and deadlocks (SQLSTATE 40001, 40P01) and on a
-  locked SQLite database, a bounded number of times with jittered backoff.
+  locked SQLite database, a bounded number of times with jittered backoff;
+  and once more on a dropped connection noticed before the COMMIT was sent.
+
+A server engine pings a pooled connection before handing it out only when it
+has been idle for :data:`PING_IDLE_SECONDS` (a dead one is replaced), not on
+every checkout as ``pool_pre_ping`` does: a busy writer saves that round trip,
+and a connection that dies while in use is the retry's business.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Callable, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from .errors import ConcurrencyError
 
@@ -45,8 +51,30 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine, in_memory=":memory:" in url or url.rstrip("/") == "sqlite:")
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled connection idle for longer than this is pinged before it is handed out.
+PING_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record):
+        record.info["ledger_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy):
+        since = record.info.get("ledger_idle_since")
+        if since is not None and time.monotonic() - since > PING_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except engine.dialect.loaded_dbapi.Error as exc:
+                # The pool discards this connection and hands out a new one.
+                raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
@@ -90,10 +118,15 @@ def write_transaction(engine: Engine, fn: Callable[[Connection], T], *,
                       attempts: int = MAX_ATTEMPTS) -> T:
     """Run ``fn(conn)`` in one transaction; retry it whole on transient conflicts."""
     for attempt in range(1, attempts + 1):
+        committing = False
         try:
             with engine.begin() as conn:
-                return fn(conn)
+                result = fn(conn)
+                committing = True
+            return result
         except DBAPIError as exc:
+            if exc.connection_invalidated and not committing and attempt < attempts:
+                continue   # the connection died before COMMIT: nothing was written
             if not is_retryable(exc):
                 raise
             if attempt == attempts:

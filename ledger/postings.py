@@ -20,6 +20,11 @@ caller's transaction:
 Nothing commits here: the caller owns the transaction, so a refused batch
 writes nothing. :class:`~ledger.book.Book` wraps this in retried
 transactions.
+
+:class:`FastPoster` writes a single new entry on PostgreSQL in one round
+trip (statements and commit), with the same rows, hashes and database
+checks; whatever it cannot write, or the database refuses, is then written
+(or refused with its typed error) by :func:`write`.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import bindparam, event, func, insert, select, text
 from sqlalchemy.engine import Connection
 
 from . import models as m
@@ -47,6 +55,7 @@ from .errors import (
     FloatAmountError,
     IdempotencyConflictError,
     InsufficientFundsError,
+    LedgerError,
     PendingStateError,
     PostingError,
     UnbalancedEntryError,
@@ -389,8 +398,12 @@ class _BalanceMove:
 
 
 def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
-          today: dt.date | None = None) -> list[Entry]:
-    """Write ``drafts`` as one all-or-nothing batch; returns one Entry per draft."""
+          today: dt.date | None = None,
+          account_cache: dict[str, Account] | None = None) -> list[Entry]:
+    """Write ``drafts`` as one all-or-nothing batch; returns one Entry per draft.
+
+    ``account_cache`` (a :class:`FastPoster`'s) learns the open accounts the batch resolved.
+    """
     today = today or dt.date.today()
     prepared = [_prepare(d, today) for d in drafts]
 
@@ -406,6 +419,12 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
     keys = list(first_by_key)
     # One round trip: accounts, closed-through date, ids, and whether any key was used before.
     resolved = _resolve(conn, book_id, {leg[0] for p in prepared for leg in p.draft.legs}, keys)
+    if account_cache is not None:
+        for code, acct in resolved.accounts.items():
+            if acct.is_closed:
+                account_cache.pop(code, None)
+            else:
+                account_cache[code] = acct
     for start in range(0, len(keys) if resolved.replays != 0 else 0, 500):
         for request_hash, entry in load_entries(conn, book_id, keys=keys[start:start + 500]):
             existing[entry.key] = (request_hash, entry)
@@ -430,6 +449,65 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
     return results
 
 
+def _build_entry(p: _Prepared, entry_id: int, book_id: int, accounts: Mapping[str, Account],
+                 now: dt.datetime, moves: dict[int, _BalanceMove]) -> tuple[list[dict], dict, Entry]:
+    """One entry's posting rows, header row and :class:`Entry`; its balance moves into ``moves``.
+
+    Checks currencies, amounts and the zero sum; touches no database.
+    """
+    d = p.draft
+    is_pending = d.phase == "pending"
+    rows, views, sums = [], [], {}
+    for pos, (code, amount, *currency) in enumerate(d.legs):
+        acct = accounts[code]
+        if currency and currency[0] != acct.currency:
+            raise CurrencyMismatchError(
+                f"entry {d.key!r}: posting {pos} is in {currency[0]} but {code} holds {acct.currency}",
+                key=d.key, account=code, currency=currency[0], account_currency=acct.currency)
+        if d.minor:
+            minor = amount
+        else:
+            try:
+                minor = to_minor(amount, acct.currency, what=f"posting {pos} ({code})")
+            except AmountError as exc:
+                raise type(exc)(f"entry {d.key!r}: {exc}", key=d.key, **exc.fields) from None
+        if minor == 0:
+            raise ZeroAmountError(f"entry {d.key!r}: posting {pos} ({code}) is zero",
+                                  key=d.key, account=code)
+        side = (acct.currency, acct.type == "memo")
+        sums[side] = sums.get(side, 0) + minor
+        rows.append({"entry_id": entry_id, "position": pos, "account_id": acct.id,
+                     "amount_minor": minor, "currency": acct.currency,
+                     "effective_date": p.effective_date, "is_pending": is_pending})
+        views.append(PostingView(code, from_minor(minor, acct.currency), minor, acct.currency))
+        if acct.no_overdraft:
+            _move(moves, acct, minor, is_pending, d.key)
+    unbalanced = {k: v for k, v in sums.items() if v}
+    if unbalanced:
+        detail = ", ".join(
+            f"{'memo ' if memo else ''}{cur} off by {from_minor(v, cur)}"
+            for (cur, memo), v in sorted(unbalanced.items()))
+        raise UnbalancedEntryError(f"entry {d.key!r} does not balance: {detail}",
+                                   key=d.key, imbalance={f"{c}{'/memo' if mm else ''}": v
+                                                         for (c, mm), v in unbalanced.items()})
+    header = {
+        "id": entry_id, "book_id": book_id, "idempotency_key": d.key,
+        "request_hash": p.request_hash, "kind": d.kind, "phase": d.phase,
+        "effective_date": p.effective_date, "external_ref": d.external_ref, "memo": d.memo,
+        "metadata_json": p.metadata_json, "pending_id": d.pending_id,
+        "reverses_id": d.reverses_id, "posting_count": len(rows), "created_at": now,
+    }
+    header["content_hash"] = content_hash(header, (
+        (r["position"], r["account_id"], r["amount_minor"], r["currency"], r["is_pending"])
+        for r in rows))
+    entry = Entry(
+        id=entry_id, key=d.key, kind=d.kind, phase=d.phase, effective_date=p.effective_date,
+        external_ref=d.external_ref, memo=d.memo, metadata=_loads(p.metadata_json),
+        pending_id=d.pending_id, reverses_id=d.reverses_id, created_at=now,
+        content_hash=header["content_hash"], postings=tuple(views))
+    return rows, header, entry
+
+
 def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
                resolved: _Resolved) -> dict[str, Entry]:
     accounts, through, ids = resolved.accounts, resolved.closed_through, resolved.ids
@@ -447,7 +525,6 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
                 f"entry {d.key!r}: effective date {p.effective_date} is in a period closed "
                 f"through {through}; post the correction into an open period",
                 key=d.key, effective_date=p.effective_date, closed_through=through)
-        is_pending = d.phase == "pending"
         # Holds released by a commit or void count first: the money they held is what is posted.
         for account_id, held in d.releases:
             move = moves.get(account_id)
@@ -455,56 +532,9 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
                 move = moves[account_id] = _BalanceMove(_account_by_id(accounts, conn, account_id))
             move.held -= held
             move.running += held
-        rows, views, sums = [], [], {}
-        for pos, (code, amount, *currency) in enumerate(d.legs):
-            acct = accounts[code]
-            if currency and currency[0] != acct.currency:
-                raise CurrencyMismatchError(
-                    f"entry {d.key!r}: posting {pos} is in {currency[0]} but {code} holds {acct.currency}",
-                    key=d.key, account=code, currency=currency[0], account_currency=acct.currency)
-            if d.minor:
-                minor = amount
-            else:
-                try:
-                    minor = to_minor(amount, acct.currency, what=f"posting {pos} ({code})")
-                except AmountError as exc:
-                    raise type(exc)(f"entry {d.key!r}: {exc}", key=d.key, **exc.fields) from None
-            if minor == 0:
-                raise ZeroAmountError(f"entry {d.key!r}: posting {pos} ({code}) is zero",
-                                      key=d.key, account=code)
-            side = (acct.currency, acct.type == "memo")
-            sums[side] = sums.get(side, 0) + minor
-            rows.append({"entry_id": entry_id, "position": pos, "account_id": acct.id,
-                         "amount_minor": minor, "currency": acct.currency,
-                         "effective_date": p.effective_date, "is_pending": is_pending})
-            views.append(PostingView(code, from_minor(minor, acct.currency), minor, acct.currency))
-            if acct.no_overdraft:
-                _move(moves, acct, minor, is_pending, d.key)
-        unbalanced = {k: v for k, v in sums.items() if v}
-        if unbalanced:
-            detail = ", ".join(
-                f"{'memo ' if memo else ''}{cur} off by {from_minor(v, cur)}"
-                for (cur, memo), v in sorted(unbalanced.items()))
-            raise UnbalancedEntryError(f"entry {d.key!r} does not balance: {detail}",
-                                       key=d.key, imbalance={f"{c}{'/memo' if mm else ''}": v
-                                                             for (c, mm), v in unbalanced.items()})
-        header = {
-            "id": entry_id, "book_id": book_id, "idempotency_key": d.key,
-            "request_hash": p.request_hash, "kind": d.kind, "phase": d.phase,
-            "effective_date": p.effective_date, "external_ref": d.external_ref, "memo": d.memo,
-            "metadata_json": p.metadata_json, "pending_id": d.pending_id,
-            "reverses_id": d.reverses_id, "posting_count": len(rows), "created_at": now,
-        }
-        header["content_hash"] = content_hash(header, (
-            (r["position"], r["account_id"], r["amount_minor"], r["currency"], r["is_pending"])
-            for r in rows))
+        rows, header, out[d.key] = _build_entry(p, entry_id, book_id, accounts, now, moves)
         posting_rows.extend(rows)
         header_rows.append(header)
-        out[d.key] = Entry(
-            id=entry_id, key=d.key, kind=d.kind, phase=d.phase, effective_date=p.effective_date,
-            external_ref=d.external_ref, memo=d.memo, metadata=_loads(p.metadata_json),
-            pending_id=d.pending_id, reverses_id=d.reverses_id, created_at=now,
-            content_hash=header["content_hash"], postings=tuple(views))
 
     _apply_moves(conn, moves)
     if posting_rows:
@@ -535,6 +565,273 @@ def _header_and_queue(columns: tuple[str, ...]):
         _HEADER_AND_QUEUE[columns] = insert(m.SealQueue).from_select(
             ["entry_id", "book_id"], select(entry.c.id, entry.c.book_id))
     return _HEADER_AND_QUEUE[columns]
+
+
+# --- a single post in one round trip (PostgreSQL, psycopg2) -----------------------
+#: A reserved entry id older than this is dropped for a fresh one, so ids stay near write order.
+ID_FRESH_SECONDS = 1.0
+#: Accounts a FastPoster remembers at most (it starts over when full).
+ACCOUNT_CACHE_SIZE = 100_000
+#: Accounts not yet seen that one cache miss loads besides the ones it needs.
+ACCOUNT_CHUNK = 10_000
+#: Prepared statements of the fast path: name -> ``PREPARE`` text. Each connection
+#: prepares the ones it uses once (the pool keeps the names in the connection's info).
+_PREPARED: dict[str, str] = {
+    # The accounts asked for, and the next ones (by id) the cache has not seen yet.
+    "ledger_accounts": (
+        "PREPARE ledger_accounts (bigint, varchar[], bigint, integer) AS "
+        "SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 0 "
+        "FROM account WHERE book_id = $1 AND code = ANY($2) UNION ALL "
+        "(SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 1 "
+        "FROM account WHERE book_id = $1 AND id > $3 ORDER BY id LIMIT $4)"),
+    # ... and a new entry id (an uncorrelated subquery: one id, however many rows)
+    "ledger_accounts_id": (
+        "PREPARE ledger_accounts_id (bigint, varchar[], bigint, integer) AS "
+        "SELECT a.*, (SELECT nextval('journal_entry_id_seq')) FROM ("
+        "SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 0 "
+        "FROM account WHERE book_id = $1 AND code = ANY($2) UNION ALL "
+        "(SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 1 "
+        "FROM account WHERE book_id = $1 AND id > $3 ORDER BY id LIMIT $4)) a"),
+}
+_FAST_PHASES = ("posted", "pending")
+_FAST_SQL: dict[tuple, tuple[tuple[str, ...], str]] = {}
+_HEADER_TYPES = ("bigint, bigint, varchar, varchar, varchar, varchar, date, varchar, text, text, "
+                 "integer, timestamp, varchar, bigint[]")
+
+
+def _fast_sql(postings: int, signs: tuple[int, ...]) -> tuple[tuple[str, ...], str]:
+    """(prepared statement names, the query executing them) for one post of this shape.
+
+    Two statements: the postings, then balances + header + seal queue in one CTE. The
+    postings go first, in a statement of their own, so the posting trigger (no postings
+    for an existing entry) runs before the header exists. The header is inserted only when
+    every no-overdraft UPDATE found enough money and none of the accounts was closed;
+    otherwise the postings are left without their header and the deferred foreign key
+    refuses the commit. Its row also reserves the next post's entry id.
+    """
+    key = (postings, signs)
+    if key not in _FAST_SQL:
+        rows_name = f"ledger_postings_{postings}"
+        entry_name = "ledger_entry_" + "".join("d" if sign == 1 else "c" for sign in signs)
+        if rows_name not in _PREPARED:
+            values = ", ".join(
+                "(" + ", ".join(f"${7 * i + j}" for j in range(1, 8)) + ")" for i in range(postings))
+            types = ", ".join(["bigint, smallint, bigint, bigint, varchar, date, boolean"] * postings)
+            _PREPARED[rows_name] = (
+                f"PREPARE {rows_name} ({types}) AS INSERT INTO posting (entry_id, position, "
+                f"account_id, amount_minor, currency, effective_date, is_pending) VALUES {values}")
+        if entry_name not in _PREPARED:
+            moves = [
+                f"m{i} AS (UPDATE account_balance SET posted_minor = posted_minor + ${4 * i + 1}, "
+                f"held_minor = held_minor + ${4 * i + 2} WHERE account_id = ${4 * i + 3} "
+                f"AND {'' if sign == 1 else '-'}posted_minor - held_minor + ${4 * i + 4} >= 0 "
+                f"RETURNING 1)"
+                for i, sign in enumerate(signs)]
+            n = 4 * len(signs)
+            moved = "".join(f"(SELECT count(*) FROM m{i}) + " for i in range(len(signs)))
+            types = ", ".join(["bigint, bigint, bigint, bigint"] * len(signs) + [_HEADER_TYPES])
+            _PREPARED[entry_name] = (
+                f"PREPARE {entry_name} ({types}) AS WITH " + "".join(f"{m_}, " for m_ in moves)
+                + "e AS (INSERT INTO journal_entry (id, book_id, idempotency_key, request_hash, "
+                "kind, phase, effective_date, external_ref, memo, metadata_json, posting_count, "
+                "created_at, content_hash) SELECT "
+                + ", ".join(f"${n + j}" for j in range(1, 14))
+                + f" WHERE {moved}0 = {len(signs)} AND NOT EXISTS (SELECT 1 FROM account "
+                f"WHERE id = ANY(${n + 14}) AND closed_at IS NOT NULL) RETURNING id, book_id), "
+                "q AS (INSERT INTO seal_queue (entry_id, book_id) SELECT id, book_id FROM e) "
+                "SELECT (SELECT count(*) FROM e), nextval('journal_entry_id_seq')")
+        _FAST_SQL[key] = ((rows_name, entry_name), (
+            f"EXECUTE {rows_name} ({', '.join(['%s'] * 7 * postings)}); "
+            f"EXECUTE {entry_name} ({', '.join(['%s'] * (4 * len(signs) + 14))})"))
+    return _FAST_SQL[key]
+
+
+def _prepare_on(cur, info: dict, names: Sequence[str]) -> None:
+    """Prepare on this connection (one round trip) the statements it has not prepared yet."""
+    done = info.setdefault("ledger_prepared", set())
+    todo = [name for name in names if name not in done]
+    if todo:
+        cur.execute("; ".join(_PREPARED[name] for name in todo))
+        done.update(todo)
+
+
+class FastPoster:
+    """One book's single posts in one round trip on PostgreSQL (psycopg2).
+
+    :func:`write` reads before it writes: the accounts, the closed-through
+    date, a new entry id, whether the key was used. For one new entry each of
+    those is known here without asking, or left to the database to refuse:
+
+    * accounts come from a cache of the open accounts :func:`write` resolved
+      (an account's id, type, currency and no-overdraft flag never change);
+      that none was closed since is checked in the statement;
+    * the entry id was reserved by the previous post's round trip (or is
+      fetched when there is none, or it is older than :data:`ID_FRESH_SECONDS`);
+    * a closed period is refused by the ``journal_entry`` trigger, a used key
+      by the unique constraint, a short no-overdraft account by its
+      conditional UPDATE (the header is then not inserted, and the postings'
+      deferred foreign key refuses the commit); balance and posting count by
+      the deferred entry trigger, as always.
+
+    The statements go as one query in autocommit mode, which PostgreSQL runs
+    as one implicit transaction, committed at its end: one round trip. Any
+    refusal rolls all of it back and :meth:`post` returns None: the caller
+    then runs :func:`write`, which reads what it needs and raises the typed
+    error, answers the replay, or writes.
+    """
+
+    def __init__(self, engine, book_id: int):
+        self.engine = engine
+        self.book_id = book_id
+        if not event.contains(engine, "checkout", _no_autocommit):
+            event.listen(engine, "checkout", _no_autocommit)
+        self.accounts: dict[str, Account] = {}
+        self._next_id: tuple[int, int, float] | None = None   # (pid, id, reserved at)
+        self._seen_id = 0   # accounts up to this id were loaded into the cache
+        # A pooled connection kept between posts (checking one out costs as much as
+        # building the entry): (pid, connection); the lock keeps it to one thread.
+        self._held: tuple[int, Any] | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def supports(engine) -> bool:
+        """True for the engines it can drive (PostgreSQL through psycopg2)."""
+        return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2"
+
+    def post(self, draft: Draft, *, today: dt.date | None = None) -> Entry | None:
+        """Write one new entry in one round trip; None when :func:`write` must do it."""
+        engine = self.engine
+        if (draft.phase not in _FAST_PHASES or draft.releases or draft.pending_id is not None
+                or draft.reverses_id is not None):
+            return None
+        try:
+            p = _prepare(draft, today or dt.date.today())
+        except LedgerError:   # the full path raises it (after answering a replay)
+            return None
+        if not self._lock.acquire(blocking=False):   # another thread is posting: use the pool
+            fairy = engine.raw_connection()
+            try:
+                return self._post(engine, fairy, p)
+            finally:
+                _give_back(fairy)
+        try:
+            held = self._held
+            if held is None or held[0] != os.getpid() or not held[1].is_valid:
+                held = self._held = (os.getpid(), engine.raw_connection())
+            entry = self._post(engine, held[1], p)
+            if not held[1].is_valid:   # it broke: back to the pool, which discards it
+                self._held = None
+                held[1].close()
+            return entry
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Give the connection kept between posts back to the pool."""
+        with self._lock:
+            held, self._held = self._held, None
+            if held is not None and held[0] == os.getpid():
+                _give_back(held[1])
+
+    def _post(self, engine, fairy, p: _Prepared) -> Entry | None:
+        dbapi = fairy.dbapi_connection
+        if not dbapi.autocommit:   # a held connection stays in autocommit mode
+            dbapi.autocommit = True
+        try:
+            with dbapi.cursor() as cur:
+                accounts, entry_id = self._accounts_and_id(cur, fairy.info,
+                                                           {leg[0] for leg in p.draft.legs})
+                if accounts is None:
+                    return None
+                moves: dict[int, _BalanceMove] = {}
+                try:
+                    rows, header, entry = _build_entry(p, entry_id, self.book_id, accounts,
+                                                       utcnow(), moves)
+                except LedgerError:
+                    return None
+                todo = [moves[a] for a in sorted(moves) if moves[a].posted or moves[a].held]
+                params: list = []
+                for r in rows:
+                    params += (r["entry_id"], r["position"], r["account_id"], r["amount_minor"],
+                               r["currency"], r["effective_date"], r["is_pending"])
+                for move in todo:
+                    params += (move.posted, move.held, move.account.id, move.lowest)
+                params += (entry_id, self.book_id, header["idempotency_key"],
+                           header["request_hash"], header["kind"], header["phase"],
+                           header["effective_date"], header["external_ref"], header["memo"],
+                           header["metadata_json"], header["posting_count"],
+                           header["created_at"], header["content_hash"],
+                           sorted({r["account_id"] for r in rows}))
+                names, sql = _fast_sql(len(rows), tuple(m_.account.sign for m_ in todo))
+                _prepare_on(cur, fairy.info, names)
+                cur.execute(sql, params)
+                written, next_id = cur.fetchone()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # Refused (or a conflict, or the connection broke): nothing was written, or,
+            # if the connection broke while committing, the full path finds the entry by key.
+            if dbapi.closed or engine.dialect.is_disconnect(exc, dbapi, None):
+                fairy.invalidate(exc)
+            return None
+        if written != 1:   # the deferred foreign key makes this unreachable
+            raise AssertionError(f"entry {entry_id} was committed without its header")
+        self._next_id = (os.getpid(), next_id, time.monotonic())
+        return entry
+
+    def _accounts_and_id(self, cur, info: dict,
+                         codes: set[str]) -> tuple[dict[str, Account] | None, int]:
+        """The entry's accounts and its id: from the caches, else one read.
+
+        The read also loads up to :data:`ACCOUNT_CHUNK` accounts the cache has not seen
+        (by id), so a book's accounts are soon all known. It runs outside any
+        transaction: what it reads of an account never changes (but ``closed_at``,
+        which the write checks again). None for the accounts when one is unknown or
+        closed.
+        """
+        cache = self.accounts
+        missing = [c for c in codes if c not in cache]
+        reserved, self._next_id = self._next_id, None
+        entry_id = None
+        if (reserved is not None and reserved[0] == os.getpid()
+                and time.monotonic() - reserved[2] < ID_FRESH_SECONDS):
+            entry_id = reserved[1]
+        if missing:
+            if len(cache) >= ACCOUNT_CACHE_SIZE:
+                cache.clear()
+                self._seen_id = 0
+            name = "ledger_accounts_id" if entry_id is None else "ledger_accounts"
+            _prepare_on(cur, info, (name,))
+            cur.execute(f"EXECUTE {name} (%s, %s, %s, %s)", (
+                self.book_id, missing, self._seen_id,
+                min(ACCOUNT_CHUNK, ACCOUNT_CACHE_SIZE - len(cache))))
+            found = cur.fetchall()
+            for row in found:
+                if row[7] is None:   # open
+                    cache[row[1]] = Account(*row[:8])
+                if row[8] == 1 and row[0] > self._seen_id:
+                    self._seen_id = row[0]
+            if any(c not in cache for c in missing):
+                return None, 0   # unknown or closed: the full path says which
+            if entry_id is None:
+                entry_id = found[0][9]
+        elif entry_id is None:
+            cur.execute("SELECT nextval('journal_entry_id_seq')")
+            entry_id = cur.fetchone()[0]
+        return {c: cache[c] for c in codes}, entry_id
+
+
+def _no_autocommit(dbapi_conn, _record, _proxy) -> None:
+    """Pool checkout: a connection the fast path kept and lost (never closed) is handed
+    out in the mode everything else expects."""
+    if dbapi_conn.autocommit:
+        dbapi_conn.autocommit = False
+
+
+def _give_back(fairy) -> None:
+    """Return a fast-path connection to the pool as the pool handed it out (no autocommit)."""
+    dbapi = fairy.dbapi_connection
+    if dbapi is not None and not dbapi.closed and dbapi.autocommit:
+        dbapi.autocommit = False
+    fairy.close()
 
 
 def _account_by_id(accounts: Mapping[str, Account], conn: Connection, account_id: int) -> Account:
@@ -759,7 +1056,7 @@ def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] |
     return tuple(legs)
 
 __all__ = [
-    "Draft", "Entry", "PostingView", "write", "load_entries", "allocate_entry_ids",
+    "Draft", "Entry", "PostingView", "FastPoster", "write", "load_entries", "allocate_entry_ids",
     "pending_holds", "closed_through", "find_replay", "get_entry", "open_pending", "commit_draft",
     "void_draft", "reversal_draft",
 ]
