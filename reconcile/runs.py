@@ -30,6 +30,7 @@ from hashlib import sha256
 from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import exists, func, insert, select
@@ -181,10 +182,11 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
     """:func:`import_parsed`, and the ``(id, line)`` pairs of the lines it added."""
     files, statements, line_ids, repeated = [], [], [], []
     added: list = []
+    table = m.BankLine.__table__
+    day = date_param(conn)
     for path, pf in parsed:
         seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
-        rows = []
-        days = set()
+        lines, fps, repeats, days = [], [], [], set()
         for statement in pf.statements:
             statements.append(statement)
             for line in statement.lines:
@@ -193,38 +195,37 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
                 seen[fp] = occurrence + 1
                 if occurrence:
                     fp = _fingerprint(line, occurrence)
+                    repeats.append(len(fps))
                 days.add(line.booking_date)
-                rows.append((line, fp, occurrence > 0))
+                lines.append(line)
+                fps.append(fp)
         del seen
         known = _known_lines(conn, book_id, days)
+        new = range(len(fps)) if not known else [k for k, fp in enumerate(fps) if fp not in known]
         first = statements[-1] if statements else None
         sha = getattr(first, "source_sha256", None) or hashlib.sha256(path.read_bytes()).hexdigest()
-        fresh = [(line, fp) for line, fp, _ in rows if fp not in known]
         file_id = conn.execute(insert(m.StatementFile).values(
             book_id=book_id, sha256=sha, filename=path.name[:255], format=str(pf.format),
-            imported_at=utcnow(), lines_new=len(fresh), lines_known=len(rows) - len(fresh))
+            imported_at=utcnow(), lines_new=len(new), lines_known=len(fps) - len(new))
             .returning(m.StatementFile.id)).scalar_one()
-        ids = dict(known)
-        day = date_param(conn)
-        new_ids = reserve_ids(conn, m.BankLine.__table__, len(fresh))
-        for start in range(0, len(fresh), IMPORT_CHUNK):
-            chunk = fresh[start:start + IMPORT_CHUNK]
-            chunk_ids = new_ids[start:start + IMPORT_CHUNK]
-            insert_rows(conn, m.BankLine.__table__, _LINE_COLUMNS, [
-                (i, book_id, file_id, fp, str(line.account)[:64], day(line.booking_date),
+        fresh_ids = iter(reserve_ids(conn, table, len(new)))
+        # Known lines keep their ids; new ones take the reserved ids in file order.
+        ids = [known.get(fp) or next(fresh_ids) for fp in fps]
+        del known
+        for start in range(0, len(new), IMPORT_CHUNK):
+            chunk = new[start:start + IMPORT_CHUNK]
+            insert_rows(conn, table, _LINE_COLUMNS, [
+                (ids[k], book_id, file_id, fps[k], str(line.account)[:64], day(line.booking_date),
                  day(line.value_date), line.amount_minor, line.currency, line.bank_ref,
                  line.end_to_end_ref, line.batch_id, line.counterparty, line.description,
                  line.status or "booked", str(line.source_position)[:64], line.raw or "")
-                for i, (line, fp) in zip(chunk_ids, chunk)])
-            ids.update(zip((fp for _, fp in chunk), chunk_ids))
-            added.extend(zip(chunk_ids, (line for line, _ in chunk)))
+                for k, line in zip(chunk, map(lines.__getitem__, chunk))])
+            added.extend(zip(map(ids.__getitem__, chunk), map(lines.__getitem__, chunk)))
             if progress:
                 progress(len(chunk))
-        for line, fp, is_repeat in rows:
-            line_ids.append(ids[fp])
-            if is_repeat:
-                repeated.append(ids[fp])
-        files.append((path.name, str(pf.format), sha, len(fresh), len(rows) - len(fresh)))
+        line_ids.extend(ids)
+        repeated.extend(map(ids.__getitem__, repeats))
+        files.append((path.name, str(pf.format), sha, len(new), len(fps) - len(new)))
     return ImportResult(tuple(files), tuple(statements), tuple(line_ids), tuple(repeated)), added
 
 
@@ -270,7 +271,8 @@ def _open_postings(conn: Connection, account_id: int, through: dt.date, since: d
         .where(m.Posting.account_id == account_id, m.Posting.is_pending.is_(False),
                m.Posting.effective_date <= through, m.Posting.effective_date >= since,
                ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id)), dates=(2,))
-    return [LedgerItem(i, entry, day, amount, cur, ref, _batch_id(meta) if meta else None, kind)
+    return [LedgerItem(i, entry, day, amount, intern(cur), ref, _batch_id(meta) if meta else None,
+                       intern(kind))
             for i, entry, day, amount, cur, ref, meta, kind in rows]
 
 
