@@ -257,8 +257,9 @@ def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt
             skip = {i for i, _ in added}
     rows = select_rows(conn, query, dates=(1, 6))
     if skip:
-        rows = [row for row in rows if row[0] not in skip]
-    return fresh + list(map(BankItem._make, rows))
+        rows = (row for row in rows if row[0] not in skip)
+    fresh.extend(map(BankItem._make, rows))
+    return fresh
 
 
 def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> list[LedgerItem]:

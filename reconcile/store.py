@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import Table, insert, text
 from sqlalchemy.engine import Connection
 
 PAGE = 1000
+FETCH_PAGE = 10_000
 #: SQLite page cache for a run (KiB): a million-line day's rows and indexes
 #: then stay in memory instead of going back and forth to the OS.
 RUN_CACHE_KIB = 128 * 1024
@@ -116,39 +117,45 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
         conn.execute(insert(table), [dict(zip(columns, row)) for row in rows[start:start + PAGE]])
 
 
-def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> list[tuple]:
-    """The rows of a Core ``statement`` as plain tuples.
+def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> Iterator[tuple]:
+    """The rows of a Core ``statement`` as plain tuples, one at a time.
 
     On SQLite the query runs through the driver (no per-row result
-    processing); the positions in ``dates`` are turned from ISO text into
-    dates there, with one parse per distinct day.
+    processing) and its rows are read in pages as they are consumed; the
+    positions in ``dates`` are turned from ISO text into dates there, with
+    one parse per distinct day. Consume the rows before running another
+    statement on ``conn``.
     """
     if not _is_sqlite(conn):
-        return [tuple(row) for row in conn.execute(statement)]
+        yield from map(tuple, conn.execute(statement))
+        return
     compiled = statement.compile(dialect=conn.dialect,
                                  compile_kwargs={"render_postcompile": True})
     params = compiled.params
     positional = tuple(params[name] for name in compiled.positiontup)
     cursor = conn.connection.driver_connection.cursor()
     try:
-        rows = cursor.execute(compiled.string, tuple(_sqlite_value(v) for v in positional)).fetchall()
+        cursor.execute(compiled.string, tuple(_sqlite_value(v) for v in positional))
+        dates = tuple(dates)
+        days: dict = {None: None}
+        while True:
+            page = cursor.fetchmany(FETCH_PAGE)
+            if not page:
+                break
+            if not dates:
+                yield from page
+                continue
+            for row in page:
+                row = list(row)
+                for k in dates:
+                    value = row[k]
+                    day = days.get(value)
+                    if day is None and value is not None:
+                        day = days[value] = dt.date.fromisoformat(value)
+                    row[k] = day
+                yield tuple(row)
     finally:
         cursor.close()
-    dates = tuple(dates)
-    if not dates or not rows:
-        return rows
-    days: dict = {None: None}
-    out = []
-    for row in rows:
-        row = list(row)
-        for k in dates:
-            value = row[k]
-            day = days.get(value)
-            if day is None and value is not None:
-                day = days[value] = dt.date.fromisoformat(value)
-            row[k] = day
-        out.append(tuple(row))
-    return out
 
 
 __all__ = ["roomy_cache", "reserve_ids", "insert_rows", "select_rows", "date_param"]
