@@ -9,7 +9,14 @@ import pytest
 
 from reconcile.statements import (PROVED, UNPROVED, MappingError, StatementFormatError,
                                   StatementImbalanceError, parse_statement)
+from reconcile.statements import csvday
 from reconcile.statements.csvmapping import Layout
+
+
+@pytest.fixture(autouse=True, params=["column-wise", "row by row"])
+def reading(request, monkeypatch):
+    """Every test here reads its files both ways: the fast path must agree with the row path."""
+    monkeypatch.setattr(csvday, "_ROW_BY_ROW", request.param == "row by row")
 
 DAY = """账号,交易日期,银行流水号,平台订单号,子账户,对方户名,借贷标志,金额,余额,摘要
 6222000011112222,2026-11-22,B001,P1001,U001,张三,贷,"1,000.00",51000.00,充值
@@ -201,14 +208,14 @@ def test_the_documented_examples_read_as_documented():
 # --- the integer fast path for plain amounts agrees with the Decimal path ---------
 from decimal import Decimal  # noqa: E402
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from ledger.errors import LedgerError  # noqa: E402
 from ledger.money import CURRENCY_EXPONENTS, to_minor  # noqa: E402
 from reconcile.statements.csvday import _plain_minor  # noqa: E402
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(whole=st.text("0123456789", min_size=1, max_size=19),
        fraction=st.one_of(st.none(), st.text("0123456789", max_size=5)),
        currency=st.sampled_from(sorted(CURRENCY_EXPONENTS)))

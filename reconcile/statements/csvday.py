@@ -18,6 +18,10 @@ the first. 贷 (credit) is money into the custody account, positive; 借
 (debit) is money out, negative. When the file states the balance after
 each line, the opening balance is the first line's balance before it, and
 the proof then checks every following line's running balance.
+
+A clean file is read column by column (:mod:`.csvfast`); anything unusual
+sends the whole file down the row-by-row path here, which names every
+problem. Both give the same lines.
 """
 
 from __future__ import annotations
@@ -49,8 +53,17 @@ _DATE_PATTERNS = (
 _AMOUNT = re.compile(r"[+-]?\d+(\.\d+)?")
 _MONEY_MARKS = str.maketrans("", "", ",，¥￥ ")
 _KNOWN_CURRENCIES: set = set()
+# Tests set this to read every file row by row (the path that names problems),
+# to prove the column-wise fast path (:mod:`.csvfast`) reads the same lines.
+_ROW_BY_ROW = False
 # Line breaks other than "\n" and "\r\n" (str.splitlines splits at these too).
-_OTHER_BREAKS = re.compile("\r(?!\n)|[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _other_breaks(text: str) -> bool:
+    """Whether ``text`` breaks lines anywhere but at "\n" (one scan per character)."""
+    return (any(c in text for c in _OTHER_BREAKS)
+            or "\r" in text and text.count("\r") != text.count("\r\n"))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -105,11 +118,22 @@ class _Row(NamedTuple):
     raw: str
 
 
-def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, Iterator[_Row]]:
-    """The column index of each field, and an iterator over the data rows (with their
-    line numbers and raw text), read one at a time so that a large file is never held
-    as rows and as lines at once. Problems found on the way are added to ``problems``."""
-    if _OTHER_BREAKS.search(text) is None:
+class _Frame(NamedTuple):
+    """Where the data rows are: the physical lines, the index of the first data line,
+    the row width and the cell separator."""
+
+    lines: list
+    start: int
+    width: int
+    delimiter: str
+
+
+def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, Iterator[_Row], Optional[_Frame]]:
+    """The column index of each field, an iterator over the data rows (with their line
+    numbers and raw text), read one at a time so that a large file is never held as rows
+    and as lines at once, and the rows' frame. Problems found on the way are added to
+    ``problems``."""
+    if not _other_breaks(text):
         lines = text.splitlines(True)   # the same split, far cheaper, when "\n" is the only break
     else:
         lines = re.split(r"(?<=\n)", text)
@@ -126,21 +150,23 @@ def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, Ite
     if not layout.has_header:
         index = layout.columns_by_number(problems)
         if not index:
-            return {}, iter(())
-        return index, _data_rows(reader, lines, offset, 0, index, max(index.values()) + 1,
-                                 layout, problems)
+            return {}, iter(()), None
+        width = max(index.values()) + 1
+        return (index, _data_rows(reader, lines, offset, 0, index, width, layout, problems),
+                _Frame(lines, offset, width, delimiter))
     try:
         for record in reader:
             index = layout.columns_from_header(record, offset + 1, problems)
             if not index:
-                return {}, iter(())
-            return index, _data_rows(reader, lines, offset, reader.line_num, index, len(record),
-                                     layout, problems)
+                return {}, iter(()), None
+            return (index, _data_rows(reader, lines, offset, reader.line_num, index, len(record),
+                                      layout, problems),
+                    _Frame(lines, offset + reader.line_num, len(record), delimiter))
     except csv.Error as exc:
         problems.append(Problem(offset + reader.line_num, "row", f"not readable CSV: {exc}"))
-        return {}, iter(())
+        return {}, iter(()), None
     problems.append(Problem(None, "header", "the file is empty: no header row"))
-    return {}, iter(())
+    return {}, iter(()), None
 
 
 def _data_rows(reader, lines: list, offset: int, consumed: int, index: dict, width: int,
@@ -184,7 +210,7 @@ def parse_csv_day(data: bytes, *, filename: Optional[str] = None,
     layout = DEFAULT_LAYOUT if mapping is None else load_mapping(mapping, file=filename)
     text, encoding = _decode(data, layout, filename)
     problems: list[Problem] = []
-    index, rows = _rows(text, layout, problems)
+    index, rows, frame = _rows(text, layout, problems)
     if problems:
         raise StatementFormatError.collected(problems, file=filename)
     default_account = account or layout.account
@@ -194,8 +220,13 @@ def parse_csv_day(data: bytes, *, filename: Optional[str] = None,
                                       "column, or give the account in the mapping file")],
             file=filename)
     present = frozenset(index)
-    lines = [line for row in rows
-             if (line := _line(row, layout, present, default_account, sha, problems)) is not None]
+    lines = None
+    if frame is not None and not _ROW_BY_ROW:
+        from .csvfast import fast_lines
+        lines = fast_lines(frame, index, layout, default_account, sha)
+    if lines is None:  # the row path: every problem found and named
+        lines = [line for row in rows
+                 if (line := _line(row, layout, present, default_account, sha, problems)) is not None]
     if problems:
         raise StatementFormatError.collected(problems, file=filename)
     groups: dict = {}
