@@ -596,7 +596,7 @@ _PREPARED: dict[str, str] = {
 _FAST_PHASES = ("posted", "pending")
 _FAST_SQL: dict[tuple, tuple[tuple[str, ...], str]] = {}
 _HEADER_TYPES = ("bigint, bigint, varchar, varchar, varchar, varchar, date, varchar, text, text, "
-                 "integer, timestamp, varchar, bigint[]")
+                 "integer, timestamp, varchar")
 
 
 def _fast_sql(postings: int, signs: tuple[int, ...]) -> tuple[tuple[str, ...], str]:
@@ -612,7 +612,7 @@ def _fast_sql(postings: int, signs: tuple[int, ...]) -> tuple[tuple[str, ...], s
     key = (postings, signs)
     if key not in _FAST_SQL:
         rows_name = f"ledger_postings_{postings}"
-        entry_name = "ledger_entry_" + "".join("d" if sign == 1 else "c" for sign in signs)
+        entry_name = f"ledger_entry_{postings}_" + "".join("d" if s_ == 1 else "c" for s_ in signs)
         if rows_name not in _PREPARED:
             values = ", ".join(
                 "(" + ", ".join(f"${7 * i + j}" for j in range(1, 8)) + ")" for i in range(postings))
@@ -629,20 +629,24 @@ def _fast_sql(postings: int, signs: tuple[int, ...]) -> tuple[tuple[str, ...], s
                 for i, sign in enumerate(signs)]
             n = 4 * len(signs)
             moved = "".join(f"(SELECT count(*) FROM m{i}) + " for i in range(len(signs)))
-            types = ", ".join(["bigint, bigint, bigint, bigint"] * len(signs) + [_HEADER_TYPES])
+            types = ", ".join(["bigint, bigint, bigint, bigint"] * len(signs) + [_HEADER_TYPES]
+                              + ["bigint"] * postings)
+            # one primary-key look-up per posting's account (a filter on closed_at would
+            # be planned as a scan of the whole account table)
+            still_open = "".join(f" AND (SELECT closed_at FROM account WHERE id = ${n + 14 + i}) "
+                                 "IS NULL" for i in range(postings))
             _PREPARED[entry_name] = (
                 f"PREPARE {entry_name} ({types}) AS WITH " + "".join(f"{m_}, " for m_ in moves)
                 + "e AS (INSERT INTO journal_entry (id, book_id, idempotency_key, request_hash, "
                 "kind, phase, effective_date, external_ref, memo, metadata_json, posting_count, "
                 "created_at, content_hash) SELECT "
                 + ", ".join(f"${n + j}" for j in range(1, 14))
-                + f" WHERE {moved}0 = {len(signs)} AND NOT EXISTS (SELECT 1 FROM account "
-                f"WHERE id = ANY(${n + 14}) AND closed_at IS NOT NULL) RETURNING id, book_id), "
+                + f" WHERE {moved}0 = {len(signs)}{still_open} RETURNING id, book_id), "
                 "q AS (INSERT INTO seal_queue (entry_id, book_id) SELECT id, book_id FROM e) "
                 "SELECT (SELECT count(*) FROM e), nextval('journal_entry_id_seq')")
         _FAST_SQL[key] = ((rows_name, entry_name), (
             f"EXECUTE {rows_name} ({', '.join(['%s'] * 7 * postings)}); "
-            f"EXECUTE {entry_name} ({', '.join(['%s'] * (4 * len(signs) + 14))})"))
+            f"EXECUTE {entry_name} ({', '.join(['%s'] * (4 * len(signs) + 13 + postings))})"))
     return _FAST_SQL[key]
 
 
@@ -760,8 +764,8 @@ class FastPoster:
                            header["request_hash"], header["kind"], header["phase"],
                            header["effective_date"], header["external_ref"], header["memo"],
                            header["metadata_json"], header["posting_count"],
-                           header["created_at"], header["content_hash"],
-                           sorted({r["account_id"] for r in rows}))
+                           header["created_at"], header["content_hash"])
+                params += [r["account_id"] for r in rows]
                 names, sql = _fast_sql(len(rows), tuple(m_.account.sign for m_ in todo))
                 _prepare_on(cur, fairy.info, names)
                 cur.execute(sql, params)
