@@ -137,7 +137,7 @@ def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _fingerprint(line, occurrence: int) -> str:
+def _fingerprint(line, occurrence: int, encoded: dict | None = None) -> str:
     """SHA-256 of the line's content and its occurrence within its file.
 
     The text hashed is the JSON array ``[account, booking date, amount,
@@ -145,11 +145,23 @@ def _fingerprint(line, occurrence: int) -> str:
     occurrence]`` as ``json.dumps(..., ensure_ascii=False)`` writes it, built
     here without the encoder's per-call cost: the same lines give the same
     fingerprints in every version, so re-imports stay idempotent.
+    ``encoded`` caches the JSON of what repeats from line to line (account,
+    booking day and currency; counterparty and description).
     """
+    if encoded is None:
+        encoded = {}
     j = _json
-    doc = (f"[{j(line.account)}, \"{line.booking_date.isoformat()}\", {j(line.amount_minor)}, "
-           f"{j(line.currency)}, {j(line.bank_ref)}, {j(line.end_to_end_ref)}, "
-           f"{j(line.counterparty)}, {j(line.description)}, {occurrence}]")
+    head_key = (line.account, line.booking_date, line.currency)
+    head = encoded.get(head_key)
+    if head is None:
+        head = encoded[head_key] = (f"[{j(line.account)}, \"{line.booking_date.isoformat()}\", ",
+                                    f", {j(line.currency)}, ")
+    tail_key = (line.counterparty, line.description)
+    tail = encoded.get(tail_key)
+    if tail is None:
+        tail = encoded[tail_key] = f"{j(line.counterparty)}, {j(line.description)}, "
+    doc = (f"{head[0]}{j(line.amount_minor)}{head[1]}{j(line.bank_ref)}, "
+           f"{j(line.end_to_end_ref)}, {tail}{occurrence}]")
     return sha256(doc.encode()).hexdigest()
 
 
@@ -186,20 +198,21 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
     day = date_param(conn)
     for path, pf in parsed:
         seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
+        encoded: dict = {}
         lines, fps, repeats, days = [], [], [], set()
         for statement in pf.statements:
             statements.append(statement)
             for line in statement.lines:
-                fp = _fingerprint(line, 0)
+                fp = _fingerprint(line, 0, encoded)
                 occurrence = seen.get(fp, 0)
                 seen[fp] = occurrence + 1
                 if occurrence:
-                    fp = _fingerprint(line, occurrence)
+                    fp = _fingerprint(line, occurrence, encoded)
                     repeats.append(len(fps))
                 days.add(line.booking_date)
                 lines.append(line)
                 fps.append(fp)
-        del seen
+        del seen, encoded
         known = _known_lines(conn, book_id, days)
         new = range(len(fps)) if not known else [k for k, fp in enumerate(fps) if fp not in known]
         first = statements[-1] if statements else None

@@ -76,14 +76,15 @@ def date_param(conn: Connection) -> Callable[[dt.date | None], object]:
     (the form SQLAlchemy's ``Date`` type reads back), the date itself elsewhere."""
     if not _is_sqlite(conn):
         return lambda day: day
-    texts: dict = {None: None}
+    return _IsoDays().__getitem__
 
-    def iso(day):
-        value = texts.get(day)
-        if value is None and day is not None:
-            value = texts[day] = day.isoformat()
-        return value
-    return iso
+
+class _IsoDays(dict):
+    """Date -> ISO text, each day converted once (a hit is a plain dict lookup)."""
+
+    def __missing__(self, day):
+        text = self[day] = None if day is None else day.isoformat()
+        return text
 
 
 def insert_rows(conn: Connection, table: Table, columns: Sequence[str],

@@ -12,6 +12,7 @@ from reconcile.runs import _fingerprint
 from reconcile.statements.model import StatementLine
 
 texts = st.one_of(st.none(), st.text(max_size=30))
+SHARED: dict = {}
 
 
 def reference(line, occurrence):
@@ -30,6 +31,8 @@ def test_fingerprint_is_the_json_array_hash(account, day, amount, currency, bank
     line = StatementLine(account, day, None, amount, currency, bank_ref, e2e, counterparty,
                          description, "booked", "0" * 64, "line 1", "raw")
     assert _fingerprint(line, occurrence) == reference(line, occurrence)
+    # with the cache an import shares across its lines (hits from earlier examples too)
+    assert _fingerprint(line, occurrence, SHARED) == reference(line, occurrence)
 
 
 def test_fingerprint_of_known_chinese_line():
