@@ -46,7 +46,7 @@ from ledger.postings import Draft, write
 from . import matching
 from .matching import BankItem, LedgerItem, MatchConfig
 from .statements.source import gc_paused
-from .store import date_param, insert_rows, reserve_ids, roomy_cache, select_rows
+from .store import date_param, date_reader, insert_rows, reserve_ids, roomy_cache, select_rows
 
 CUSTODY = "assets:custody:bank"
 LOOKBACK_DAYS = 10
@@ -284,9 +284,10 @@ def _open_postings(conn: Connection, account_id: int, through: dt.date, since: d
         .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
         .where(m.Posting.account_id == account_id, m.Posting.is_pending.is_(False),
                m.Posting.effective_date <= through, m.Posting.effective_date >= since,
-               ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id)), dates=(2,))
-    return [LedgerItem(i, entry, day, amount, intern(cur), ref, _batch_id(meta) if meta else None,
-                       intern(kind))
+               ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id)))
+    day_of = date_reader(conn)
+    return [LedgerItem(i, entry, day_of(day), amount, intern(cur), ref,
+                       _batch_id(meta) if meta else None, intern(kind))
             for i, entry, day, amount, cur, ref, meta, kind in rows]
 
 

@@ -79,6 +79,22 @@ def date_param(conn: Connection) -> Callable[[dt.date | None], object]:
     return _IsoDays().__getitem__
 
 
+def date_reader(conn: Connection) -> Callable[[object], dt.date | None]:
+    """What turns a date column of :func:`select_rows` (with no ``dates``) into a date:
+    ISO text parsed once per distinct day on SQLite, the value itself elsewhere."""
+    if not _is_sqlite(conn):
+        return lambda value: value
+    return _Days().__getitem__
+
+
+class _Days(dict):
+    """ISO text -> date, each day parsed once (a hit is a plain dict lookup)."""
+
+    def __missing__(self, text):
+        day = self[text] = None if text is None else dt.date.fromisoformat(text)
+        return day
+
+
 class _IsoDays(dict):
     """Date -> ISO text, each day converted once (a hit is a plain dict lookup)."""
 
@@ -138,7 +154,7 @@ def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> It
     try:
         cursor.execute(compiled.string, tuple(_sqlite_value(v) for v in positional))
         dates = tuple(dates)
-        days: dict = {None: None}
+        days = _Days()
         while True:
             page = cursor.fetchmany(FETCH_PAGE)
             if not page:
@@ -149,14 +165,10 @@ def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> It
             for row in page:
                 row = list(row)
                 for k in dates:
-                    value = row[k]
-                    day = days.get(value)
-                    if day is None and value is not None:
-                        day = days[value] = dt.date.fromisoformat(value)
-                    row[k] = day
+                    row[k] = days[row[k]]
                 yield tuple(row)
     finally:
         cursor.close()
 
 
-__all__ = ["roomy_cache", "reserve_ids", "insert_rows", "select_rows", "date_param"]
+__all__ = ["roomy_cache", "reserve_ids", "insert_rows", "select_rows", "date_param", "date_reader"]
