@@ -576,22 +576,23 @@ ACCOUNT_CACHE_SIZE = 100_000
 ACCOUNT_CHUNK = 10_000
 #: Prepared statements of the fast path: name -> ``PREPARE`` text. Each connection
 #: prepares the ones it uses once (the pool keeps the names in the connection's info).
+_FETCH_COLUMNS = "id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, book_id"
 _PREPARED: dict[str, str] = {
-    # The accounts asked for, and the next ones (by id) the cache has not seen yet.
+    # The accounts asked for (one look-up of the unique (book_id, code) index each), and
+    # the next ones by id the cache has not seen (the primary key's order; other books'
+    # accounts are skipped by the caller), whatever statistics the planner has.
     "ledger_accounts": (
-        "PREPARE ledger_accounts (bigint, varchar[], bigint, integer) AS "
-        "SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 0 "
-        "FROM account WHERE book_id = $1 AND code = ANY($2) UNION ALL "
-        "(SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 1 "
-        "FROM account WHERE book_id = $1 AND id > $3 ORDER BY id LIMIT $4)"),
+        "PREPARE ledger_accounts (bigint, text[], bigint, integer) AS "
+        f"SELECT a.*, 0 FROM unnest($2) AS w(code), LATERAL (SELECT {_FETCH_COLUMNS} "
+        "FROM account WHERE book_id = $1 AND code = w.code LIMIT 1) a UNION ALL "
+        f"(SELECT {_FETCH_COLUMNS}, 1 FROM account WHERE id > $3 ORDER BY id LIMIT $4)"),
     # ... and a new entry id (an uncorrelated subquery: one id, however many rows)
     "ledger_accounts_id": (
-        "PREPARE ledger_accounts_id (bigint, varchar[], bigint, integer) AS "
-        "SELECT a.*, (SELECT nextval('journal_entry_id_seq')) FROM ("
-        "SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 0 "
-        "FROM account WHERE book_id = $1 AND code = ANY($2) UNION ALL "
-        "(SELECT id, code, type, currency, is_no_overdraft, name, opened_at, closed_at, 1 "
-        "FROM account WHERE book_id = $1 AND id > $3 ORDER BY id LIMIT $4)) a"),
+        "PREPARE ledger_accounts_id (bigint, text[], bigint, integer) AS "
+        "SELECT f.*, (SELECT nextval('journal_entry_id_seq')) FROM ("
+        f"SELECT a.*, 0 FROM unnest($2) AS w(code), LATERAL (SELECT {_FETCH_COLUMNS} "
+        "FROM account WHERE book_id = $1 AND code = w.code LIMIT 1) a UNION ALL "
+        f"(SELECT {_FETCH_COLUMNS}, 1 FROM account WHERE id > $3 ORDER BY id LIMIT $4)) f"),
 }
 _FAST_PHASES = ("posted", "pending")
 _FAST_SQL: dict[tuple, tuple[tuple[str, ...], str]] = {}
@@ -800,23 +801,22 @@ class FastPoster:
             entry_id = reserved[1]
         if missing:
             if len(cache) >= ACCOUNT_CACHE_SIZE:
-                cache.clear()
-                self._seen_id = 0
+                cache.clear()   # and load only accounts opened from now on
             name = "ledger_accounts_id" if entry_id is None else "ledger_accounts"
             _prepare_on(cur, info, (name,))
             cur.execute(f"EXECUTE {name} (%s, %s, %s, %s)", (
                 self.book_id, missing, self._seen_id,
-                min(ACCOUNT_CHUNK, ACCOUNT_CACHE_SIZE - len(cache))))
+                ACCOUNT_CHUNK if len(cache) + ACCOUNT_CHUNK <= ACCOUNT_CACHE_SIZE else 0))
             found = cur.fetchall()
             for row in found:
-                if row[7] is None:   # open
+                if row[7] is None and row[8] == self.book_id:   # open, this book's
                     cache[row[1]] = Account(*row[:8])
-                if row[8] == 1 and row[0] > self._seen_id:
+                if row[9] == 1 and row[0] > self._seen_id:
                     self._seen_id = row[0]
             if any(c not in cache for c in missing):
                 return None, 0   # unknown or closed: the full path says which
             if entry_id is None:
-                entry_id = found[0][9]
+                entry_id = found[0][10]
         elif entry_id is None:
             cur.execute("SELECT nextval('journal_entry_id_seq')")
             entry_id = cur.fetchone()[0]

@@ -232,3 +232,17 @@ def test_sqlite_has_no_fast_path(tmp_path):
     top_up(book, U1, "1", "t1")
     assert book.balance(U1) == D("1.00")
     book.dispose()
+
+
+def test_two_books_on_one_database_keep_their_own_accounts(fast, pg_url):
+    second = ledger.open(pg_url, book="second", upgrade=False)
+    second.open_account(BANK, "asset")
+    second.open_account(U1, "liability", no_overdraft=True)
+    fast._fast.accounts.clear()
+    top_up(fast, U1, "3", "t1")       # a miss: loads the accounts after the last seen id
+    top_up(second, U1, "5", "t1")     # same key and codes, another book
+    assert fast.balance(U1) == D("3.00") and second.balance(U1) == D("5.00")
+    theirs = {a.id for a in second.accounts()}
+    assert fast._fast.accounts and not theirs & {a.id for a in fast._fast.accounts.values()}
+    assert fast.verify().ok and second.verify().ok
+    second.dispose()
