@@ -46,7 +46,7 @@ from typing import NamedTuple
 from dateutil.relativedelta import relativedelta
 
 from .errors import FloatAmountError
-from .money import DEFAULT_CURRENCY, exponent, from_minor, to_minor
+from .money import DEFAULT_CURRENCY, exact_minor, exponent, from_minor, to_minor
 from .splits import (  # noqa: F401  (the investor splits live there; re-exported here)
     InvestorPlan, InvestorRow, Split, _running_shares, split, split_many,
 )
@@ -96,24 +96,7 @@ def _money(minor: int, currency: str) -> Decimal:
     return from_minor(minor, currency)
 
 
-_SCALES: dict[str, int] = {}
-
-
-def _minor(value, currency: str, what: str) -> int:
-    """``to_minor`` with a fast path for Decimals (the usual case in bulk)."""
-    if type(value) is Decimal:
-        scale = _SCALES.get(currency)
-        if scale is None:
-            scale = _SCALES[currency] = 10 ** exponent(currency)
-        try:
-            num, den = value.as_integer_ratio()
-        except (ValueError, OverflowError):
-            pass
-        else:
-            minor, rest = divmod(num * scale, den)
-            if not rest:
-                return minor
-    return to_minor(value, currency, what=what)
+_minor = exact_minor   # to_minor with a fast path for Decimals
 
 
 class Row(NamedTuple):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from .money import DEFAULT_CURRENCY, exponent, from_minor, to_minor
+from .money import DEFAULT_CURRENCY, exact_minor, exponent, from_minor
 from .rates import DOWN, HALF_EVEN, HALF_UP, ScheduleError, parse_rate, rdiv
 
 if TYPE_CHECKING:
@@ -149,24 +149,7 @@ class Split(NamedTuple):
 
 # --- inputs ---------------------------------------------------------------------------------------
 
-_SCALES: dict[str, int] = {}
-
-
-def _minor(value, currency: str, what: str) -> int:
-    """``to_minor`` with a fast path for Decimals."""
-    if type(value) is Decimal:
-        scale = _SCALES.get(currency)
-        if scale is None:
-            scale = _SCALES[currency] = 10 ** exponent(currency)
-        try:
-            num, den = value.as_integer_ratio()
-        except (ValueError, OverflowError):
-            pass
-        else:
-            minor, rest = divmod(num * scale, den)
-            if not rest:
-                return minor
-    return to_minor(value, currency, what=what)
+_minor = exact_minor   # to_minor with a fast path for Decimals
 
 
 def _holdings(investors, currency: str) -> list[tuple[str, int]]:
@@ -213,9 +196,7 @@ def _fast_holdings(investors, currency: str) -> tuple[list, list[int]]:
         if not distinct:
             ids = None
     if ids:
-        scale = _SCALES.get(currency)
-        if scale is None:
-            scale = _SCALES[currency] = 10 ** exponent(currency)
+        scale = 10 ** exponent(currency)
         try:   # raises TypeError for anything but a Decimal, ValueError for NaN, OverflowError for inf
             nums, dens = zip(*map(Decimal.as_integer_ratio, amounts))
         except (TypeError, ValueError, OverflowError):
