@@ -203,6 +203,12 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
         for statement in pf.statements:
             statements.append(statement)
             for line in statement.lines:
+                if type(line.booking_date) is not dt.date or not (
+                        line.value_date is None or type(line.value_date) is dt.date):
+                    raise ReconcileError(
+                        f"{path.name} {line.source_position}: booking and value dates must be dates "
+                        f"(the bank's business day), not {line.booking_date!r} / {line.value_date!r}",
+                        file=path.name, position=line.source_position)
                 fp = _fingerprint(line, 0, encoded)
                 occurrence = seen.get(fp, 0)
                 seen[fp] = occurrence + 1

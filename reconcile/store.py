@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import Table, insert, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Connection
 
 PAGE = 1000
@@ -51,6 +52,20 @@ def roomy_cache(conn: Connection):
         conn.exec_driver_sql(f"PRAGMA cache_size={int(before)}")
 
 
+@contextmanager
+def _driver_errors(conn: Connection, sql: str):
+    """Driver errors as SQLAlchemy raises them (``IntegrityError``, ``OperationalError``,
+    ...), so that retries on serialization failures and deadlocks, the translation of
+    integrity errors and the recovery from a dropped connection all still apply."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        invalidated = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error, connection_invalidated=invalidated,
+                                  dialect=conn.dialect) from exc
+
+
 def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
     """``count`` new primary keys for ``table`` (its ``id`` column), in increasing order."""
     if count <= 0:
@@ -66,9 +81,16 @@ def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
     raise NotImplementedError(f"reserving ids on {conn.dialect.name}")
 
 
-def _sqlite_value(value):
-    # SQLAlchemy stores dates on SQLite as ISO text; keep the same form.
-    return value.isoformat() if isinstance(value, dt.date) else value
+def _sqlite_param(value):
+    """A parameter of :func:`select_rows` as SQLAlchemy would bind it on SQLite: only
+    the plain types its callers use (a ``datetime`` or a ``Decimal`` would need the
+    column type's own conversion, so they are refused)."""
+    kind = type(value)
+    if kind is dt.date:
+        return value.isoformat()   # SQLAlchemy's Date form on SQLite
+    if value is None or kind in (int, str, bool):
+        return value
+    raise TypeError(f"select_rows binds dates, ints, strings and booleans, not {kind.__name__}")
 
 
 def date_param(conn: Connection) -> Callable[[dt.date | None], object]:
@@ -114,19 +136,22 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
     names = ", ".join(columns)
     if _is_sqlite(conn):
         marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
         cursor = conn.connection.driver_connection.cursor()
         try:
-            cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+            with _driver_errors(conn, sql):
+                cursor.executemany(sql, rows)
         finally:
             cursor.close()
         return
     if conn.dialect.driver == "psycopg2":
         from psycopg2.extras import execute_values
 
+        sql = f"INSERT INTO {table.name} ({names}) VALUES %s"
         cursor = conn.connection.driver_connection.cursor()
         try:
-            execute_values(cursor, f"INSERT INTO {table.name} ({names}) VALUES %s", rows,
-                           page_size=PAGE)
+            with _driver_errors(conn, sql):
+                execute_values(cursor, sql, rows, page_size=PAGE)
         finally:
             cursor.close()
         return
@@ -140,8 +165,9 @@ def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> It
     On SQLite the query runs through the driver (no per-row result
     processing) and its rows are read in pages as they are consumed; the
     positions in ``dates`` are turned from ISO text into dates there, with
-    one parse per distinct day. Consume the rows before running another
-    statement on ``conn``.
+    one parse per distinct day. Its parameters may be dates, ints, strings,
+    booleans and None. Consume the rows before running another statement on
+    ``conn``.
     """
     if not _is_sqlite(conn):
         yield from map(tuple, conn.execute(statement))
@@ -149,14 +175,16 @@ def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> It
     compiled = statement.compile(dialect=conn.dialect,
                                  compile_kwargs={"render_postcompile": True})
     params = compiled.params
-    positional = tuple(params[name] for name in compiled.positiontup)
+    positional = tuple(map(_sqlite_param, (params[name] for name in compiled.positiontup)))
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.execute(compiled.string, tuple(_sqlite_value(v) for v in positional))
+        with _driver_errors(conn, compiled.string):
+            cursor.execute(compiled.string, positional)
         dates = tuple(dates)
         days = _Days()
         while True:
-            page = cursor.fetchmany(FETCH_PAGE)
+            with _driver_errors(conn, compiled.string):
+                page = cursor.fetchmany(FETCH_PAGE)
             if not page:
                 break
             if not dates:

@@ -197,3 +197,114 @@ def test_open_lines_taken_from_memory_equal_those_read_back(day_book):
         assert runs._open_bank_lines(conn, day_book.book_id, DAY - dt.timedelta(days=1), since,
                                      added) == []
         conn.rollback()
+
+
+RECON_TABLES = ["statement_file", "bank_line", "recon_run", "recon_match", "recon_match_bank",
+                "recon_match_posting", "recon_break"]
+
+
+def table_counts(book):
+    with book.engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in RECON_TABLES}
+
+
+def test_a_failure_late_in_the_run_keeps_nothing(day_book, monkeypatch):
+    from reconcile import runs
+
+    before = table_counts(day_book)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(runs, "_store_breaks", fail)
+    with pytest.raises(RuntimeError):
+        reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    assert table_counts(day_book) == before
+    monkeypatch.undo()
+    assert reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)]).imported.files[0][3:] == (4, 0)
+
+
+def test_two_overlapping_files_in_one_run(day_book):
+    run = reconcile_parsed(day_book, [parsed("a.csv", STATEMENT[:3], opening=0),
+                                      parsed("b.csv", [*STATEMENT, STATEMENT[3]], opening=0)])
+    assert [f[3:] for f in run.imported.files] == [(3, 0), (2, 3)]
+    assert len(set(run.imported.line_ids)) == 5
+
+
+def test_a_booking_time_instead_of_a_day_is_refused(day_book):
+    from reconcile.runs import ReconcileError
+
+    timed = StatementLine(account="6222001", booking_date=dt.datetime(2026, 11, 20, 10, 0),
+                          value_date=None, amount_minor=10000, currency="CNY", bank_ref="B1",
+                          end_to_end_ref=None, counterparty=None, description="x", status="booked",
+                          source_file_sha256="x" * 64, source_position="line 1", raw="r")
+    before = table_counts(day_book)
+    with pytest.raises(ReconcileError, match="line 1: booking and value dates must be dates"):
+        reconcile_parsed(day_book, [parsed("dt.csv", [timed], opening=0)], statement_date=DAY)
+    assert table_counts(day_book) == before
+
+
+def test_bulk_writes_raise_sqlalchemy_errors_that_retries_and_translation_understand(day_book):
+    """Driver errors from the bulk paths arrive as SQLAlchemy's (IntegrityError, ...)."""
+    from decimal import Decimal
+
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from ledger import models as m
+    from reconcile.store import insert_rows, select_rows
+
+    reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    with day_book.engine.begin() as conn:
+        match_id, bank_line_id = conn.execute(text(
+            "SELECT match_id, bank_line_id FROM recon_match_bank")).first()
+        with pytest.raises(IntegrityError):
+            insert_rows(conn, m.ReconMatchBank.__table__, ("bank_line_id", "match_id"),
+                        [(bank_line_id, match_id)])
+        conn.rollback()
+    with day_book.engine.connect() as conn:
+        query = select(m.BankLine.id).where(m.BankLine.amount_minor == Decimal("1"))
+        if conn.dialect.name == "sqlite":
+            with pytest.raises(TypeError, match="not Decimal"):
+                list(select_rows(conn, query))
+
+
+def test_two_runs_importing_one_file_at_once(day_book, backend):
+    """The run that loses the race fails with a ledger error (or, retried, finds the
+    lines imported), never with a raw driver error; nothing is imported twice."""
+    import threading
+    import time
+
+    from ledger.errors import LedgerError
+    from reconcile import runs
+
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    started, errors = threading.Event(), []
+    slow_breaks = runs._store_breaks
+
+    def slow(conn, run_id, breaks):
+        started.set()
+        time.sleep(1.5)
+        return slow_breaks(conn, run_id, breaks)
+
+    def first():
+        try:
+            reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+        except Exception as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+    runs._store_breaks = slow
+    try:
+        thread = threading.Thread(target=first)
+        thread.start()
+        assert started.wait(30)
+        runs._store_breaks = slow_breaks
+        try:
+            reconcile_parsed(day_book, [parsed("day-copy.csv", STATEMENT, opening=0)])
+        except LedgerError as exc:
+            errors.append(exc)
+        thread.join()
+    finally:
+        runs._store_breaks = slow_breaks
+    assert all(isinstance(e, LedgerError) for e in errors), errors
+    with day_book.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM bank_line")).scalar() == 4

@@ -229,13 +229,14 @@ def test_plain_amounts_read_as_the_decimal_path_reads_them(whole, fraction, curr
     if fast is not None:
         assert fast == slow
     else:
-        # Left to the full path: too many digits, or decimals beyond the minor unit.
-        assert len(whole) > 18 or len(fraction or "") > CURRENCY_EXPONENTS[currency]
+        # Left to the full path: too many digits, a point with no decimals after it,
+        # or decimals beyond the minor unit.
+        assert len(whole) > 18 or fraction == "" or len(fraction or "") > CURRENCY_EXPONENTS[currency]
 
 
 def test_plain_amount_fast_path_leaves_other_forms_to_the_full_path():
-    for text in ("1,234.50", "-5.00", "+5", "¥12", "1.234", " 1", "٣", ""):
+    for text in ("1,234.50", "-5.00", "+5", "¥12", "1.234", " 1", "٣", "", "12.", "-12."):
         assert _plain_minor(text, "CNY") is None
     assert _plain_minor("1234.5", "CNY") == 123450
-    assert _plain_minor("7.", "CNY") == 700
+    assert _plain_minor("7.", "CNY") is None   # the full path refuses it, as it always has
     assert _plain_minor("12", "JPY") == 12

@@ -21,7 +21,8 @@ REQUIRED = ["date", "bank_serial", "order_id", "sub_account", "counterparty", "d
 OPTIONAL = ["description", "account", "currency", "value_date", "counterparty_account"]
 
 cells = st.text(alphabet="AB12 张三\t", max_size=6)
-odd_amounts = st.sampled_from(["7", "7.5", "0.001", "1,000.00", "", "-3.00", "+4.00", "１２"])
+odd_amounts = st.sampled_from(["7", "7.5", "0.001", "1,000.00", "", "-3.00", "+4.00", "１２", "12.",
+                               "-12.", ".5"])
 
 
 @st.composite
@@ -141,3 +142,14 @@ def test_mapped_layouts_read_the_same_both_ways(layout):
         data = data.replace(b"-12.00", b"-12").replace(b"7.25", b"7")
     fast, rows = parse_both(data, mapping=layout)
     assert fast == rows and not isinstance(fast, tuple)
+
+
+@pytest.mark.parametrize("amount", ["-12.", "12.", ".5", "-.5", "+1.00"])
+def test_odd_signed_amounts_are_refused_both_ways(amount):
+    layout = Layout(amount_mode="signed", columns=(("date", "d"), ("bank_serial", "s"), ("amount", "a")),
+                    account="6222001")
+    data = f"d,s,a\n2026-11-22,B1,{amount}\n2026-11-22,B2,7.25\n".encode()
+    fast, rows = parse_both(data, mapping=layout)
+    assert fast == rows
+    if amount != "+1.00":
+        assert isinstance(fast, tuple) and "is not an amount" in fast[1]

@@ -289,7 +289,7 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
                          None, balance)
 
 
-_PLAIN_AMOUNT = re.compile(r"([0-9]{1,18})(?:\.([0-9]*))?")
+_PLAIN_AMOUNT = re.compile(r"([0-9]{1,18})(?:\.([0-9]+))?")
 _EXPONENTS: dict = {}
 
 

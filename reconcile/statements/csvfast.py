@@ -29,7 +29,7 @@ from ledger.money import DEFAULT_CURRENCY, exponent
 from .model import BOOKED, StatementLine
 
 PAGE = 50_000
-_PLAIN = re.compile(r"(-?)([0-9]{1,18})(?:\.([0-9]*))?")
+_PLAIN = re.compile(r"(-?)([0-9]{1,18})(?:\.([0-9]+))?")
 
 
 _EXACT: dict = {}
