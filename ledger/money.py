@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from fractions import Fraction
+from operator import attrgetter
 from typing import Iterable, Sequence
 
 from .errors import AmountError, FloatAmountError, PrecisionError, UnknownCurrencyError
@@ -111,6 +112,13 @@ def from_minor(minor: int, currency: str = DEFAULT_CURRENCY) -> Decimal:
     """Minor units back to a Decimal with exactly the currency's decimal places."""
     exp = exponent(currency)
     return Decimal(int(minor)).scaleb(-exp).quantize(Decimal(1).scaleb(-exp))
+
+
+def amount_property(field: str) -> property:
+    """A read-only Decimal view of the minor-unit attribute ``field``, in the
+    object's own ``currency`` (plan and split rows keep integers, show Decimals)."""
+    get = attrgetter(field)
+    return property(lambda self: from_minor(get(self), self.currency))
 
 
 def format_minor(minor: int, currency: str = DEFAULT_CURRENCY, *, grouping: bool = False) -> str:

@@ -46,7 +46,7 @@ from typing import NamedTuple
 from dateutil.relativedelta import relativedelta
 
 from .errors import FloatAmountError
-from .money import DEFAULT_CURRENCY, exact_minor, exponent, from_minor, to_minor
+from .money import DEFAULT_CURRENCY, amount_property, exact_minor, exponent, from_minor, to_minor
 from .splits import (  # noqa: F401  (the investor splits live there; re-exported here)
     InvestorPlan, InvestorRow, Split, _running_shares, split, split_many,
 )
@@ -126,12 +126,12 @@ class Row(NamedTuple):
     closing_minor: int
     currency: str = DEFAULT_CURRENCY
 
-    opening = property(lambda self: _money(self.opening_minor, self.currency))
-    principal = property(lambda self: _money(self.principal_minor, self.currency))
-    interest = property(lambda self: _money(self.interest_minor, self.currency))
-    fee = property(lambda self: _money(self.fee_minor, self.currency))
-    payment = property(lambda self: _money(self.payment_minor, self.currency))
-    closing = property(lambda self: _money(self.closing_minor, self.currency))
+    opening = amount_property("opening_minor")
+    principal = amount_property("principal_minor")
+    interest = amount_property("interest_minor")
+    fee = amount_property("fee_minor")
+    payment = amount_property("payment_minor")
+    closing = amount_property("closing_minor")
 
 
 class Plan(NamedTuple):
@@ -679,11 +679,11 @@ class Payoff(NamedTuple):
     fee_minor: int
     currency: str
 
-    principal = property(lambda self: _money(self.principal_minor, self.currency))
-    interest = property(lambda self: _money(self.interest_minor, self.currency))
-    fee = property(lambda self: _money(self.fee_minor, self.currency))
+    principal = amount_property("principal_minor")
+    interest = amount_property("interest_minor")
+    fee = amount_property("fee_minor")
     total_minor = property(lambda self: self.principal_minor + self.interest_minor + self.fee_minor)
-    total = property(lambda self: _money(self.total_minor, self.currency))
+    total = amount_property("total_minor")
 
 
 def _locate(plan: Plan, on_date: dt.date) -> tuple[int, tuple[dt.date, ...], int]:
@@ -767,9 +767,9 @@ class Repricing(NamedTuple):
     plan: Plan
     currency: str
 
-    principal = property(lambda self: _money(self.principal_minor, self.currency))
-    interest = property(lambda self: _money(self.interest_minor, self.currency))
-    fee = property(lambda self: _money(self.fee_minor, self.currency))
+    principal = amount_property("principal_minor")
+    interest = amount_property("interest_minor")
+    fee = amount_property("fee_minor")
     total = property(lambda self: _money(self.principal_minor + self.interest_minor + self.fee_minor,
                                          self.currency))
 

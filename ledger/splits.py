@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from .money import DEFAULT_CURRENCY, exact_minor, exponent, from_minor
+from .money import DEFAULT_CURRENCY, amount_property, exact_minor, exponent, from_minor
 from .rates import DOWN, HALF_EVEN, HALF_UP, ScheduleError, parse_rate, rdiv
 
 if TYPE_CHECKING:
@@ -69,10 +69,10 @@ class InvestorRow(NamedTuple):
     net_minor: int
     currency: str = DEFAULT_CURRENCY
 
-    principal = property(lambda self: _money(self.principal_minor, self.currency))
-    interest = property(lambda self: _money(self.interest_minor, self.currency))
-    management_fee = property(lambda self: _money(self.management_fee_minor, self.currency))
-    net = property(lambda self: _money(self.net_minor, self.currency))
+    principal = amount_property("principal_minor")
+    interest = amount_property("interest_minor")
+    management_fee = amount_property("management_fee_minor")
+    net = amount_property("net_minor")
 
 
 class InvestorPlan(NamedTuple):
