@@ -242,6 +242,8 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
             added.extend(zip(map(ids.__getitem__, chunk), map(lines.__getitem__, chunk)))
             if progress:
                 progress(len(chunk))
+        if progress and len(fps) > len(new):
+            progress(len(fps) - len(new))   # lines already imported count as done
         line_ids.extend(ids)
         repeated.extend(map(ids.__getitem__, repeats))
         files.append((path.name, str(pf.format), sha, len(new), len(fps) - len(new)))

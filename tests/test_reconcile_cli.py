@@ -73,3 +73,38 @@ def test_unbalanced_statement_is_quarantined(db_url, tmp_path):
     result = invoke("reconcile", str(bad), "--db", db_url)
     assert result.exit_code == 2
     assert "balance" in result.output.lower()
+
+
+def test_progress_bars_count_every_line(db_url, tmp_path, monkeypatch):
+    """``--progress`` shows a bar for reading and one for importing; the import bar
+    counts every line of the files, new or already imported."""
+    import click
+
+    seeded(db_url)
+    rows = [f"6222,2026-11-20,B{n:03d},,,,贷,1.00,{n}.00,充值\n" for n in range(1, 6)]
+    day = write(tmp_path, "day.csv", rows)
+    bars = []
+    real = click.progressbar
+
+    def recording(*args, **kwargs):
+        bar = real(*args, **kwargs)
+        steps = []
+        update = bar.update
+
+        def counted(n, *rest):
+            steps.append(n)
+            return update(n, *rest)
+        bar.update = counted
+        bars.append((kwargs.get("label"), kwargs.get("length"), steps))
+        return bar
+    monkeypatch.setattr(click, "progressbar", recording)
+    for _ in range(2):   # the second run finds every line imported already
+        result = invoke("reconcile", str(day), "--db", db_url, "--progress")
+        assert result.exit_code == 3, result.output
+        assert "importing" in result.output
+    (read1, length1, steps1), (imp1, total1, lines1), (_, _, _), (_, total2, lines2) = bars
+    assert read1.strip() == "reading" and sum(steps1) == length1 == day.stat().st_size
+    assert imp1 == "importing" and total1 == 5 and sum(lines1) == 5
+    assert total2 == 5 and sum(lines2) == 5
+    plain = invoke("reconcile", str(day), "--db", db_url, "--no-progress")
+    assert "importing" not in plain.output

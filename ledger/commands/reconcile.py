@@ -24,10 +24,13 @@ EXIT_BREAKS = 3
               help="Column-mapping file for another bank's CSV layout.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write the self-contained HTML report here.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars on stderr while files are read and lines imported "
+                   "(default: when attached to a terminal and printing a table).")
 @db_option
 @format_option
 @library_errors
-def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, db_url, fmt):
+def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, progress, db_url, fmt):
     """Import bank STATEMENTS, match them to the ledger, report every break.
 
     Exit code 0 when fully reconciled, 3 when breaks remain, 2 on bad input
@@ -38,16 +41,29 @@ def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, db_ur
         ledger reconcile custody-20261122.csv --html recon-20261122.html
     """
     from reconcile import report
-    from reconcile.runs import reconcile
+    from reconcile.runs import parse_files, reconcile_parsed
 
     book = open_book(db_url)
-    progress = None
-    if sys.stdout.isatty() and fmt == "table":
-        bar = click.progressbar(length=sum(Path(p).stat().st_size for p in statements) // 100 + 1,
-                                label="importing", file=sys.stderr)
-        progress = lambda n: bar.update(n)  # noqa: E731
-    run = reconcile(book, list(statements), account=account, statement_date=parse_date(date_, "--date"),
-                    dry_run=dry_run, mapping=mapping, progress=progress)
+    day = parse_date(date_, "--date")
+    if progress is None:
+        progress = sys.stderr.isatty() and fmt == "table"
+    if progress:
+        parsed = []
+        sizes = {p: Path(p).stat().st_size for p in statements}
+        with click.progressbar(statements, label="reading  ", file=sys.stderr,
+                               length=sum(sizes.values()) or 1,
+                               item_show_func=lambda p: p and Path(p).name) as files:
+            for path in statements:   # each file parsed and proved before anything is written
+                parsed += parse_files([path], mapping=mapping)
+                files.update(sizes[path], path)
+        total = sum(len(s.lines) for _, pf in parsed for s in pf.statements)
+        with click.progressbar(length=total or 1, label="importing", file=sys.stderr,
+                               show_pos=True) as lines:
+            run = reconcile_parsed(book, parsed, account=account, statement_date=day,
+                                   dry_run=dry_run, progress=lines.update)
+    else:
+        run = reconcile_parsed(book, parse_files(statements, mapping=mapping), account=account,
+                               statement_date=day, dry_run=dry_run)
     if fmt == "json":
         click.echo(report.to_json(run))
     elif fmt == "csv":
