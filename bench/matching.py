@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reconcile.calendar import WEEKENDS_ONLY  # noqa: E402
 from reconcile.matching import BankItem, LedgerItem, MatchConfig, match  # noqa: E402
 
+from baseline import hash_join, timed  # noqa: E402  (bench/baseline.py)
+
 STATEMENT_DATE = date(2026, 11, 23)   # a Monday
 PREVIOUS_DAY = date(2026, 11, 20)     # the Friday before
 SHIFTED_DAY = date(2026, 11, 26)      # three business days later: outside a 1-day window
@@ -89,24 +91,6 @@ def build(n: int, seed: int, perturbed_share: int = 100):
             bank.append(BankItem(line_id, STATEMENT_DATE, randrange(1, 5_000_000) * 7 + 3, cny,
                                  f"S{line_id:012d}", f"X{line_id:012d}", None, None, "unknown"))
     return bank, ledger, counts
-
-
-def hash_join(bank, ledger):
-    """Pairs of (bank id, ledger id) whose references and amounts agree."""
-    index = {item.external_ref: item for item in ledger}
-    pairs = []
-    for line in bank:
-        item = index.get(line.end_to_end_ref)
-        if item is not None and item.amount_minor == line.amount_minor:
-            pairs.append((line.id, item.id))
-    return pairs
-
-
-def timed(function, *args, **kwargs):
-    """``(result, (wall seconds, CPU seconds))`` of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = function(*args, **kwargs)
-    return result, (time.perf_counter() - wall, time.process_time() - cpu)
 
 
 def best(times: list) -> tuple:

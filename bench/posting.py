@@ -43,7 +43,6 @@ import os
 import statistics
 import sys
 import time
-from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -347,22 +346,20 @@ def main() -> None:
         print(f"one durable commit (a one-row insert) takes {commit_latency_ms(server):.2f} ms here: "
               "the single-post figures depend on it", flush=True)
         results = []
-        if "batch" in only:
+        interleaved = (
+            ("batch", args.batch_entries, True, 0.5, "post_many, batches of 1000",
+             f"post_many, batches of {BATCH}", "raw batched insert"),
+            ("single", args.single_entries, False, 0.7, "post, one commit each",
+             "post, one durable commit each", "raw one commit per entry"))
+        for figure, entries, batched, target, name, label, baseline in interleaved:
+            if figure not in only:
+                continue
             CPU_MS.clear()
             led, raw = median_pair(args.repeat, lambda: run_interleaved(
-                server, dbs, args.batch_entries, batched=True))
-            results.append(("post_many, batches of 1000", led, raw, 0.5))
-            print(f"post_many, batches of {BATCH}: ledger {led:,.0f} entries/s, raw batched insert "
-                  f"{raw:,.0f} entries/s, ratio {led / raw:.2f}x ({verdict(led / raw, 0.5)}); "
-                  f"{cpu_line()}", flush=True)
-        if "single" in only:
-            CPU_MS.clear()
-            led, raw = median_pair(args.repeat, lambda: run_interleaved(
-                server, dbs, args.single_entries, batched=False))
-            results.append(("post, one commit each", led, raw, 0.7))
-            print(f"post, one durable commit each: ledger {led:,.0f} entries/s, raw one commit per "
-                  f"entry {raw:,.0f} entries/s, ratio {led / raw:.2f}x ({verdict(led / raw, 0.7)}); "
-                  f"{cpu_line()}", flush=True)
+                server, dbs, entries, batched=batched))
+            results.append((name, led, raw, target))
+            print(f"{label}: ledger {led:,.0f} entries/s, {baseline} {raw:,.0f} entries/s, "
+                  f"ratio {led / raw:.2f}x ({verdict(led / raw, target)}); {cpu_line()}", flush=True)
         if "writers" in only:
             rates = {}
             for mode in ("ledger", "raw", "raw-hot-row"):

@@ -57,6 +57,8 @@ from reconcile.calendar import WEEKENDS_ONLY  # noqa: E402
 from reconcile.matching import MatchConfig  # noqa: E402
 from reconcile.statements import parse_statement  # noqa: E402
 
+from baseline import hash_join, timed  # noqa: E402  (bench/baseline.py)
+
 STATEMENT_DATE = dt.date(2026, 11, 23)   # a Monday
 PREVIOUS_DAY = dt.date(2026, 11, 20)     # the Friday before
 EARLY_DAY = dt.date(2026, 11, 17)        # four business days before: outside a 1-day window
@@ -182,24 +184,6 @@ def build(book, n: int, n_users: int, seed: int, chunk: int, csv_path: str):
 
 
 # --- timed ------------------------------------------------------------------------
-def hash_join(bank, ledger):
-    """Pairs of (bank id, ledger id) whose references and amounts agree (as in bench/matching.py)."""
-    index = {item.external_ref: item for item in ledger}
-    pairs = []
-    for line in bank:
-        item = index.get(line.end_to_end_ref)
-        if item is not None and item.amount_minor == line.amount_minor:
-            pairs.append((line.id, item.id))
-    return pairs
-
-
-def timed(function, *args, **kwargs):
-    """``(result, (wall seconds, CPU seconds))`` of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = function(*args, **kwargs)
-    return result, (time.perf_counter() - wall, time.process_time() - cpu)
-
-
 class Phases:
     """Wall time of the run's phases, by wrapping the functions it calls."""
 
