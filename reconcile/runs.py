@@ -24,7 +24,6 @@ and why; an adjustment posts a new entry into platform-owned accounts only.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from hashlib import sha256
 from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
@@ -222,7 +221,7 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
         known = _known_lines(conn, book_id, days)
         new = range(len(fps)) if not known else [k for k, fp in enumerate(fps) if fp not in known]
         first = statements[-1] if statements else None
-        sha = getattr(first, "source_sha256", None) or hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = getattr(first, "source_sha256", None) or sha256(path.read_bytes()).hexdigest()
         file_id = conn.execute(insert(m.StatementFile).values(
             book_id=book_id, sha256=sha, filename=path.name[:255], format=str(pf.format),
             imported_at=utcnow(), lines_new=len(new), lines_known=len(fps) - len(new))
@@ -276,10 +275,10 @@ def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt
             query = query.where(~m.BankLine.id.between(lo, hi))
         else:
             skip = {i for i, _ in added}
-    rows = select_rows(conn, query, dates=(1, 6))
-    if skip:
-        rows = (row for row in rows if row[0] not in skip)
-    fresh.extend(map(BankItem._make, rows))
+    day_of = date_reader(conn)
+    fresh.extend(BankItem(i, day_of(booked), amount, cur, ref, e2e, day_of(value), batch, text)
+                 for i, booked, amount, cur, ref, e2e, value, batch, text in select_rows(conn, query)
+                 if i not in skip)
     return fresh
 
 

@@ -13,15 +13,15 @@ inside the caller's transaction, so all-or-nothing still holds:
 * :func:`insert_rows` inserts tuples: ``executemany`` on SQLite, multi-row
   ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver; dates
   go in through :func:`date_param`.
-* :func:`select_rows` runs a query and gives plain tuples, dates as
-  :class:`datetime.date` on every database.
+* :func:`select_rows` runs a query and gives plain tuples; :func:`date_reader`
+  makes their date columns dates on every database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import Table, insert, text
 from sqlalchemy.exc import DBAPIError
@@ -102,7 +102,7 @@ def date_param(conn: Connection) -> Callable[[dt.date | None], object]:
 
 
 def date_reader(conn: Connection) -> Callable[[object], dt.date | None]:
-    """What turns a date column of :func:`select_rows` (with no ``dates``) into a date:
+    """What turns a date column of :func:`select_rows` into a date:
     ISO text parsed once per distinct day on SQLite, the value itself elsewhere."""
     if not _is_sqlite(conn):
         return lambda value: value
@@ -159,13 +159,13 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
         conn.execute(insert(table), [dict(zip(columns, row)) for row in rows[start:start + PAGE]])
 
 
-def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> Iterator[tuple]:
+def select_rows(conn: Connection, statement) -> Iterator[tuple]:
     """The rows of a Core ``statement`` as plain tuples, one at a time.
 
     On SQLite the query runs through the driver (no per-row result
-    processing) and its rows are read in pages as they are consumed; the
-    positions in ``dates`` are turned from ISO text into dates there, with
-    one parse per distinct day. Its parameters may be dates, ints, strings,
+    processing) and its rows are read in pages as they are consumed; date
+    columns come back as ISO text there (turn them into dates with
+    :func:`date_reader`). Its parameters may be dates, ints, strings,
     booleans and None. Consume the rows before running another statement on
     ``conn``.
     """
@@ -180,21 +180,12 @@ def select_rows(conn: Connection, statement, *, dates: Iterable[int] = ()) -> It
     try:
         with _driver_errors(conn, compiled.string):
             cursor.execute(compiled.string, positional)
-        dates = tuple(dates)
-        days = _Days()
         while True:
             with _driver_errors(conn, compiled.string):
                 page = cursor.fetchmany(FETCH_PAGE)
             if not page:
                 break
-            if not dates:
-                yield from page
-                continue
-            for row in page:
-                row = list(row)
-                for k in dates:
-                    row[k] = days[row[k]]
-                yield tuple(row)
+            yield from page
     finally:
         cursor.close()
 

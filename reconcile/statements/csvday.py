@@ -289,25 +289,29 @@ def _line(row: _Row, layout: Layout, present: frozenset, default_account, sha: s
                          None, balance)
 
 
-_PLAIN_AMOUNT = re.compile(r"([0-9]{1,18})(?:\.([0-9]+))?")
+_PLAIN_AMOUNT = re.compile(r"(-?)([0-9]{1,18})(?:\.([0-9]+))?")
 _EXPONENTS: dict = {}
 
 
-def _plain_minor(text: str, currency: str) -> Optional[int]:
-    """Minor units of a plain unsigned amount (``1234.5``) that fits the currency's
-    decimals exactly, by integer arithmetic; None sends it down the full path."""
+def _plain_minor(text: str, currency: str, signed: bool = False) -> Optional[int]:
+    """Minor units of a plain amount (``1234.5``, and ``-1234.5`` when ``signed``) that
+    fits the currency's decimals exactly, by integer arithmetic; None sends it down the
+    full path."""
     places = _EXPONENTS.get(currency)
     if places is None:
         places = _EXPONENTS[currency] = exponent(currency)
     m = _PLAIN_AMOUNT.fullmatch(text)
     if m is None:
         return None
-    whole, fraction = m.groups()
-    if not fraction:
-        return int(whole) * 10 ** places
-    if len(fraction) > places:
+    sign, whole, fraction = m.groups()
+    if sign and not signed:
         return None
-    return int(whole) * 10 ** places + int(fraction) * 10 ** (places - len(fraction))
+    value = int(whole) * 10 ** places
+    if fraction:
+        if len(fraction) > places:
+            return None
+        value += int(fraction) * 10 ** (places - len(fraction))
+    return -value if sign else value
 
 
 def _minor(field: str, text: str, currency: Optional[str], unsigned: bool, bad) -> Optional[int]:

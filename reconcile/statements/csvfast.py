@@ -26,10 +26,10 @@ from typing import Optional
 from ledger.errors import LedgerError
 from ledger.money import DEFAULT_CURRENCY, exponent
 
+from .csvday import _date, _plain_minor
 from .model import BOOKED, StatementLine
 
 PAGE = 50_000
-_PLAIN = re.compile(r"(-?)([0-9]{1,18})(?:\.([0-9]+))?")
 
 
 _EXACT: dict = {}
@@ -45,46 +45,23 @@ def _exact(places: int, signed: bool):
     return _EXACT[key]
 
 
-def _amounts(texts: list, places: int, signed: bool) -> Optional[list]:
-    """Minor units of plain amounts with at most ``places`` decimals; None if any is not."""
-    if _exact(places, signed).fullmatch("\n".join(texts) + "\n"):
-        if places:
-            return list(map(int, map(str.replace, texts, repeat("."), repeat(""))))
-        return list(map(int, texts))
-    out = []
-    append = out.append
-    scale = 10 ** places
-    for m in map(_PLAIN.fullmatch, texts):
-        if m is None:
-            return None
-        sign, whole, fraction = m.groups()
-        if sign and not signed:
-            return None
-        if fraction:
-            if len(fraction) > places:
-                return None
-            value = int(whole) * scale + int(fraction) * 10 ** (places - len(fraction))
-        else:
-            value = int(whole) * scale
-        append(-value if sign else value)
-    return out
+def _amounts(texts: list, currencies, single: Optional[str], signed: bool) -> Optional[list]:
+    """Minor units of plain amounts that fit their currency's decimals; None if any does not.
 
-
-def _by_currency(texts: list, currencies, places: Optional[int], signed: bool) -> Optional[list]:
-    if places is not None:
-        return _amounts(texts, places, signed)
-    out = []
-    for text, currency in zip(texts, currencies):
-        value = _amounts([text], exponent(currency), signed)
-        if value is None:
-            return None
-        out.append(value[0])
-    return out
+    ``single`` is the one currency of the page, or None when ``currencies`` differ.
+    """
+    if single is not None:
+        places = exponent(single)
+        if _exact(places, signed).fullmatch("\n".join(texts) + "\n"):
+            if places:
+                return list(map(int, map(str.replace, texts, repeat("."), repeat(""))))
+            return list(map(int, texts))
+        currencies = repeat(single)
+    out = list(map(_plain_minor, texts, currencies, repeat(signed)))
+    return None if None in out else out
 
 
 def _dates(texts: list, formats: tuple, optional: bool) -> Optional[list]:
-    from .csvday import _date
-
     days = {}
     for text in set(texts):
         if optional and not text:
@@ -161,12 +138,11 @@ def _page(columns: list, raws: list, first: int, index: dict, layout,
         distinct = set(currencies)
         currencies = list(map(intern, currencies))
     try:
-        exponents = {c: exponent(c) for c in distinct}
+        for currency in distinct:
+            exponent(currency)
     except LedgerError:
         return None
-    places = next(iter(exponents.values())) if len(exponents) == 1 else None
-    if places is None:
-        currencies = list(currencies)
+    single = next(iter(distinct)) if len(distinct) == 1 else None
 
     booking = _dates(column("date"), layout.date_formats, optional=False)
     if booking is None:
@@ -185,12 +161,12 @@ def _page(columns: list, raws: list, first: int, index: dict, layout,
 
     if layout.amount_mode == "signed":
         amounts = column("amount")
-        minor = None if amounts is None else _by_currency(amounts, currencies, places, True)
+        minor = None if amounts is None else _amounts(amounts, currencies, single, True)
     else:
         amounts, flags = column("amount"), column("dc_flag")
         if amounts is None or flags is None:
             return None
-        minor = _by_currency(amounts, currencies, places, False)
+        minor = _amounts(amounts, currencies, single, False)
         signs = list(map(layout.flag_signs.get, map(str.upper, flags)))
         if minor is not None and None not in signs:
             minor = list(map(mul, signs, minor))
@@ -201,7 +177,7 @@ def _page(columns: list, raws: list, first: int, index: dict, layout,
 
     balances = column("balance_after")
     if balances is not None:
-        balances = _by_currency(balances, currencies, places, True)
+        balances = _amounts(balances, currencies, single, True)
         if balances is None:
             return None
     else:
