@@ -144,3 +144,19 @@ class PgServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL test database once a test is done with it (SQLite files stay in tmp)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        return
+    engine = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}"'))
+    finally:
+        engine.dispose()

@@ -49,8 +49,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import case, create_engine, func, select, text
-from sqlalchemy.engine import make_url as parse_url
+from sqlalchemy import case, func, select
 
 import ledger
 from ledger import models as m
@@ -71,6 +70,7 @@ from ledger.loans import (
 )
 from ledger.money import allocate, from_minor, to_minor
 from ledger.rates import RateCapExceededError
+from tests.pgserver import drop_database
 
 START = dt.date(2026, 1, 15)
 INVESTORS = ("inv0", "inv1", "inv2", "inv3")
@@ -134,7 +134,7 @@ class FlowsMachine(RuleBasedStateMachine):
             self.check_verify()
         finally:
             self.book.dispose()
-            _drop_database(self.url)
+            drop_database(self.url)
 
     # --- helpers ---------------------------------------------------------------
     def key(self, prefix: str) -> str:
@@ -798,19 +798,6 @@ class FlowsMachine(RuleBasedStateMachine):
         assert report.ok, report.problems
         for figures in report.custody.values():
             assert figures["difference_minor"] == 0
-
-
-def _drop_database(url: str) -> None:
-    """Drop a PostgreSQL test database once its example is over (SQLite files stay in tmp)."""
-    parsed = parse_url(url)
-    if not parsed.drivername.startswith("postgresql"):
-        return
-    engine = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}"'))
-    finally:
-        engine.dispose()
 
 
 def test_flows_keep_the_books_whole(make_url):

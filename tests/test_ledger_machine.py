@@ -28,8 +28,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url as parse_url
+from sqlalchemy import func, select
 
 import ledger
 from ledger import accounts as acc
@@ -45,6 +44,7 @@ from ledger.errors import (
     UnknownAccountError,
 )
 from ledger.money import from_minor
+from tests.pgserver import drop_database
 
 BANK = "assets:custody:bank"
 MAX_WALLETS = 5
@@ -171,7 +171,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert report.ok, report.problems
         finally:
             self.book.dispose()
-            _drop_database(self.url)
+            drop_database(self.url)
 
     def key(self, prefix: str) -> str:
         return f"{prefix}-{next(self.keys)}"
@@ -505,19 +505,6 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(total == 0 for _, total in totals), totals
         for posted_minor, held_minor in stored:   # every stored balance here is a wallet
             assert -posted_minor - held_minor >= 0
-
-
-def _drop_database(url: str) -> None:
-    """Drop a PostgreSQL test database once its example is over (SQLite files stay in tmp)."""
-    parsed = parse_url(url)
-    if not parsed.drivername.startswith("postgresql"):
-        return
-    engine = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}"'))
-    finally:
-        engine.dispose()
 
 
 def test_ledger_matches_model(make_url):
