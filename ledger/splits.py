@@ -8,11 +8,13 @@ re-exports them.
 The rule (see :func:`split`) is stated once, in pure Python, by
 :func:`_split_reference` and its helpers :func:`_running_shares`,
 :func:`_no_giving_back` and :func:`_running_fees`. :func:`split` computes
-the same result with numpy over an (investors x rows) matrix of int64
-whenever every intermediate value is known to fit in 63 bits; otherwise
-(huge amounts, negative rows, the rare row where the "no giving back"
-repair applies, a rounding it does not know) it takes the reference path.
-A hypothesis test holds the two paths equal.
+the same result with numpy over a (plans x running totals x investors)
+block of int64 whenever every intermediate value is known to fit in 63
+bits; otherwise (huge amounts, negative rows, the rare row where the "no
+giving back" repair applies, a rounding it does not know) it takes the
+reference path. :func:`split_many` also checks the investors of many plans
+column-wise. Hypothesis tests hold the paths equal. A :class:`Split` keeps
+the block and builds its Python values when they are first read.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import datetime as dt
 from decimal import Decimal
 from itertools import accumulate, repeat
 from math import gcd
-from operator import add, floordiv, mod, mul, sub
+from operator import add, floordiv, itemgetter, mod, mul, sub
 from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
 
 import numpy as np
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Split", "InvestorPlan", "InvestorRow", "split", "split_many"]
 
 _new = tuple.__new__  # builds a NamedTuple from a tuple without re-checking the arguments
+_alloc = object.__new__
 
 # Every int64 intermediate of the fast path stays below this bound (checked before each use).
 _INT64_LIMIT = 2**63 - 1
@@ -126,18 +129,51 @@ class InvestorPlan(NamedTuple):
                       - sum(self.management_fee_parts), self.currency)
 
 
-class Split(NamedTuple):
+class Split:
     """A borrower's plan divided among its investors (see :func:`split`).
 
     Attributes:
         plan: the borrower's plan that was split.
         investors: one :class:`InvestorPlan` per investor, in the order given.
         management_fee_rate: the platform's fee as a fraction of investors' interest.
+
+    An immutable value (read-only attributes, as :class:`fractions.Fraction`
+    keeps its own). A split computed by the numpy path keeps its amounts in
+    an int64 block (principal, interest, fee x rows x investors) shared with
+    the plans computed with it, and builds its :class:`InvestorPlan` values
+    the first time ``investors`` is read, as :class:`~ledger.schedules.Plan`
+    keeps integer parts and builds its rows on access: every amount is
+    computed and fixed when the split is made; only the Python objects
+    showing them come later. Equal splits compare equal however they were
+    computed.
     """
 
-    plan: Plan
-    investors: tuple[InvestorPlan, ...]
-    management_fee_rate: Decimal
+    __slots__ = ("_plan", "_rate", "_ids", "_funded", "_parts", "_at", "_investors")
+
+    def __init__(self, plan: Plan, investors: Iterable[InvestorPlan], management_fee_rate: Decimal):
+        self._plan = plan
+        self._rate = management_fee_rate
+        self._investors = tuple(investors)
+        self._ids = self._funded = self._parts = self._at = None
+
+    @property
+    def plan(self) -> Plan:
+        return self._plan
+
+    @property
+    def management_fee_rate(self) -> Decimal:
+        return self._rate
+
+    @property
+    def investors(self) -> tuple[InvestorPlan, ...]:
+        if self._investors is None:
+            plan = self._plan
+            principal, interest, fees = self._parts[self._at].tolist()
+            fields = zip(self._ids, self._funded[self._at].tolist(), zip(*principal),
+                         zip(*interest), zip(*fees), repeat(plan.due_dates), repeat(plan.offset),
+                         repeat(plan.currency))
+            self._investors = tuple(map(_new, repeat(InvestorPlan), fields))
+        return self._investors
 
     def investor(self, investor_id: str) -> InvestorPlan:
         """The plan of one investor."""
@@ -145,6 +181,27 @@ class Split(NamedTuple):
             if inv.investor == investor_id:
                 return inv
         raise ScheduleError(f"no investor {investor_id!r} in this split", investor=investor_id)
+
+    def __eq__(self, other):
+        if not isinstance(other, Split):
+            return NotImplemented
+        if self._plan != other._plan or self._rate != other._rate:
+            return False
+        if self._parts is not None and other._parts is not None:
+            return (self._ids == other._ids
+                    and np.array_equal(self._funded[self._at], other._funded[other._at])
+                    and np.array_equal(self._parts[self._at], other._parts[other._at]))
+        return self.investors == other.investors
+
+    def __hash__(self) -> int:
+        return hash((self._plan, self.investors, self._rate))
+
+    def __repr__(self) -> str:
+        return (f"Split(plan={self._plan!r}, investors={self.investors!r}, "
+                f"management_fee_rate={self._rate!r})")
+
+    def __reduce__(self):
+        return (Split, (self._plan, self.investors, self._rate))
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -261,11 +318,7 @@ def split(plan: Plan, investors, *, management_fee_rate="0") -> Split:
     ids, weights = _fast_holdings(investors, plan.currency)
     _check_funded(plan, weights)
     rate = _fee_rate(management_fee_rate)
-    fit = _fits(plan, weights, rate)
-    if fit is None:
-        return _reference_result(plan, ids, weights, rate)
-    rows, falls = _fast_parts([(plan, fit)], rate)
-    return _finish(plan, ids, weights, rate, None if falls[0] else rows[0].tolist())
+    return _split_block([plan], [ids], np.array([weights], dtype=object), rate)[0]
 
 
 def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
@@ -273,51 +326,113 @@ def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
     """:func:`split` of each plan among its investors, computed together.
 
     ``holdings_list`` gives each plan's investors as :func:`split` takes
-    them. The result is exactly ``[split(plan, investors,
-    management_fee_rate=management_fee_rate) for ...]``, every Split fully
-    computed; plans with the same number of rows and of investors (and the
-    same rounding) go through numpy together, in chunks of
-    ``_BATCH_CHUNK``: what a platform regenerating every receivable plan at
-    night wants.
+    them. The result equals ``[split(plan, investors,
+    management_fee_rate=management_fee_rate) for ...]``, and a bad plan or
+    list of investors raises the error :func:`split` would, for the first
+    one in order. Plans with the same number of rows and of investors (and
+    the same rounding and currency) are checked and computed together with
+    numpy, in chunks of ``_BATCH_CHUNK``: what a platform regenerating
+    every receivable plan at night wants.
     """
     plans = list(plans)
-    holdings_list = list(holdings_list)
+    holdings_list = list(map(_as_pairs, holdings_list))
     if len(plans) != len(holdings_list):
         raise ScheduleError(f"{len(plans)} plans but {len(holdings_list)} lists of investors",
                             plans=len(plans), investor_lists=len(holdings_list))
     rate = _fee_rate(management_fee_rate)
     out: list = [None] * len(plans)
-    groups: dict[tuple, list] = {}
+    groups: dict[tuple, list[int]] = {}
     for k, (plan, investors) in enumerate(zip(plans, holdings_list)):
-        ids, weights = _fast_holdings(investors, plan.currency)
-        _check_funded(plan, weights)
-        fit = _fits(plan, weights, rate)
-        if fit is None:
-            out[k] = _reference_result(plan, ids, weights, rate)
-        else:
-            key = (len(weights), len(plan.principal_parts), plan.rounding)
-            groups.setdefault(key, []).append((k, plan, ids, weights, fit))
-    for members in groups.values():
+        size = len(investors) if type(investors) in (list, tuple) else -1
+        groups.setdefault((len(plan.principal_parts), plan.rounding, plan.currency, size),
+                          []).append(k)
+    one_by_one: list[int] = []
+    for (_, _, currency, size), members in groups.items():
         for start in range(0, len(members), _BATCH_CHUNK):
             chunk = members[start:start + _BATCH_CHUNK]
-            rows, falls = _fast_parts([(plan, fit) for _, plan, _, _, fit in chunk], rate)
-            for (k, plan, ids, weights, _), amounts, fell in zip(chunk, rows, falls):
-                # one plan at a time from numpy to Python ints: the lists tolist() makes are freed
-                # (and their memory reused) at once, which matters more than one call per chunk
-                out[k] = _finish(plan, ids, weights, rate, None if fell else amounts.tolist())
+            bulk = _bulk_holdings([holdings_list[k] for k in chunk],
+                                  [plans[k].principal_minor for k in chunk], size, currency)
+            if bulk is None:
+                one_by_one += chunk
+                continue
+            ids, funded = bulk
+            for k, result in zip(chunk, _split_block([plans[k] for k in chunk], ids, funded, rate)):
+                out[k] = result
+    # The rest checked one by one, in order (the first bad one raises split()'s error), then
+    # computed together all the same.
+    checked: dict[tuple, list] = {}
+    for k in sorted(one_by_one):
+        plan = plans[k]
+        ids, weights = _fast_holdings(holdings_list[k], plan.currency)
+        _check_funded(plan, weights)
+        checked.setdefault((len(plan.principal_parts), plan.rounding, len(weights)),
+                           []).append((k, ids, weights))
+    for members in checked.values():
+        for start in range(0, len(members), _BATCH_CHUNK):
+            chunk = members[start:start + _BATCH_CHUNK]
+            funded = np.array([weights for _, _, weights in chunk], dtype=object)
+            results = _split_block([plans[k] for k, _, _ in chunk], [ids for _, ids, _ in chunk],
+                                   funded, rate)
+            for (k, _, _), result in zip(chunk, results):
+                out[k] = result
     return out
 
 
-_BATCH_CHUNK = 64    # plans per numpy pass in split_many: each array stays within a cache
+_BATCH_CHUNK = 256   # plans per numpy pass in split_many
 
 
-def _finish(plan: Plan, ids, weights: list[int], rate: Decimal, parts) -> Split:
-    if parts is None:
-        return _reference_result(plan, ids, weights, rate)
-    principal, interest, fees = parts            # rows of per-investor amounts
-    fields = zip(ids, weights, zip(*principal), zip(*interest), zip(*fees),
-                 repeat(plan.due_dates), repeat(plan.offset), repeat(plan.currency))
-    return _new(Split, (plan, tuple(map(_new, repeat(InvestorPlan), fields)), rate))
+def _as_pairs(investors):
+    """A list or tuple stays as it is; a mapping becomes its items; another iterable a list."""
+    if type(investors) in (list, tuple):
+        return investors
+    if isinstance(investors, Mapping):
+        return list(investors.items())
+    try:
+        return list(investors)
+    except TypeError:
+        return investors   # _holdings names the problem
+
+
+_SAFE_MINOR = 2**53   # funded amounts below this: a plan's investors add up within int64
+
+
+def _bulk_holdings(holdings: list, principals: list[int], size: int, currency: str):
+    """:func:`_fast_holdings` and :func:`_check_funded` over a chunk of plans, column-wise.
+
+    For lists of ``size`` ``(id, Decimal)`` pairs with distinct ids and
+    positive amounts exact to the minor unit adding up to each plan's
+    principal: ``(ids per plan, funded (plans x size) int64)``. ``None``
+    for any other chunk, whose plans then go through the one-by-one checks
+    (which accept them the same way, or name what is wrong).
+    """
+    if size < 1 or size * _SAFE_MINOR > _INT64_LIMIT:
+        return None
+    flat = [pair for investors in holdings for pair in investors]
+    if set(map(type, flat)) != {tuple} or set(map(len, flat)) != {2}:
+        return None
+    amounts = list(map(_second, flat))
+    if set(map(type, amounts)) != {Decimal}:
+        return None
+    try:
+        ratios = list(map(Decimal.as_integer_ratio, amounts))
+        nums = np.fromiter(map(_first, ratios), dtype=np.int64, count=len(ratios))
+        dens = np.fromiter(map(_second, ratios), dtype=np.int64, count=len(ratios))
+        ids = list(map(_first, flat))
+        per_plan = [ids[i:i + size] for i in range(0, len(ids), size)]
+        if not all(len(set(names)) == size for names in per_plan):
+            return None
+    except (ValueError, OverflowError, TypeError):   # NaN or infinity, huge, unhashable ids
+        return None
+    scale = 10 ** exponent(currency)
+    if (scale % dens).any() or nums.min() < 1 or nums.max() >= _SAFE_MINOR // scale:
+        return None
+    funded = (nums * (scale // dens)).reshape(-1, size)
+    if funded.sum(axis=1).tolist() != principals:
+        return None
+    return per_plan, funded
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 # --- the fast path: numpy over (plans x running totals x investors) --------------------------------
@@ -329,54 +444,111 @@ def _finish(plan: Plan, ids, weights: list[int], rate: Decimal, parts) -> Split:
 # stacked along a first axis.
 
 _FEE_ROUNDINGS = (HALF_UP, DOWN, HALF_EVEN)
+_SAFE_PART = 2**53     # plan rows below this, at most _MAX_ROWS of them: their sums fit in int64
+_MAX_ROWS = 1024
 
 
-def _fits(plan: Plan, weights: list[int], rate: Decimal):
-    """``(reduced weights, their total, fee numerator, denominator)`` if int64 is safe, else None.
+def _split_block(plans: list, ids: list, funded, rate: Decimal) -> list[Split]:
+    """The splits of plans with the same number of rows and of investors and the same rounding.
 
-    Safe means: rows of zero or more, a known rounding, and every product
-    below 2**63: a sort key ``running x weight x n + n - 1 - i`` is below
-    ``total x n x (the plan's total + 1)``; a fee numerator
-    ``2 c num + den`` with ``c`` an investor's running interest, at most
-    the plan's total interest, is below ``2 (c + 1)(num + den)``.
+    ``funded`` is (plans x investors): what each investor funded, checked
+    (positive, adding up to the plan's principal); an int64 array, or an
+    object array of Python ints of any size. Plans whose every intermediate
+    fits in int64 (see :func:`_fitting`) are computed by :func:`_fast_parts`;
+    the others, and those where a running share falls, by the reference.
     """
-    pp, ip = plan.principal_parts, plan.interest_parts
-    if not pp or min(pp) < 0 or min(ip) < 0 or plan.rounding not in _FEE_ROUNDINGS:
+    rounding = plans[0].rounding
+    fitting = _fitting(plans, funded, rate)
+    out: list = [None] * len(plans)
+    if fitting is not None:
+        chosen, parts, weights, total = fitting
+        rows, falls = _fast_parts(parts, weights, total, rate, rounding)
+        kept = funded if len(chosen) == len(plans) else funded[chosen]
+        if kept.dtype == object:
+            kept = kept.astype(np.int64)   # they fit: _fitting checked them
+        for at, (j, fell) in enumerate(zip(chosen, falls)):
+            if not fell:    # a Split of the block's row ``at``, built without a call per attribute
+                out[j] = result = _alloc(Split)
+                result._plan, result._rate, result._ids = plans[j], rate, ids[j]
+                result._funded, result._parts, result._at, result._investors = kept, rows, at, None
+    for j, result in enumerate(out):
+        if result is None:
+            out[j] = _reference_result(plans[j], ids[j], [int(w) for w in funded[j]], rate)
+    return out
+
+
+def _fitting(plans: list, funded, rate: Decimal):
+    """``(positions, parts, weights, total)`` of the plans where int64 is safe, or None.
+
+    Safe means: rows of zero or more, a known rounding, amounts whose sums
+    fit, and every product below 2**63: a sort key ``running x weight x n + n - 1 - i`` is below
+    ``total x n x (the plan's total + 1)``, with the weights divided by
+    their greatest common divisor and ``total`` their sum; a fee numerator
+    ``2 c num + den`` with ``c`` an investor's running interest, at most the
+    plan's total interest, is below ``2 (c + 1)(num + den)``. ``parts`` are
+    those plans' principal rows then interest rows, ``weights`` and
+    ``total`` their reduced weights and sums.
+    """
+    first = plans[0]
+    m, n = len(first.principal_parts), funded.shape[1]
+    if not 1 <= m <= _MAX_ROWS or first.rounding not in _FEE_ROUNDINGS:
         return None
-    g = gcd(*weights)
-    if g != 1:
-        weights = [w // g for w in weights]
-    total = sum(weights)
+    huge: list[int] = []
+    parts = _int64_rows([plan.principal_parts + plan.interest_parts for plan in plans], huge)
+    weights = _int64_rows(funded, huge)
+    ok = weights.max(axis=1) <= _INT64_LIMIT // n         # their sum fits, reduced or not
+    g = np.gcd.reduce(weights, axis=1)
+    weights //= g[:, None]
+    total = weights.sum(axis=1)
+    ok &= (parts.min(axis=1) >= 0) & (parts.max(axis=1) < _SAFE_PART)
+    ok[huge] = False
+    sums = parts.reshape(len(plans), 2, m).sum(axis=2)
+    sums[~ok] = 0                                           # the bounds below apply where ok
     num, den = rate.as_integer_ratio()
-    top_interest = sum(ip)
-    if (total * len(weights) * (max(sum(pp), top_interest) + 1) > _INT64_LIMIT
-            or (top_interest + 1) * 2 * (num + den) > _INT64_LIMIT):
+    fee_cap = _INT64_LIMIT // (2 * (num + den))             # (interest total + 1) at most this
+    ok &= sums[:, 1] < fee_cap
+    ok &= total <= _INT64_LIMIT // (sums.max(axis=1) + 1) // n
+    chosen = np.flatnonzero(ok)
+    if not len(chosen):
         return None
-    return weights, total, num, den
+    if len(chosen) < len(plans):
+        parts, weights, total = parts[chosen], weights[chosen], total[chosen]
+    return chosen.tolist(), parts, weights, total
 
 
-def _fast_parts(members, rate: Decimal):
+def _int64_rows(rows, huge: list[int]):
+    """``rows`` as an int64 matrix; rows that do not fit are zeros, their positions added to ``huge``."""
+    try:
+        return np.array(rows, dtype=np.int64)
+    except OverflowError:
+        out = np.zeros((len(rows), len(rows[0])), dtype=np.int64)
+        for j, row in enumerate(rows):
+            try:
+                out[j] = row
+            except OverflowError:
+                out[j] = 1
+                huge.append(j)
+        return out
+
+
+def _fast_parts(parts, weights, total, rate: Decimal, rounding: str):
     """``(rows, falls)``: per plan, each row's principal, interest and fee per investor.
 
-    ``rows[j]`` is the j-th plan's ``(3, m, n)`` array of principal,
-    interest and fee parts (row by row, investor by investor);
-    ``falls[j]`` says where that cannot be used.
-
-    ``members`` are ``(plan, fit)`` pairs of plans with the same number of
-    rows, of investors, and the same rounding, each fit by :func:`_fits`.
-    A plan falls where some running share falls: the no-giving-back
-    repair is the reference path's.
+    ``parts`` (plans x 2m) are the plans' principal then interest rows,
+    ``weights`` (plans x n) and ``total`` (plans) their investors' reduced
+    weights, all within :func:`_fitting`'s bounds. ``rows[j]`` is the j-th
+    plan's ``(3, m, n)`` array of principal, interest and fee parts (row by
+    row, investor by investor); ``falls[j]`` says where that cannot be
+    used: a plan falls where some running share falls, and the
+    no-giving-back repair is the reference path's.
     """
-    first = members[0][0]
-    m, rounding = len(first.principal_parts), first.rounding
+    count, n = weights.shape
+    m = parts.shape[1] // 2
     k = m + 1
     num, den = rate.as_integer_ratio()
-    count = len(members)
-    running = np.array([[0, *accumulate(plan.principal_parts), 0, *accumulate(plan.interest_parts)]
-                        for plan, _ in members], dtype=np.int64)             # (plans, 2k)
-    scaled = np.array([[*fit[0], fit[1]] for _, fit in members], dtype=np.int64)
-    n = scaled.shape[1] - 1
-    scaled *= n                                          # (plans, n + 1): weights x n, total x n
+    running = np.zeros((count, 2 * k), dtype=np.int64)
+    np.cumsum(parts[:, :m], axis=1, out=running[:, 1:k])
+    np.cumsum(parts[:, m:], axis=1, out=running[:, k + 1:])
     totals = np.empty((count, 3 * k, n), dtype=np.int64)
     target = totals[:, :2 * k]
     # Largest remainder: each investor's floor of running x weight / total, then the ``left`` odd
@@ -384,9 +556,9 @@ def _fast_parts(members, rate: Decimal):
     # Dividing (running x weight x n + n - 1 - i) by total x n gives the same floor and, as the
     # remainder, a key unique among the investors that orders them so: the odd units go to the
     # keys above the (left + 1)-th largest.
-    products = running[:, :, None] * scaled[:, None, :n]
+    products = running[:, :, None] * (weights * n)[:, None, :]
     products += np.arange(n - 1, -1, -1, dtype=np.int64)
-    np.divmod(products, scaled[:, n, None, None], out=(target, products))
+    np.divmod(products, (total * n)[:, None, None], out=(target, products))
     left = running - target.sum(axis=2)
     ordered = np.sort(products, axis=2).reshape(-1)
     threshold = ordered[np.arange(n - 1, count * 2 * k * n, n) - left.reshape(-1)]
@@ -398,8 +570,6 @@ def _fast_parts(members, rate: Decimal):
         fees[...] = 0
     by_block = totals.reshape(count, 3, k, n)
     rows = by_block[:, :, 1:] - by_block[:, :, :-1]                          # (plans, 3, m, n)
-    if count == 1:
-        return rows, [rows.min() < 0]
     return rows, (rows.min(axis=(1, 2, 3)) < 0).tolist()
 
 

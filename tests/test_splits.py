@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from math import gcd, isqrt
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from ledger.rates import DOWN, HALF_EVEN, HALF_UP, ROUNDINGS
 from ledger.schedules import (
     EQUAL_PRINCIPAL, METHODS, InvestorPlan, Plan, ScheduleError, Split, schedule, split, split_many,
 )
-from ledger.splits import _fits, _split_reference
+from ledger.splits import _split_reference
 
 D = Decimal
 JAN31 = dt.date(2024, 1, 31)
@@ -105,16 +106,26 @@ def test_split_many_batches_plans_of_the_same_shape(monkeypatch):
 # --- int64: the fast path only where every intermediate fits, the reference beyond ---------------
 
 def _spy(monkeypatch):
-    """Count the plans the numpy path computes."""
+    """Collect the plans the numpy path computes."""
     seen = []
-    real = splits._fast_parts
+    real = splits._fitting
 
-    def counting(members, rate):
-        seen.extend(plan for plan, _ in members)
-        return real(members, rate)
+    def counting(plans, funded, rate):
+        fitting = real(plans, funded, rate)
+        if fitting is not None:
+            seen.extend(plans[j] for j in fitting[0])
+        return fitting
 
-    monkeypatch.setattr(splits, "_fast_parts", counting)
+    monkeypatch.setattr(splits, "_fitting", counting)
     return seen
+
+
+def _fits(plan, weights, rate) -> bool:
+    """Whether int64 is safe for splitting ``plan`` among ``weights`` (minor units)."""
+    return _FITTING([plan], np.array([weights], dtype=object), rate) is not None
+
+
+_FITTING = splits._fitting   # the real one, whatever a test's spy replaces
 
 
 @pytest.mark.parametrize("rounding", [HALF_UP, HALF_EVEN, DOWN])
@@ -124,7 +135,7 @@ def test_huge_amounts_take_the_exact_python_path(monkeypatch, rounding):
     investors = [("a", from_minor(10**12 - 333_333_333_333 - 1)), ("b", from_minor(333_333_333_333)),
                  ("c", D("0.01"))]
     weights = [10**12 - 333_333_333_333 - 1, 333_333_333_333, 1]
-    assert _fits(plan, weights, D("0.1")) is None          # 10**12 x 3 x 10**12 > 2**63
+    assert not _fits(plan, weights, D("0.1"))          # 10**12 x 3 x 10**12 > 2**63
     assert_same(split(plan, investors, management_fee_rate="0.1"),
                 _split_reference(plan, investors, management_fee_rate="0.1"))
     assert split_many([plan], [investors], management_fee_rate="0.1") == [
@@ -156,13 +167,13 @@ def test_just_inside_int64_the_fast_path_is_exact(monkeypatch):
     edge = isqrt((2**63 - 1) // 2) - 1
     plan, weights, investors = _two_investor_plan(edge)
     assert sum(weights) * 2 * (edge + 1) <= 2**63 - 1 and gcd(*weights) == 1
-    assert _fits(plan, weights, D("0.5")) is not None
+    assert _fits(plan, weights, D("0.5"))
     assert_same(split(plan, investors, management_fee_rate="0.5"),
                 _split_reference(plan, investors, management_fee_rate="0.5"))
     assert seen == [plan]
     # a fen more and it no longer fits: the reference path
     plan, weights, investors = _two_investor_plan(edge + 2)
-    assert gcd(*weights) == 1 and _fits(plan, weights, D("0.5")) is None
+    assert gcd(*weights) == 1 and not _fits(plan, weights, D("0.5"))
     assert_same(split(plan, investors, management_fee_rate="0.5"),
                 _split_reference(plan, investors, management_fee_rate="0.5"))
     assert len(seen) == 1
@@ -204,6 +215,85 @@ def test_refusals_are_the_reference_ones(investors, rate):
     with pytest.raises(type(expected.value)) as got:
         split(plan, investors, management_fee_rate=rate)
     assert str(got.value) == str(expected.value)
+    # split_many checks a chunk column-wise first: the same refusal, word for word, even among
+    # good plans of the same shape
+    good = [("a", D("400")), ("b", D("600"))]
+    with pytest.raises(type(expected.value)) as got:
+        split_many([plan] * 5, [good, good, investors, good, good], management_fee_rate=rate)
+    assert str(got.value) == str(expected.value)
+
+
+def test_split_many_raises_for_the_first_bad_plan_in_order():
+    short = schedule("1000", "0.06", 3, start=JAN31)
+    long = schedule("1000", "0.06", 12, start=JAN31)
+    good = [("a", D("400")), ("b", D("600"))]
+    unfunded = [("a", D("400")), ("b", D("599"))]
+    repeated = [("a", D("400")), ("a", D("600"))]
+    # the 12-month group (which holds the later bad plan) is computed first
+    plans, holdings = [long, long, short, long], [good, repeated, unfunded, good]
+    with pytest.raises(ScheduleError) as first:
+        split(long, repeated)
+    with pytest.raises(ScheduleError) as got:
+        split_many(plans, holdings)
+    assert str(got.value) == str(first.value) == "investor 'a' is listed twice"
+    with pytest.raises(ScheduleError, match="investors funded 999.00 but the plan's principal is"):
+        split_many(plans[2:], holdings[2:])
+
+
+def test_split_many_mixes_every_kind_of_input():
+    """Lists of Decimal pairs are checked column-wise; mappings, iterators, strings, other
+    shapes and huge amounts one by one; all come out as the reference's."""
+    plans = [schedule(from_minor(100_000 + 7919 * k), "0.08", 12, start=JAN31) for k in range(12)]
+
+    def holdings(k):
+        rest = from_minor(100_000 + 7919 * k - 30_000)
+        kinds = [
+            [("a", from_minor(30_000)), ("b", rest)],
+            {"a": from_minor(30_000), "b": rest},
+            iter([("a", "300.00"), ("b", str(rest))]),
+            [["a", from_minor(30_000)], ["b", rest]],               # lists, not tuples
+            (("a", D("3E+2")), ("b", rest)),
+            [("a", from_minor(20_000)), ("b", from_minor(10_000)), ("c", rest)],
+        ]
+        return kinds[k % len(kinds)]
+
+    many = split_many(plans, [holdings(k) for k in range(12)], management_fee_rate="0.1")
+    for k, got in enumerate(many):
+        assert_same(got, _split_reference(plans[k], holdings(k), management_fee_rate="0.1"))
+
+
+def test_a_huge_plan_among_ordinary_ones_takes_the_reference_path_alone(monkeypatch):
+    seen = _spy(monkeypatch)
+    huge = 2**70
+    plans = [Plan(p, D("0.1"), 2, EQUAL_PRINCIPAL, JAN31, "month", "monthly", HALF_UP, "CNY", None,
+                  (p // 2, p - p // 2), (7, 5), (0, 0)) for p in (1000, huge, 3000)]
+    holdings = [[("a", from_minor(p // 4)), ("b", from_minor(p - p // 4))]
+                for p in (1000, huge, 3000)]
+    many = split_many(plans, holdings, management_fee_rate="0.5")
+    for plan, investors, got in zip(plans, holdings, many):
+        assert_same(got, _split_reference(plan, investors, management_fee_rate="0.5"))
+    assert seen == [plans[0], plans[2]]
+
+
+def test_a_split_is_an_immutable_value_however_it_was_computed():
+    import pickle
+
+    plan = schedule("100000", "0.06", 12, start=JAN31)
+    investors = [("alice", D("60000")), ("bob", D("40000"))]
+    bulk, = split_many([plan], [investors], management_fee_rate="0.1")
+    one = split(plan, investors, management_fee_rate="0.1")
+    reference = _split_reference(plan, investors, management_fee_rate="0.1")
+    assert bulk == one == reference and hash(bulk) == hash(one) == hash(reference)
+    assert bulk.investors is bulk.investors                          # built once, then kept
+    assert bulk.plan is plan and bulk.management_fee_rate == D("0.1")
+    assert bulk.investor("bob").funded == D("40000.00")
+    assert repr(bulk) == repr(reference) and repr(bulk).startswith("Split(plan=Plan(")
+    assert pickle.loads(pickle.dumps(bulk)) == reference
+    with pytest.raises(AttributeError):
+        bulk.plan = schedule("1", "0.06", 12, start=JAN31)
+    other = split(plan, investors, management_fee_rate="0.2")
+    assert other != one and other != reference
+    assert split(plan, [("bob", D("40000")), ("alice", D("60000"))], management_fee_rate="0.1") != one
 
 
 @pytest.mark.parametrize("make", [
