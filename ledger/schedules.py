@@ -457,13 +457,17 @@ def _fast_equal_installment(principal: int, terms: _Terms, start: dt.date, fee: 
     den = terms.annuity_den
     level = (2 * principal * terms.annuity_num + den) // (den + den)
     a2, b2 = a + a, b + b
+    # A row's interest is (balance x 2a + b) // 2b, HALF_UP of balance x a / b. The numerator is
+    # carried from row to row (each row takes level - interest off the balance), and the balance
+    # left for the last row is the principal less what the other rows repaid.
+    numerator, step = principal * a2 + b, level * a2
     interest = []
     append = interest.append
-    balance = principal
     for _ in range(n - 1):
-        i = (balance * a2 + b) // b2
+        i = numerator // b2
         append(i)
-        balance -= level - i
+        numerator += i * a2 - step
+    balance = principal - (n - 1) * level + sum(interest)
     if balance < 0:
         return None
     principals = list(map(sub, repeat(level, n - 1), interest))
