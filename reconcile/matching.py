@@ -752,10 +752,9 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
     are added to ``problems``.
     """
     try:
-        joined, present = "\x00".join(values), len(values)
+        joined = "\x00".join(values)
     except TypeError:  # some values are None (or not text)
-        present = len(values) - values.count(None)
-        if not present:
+        if values.count(None) == len(values):
             return values
         try:
             joined = "\x00".join(filter(None, values))  # leaves out None and empty text
@@ -770,9 +769,7 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
         fold = str.upper if joined.upper() != joined else None
     else:
         fold = _fold if _fold(joined) != joined else None
-    # One NUL between joined values, unless a value is empty (or holds a NUL itself).
-    pieces = joined.count("\x00") + 1 if joined else 0
-    empty = pieces != present and "" in values
+    empty = "" in values  # joined, an empty value leaves no trace of its own
     if not (strip or fold or empty):  # the column is its own normal form
         return values
     texts = filter(None, values)

@@ -98,6 +98,15 @@ def test_empty_and_blank_references_are_no_references():
                                                        IN_LEDGER_NOT_IN_BANK: 2}
 
 
+def test_an_empty_reference_links_nothing_even_in_a_column_without_blanks_or_none():
+    bank = [line(1, 300, ref="S1", e2e=""), line(2, 400, ref="S2", e2e="B")]
+    ledger = [post(8, 301, ref=""), post(9, 500, ref="C")]
+    for config in (MatchConfig(), MatchConfig(strip_refs=False, casefold_refs=False)):
+        result = run(bank, ledger, config=config)
+        assert Counter(b.type for b in result.breaks) == {IN_BANK_NOT_IN_LEDGER: 2,
+                                                           IN_LEDGER_NOT_IN_BANK: 2}
+
+
 def test_a_reference_only_links_items_of_the_same_currency():
     result = run([line(1, 300, e2e="R", currency="USD")], [post(8, 300, ref="R")])
     assert sorted(b.type for b in result.breaks) == [IN_BANK_NOT_IN_LEDGER, IN_LEDGER_NOT_IN_BANK]
