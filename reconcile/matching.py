@@ -58,27 +58,32 @@ Dates: a bank line's ``booking_date`` (or ``value_date`` with
 the blanks around them and case-insensitively (both configurable); an empty
 reference is no reference. They only link items of the same currency.
 
-Performance: the hot passes work on columns (lists and int arrays indexed
-by position) with C-level ``map``/``compress`` sweeps, dicts keyed by
-reference, and ``(amount, currency)`` buckets of the few items still
-unmatched; no pass loops in Python over every item (save the search for
-repeated bank references, when a statement has some). One-to-one matches stay
-columns too: :class:`Matches` builds each :class:`Match` when it is read, so
-a million matches cost no million objects. The cyclic garbage collector is
-paused for the run (see :func:`_collector_paused`). Cost is near-linear in
-the number of items; ``bench/matching.py`` measures it against a hash join.
+Performance: the hot passes work on columns, read from the items once and
+only for the fields a pass needs (dates and currencies, which take few
+distinct values, are checked on those and read per item only where looked
+at). References are probed in dicts with C-level ``map`` sweeps; amounts,
+consumption flags and the positions the probes return are numpy arrays, so
+the checks and the bookkeeping of a million pairs are array operations;
+``(amount, currency)`` buckets hold the few items still unmatched. No pass
+loops in Python over every item (save the grouping of references several
+postings share, when the ledger has some). One-to-one matches stay columns too:
+:class:`Matches` builds each :class:`Match` when it is read, so a million
+matches cost no million objects. The cyclic garbage collector is paused for
+the run (see :func:`_collector_paused`). Cost is near-linear in the number
+of items; ``bench/matching.py`` measures it against a hash join.
 """
 
 from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Sequence
 from datetime import date
-from itertools import chain, compress, islice, repeat
-from operator import and_, eq, ge, is_not, itemgetter, lt, not_
+from itertools import compress, islice, repeat
+from operator import eq, is_not, itemgetter, lt, not_
 from typing import Any, Iterable, NamedTuple, Optional
+
+import numpy as np
 
 from ledger.errors import InputError
 from ledger.money import CURRENCY_EXPONENTS
@@ -437,6 +442,8 @@ def _compact(values):
     """A column as an ``array`` of 64-bit ints when it is one, else a tuple."""
     if type(values) is array:
         return values
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:
+        return array("q", values.tobytes())
     try:
         return array("q", values)
     except (TypeError, OverflowError):
@@ -483,7 +490,8 @@ def match(bank: Iterable[BankItem], ledger: Iterable[LedgerItem], *,
     Raises :class:`MatchInputError` listing every problem with the input.
     """
     with _collector_paused():
-        work = _prepare(list(bank), list(ledger), list(carried), statement_date, config)
+        work = _prepare(_as_list(bank), _as_list(ledger), _as_list(carried), statement_date,
+                        config)
         _find_repeats(work)
         _pass_exact_reference(work)
         _pass_reference_breaks(work)
@@ -494,6 +502,11 @@ def match(bank: Iterable[BankItem], ledger: Iterable[LedgerItem], *,
         result = _result(work)
         del work  # the columns go before the collector resumes, so it never walks them
     return result
+
+
+def _as_list(items: Iterable) -> list:
+    """The items as a list, not copied when they are one (the cascade never changes it)."""
+    return items if type(items) is list else list(items)
 
 
 def carry_forward(in_transit: Iterable[LedgerItem], bank: Iterable[BankItem],
@@ -533,46 +546,62 @@ _collector_paused = gc_paused
 
 
 class _Work:
-    """Columns and consumption flags of one run (private, mutable, short-lived)."""
+    """Columns and consumption flags of one run (private, mutable, short-lived).
+
+    ``b_done``/``l_done`` are bytearrays and ``b_amt``/``l_amt`` 64-bit
+    arrays; ``*_done_np`` and ``*_amt_np`` are numpy views of the same memory
+    (a write through one is a write to the other). ``*_id``, ``*_date`` and
+    ``*_cur`` read the items (see :class:`_Field`); ``*_ids`` are the int ids
+    as an array, or None.
+    """
 
     __slots__ = (
-        "config", "window", "statement_date", "bank", "ledger",
-        "b_seq", "l_seq", "b_id", "b_date", "b_amt", "b_cur", "b_pos", "b_ref", "b_e2e",
-        "b_batch", "b_done",
-        "l_id", "l_date", "l_amt", "l_cur", "l_pos", "l_ref", "l_batch", "l_carried",
-        "l_done", "any_carried", "single_currency", "far_positions",
+        "config", "window", "statement_date", "bank", "ledger", "positions",
+        "b_id", "b_ids", "b_date", "b_amt", "b_cur", "b_pos", "b_ref", "b_e2e",
+        "b_batch", "b_done", "b_amt_np", "b_done_np", "b_pos_np",
+        "l_id", "l_ids", "l_date", "l_amt", "l_cur", "l_pos", "l_ref", "l_batch", "l_carried",
+        "l_done", "l_amt_np", "l_done_np", "l_pos_np",
+        "any_carried", "single_currency", "far_positions",
         "ref_index", "ref_groups", "b_ref_set", "linked", "repeats",
         "chunks", "explicit", "breaks", "suggestions", "bank_suggestion", "rule_totals",
     )
 
 
 def _prepare(bank: list, ledger: list, carried: list, statement_date, config) -> _Work:
-    """Validate, sort by id, and lay both sides out as columns."""
+    """Validate, sort by id, and lay both sides out as columns.
+
+    Only the fields the cascade reads become columns: value dates when
+    configured, batch ids when some bank line has one.
+    """
     problems = _check_config(config)
     if statement_date is not None and type(statement_date) is not date:
         problems.append(f"statement_date {statement_date!r} is not a date")
+    if not isinstance(config, MatchConfig):  # reported; the columns can be checked too
+        config = DEFAULT_CONFIG
     carried_ids: set = set()
     if carried:
         carried_ids = set(map(_ID, carried))
         ledger = carried + list(compress(ledger, map(not_, map(carried_ids.__contains__,
                                                               map(_ID, ledger)))))
-    bank, b_cols, bank_problems = _table("bank line", bank, BankItem, range(8))
-    ledger, l_cols, ledger_problems = _table("ledger posting", ledger, LedgerItem,
-                                             (0, 2, 3, 4, 5, 6))
+    use_value = config.use_value_date
+    bank, b_ids, b_cols, bank_problems = _table(
+        "bank line", bank, BankItem, (4, 5, 6) if use_value else (4, 5))
+    ledger, l_ids, l_cols, ledger_problems = _table("ledger posting", ledger, LedgerItem, (5,))
     problems += bank_problems + ledger_problems
     if not (bank_problems or ledger_problems):  # the columns can be checked too
-        if not isinstance(config, MatchConfig):
-            config = DEFAULT_CONFIG
         w = _Work()
         w.bank, w.ledger = bank, ledger
-        w.b_id, booking, b_amt, w.b_cur, b_ref, b_e2e, value, b_batch = b_cols
-        w.l_id, w.l_date, l_amt, w.l_cur, l_ref, l_batch = l_cols
+        w.b_ids, w.l_ids = b_ids, l_ids
+        b_ref, b_e2e, *value = b_cols
+        (l_ref,) = l_cols
+        w.b_id, w.l_id = _Field(bank, 0), _Field(ledger, 0)
+        value = value[0] if value else None
         del b_cols, l_cols
-        w.b_seq = list(range(len(bank)))
-        w.l_seq = list(range(len(ledger)))
-        w.b_amt, w.l_amt = _int_array(b_amt), _int_array(l_amt)
-        if not config.use_value_date:
-            value = None
+        w.b_amt, w.l_amt = _int_array(bank, 2), _int_array(ledger, 3)
+        # Dates and currencies take few distinct values: checked on those, read
+        # per item only for the few items a pass or a break looks at.
+        booking, w.b_cur = _Field(bank, 1), _Field(bank, 3)
+        w.l_date, w.l_cur = _Field(ledger, 2), _Field(ledger, 4)
         found, b_dates, b_currencies = _check_columns("bank line", w.b_id, w.b_amt, booking,
                                                       w.b_cur, value)
         problems += found
@@ -583,10 +612,11 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         w.b_e2e = _normalize("bank line", "end_to_end_ref", w.b_id, b_e2e, config, problems)
         w.l_ref = _normalize("ledger posting", "external_ref", w.l_id, l_ref, config, problems)
         w.b_batch = w.l_batch = None  # no batch pass when no bank line has a batch id
-        if any(b_batch):
-            w.b_batch = _normalize("bank line", "batch_id", w.b_id, b_batch, config, problems)
-            w.l_batch = _normalize("ledger posting", "batch_id", w.l_id, l_batch, config,
-                                   problems)
+        if any(map(_BATCH, bank)):
+            w.b_batch = _normalize("bank line", "batch_id", w.b_id, list(map(_BATCH, bank)),
+                                   config, problems)
+            w.l_batch = _normalize("ledger posting", "batch_id", w.l_id,
+                                   list(map(_BATCH_ID, ledger)), config, problems)
     if problems:
         shown = "; ".join(problems[:20])
         more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -602,16 +632,23 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         w.b_date = booking
     w.b_done = bytearray(len(bank))
     w.l_done = bytearray(len(ledger))
+    w.b_done_np, w.l_done_np = _view(w.b_done, np.uint8), _view(w.l_done, np.uint8)
+    w.b_amt_np, w.l_amt_np = _amounts(w.b_amt), _amounts(w.l_amt)
     w.any_carried = bool(carried)
     if carried:
         w.l_carried = bytearray(map(carried_ids.__contains__, w.l_id))
     else:
         w.l_carried = bytearray(len(ledger))
     w.single_currency = len(b_currencies | l_currencies) <= 1
+    if not w.single_currency:  # compared column-wise
+        w.b_cur, w.l_cur = list(w.b_cur), list(w.l_cur)
 
-    positions = config.calendar.positions(b_dates | l_dates)
-    w.b_pos = list(map(positions.__getitem__, w.b_date))
-    w.l_pos = list(map(positions.__getitem__, w.l_date))
+    # Business-day positions: per item only when read (few items are), or as a
+    # whole column when a pass needs one (see _position_column).
+    w.positions = positions = config.calendar.positions(b_dates | l_dates)
+    w.b_pos = _Positions(w.b_date, positions)
+    w.l_pos = _Positions(w.l_date, positions)
+    w.b_pos_np = w.l_pos_np = None
     ledger_span = [positions[d] for d in l_dates] or [0]
     lo, hi = min(ledger_span), max(ledger_span)
     w.far_positions = {p for p in (positions[d] for d in b_dates)
@@ -619,14 +656,16 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
 
     # ref -> first ledger position; a reference several postings share maps to
     # -(k + 1), k indexing ref_groups (their positions in id order).
-    index = _first_positions(w.l_ref, w.l_seq)
+    index = dict(zip(w.l_ref, range(len(ledger))))  # the last position of each
+    index.pop(None, None)
     w.ref_groups = []
     if len(index) != len(ledger) - w.l_ref.count(None):
         groups: dict = {}
         for li, ref in enumerate(w.l_ref):
             if ref is not None and index[ref] != li:
-                groups.setdefault(ref, [index[ref]]).append(li)
+                groups.setdefault(ref, []).append(li)
         for ref, members in groups.items():
+            members.append(index[ref])
             index[ref] = -(len(w.ref_groups) + 1)
             w.ref_groups.append(members)
     w.ref_index = index
@@ -639,6 +678,76 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
     w.bank_suggestion = {}
     w.rule_totals = {}
     return w
+
+
+_BATCH = itemgetter(7)      # BankItem.batch_id
+_BATCH_ID = itemgetter(6)   # LedgerItem.batch_id
+
+
+class _Field:
+    """One field of every item, read from the items when needed (private)."""
+
+    __slots__ = ("items", "get")
+
+    def __init__(self, items: list, field: int):
+        self.items, self.get = items, itemgetter(field)
+
+    def __getitem__(self, i: int):
+        return self.get(self.items[i])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return map(self.get, self.items)
+
+    def take(self, positions: Iterable[int]) -> tuple:
+        return tuple(map(self.get, map(self.items.__getitem__, positions)))
+
+
+class _Positions:
+    """Business-day positions of a date column, looked up when read (private)."""
+
+    __slots__ = ("dates", "positions", "items", "field")
+
+    def __init__(self, dates, positions: dict):
+        self.dates, self.positions = dates, positions
+        field = type(dates) is _Field
+        self.items, self.field = (dates.items, dates.get) if field else (dates, None)
+
+    def __getitem__(self, i: int) -> int:
+        if self.field is None:
+            return self.positions[self.items[i]]
+        return self.positions[self.field(self.items[i])]
+
+
+def _position_column(w: _Work, side: str):
+    """The business-day positions of one side's dates as an int64 array (made once)."""
+    if side == "bank":
+        if w.b_pos_np is None:
+            w.b_pos_np = _int_column(map(w.positions.__getitem__, w.b_date), len(w.b_date))
+        return w.b_pos_np
+    if w.l_pos_np is None:
+        w.l_pos_np = _int_column(map(w.positions.__getitem__, w.l_date), len(w.l_date))
+    return w.l_pos_np
+
+
+def _int_column(values: Iterable[int], size: int):
+    return np.fromiter(values, dtype=np.int64, count=size)
+
+
+def _amounts(column):
+    """An amount column as numpy: int64 over its array, else Python ints (beyond 64 bits)."""
+    if type(column) is array:
+        return _view(column, np.int64)
+    return np.array(column, dtype=object)
+
+
+def _view(column, dtype):
+    """A numpy array sharing ``column``'s memory (an ``array``, a ``bytearray``)."""
+    if not len(column):
+        return np.zeros(0, dtype)
+    return np.frombuffer(column, dtype=dtype)
 
 
 def _check_config(config) -> list:
@@ -657,37 +766,48 @@ def _check_config(config) -> list:
 
 
 def _table(what: str, items: list, cls, fields: Iterable[int]) -> tuple:
-    """``(items sorted by id, the columns of ``fields``, problems)``; field 0 is the id.
+    """``(items sorted by id, ids as a 64-bit array or None, the columns of fields, problems)``.
 
-    The columns come from one flat list of every field of every item, sliced
-    with a stride: far cheaper than one pass over the items per field.
+    One ``map`` per field wanted: the fields the cascade does not read
+    (descriptions, kinds, entry ids) are never copied, and the ids, read
+    back from the items when a break names them, only as an array of the
+    ints they are (the result keeps it; see :func:`_compact`).
     """
     if set(map(type, items)) - {cls}:
         bad = [item for item in items if type(item) is not cls][:3]
-        return items, [], [f"{what}s must be {cls.__name__} values, got {bad!r}"]
-    width = len(cls._fields)
-    flat = list(chain.from_iterable(items))
-    ids = flat[::width]
+        return items, None, [], [f"{what}s must be {cls.__name__} values, got {bad!r}"]
     try:
-        if not all(map(lt, ids, islice(ids, 1, None))):  # not in id order, or ids repeat
+        ordered, compact = _increasing(items)
+        if not ordered:  # not in id order, or ids repeat
             items = sorted(items, key=_ID)
-            flat = list(chain.from_iterable(items))
-            ids = flat[::width]
+            ordered, compact = _increasing(items)
     except TypeError:
-        kinds = sorted({type(i).__name__ for i in ids})
-        return items, [], [f"{what} ids must all have one type, got {', '.join(kinds)}"]
-    if any(map(eq, ids, islice(ids, 1, None))):
+        kinds = sorted({type(item.id).__name__ for item in items})
+        return items, None, [], [f"{what} ids must all have one type, got {', '.join(kinds)}"]
+    if not ordered:  # sorted, yet not increasing: some ids repeat
+        ids = list(map(_ID, items))
         repeated = sorted({a for a, b in zip(ids, ids[1:]) if a == b})
-        return items, [], [f"{what} ids repeat: {repeated[:10]!r}"]
-    return items, [ids if k == 0 else flat[k::width] for k in fields], []
+        return items, None, [], [f"{what} ids repeat: {repeated[:10]!r}"]
+    return items, compact, [list(map(itemgetter(k), items)) for k in fields], []
 
 
-def _int_array(values: list):
-    """A column of ints as a 64-bit ``array`` (refusing floats), else the list as it is."""
+def _increasing(items: list) -> tuple:
+    """``(whether the ids strictly increase, the ids as a 64-bit array or None)``."""
     try:
-        return array("q", values)
+        compact = array("q", map(_ID, items))
+    except (TypeError, OverflowError):  # not all ints (or too big): compared one by one
+        ids = list(map(_ID, items))
+        return all(map(lt, ids, islice(ids, 1, None))), None
+    column = _view(compact, np.int64)
+    return bool((column[1:] > column[:-1]).all()), compact
+
+
+def _int_array(items: list, field: int):
+    """A field of ints as a 64-bit ``array`` (refusing floats), else a list of the values."""
+    try:
+        return array("q", map(itemgetter(field), items))
     except (TypeError, OverflowError):  # not all ints (reported by the checks), or too big
-        return values
+        return list(map(itemgetter(field), items))
 
 
 def _check_columns(what: str, ids: list, amounts, dates: list, currencies: list,
@@ -723,13 +843,6 @@ def _check_columns(what: str, ids: list, amounts, dates: list, currencies: list,
     return problems, distinct_dates, distinct_currencies
 
 
-def _first_positions(values: list, seq: list) -> dict:
-    """Each non-None value -> the position where it first occurs."""
-    first = dict(zip(reversed(values), reversed(seq)))
-    first.pop(None, None)
-    return first
-
-
 _ASCII_BLANKS = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips in ASCII
 
 
@@ -751,11 +864,11 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
     string and returned as it is, with no work per value. Non-text values
     are added to ``problems``.
     """
+    holes = False
     try:
         joined = "\x00".join(values)
     except TypeError:  # some values are None (or not text)
-        if values.count(None) == len(values):
-            return values
+        holes = True
         try:
             joined = "\x00".join(filter(None, values))  # leaves out None and empty text
         except TypeError:
@@ -769,7 +882,11 @@ def _normalize(what: str, field: str, ids: list, values: list, config: MatchConf
         fold = str.upper if joined.upper() != joined else None
     else:
         fold = _fold if _fold(joined) != joined else None
-    empty = "" in values  # joined, an empty value leaves no trace of its own
+    if holes:
+        empty = "" in values
+    else:  # an empty value shows as two NULs side by side, or one at an end
+        empty = (("\x00\x00" in joined or joined[:1] == "\x00" or joined[-1:] == "\x00")
+                 or (not joined and len(values) > 0))  # (a NUL inside a value looks so too)
     if not (strip or fold or empty):  # the column is its own normal form
         return values
     texts = filter(None, values)
@@ -787,121 +904,133 @@ def _fold(text: str) -> str:
 
 # --- the passes --------------------------------------------------------------
 def _find_repeats(w: _Work) -> None:
-    """Bank lines whose bank_ref an earlier line (by id) already has: set aside."""
+    """Bank lines whose bank_ref an earlier line (by id) already has: set aside.
+
+    A repeat shares its reference's hash with an earlier line, so only lines
+    whose hash is not unique (found by sorting the hashes) are compared.
+    """
     refs = w.b_ref
-    w.b_ref_set = set(refs)
-    w.b_ref_set.discard(None)
-    if len(w.b_ref_set) == len(refs) - refs.count(None):
+    w.b_ref_set = distinct = set(refs)
+    if len(distinct) == len(refs) or (
+            None in distinct and len(distinct) - 1 == len(refs) - refs.count(None)):
+        distinct.discard(None)
         return
-    seen: set = set()
-    add = seen.add
-    repeated = list(compress(w.b_seq, [ref in seen or add(ref) for ref in refs]))
+    distinct.discard(None)
+    hashes = _int_column(map(hash, refs), len(refs))
+    order = np.argsort(hashes)
+    hashes = hashes[order]
+    same = hashes[1:] == hashes[:-1]
+    shared = np.zeros(len(refs), dtype=bool)
+    shared[1:] = same
+    shared[:-1] |= same
+    candidates = np.sort(order[shared]).tolist()
     first: dict = {}
-    for bi in repeated:
-        if refs[bi] is not None:
-            first[refs[bi]] = None
-    for bi in compress(w.b_seq, map(first.__contains__, refs)):
-        if first[refs[bi]] is None:
-            first[refs[bi]] = bi
-    for bi in repeated:
-        if refs[bi] is not None:
+    for bi in compress(candidates, map(is_not, map(refs.__getitem__, candidates), repeat(None))):
+        earlier = first.setdefault(refs[bi], bi)
+        if earlier != bi:
             w.b_done[bi] = 1
-            w.repeats.append((bi, first[refs[bi]]))
+            w.repeats.append((bi, earlier))
 
 
 def _pass_exact_reference(w: _Work) -> None:
     """Rule 1: reference equal, currency and amount equal, dates within the window.
 
     ``bank_ref`` is tried over all lines first, then ``end_to_end_ref``. The
-    checks run column-wise; only references several postings share, and
-    postings two lines compete for, take the item-by-item path.
+    checks run column-wise on numpy arrays of positions; only references
+    several postings share take the item-by-item path.
     """
-    b_done, l_done = w.b_done, w.l_done
-    matched_b: list = []
+    b_done, l_done = w.b_done_np, w.l_done_np
+    matched_b: list = []  # arrays of positions, in the order the pairs were found
     matched_l: list = []
     for banks, entries in _reference_hits(w):
         shared: list = []
         if w.ref_groups:
-            unique = list(map(ge, entries, repeat(0)))
-            shared = list(zip(compress(banks, map(not_, unique)),
-                              compress(entries, map(not_, unique))))
-            banks, entries = list(compress(banks, unique)), list(compress(entries, unique))
+            unique = entries >= 0
+            shared = list(zip(banks[~unique].tolist(), entries[~unique].tolist()))
+            banks, entries = banks[unique], entries[unique]
         fits = _fits(w, banks, entries)
-        if 1 in b_done:  # lines set aside as repeats, or matched in the first stage
-            fits = list(map(and_, fits, map(not_, map(b_done.__getitem__, banks))))
-        w.linked.extend(compress(banks, map(not_, fits)))  # done ones are dropped later
-        banks, ledgers = list(compress(banks, fits)), list(compress(entries, fits))
+        if b_done.any():  # lines set aside as repeats, or matched in the first stage
+            fits &= b_done[banks] == 0
+        w.linked.append(banks[~fits])  # done ones are dropped later
+        banks, ledgers = banks[fits], entries[fits]
         # In bulk when no posting is taken twice or was taken before: the
         # count of consumed postings then grows by exactly len(ledgers).
-        before, saved = l_done.count(1), bytes(l_done)
-        _consume(l_done, ledgers)
-        if l_done.count(1) - before == len(ledgers):
-            _consume(b_done, banks)
-            matched_b += banks
-            matched_l += ledgers
-        else:  # the first line (in id order) claiming a free posting takes it
-            l_done[:] = saved
-            claims = dict(zip(reversed(ledgers), reversed(banks)))
-            wins = list(map(and_, map(eq, map(claims.__getitem__, ledgers), banks),
-                            map(not_, map(l_done.__getitem__, ledgers))))
-            w.linked.extend(compress(banks, map(not_, wins)))
-            banks, ledgers = list(compress(banks, wins)), list(compress(ledgers, wins))
-            _consume(l_done, ledgers)
-            _consume(b_done, banks)
-            matched_b += banks
-            matched_l += ledgers
+        before, was = np.count_nonzero(l_done), l_done[ledgers]
+        l_done[ledgers] = 1
+        if np.count_nonzero(l_done) - before != len(ledgers):
+            # The first line (in id order; banks ascend) claiming a free posting takes it.
+            l_done[ledgers] = was
+            wins = np.zeros(len(ledgers), dtype=bool)
+            wins[np.unique(ledgers, return_index=True)[1]] = True
+            wins &= was == 0
+            w.linked.append(banks[~wins])
+            banks, ledgers = banks[wins], ledgers[wins]
+            l_done[ledgers] = 1
+        b_done[banks] = 1
+        matched_b.append(banks)
+        matched_l.append(ledgers)
+        one_by_one_b, one_by_one_l = [], []
         for bi, entry in shared:  # references several postings share: one by one
             if b_done[bi]:
                 continue
             li = _first_fit(w, bi, w.ref_groups[-entry - 1])
             if li is None:
-                w.linked.append(bi)
+                w.linked.append(_positions_array([bi]))
                 continue
             b_done[bi] = l_done[li] = 1
-            matched_b.append(bi)
-            matched_l.append(li)
-    _emit_pairs(w, EXACT_REFERENCE, matched_b, matched_l)
+            one_by_one_b.append(bi)
+            one_by_one_l.append(li)
+        matched_b.append(_positions_array(one_by_one_b))
+        matched_l.append(_positions_array(one_by_one_l))
+    if matched_b:
+        _emit_pairs(w, EXACT_REFERENCE, np.concatenate(matched_b), np.concatenate(matched_l))
 
 
-def _fits(w: _Work, banks: list, ledgers: list) -> list:
+def _fits(w: _Work, banks, ledgers):
     """Per pair: same amount, same currency, dates within the window (column-wise).
 
     Dates take few distinct values, so the window is checked only for lines
     on a date some posting date lies too far from.
     """
-    fits = list(map(eq, map(w.b_amt.__getitem__, banks), map(w.l_amt.__getitem__, ledgers)))
+    fits = w.b_amt_np[banks] == w.l_amt_np[ledgers]
     if not w.single_currency:
-        fits = list(map(and_, fits, map(eq, map(w.b_cur.__getitem__, banks),
-                                        map(w.l_cur.__getitem__, ledgers))))
+        fits &= np.fromiter(map(eq, map(w.b_cur.__getitem__, banks.tolist()),
+                                map(w.l_cur.__getitem__, ledgers.tolist())),
+                            dtype=bool, count=len(banks))
     if w.far_positions:
-        b_pos, l_pos, window = w.b_pos, w.l_pos, w.window
-        far = map(w.far_positions.__contains__, map(b_pos.__getitem__, banks))
-        for k in compress(range(len(banks)), far):
-            if fits[k] and abs(b_pos[banks[k]] - l_pos[ledgers[k]]) > window:
-                fits[k] = False
+        b_pos = _position_column(w, "bank")[banks]
+        far = np.flatnonzero(np.isin(b_pos, list(w.far_positions)) & fits)
+        if len(far) > len(w.l_date) // 16:  # many: the whole column costs less
+            l_pos = _position_column(w, "ledger")[ledgers[far]]
+        else:
+            l_pos = _int_column(map(w.l_pos.__getitem__, ledgers[far].tolist()), len(far))
+        fits[far[np.abs(b_pos[far] - l_pos) > w.window]] = False
     return fits
 
 
-def _consume(done: bytearray, positions: list) -> None:
-    """Mark ``positions`` consumed (a C-level loop)."""
-    deque(map(done.__setitem__, positions, repeat(1)), maxlen=0)
+#: What a reference the ledger does not know probes to (no index entry is this).
+_NO_ENTRY = -(1 << 63)
 
 
 def _reference_hits(w: _Work):
     """(bank positions, ledger index entries) for the bank references the ledger knows.
 
     Two stages: ``bank_ref`` then ``end_to_end_ref``. Bank serial numbers
-    rarely appear in the ledger, so the ``bank_ref`` column is first
-    intersected as a set (cheap) and probed only where it hits.
+    rarely appear in the ledger, so the ``bank_ref`` column is probed only
+    when its set meets the index (a check on hashes already stored).
     """
-    index, seq = w.ref_index, w.b_seq
-    common = w.b_ref_set.intersection(index)
-    if common:
-        wanted = list(compress(seq, map(common.__contains__, w.b_ref)))
-        yield wanted, list(map(index.__getitem__, map(w.b_ref.__getitem__, wanted)))
-    hits = list(map(index.get, w.b_e2e))
-    mask = list(map(is_not, hits, repeat(None)))
-    yield list(compress(seq, mask)), list(compress(hits, mask))
+    index = w.ref_index
+    for refs in (w.b_ref, w.b_e2e):
+        if refs is w.b_ref and w.b_ref_set.isdisjoint(index):
+            continue
+        entries = _int_column(map(index.get, refs, repeat(_NO_ENTRY)), len(refs))
+        banks = np.flatnonzero(entries != _NO_ENTRY)
+        yield banks, entries[banks]
+
+
+def _positions_array(positions):
+    """Positions (a list or an array) as an int64 numpy array."""
+    return np.asarray(positions, dtype=np.int64)
 
 
 def _first_fit(w: _Work, bi: int, candidates: list):
@@ -928,7 +1057,10 @@ def _linked_postings(w: _Work, bi: int) -> list:
 
 def _pass_reference_breaks(w: _Work) -> None:
     """Rule 2: linked by reference but not matched → date_outside_window or amount_mismatch."""
-    linked = sorted(set(bi for bi in w.linked if not w.b_done[bi]))
+    if not w.linked:
+        return
+    linked = np.unique(np.concatenate(w.linked))
+    linked = linked[w.b_done_np[linked] == 0].tolist()
     if not linked:
         return
     for bi in linked:  # equal amounts first: the dates are what differs
@@ -1018,12 +1150,14 @@ def _pass_batch(w: _Work) -> None:
 def _pass_amount_date(w: _Work) -> None:
     """Rule 4: same amount and currency within the window, one candidate each side."""
     buckets: dict = {}
-    for bi in _remaining(w.b_done):
-        buckets.setdefault((w.b_amt[bi], w.b_cur[bi]), ([], []))[0].append(bi)
+    banks = _remaining(w.b_done)
+    for key, bi in zip(_bucket_keys(w, "bank", banks), banks):
+        buckets.setdefault(key, ([], []))[0].append(bi)
     if not buckets:
         return
-    for li in _remaining(w.l_done):
-        bucket = buckets.get((w.l_amt[li], w.l_cur[li]))
+    ledgers = _remaining(w.l_done)
+    for key, li in zip(_bucket_keys(w, "ledger", ledgers), ledgers):
+        bucket = buckets.get(key)
         if bucket is not None:
             bucket[1].append(li)
     window, b_pos, l_pos = w.window, w.b_pos, w.l_pos
@@ -1071,6 +1205,15 @@ def _pass_amount_date(w: _Work) -> None:
                    "pair, nothing matched")
 
 
+def _bucket_keys(w: _Work, side: str, positions: list):
+    """``(amount, currency)`` of each position; the amount alone in a one-currency run."""
+    amounts, currencies = (w.b_amt, w.b_cur) if side == "bank" else (w.l_amt, w.l_cur)
+    keys = map(amounts.__getitem__, positions)
+    if w.single_currency:
+        return keys
+    return zip(keys, map(currencies.__getitem__, positions))
+
+
 def _close_component(banks: list, ledgers: list, matched_b: list, matched_l: list,
                      ambiguous: list) -> None:
     if not banks:
@@ -1087,7 +1230,7 @@ def _pass_subset_sum(w: _Work) -> None:
     config = w.config
     if config.subset_max_items < 2:
         return
-    banks = list(_remaining(w.b_done))
+    banks = _remaining(w.b_done)
     if not banks:
         return
     pools: dict = {}
@@ -1168,7 +1311,7 @@ class _Exhausted(Exception):
 
 def _leftovers(w: _Work) -> None:
     """Everything still unconsumed becomes a break; repeats become duplicate breaks."""
-    for bi in list(_remaining(w.b_done)):
+    for bi in _remaining(w.b_done):
         suggestion, ledgers = w.bank_suggestion.get(bi, (None, None))
         detail = f"{_side(w, 'bank', [bi])} has no ledger posting"
         if suggestion is not None:
@@ -1176,7 +1319,7 @@ def _leftovers(w: _Work) -> None:
         _add_break(w, IN_BANK_NOT_IN_LEDGER, [bi], [], detail, suggestion)
     statement_date = w.statement_date
     calendar = w.config.calendar
-    for li in list(_remaining(w.l_done)):
+    for li in _remaining(w.l_done):
         day = w.l_date[li]
         in_transit = statement_date is not None and (
             day >= statement_date
@@ -1199,29 +1342,39 @@ def _leftovers(w: _Work) -> None:
 
 
 # --- building the result -----------------------------------------------------
-def _emit_pairs(w: _Work, rule: str, banks: list, ledgers: list) -> None:
+def _emit_pairs(w: _Work, rule: str, banks, ledgers) -> None:
     """One-to-one matches in bulk: kept as columns, no per-match objects."""
-    if not banks:
+    banks, ledgers = _positions_array(banks), _positions_array(ledgers)
+    if not len(banks):
         return
     if w.any_carried:
-        carried = list(map(w.l_carried.__getitem__, ledgers))
-        if any(carried):
-            _emit_groups(w, rule, list(compress(banks, carried)),
-                         [[li] for li in compress(ledgers, carried)])
-            kept = list(map(not_, carried))
-            banks, ledgers = list(compress(banks, kept)), list(compress(ledgers, kept))
-            if not banks:
+        carried = _view(w.l_carried, np.uint8)[ledgers] != 0
+        if carried.any():
+            _emit_groups(w, rule, banks[carried].tolist(),
+                         [[li] for li in ledgers[carried].tolist()])
+            banks, ledgers = banks[~carried], ledgers[~carried]
+            if not len(banks):
                 return
     _flush_explicit(w)
     w.chunks.append(_Pairs(rule, banks, ledgers))
-    amounts = list(map(w.b_amt.__getitem__, banks))
+    amounts = w.b_amt_np[banks]
     if w.single_currency:
-        _total(w, rule, w.b_cur[banks[0]], len(banks), sum(amounts))
+        _total(w, rule, w.b_cur[banks[0]], len(banks), _sum(amounts))
         return
-    currencies = list(map(w.b_cur.__getitem__, banks))
+    currencies = list(map(w.b_cur.__getitem__, banks.tolist()))
     for currency in sorted(set(currencies)):
-        mine = list(map(eq, currencies, repeat(currency)))
-        _total(w, rule, currency, mine.count(True), sum(compress(amounts, mine)))
+        mine = np.fromiter(map(eq, currencies, repeat(currency)), dtype=bool,
+                           count=len(currencies))
+        _total(w, rule, currency, int(np.count_nonzero(mine)), _sum(amounts[mine]))
+
+
+def _sum(amounts) -> int:
+    """The exact sum of an amount array (an int64 sum could wrap around)."""
+    if amounts.dtype == np.int64 and len(amounts):
+        largest = max(-int(amounts.min()), int(amounts.max()))
+        if largest * len(amounts) < 1 << 63:
+            return int(amounts.sum())
+    return sum(amounts.tolist())
 
 
 def _emit_groups(w: _Work, rule: str, banks: list, ledger_groups: list) -> None:
@@ -1287,7 +1440,7 @@ def _result(w: _Work) -> MatchResult:
     _flush_explicit(w)
     pairs = [chunk for chunk in w.chunks if isinstance(chunk, _Pairs)]
     if pairs:
-        columns = (_compact(w.b_id), _compact(w.l_id), _compact(w.b_amt),
+        columns = (w.b_ids or _compact(w.b_id), w.l_ids or _compact(w.l_id), _compact(w.b_amt),
                    w.b_cur[0] if w.single_currency else tuple(w.b_cur))
         w.chunks = [chunk.frozen(columns) if isinstance(chunk, _Pairs) else chunk
                     for chunk in w.chunks]
@@ -1295,16 +1448,16 @@ def _result(w: _Work) -> MatchResult:
 
 
 # --- small helpers -----------------------------------------------------------
-_INVERT = bytes([1, 0]) + bytes(254)
-
-
-def _remaining(done: bytearray):
+def _remaining(done: bytearray) -> list:
     """Positions not yet consumed, in id order."""
-    return compress(range(len(done)), done.translate(_INVERT))
+    return np.flatnonzero(_view(done, np.uint8) == 0).tolist()
 
 
-def _ids(ids: list, positions: Sequence[int]) -> tuple:
-    return tuple(ids[i] for i in positions)
+def _ids(ids, positions: Sequence[int]) -> tuple:
+    if type(ids) is _Field:
+        return ids.take(positions)
+    return tuple(map(ids.__getitem__, positions))
+
 
 
 def _major(minor: int, currency: str) -> str:
@@ -1326,26 +1479,28 @@ def _money(minor: int, currency: str) -> str:
 
 def _side(w: _Work, side: str, positions: list, limit: int = 10) -> str:
     """``bank line 7 (100.00 CNY in, booked 2026-11-22)`` or a list of them."""
-    if side == "bank":
-        ids, amounts, currencies, dates, noun, verb = (
-            w.b_id, w.b_amt, w.b_cur, w.b_date, "bank line", "booked")
-    else:
-        ids, amounts, currencies, dates, noun, verb = (
-            w.l_id, w.l_amt, w.l_cur, w.l_date, "ledger posting", "effective")
     parts = []
-    for i in positions[:limit]:
-        refs = _refs_text(w, side, i)
-        parts.append(f"{ids[i]!r} ({_money(amounts[i], currencies[i])}, {verb} {dates[i]}{refs})")
+    if side == "bank":
+        noun, dates = "bank line", (w.b_date if type(w.b_date) is list else None)
+        for i in positions[:limit]:
+            item = w.bank[i]
+            refs = [r for r in (item.bank_ref, item.end_to_end_ref) if r]
+            day = item.booking_date if dates is None else dates[i]
+            parts.append(f"{item.id!r} ({_money(item.amount_minor, item.currency)}, "
+                         f"booked {day}{_refs_text(refs)})")
+    else:
+        noun = "ledger posting"
+        for i in positions[:limit]:
+            item = w.ledger[i]
+            refs = [item.external_ref] if item.external_ref else []
+            parts.append(f"{item.id!r} ({_money(item.amount_minor, item.currency)}, "
+                         f"effective {item.effective_date}{_refs_text(refs)})")
     more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
     plural = "s" if len(positions) > 1 else ""
     return f"{noun}{plural} {', '.join(parts)}{more}"
 
 
-def _refs_text(w: _Work, side: str, i: int) -> str:
-    if side == "bank":
-        refs = [r for r in (w.bank[i].bank_ref, w.bank[i].end_to_end_ref) if r]
-    else:
-        refs = [w.ledger[i].external_ref] if w.ledger[i].external_ref else []
+def _refs_text(refs: list) -> str:
     return f", ref {' / '.join(map(repr, refs))}" if refs else ""
 
 

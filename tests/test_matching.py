@@ -107,6 +107,114 @@ def test_an_empty_reference_links_nothing_even_in_a_column_without_blanks_or_non
                                                            IN_LEDGER_NOT_IN_BANK: 2}
 
 
+def test_lines_competing_for_one_posting_the_first_by_id_takes_it():
+    bank = [line(1, 300, ref="S1", e2e="R"), line(2, 300, ref="S2", e2e="R"), line(3, 5, e2e="Q")]
+    ledger = [post(8, 300, ref="R"), post(9, 5, ref="Q")]
+    for order in range(3):
+        result = run(shuffled(bank, order), shuffled(ledger, order))
+        assert [(m.rule, m.bank_ids, m.ledger_ids) for m in result.matches] == [
+            (EXACT_REFERENCE, (1,), (8,)), (EXACT_REFERENCE, (3,), (9,))]
+        assert [(b.type, b.bank_ids) for b in result.breaks] == [(IN_BANK_NOT_IN_LEDGER, (2,))]
+
+
+@pytest.mark.parametrize("far_lines", [1, 20])  # checked one by one, or as whole columns
+def test_the_window_is_checked_for_every_pair_on_a_date_far_from_some_posting(far_lines):
+    # Postings MON and TUE; a line booked WED is 2 business days from the MON ones.
+    ledger = [post(100 + n, 1000 + n, TUE if n == 39 else MON, ref=f"R{n}") for n in range(40)]
+    bank = [line(n + 1, 1000 + n, WED if n == 39 or n < far_lines else MON, e2e=f"R{n}")
+            for n in range(40)]
+    result = run(bank, ledger)
+    outside = [b.bank_ids for b in result.breaks if b.type == DATE_OUTSIDE_WINDOW]
+    assert outside == [(n + 1,) for n in range(far_lines)]
+    assert [m.bank_ids[0] for m in result.matches] == list(range(far_lines + 1, 41))
+
+
+def test_amounts_beyond_64_bits_and_totals_past_them_stay_exact():
+    big = 2**62
+    result = run([line(1, big, e2e="A"), line(2, big, e2e="B"), line(3, 2**70, e2e="C")],
+                 [post(7, big, ref="A"), post(8, big, ref="B"), post(9, 2**70, ref="C")])
+    assert result.is_reconciled
+    assert [m.amount_minor for m in result.matches] == [big, big, 2**70]
+    assert [tuple(t) for t in result.summary.matches] == [
+        (EXACT_REFERENCE, "CNY", 3, 2 * big + 2**70)]
+    result = run([line(1, big, e2e="A"), line(2, big, e2e="B")],
+                 [post(7, big, ref="A"), post(8, big, ref="B")])
+    assert [tuple(t) for t in result.summary.matches] == [(EXACT_REFERENCE, "CNY", 2, 2 * big)]
+
+
+def random_day(rng):
+    """(bank, ledger, carried, config, statement date): a messy random day, small enough
+    that every rule, break type and tie shows up across a few hundred seeds."""
+    days = [MON + (TUE - MON) * rng.randint(-6, 6) for _ in range(4)]
+    refs = [f"R{n}" for n in range(rng.randint(1, 25))]
+
+    def ref():
+        roll = rng.random()
+        if roll < 0.25:
+            return rng.choice([None, None, "", " "])
+        text = rng.choice(refs)
+        return text.lower() if roll > 0.9 else text
+
+    amounts = [rng.choice([1, -1]) * rng.randint(1, 8) * 100 for _ in range(6)]
+    currencies = ["CNY"] if rng.random() < 0.6 else ["CNY", "USD"]
+    batches = [None] * 5 + ["B1", "b1", "B2"] if rng.random() < 0.3 else [None]
+    bank = [BankItem(n, rng.choice(days), rng.choice(amounts), rng.choice(currencies), ref(),
+                     ref(), rng.choice([None, rng.choice(days)]), rng.choice(batches), "text")
+            for n in rng.sample(range(1, 200), rng.randint(0, 30))]
+    ledger = [LedgerItem(n, n, rng.choice(days), rng.choice(amounts), rng.choice(currencies),
+                         ref(), rng.choice(batches), "topup")
+              for n in rng.sample(range(1, 200), rng.randint(0, 30))]
+    carried = rng.sample(ledger, rng.randint(0, len(ledger))) if rng.random() < 0.3 else []
+    config = MatchConfig(window_days=rng.randint(0, 2), use_value_date=rng.random() < 0.3,
+                         strip_refs=rng.random() < 0.8, casefold_refs=rng.random() < 0.8)
+    return bank, ledger, carried, config, rng.choice([None] + days)
+
+
+def decisions(result, amount_scale=1, id_of=lambda i: i):
+    """What a result decided, without its wording: rules, types, ids and amounts."""
+    def ids(values):
+        return tuple(map(id_of, values))
+
+    def amount(value):
+        assert value % amount_scale == 0
+        return value // amount_scale
+
+    def suggestion(s):
+        return s and (s.kind, ids(s.bank_ids), ids(s.ledger_ids), amount(s.amount_minor))
+
+    return ([(m.rule, ids(m.bank_ids), ids(m.ledger_ids), amount(m.amount_minor), m.currency,
+              m.basis) for m in result.matches],
+            [(b.type, ids(b.bank_ids), ids(b.ledger_ids), amount(b.bank_amount_minor),
+              amount(b.ledger_amount_minor), b.currency, suggestion(b.suggestion),
+              b.duplicate_of and id_of(b.duplicate_of)) for b in result.breaks],
+            [(t.rule, t.currency, t.count, amount(t.amount_minor))
+             for t in result.summary.matches])
+
+
+def test_int_ids_and_64_bit_amounts_decide_as_text_ids_and_python_ints_do():
+    """The columns take a faster route for int ids and amounts that fit 64 bits; text ids
+    and larger amounts take the general one. Both must decide the same on messy days."""
+    scale = 2**64  # scaling every amount keeps every equality, sum and sign
+    for seed in range(300):
+        bank, ledger, carried, config, day = random_day(random.Random(seed))
+        plain = match(bank, ledger, carried=carried, config=config, statement_date=day)
+        check_exclusive(plain, bank, {item.id: item for item in ledger + carried}.values())
+
+        def as_text(items):
+            return [item._replace(id=f"{item.id:04d}") for item in items]
+
+        text = match(as_text(bank), as_text(ledger), carried=as_text(carried), config=config,
+                     statement_date=day)
+        assert decisions(text, id_of=int) == decisions(plain), seed
+
+        def scaled(items):
+            return [item._replace(amount_minor=item.amount_minor * scale) for item in items]
+
+        big = match(scaled(bank), scaled(ledger), carried=scaled(carried), config=config,
+                    statement_date=day)
+        assert decisions(big, amount_scale=scale) == decisions(plain), seed
+
+
 def test_a_reference_only_links_items_of_the_same_currency():
     result = run([line(1, 300, e2e="R", currency="USD")], [post(8, 300, ref="R")])
     assert sorted(b.type for b in result.breaks) == [IN_BANK_NOT_IN_LEDGER, IN_LEDGER_NOT_IN_BANK]
