@@ -10,8 +10,9 @@ window, unknown line, one line split in two), then times, in the same run:
 * :func:`reconcile.matching.match` on the same items.
 
 It prints both times, their ratio (target: matching within 3x of the join),
-the break counts, and the process's peak memory (target: under 2 GiB for
-everything, data included).
+their spread over the rounds (the machine may be busy), the break counts,
+and the process's peak memory (target: under 2 GiB for everything, data
+included).
 
 Run: ``python bench/matching.py [--items N] [--repeat R] [--shuffle]``
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import statistics
 import sys
 import time
 from datetime import date
@@ -98,6 +100,12 @@ def best(times: list) -> tuple:
     return min(t[0] for t in times), min(t[1] for t in times)
 
 
+def spread(values: list) -> str:
+    """``min / median / max`` of a few figures: how noisy the machine was."""
+    ordered = sorted(values)
+    return f"{ordered[0]:.2f} / {statistics.median(ordered):.2f} / {ordered[-1]:.2f}"
+
+
 def peak_rss_mib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
@@ -140,6 +148,10 @@ def main(argv=None) -> int:
           f"matches, {len(result.breaks):,} breaks, {len(result.suggestions):,} suggestions)")
     print(f"ratio matching / hash join: {match_wall / join_wall:.2f}x wall, "
           f"{match_cpu / join_cpu:.2f}x CPU (target <= 3x; best of {args.repeat} each)")
+    print(f"CPU seconds, min / median / max of {args.repeat}: hash join "
+          f"{spread([t[1] for t in join_times])}, matching {spread([t[1] for t in match_times])}; "
+          "ratio within each round "
+          f"{spread([m[1] / j[1] for j, m in zip(join_times, match_times)])}")
     print("matches: " + ", ".join(f"{k} {v:,}" for k, v in result.summary.match_counts.items()))
     print("breaks:  " + ", ".join(f"{k} {v:,}" for k, v in result.summary.break_counts.items()))
     peak = peak_rss_mib()
