@@ -136,3 +136,45 @@ def test_bad_phase_is_refused(posted):
     stmts = _insert_entry(book, 906, [(BANK, 500), (U1, -500)])
     stmts[-1] = stmts[-1].replace("'posted'", "'deleted'")
     refused(book, "ck_journal_entry_phase", *stmts)
+
+
+def test_postings_after_their_header_are_refused_in_the_same_transaction(posted, backend):
+    book, _ = posted
+    *postings, header = _insert_entry(book, 907, [(BANK, 500), (U1, -500)])
+    # SQLite checks a header when it is inserted, so there the header is refused first.
+    refused(book, "ck_posting_entry_open" if backend == "postgresql" else "ck_journal_entry_balanced",
+            header, *postings)
+
+
+def test_a_multi_row_insert_for_an_existing_entry_is_refused(posted):
+    book, entry = posted
+    acct, _ = ids(book)
+    refused(book, "ck_posting_entry_open",
+            "INSERT INTO posting (entry_id, position, account_id, amount_minor, currency, "
+            f"effective_date, is_pending) VALUES ({entry.id}, 5, {acct[BANK]}, 1, 'CNY', "
+            f"'2026-11-22', false), ({entry.id}, 6, {acct[U1]}, -1, 'CNY', '2026-11-22', false)")
+
+
+def test_a_header_without_its_postings_is_refused(posted):
+    book, _ = posted
+    header = _insert_entry(book, 908, [(BANK, 500), (U1, -500)])[-1]
+    refused(book, "ck_journal_entry_balanced", header)
+
+
+def test_a_header_counting_fewer_postings_than_written_is_refused(posted):
+    book, _ = posted
+    refused(book, "ck_journal_entry_balanced",
+            *_insert_entry(book, 909, [(BANK, 500), (U1, -500)], count=1))
+
+
+def test_postgresql_names_the_count_and_the_unbalanced_currency(posted, backend):
+    if backend != "postgresql":
+        pytest.skip("SQLite's trigger has one fixed message")
+    book, _ = posted
+    with pytest.raises(DBAPIError) as info:
+        raw(book, *_insert_entry(book, 910, [(BANK, 500), (U1, -500)], count=3))
+    assert "entry 910 has 2 postings, its header says 3" in str(info.value.orig)
+    with pytest.raises(DBAPIError) as info:
+        raw(book, *_insert_entry(book, 911, [(BANK, 500), (U1, -400)]))
+    assert "entry 911 does not balance (CNY 100)" in str(info.value.orig)
+    assert info.value.orig.pgcode == "23514"   # check_violation

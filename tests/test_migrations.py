@@ -39,3 +39,36 @@ def test_upgrade_downgrade_upgrade_and_models_agree(empty_url):
     db.upgrade(engine)
     assert _diff(engine) == []
     engine.dispose()
+
+
+def _pg_checks(engine) -> dict:
+    """The ledger's trigger functions and the triggers on its tables, as the server holds them."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        functions = dict(conn.execute(text(
+            "SELECT proname, prosrc FROM pg_proc WHERE proname LIKE 'ledger_%'")).all())
+        triggers = dict(conn.execute(text(
+            "SELECT tgname || ' ON ' || tgrelid::regclass, pg_get_triggerdef(oid) FROM pg_trigger "
+            "WHERE NOT tgisinternal")).all())
+    return {"functions": functions, "triggers": triggers}
+
+
+def test_0005_downgrade_restores_the_0004_checks_exactly(pg_template):
+    """0005 replaces two trigger functions; going back to 0004 puts the old ones back as they were."""
+    engine = db.make_engine(new_pg_database(pg_template, migrated=False))
+    db.upgrade(engine, "0004")
+    before = _pg_checks(engine)
+    assert "ledger_postings_before_header" in before["functions"]
+    db.upgrade(engine)
+    after = _pg_checks(engine)
+    assert "ledger_posting_entry_open" in after["functions"]
+    assert "ledger_postings_before_header" not in after["functions"]
+    assert after["functions"]["ledger_check_entry"] != before["functions"]["ledger_check_entry"]
+    assert "FOR EACH ROW" in after["triggers"]["trg_posting_before_header ON posting"]
+    db.downgrade(engine, "0004")
+    assert _pg_checks(engine) == before
+    db.upgrade(engine)
+    assert _pg_checks(engine) == after
+    assert _diff(engine) == []
+    engine.dispose()
