@@ -461,17 +461,17 @@ def _fast_equal_installment(principal: int, terms: _Terms, start: dt.date, fee: 
     # carried from row to row (each row takes level - interest off the balance), and the balance
     # left for the last row is the principal less what the other rows repaid.
     numerator, step = principal * a2 + b, level * a2
-    interest = []
-    append = interest.append
+    interest, principals = [], []
+    append, pappend = interest.append, principals.append
     for _ in range(n - 1):
         i = numerator // b2
         append(i)
+        pappend(level - i)
         numerator += i * a2 - step
     balance = principal - (n - 1) * level + sum(interest)
     if balance < 0:
         return None
-    principals = list(map(sub, repeat(level, n - 1), interest))
-    principals.append(balance)
+    pappend(balance)
     append((balance * a2 + b) // b2)
     fees = _no_fees(n) if not fee else (fee,) * n
     return _new(Plan, (principal, terms.annual_rate, n, EQUAL_INSTALLMENT, start, MONTH, MONTHLY,
