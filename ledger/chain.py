@@ -22,9 +22,11 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
 
 from . import models as m
+from .db import values_row
 
 GENESIS = "0" * 64
 SEAL_BATCH = 5000
+_LINK_COLUMNS = ("book_id", "seq", "entry_id", "prev_hash", "chain_hash", "sealed_at")
 
 
 def canonical_json(value) -> str:
@@ -117,7 +119,14 @@ def seal(conn: Connection, book_id: int, *, wait: bool = True, limit: int | None
                           "prev_hash": prev, "chain_hash": chained, "sealed_at": now})
             prev = chained
             days[row.effective_date] = seq
-        conn.execute(insert(m.ChainLink), links)
+        if conn.dialect.driver == "psycopg2":
+            params: list = []
+            conn.exec_driver_sql(
+                f"INSERT INTO chain_link ({', '.join(_LINK_COLUMNS)}) VALUES "
+                + ", ".join(values_row(link, _LINK_COLUMNS, params) for link in links),
+                tuple(params))
+        else:
+            conn.execute(insert(m.ChainLink), links)
         mark_days(conn, book_id, days)
         conn.execute(delete(m.SealQueue).where(m.SealQueue.entry_id.in_([r.id for r in rows])))
         sealed += len(rows)

@@ -19,11 +19,12 @@ and a connection that dies while in use is the retry's business.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import time
 from importlib import resources
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
@@ -180,3 +181,46 @@ def head_revision() -> str:
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("migrations")))
     return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+# --- multi-row inserts written out (psycopg2) ----------------------------------------
+
+def sql_literal(value) -> str | None:
+    """SQL text of a value that needs no quoting, or None for one the driver must quote.
+
+    Exactly an int, a bool, None, a date or a datetime (subclasses excluded), or
+    a string of ASCII letters and digits only (hashes, currencies, phases).
+    """
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "NULL"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is str and value.isascii() and value.isalnum():
+        return f"'{value}'"
+    if kind is dt.date:
+        return f"'{dt.date.isoformat(value)}'::date"
+    if kind is dt.datetime:
+        return f"'{dt.datetime.isoformat(value)}'::timestamp"
+    return None
+
+
+def values_row(row: Mapping, columns: Sequence[str], params: list) -> str:
+    """``(v1, v2, ...)`` of ``row``'s ``columns`` for a multi-row ``INSERT ... VALUES``.
+
+    Values :func:`sql_literal` can write are written; every other one becomes
+    a ``%s`` placeholder with the value appended to ``params``, for the driver
+    to quote. Writing most values out costs far less client time than having
+    the driver (or SQLAlchemy's many-values insert) format each one.
+    """
+    parts = []
+    for column in columns:
+        value = row[column]
+        text = sql_literal(value)
+        if text is None:
+            params.append(value)
+            text = "%s"
+        parts.append(text)
+    return "(" + ", ".join(parts) + ")"

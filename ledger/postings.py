@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 from . import models as m
 from .accounts import _ACCOUNT_COLUMNS, Account, _row_to_account, check_postable, get_accounts, utcnow
 from .chain import canonical_json, content_hash
+from .db import sql_literal, values_row
 from .errors import (
     AlreadyReversedError,
     AmountError,
@@ -561,23 +562,6 @@ _HEADER_COLUMNS = ("id", "book_id", "idempotency_key", "request_hash", "kind", "
                    "reverses_id", "posting_count", "created_at", "content_hash")
 
 
-def _literal(value) -> str | None:
-    """SQL text of a value that needs no quoting (exactly an int, a bool, None, a date or a
-    datetime; subclasses excluded), or None: a string, which the driver quotes."""
-    kind = type(value)
-    if kind is int:
-        return int.__repr__(value)
-    if value is None:
-        return "NULL"
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is dt.date:
-        return f"'{dt.date.isoformat(value)}'::date"
-    if kind is dt.datetime:
-        return f"'{dt.datetime.isoformat(value)}'::timestamp"
-    return None
-
-
 def _insert_batch_pg(conn: Connection, posting_rows: list[dict], header_rows: list[dict]) -> None:
     """A batch's postings, then its headers and seal queue rows: two statements (psycopg2).
 
@@ -589,21 +573,6 @@ def _insert_batch_pg(conn: Connection, posting_rows: list[dict], header_rows: li
     of integrity errors apply as elsewhere).
     """
     strings: list[str] = []
-
-    def row_text(row: dict, columns: tuple[str, ...]) -> str:
-        parts = []
-        for column in columns:
-            value = row[column]
-            lit = _literal(value)
-            if lit is None:
-                if type(value) is str and value.isascii() and value.isalnum():
-                    lit = f"'{value}'"
-                else:
-                    strings.append(value)
-                    lit = "%s"
-            parts.append(lit)
-        return "(" + ", ".join(parts) + ")"
-
     dates: dict[dt.date, str] = {}
 
     def posting_text(row: dict) -> str:
@@ -614,10 +583,10 @@ def _insert_batch_pg(conn: Connection, posting_rows: list[dict], header_rows: li
         if (type(entry_id) is int and type(position) is int and type(account_id) is int
                 and type(amount) is int and type(currency) is str and currency.isascii()
                 and currency.isalnum() and type(day) is dt.date and type(pending) is bool):
-            day_text = dates.get(day) or dates.setdefault(day, _literal(day))
+            day_text = dates.get(day) or dates.setdefault(day, sql_literal(day))
             return (f"({entry_id}, {position}, {account_id}, {amount}, '{currency}', {day_text}, "
                     f"{'true' if pending else 'false'})")
-        return row_text(row, _POSTING_COLUMNS)
+        return values_row(row, _POSTING_COLUMNS, strings)
 
     if posting_rows:
         conn.exec_driver_sql(
@@ -626,7 +595,7 @@ def _insert_batch_pg(conn: Connection, posting_rows: list[dict], header_rows: li
         strings.clear()
     conn.exec_driver_sql(
         f"WITH e AS (INSERT INTO journal_entry ({', '.join(_HEADER_COLUMNS)}) VALUES "
-        + ", ".join(row_text(h, _HEADER_COLUMNS) for h in header_rows)
+        + ", ".join(values_row(h, _HEADER_COLUMNS, strings) for h in header_rows)
         + " RETURNING id, book_id) INSERT INTO seal_queue (entry_id, book_id) "
         "SELECT id, book_id FROM e", tuple(strings))
 

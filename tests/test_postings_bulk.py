@@ -77,3 +77,35 @@ def test_a_refused_batch_raises_sqlalchemy_errors(chart, backend):
             postings._insert_batch_pg(conn, [], [header, {**header, "id": 10**9 + 1,
                                                           "idempotency_key": "c"}])
     assert "uq_journal_entry_book_id_idempotency_key" in str(info.value.orig)
+
+
+def test_only_values_that_need_no_quoting_are_written_out():
+    from enum import IntEnum
+
+    from ledger.db import sql_literal, values_row
+
+    class Small(IntEnum):
+        ONE = 1
+
+    written = {7: "7", -3: "-3", True: "true", None: "NULL", "CNY": "'CNY'", "ab12": "'ab12'",
+               dt.date(2026, 11, 23): "'2026-11-23'::date",
+               dt.datetime(2026, 11, 23, 9, 30, 0, 5): "'2026-11-23T09:30:00.000005'::timestamp"}
+    for value, text in written.items():
+        assert sql_literal(value) == text
+    for value in AWKWARD + ["top_up", "a b", "ü", 1.5, D("1"), Small.ONE, b"x"]:
+        assert sql_literal(value) is None, value
+    params: list = []
+    row = {"a": 1, "b": "it's", "c": None, "d": "abc", "e": "100%"}
+    assert values_row(row, ("a", "b", "c", "d", "e"), params) == "(1, %s, NULL, 'abc', %s)"
+    assert params == ["it's", "100%"]
+
+
+def test_sealing_writes_the_chain_links_of_a_batch(chart):
+    book = chart
+    book.post_many([{"postings": [(BANK, D("1.00")), (U1, D("-1.00"))], "key": f"s{i}",
+                     "kind": "top_up"} for i in range(30)])
+    book.seal()
+    with book.engine.connect() as conn:
+        links = conn.exec_driver_sql("SELECT count(*), count(DISTINCT chain_hash) FROM chain_link")
+        assert tuple(links.one()) == (30, 30)
+    assert book.verify().ok
