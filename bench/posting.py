@@ -23,14 +23,16 @@ alternate.
    (``ledger.postings.FastPoster``), the raw baseline's four (BEGIN, two
    INSERTs, COMMIT); the client CPU time per entry of both is printed too.
 3. 8 writer processes, each posting top-ups (one commit each) for its own
-   users against the one custody account, vs 1 writer. Target: ledger
+   users against the one custody account, vs 1 writer, each run for the
+   same few seconds with every writer stopping at one deadline (steady
+   throughput, no tail of a last writer alone). Target: ledger
    8-writer throughput >= 1.6x its 1-writer throughput. For reference the
    same for raw inserts (no shared row) and for raw inserts that also
    update one hot balance row of the custody account (every writer queues
    behind that row lock).
 
 Run: ``python bench/posting.py [--batch-entries N] [--single-entries N]
-[--writer-entries N] [--writers W] [--repeat R]`` (the defaults finish in a
+[--writer-seconds S] [--writers W] [--repeat R]`` (the defaults finish in a
 few minutes on two cores).
 """
 
@@ -236,8 +238,9 @@ def _check(book, expected_entries: int) -> None:
 
 
 # --- figure 3: concurrent writers ------------------------------------------------------
-def _writer(mode, url, dsn, number, users, n_entries, start, results):
-    """One writer process: top-ups for its own users; reports its (start, end) wall times."""
+def _writer(mode, url, dsn, number, users, seconds, start, results):
+    """One writer process: top-ups for its own users, as many as it can in ``seconds`` after
+    the common start; reports its (start, end) wall times and how many it posted."""
     try:
         mine = [number * users + u for u in range(users)]
         if mode == "ledger":
@@ -250,23 +253,31 @@ def _writer(mode, url, dsn, number, users, n_entries, start, results):
             post(mine[i % users], i, f"warm-{number}-{i}")
         start.wait()
         began = time.time()
-        for i in range(n_entries):
+        deadline = began + seconds
+        i = 0
+        while time.time() < deadline:
             post(mine[i % users], i, f"c-{number}-{i}")
-        results.put((number, began, time.time(), None))
+            i += 1
+        results.put((number, began, time.time(), i, None))
     except BaseException as exc:  # report, do not hang the barrier's other side
         import traceback
 
-        results.put((number, 0.0, 0.0, traceback.format_exc()))
+        results.put((number, 0.0, 0.0, 0, traceback.format_exc()))
         raise exc
 
 
-def run_writers(server, dbs, mode: str, writers: int, n_entries: int, users_each: int) -> float:
+def run_writers(server, dbs, mode: str, writers: int, seconds: float, users_each: int) -> float:
+    """Entries per second of ``writers`` processes posting for ``seconds`` together.
+
+    Every writer stops at the same deadline, so the window is one where all of them are
+    writing: a fixed number of entries each would end with the slowest writing alone.
+    """
     name = dbs.fresh()
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(writers)
     results = ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(mode, server.url(name), server.dsn(name), n,
-                                               users_each, n_entries, start, results))
+                                               users_each, seconds, start, results))
              for n in range(writers)]
     for p in procs:
         p.start()
@@ -278,12 +289,13 @@ def run_writers(server, dbs, mode: str, writers: int, n_entries: int, users_each
         raise SystemExit(errors[0])
     began = min(g[1] for g in got)
     ended = max(g[2] for g in got)
+    posted = sum(g[3] for g in got)
     if mode == "ledger":
         book = ledger.open(server.url(name), upgrade=False)
-        _check(book, writers * (n_entries + WARMUP))
+        _check(book, posted + writers * WARMUP)
         book.dispose()
     dbs.drop(name)
-    return writers * n_entries / (ended - began)
+    return posted / (ended - began)
 
 
 # --- main ---------------------------------------------------------------------------
@@ -327,8 +339,9 @@ def main() -> None:
                         help="entries per post_many run, in batches of 1000 (default 10000)")
     parser.add_argument("--single-entries", type=int, default=600,
                         help="entries per one-commit-each run (default 600)")
-    parser.add_argument("--writer-entries", type=int, default=150,
-                        help="entries per writer in the concurrent runs (default 150)")
+    parser.add_argument("--writer-seconds", type=float, default=3.0,
+                        help="seconds each concurrent run posts for, all writers together "
+                             "(default 3)")
     parser.add_argument("--writers", type=int, default=8, help="concurrent writers (default 8)")
     parser.add_argument("--users", type=int, default=1000, help="wallets per run (default 1000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure, median (default 3)")
@@ -365,8 +378,8 @@ def main() -> None:
             for mode in ("ledger", "raw", "raw-hot-row"):
                 one, many = [], []
                 for _ in range(args.repeat):
-                    one.append(run_writers(server, dbs, mode, 1, args.writer_entries, users_each))
-                    many.append(run_writers(server, dbs, mode, args.writers, args.writer_entries,
+                    one.append(run_writers(server, dbs, mode, 1, args.writer_seconds, users_each))
+                    many.append(run_writers(server, dbs, mode, args.writers, args.writer_seconds,
                                             users_each))
                 rates[mode] = statistics.median(one), statistics.median(many)
                 o, w = rates[mode]
