@@ -48,7 +48,7 @@ from dateutil.relativedelta import relativedelta
 from .errors import FloatAmountError
 from .money import DEFAULT_CURRENCY, amount_property, exact_minor, exponent, from_minor, to_minor
 from .splits import (  # noqa: F401  (the investor splits live there; re-exported here)
-    InvestorPlan, InvestorRow, Split, _running_shares, split, split_many,
+    InvestorPlan, InvestorRow, Split, split, split_many,
 )
 from .rates import (
     ACT_360, ACT_ACT, ACT_365, DAY_COUNTS, DAYS_PER_YEAR, DOWN, HALF_EVEN, HALF_UP,

@@ -348,8 +348,7 @@ def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
                           []).append(k)
     one_by_one: list[int] = []
     for (_, _, currency, size), members in groups.items():
-        for start in range(0, len(members), _BATCH_CHUNK):
-            chunk = members[start:start + _BATCH_CHUNK]
+        for chunk in _chunks(members):
             bulk = _bulk_holdings([holdings_list[k] for k in chunk],
                                   [plans[k].principal_minor for k in chunk], size, currency)
             if bulk is None:
@@ -368,8 +367,7 @@ def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
         checked.setdefault((len(plan.principal_parts), plan.rounding, len(weights)),
                            []).append((k, ids, weights))
     for members in checked.values():
-        for start in range(0, len(members), _BATCH_CHUNK):
-            chunk = members[start:start + _BATCH_CHUNK]
+        for chunk in _chunks(members):
             funded = np.array([weights for _, _, weights in chunk], dtype=object)
             results = _split_block([plans[k] for k, _, _ in chunk], [ids for _, ids, _ in chunk],
                                    funded, rate)
@@ -379,6 +377,11 @@ def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
 
 
 _BATCH_CHUNK = 256   # plans per numpy pass in split_many
+
+
+def _chunks(members: list):
+    """``members`` in consecutive slices of ``_BATCH_CHUNK``."""
+    return (members[start:start + _BATCH_CHUNK] for start in range(0, len(members), _BATCH_CHUNK))
 
 
 def _as_pairs(investors):

@@ -17,9 +17,10 @@ from ledger.money import allocate, from_minor
 from ledger.rates import rdiv, year_fraction
 from ledger.schedules import (
     BULLET, EQUAL_INSTALLMENT, EQUAL_PRINCIPAL, INTEREST_ONLY, METHODS, ROUNDINGS,
-    RateCapExceededError, ScheduleError, UnknownLprError, _build, _running_shares, _terms, all_in_rate, apr,
+    RateCapExceededError, ScheduleError, UnknownLprError, _build, _terms, all_in_rate, apr,
     check_rate_cap, judicial_cap, lpr_on, payoff, penalty, register_lpr, reprice, schedule, split,
 )
+from ledger.splits import _running_shares
 
 D = Decimal
 JAN31 = dt.date(2024, 1, 31)
