@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st
 
 from reconcile.statements import StatementError, parse_statement
 from reconcile.statements import csvday, csvfast
@@ -100,12 +99,25 @@ def test_column_wise_reading_equals_row_by_row(case):
 
 
 def test_the_generated_files_are_mostly_readable():
-    """The property above compares real readings, not two identical refusals."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # .example() is what this test wants: a plain sample
-        cases = [day_files().example() for _ in range(60)]
-    read = [parse_both(data, account="6222009" if needs else None)[0] for data, needs in cases]
-    assert sum(not isinstance(r, tuple) for r in read) >= 20
+    """The property above compares real readings, not two identical refusals.
+
+    The sample is seeded: the same 60 files every run, so the share of
+    readable ones is a fact about the strategy, not a draw that can fail.
+    """
+    read = []
+
+    @seed(20261123)
+    @settings(max_examples=60, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(day_files())
+    def sample(case):
+        data, needs = case
+        read.append(parse_both(data, account="6222009" if needs else None)[0])
+
+    sample()
+    assert len(read) == 60
+    readable = sum(not isinstance(r, tuple) for r in read)
+    assert readable >= 20
 
 
 def test_a_clean_large_file_takes_the_fast_path(monkeypatch):

