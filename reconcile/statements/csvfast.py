@@ -30,6 +30,8 @@ from .csvday import _date, _plain_minor
 from .model import BOOKED, StatementLine
 
 PAGE = 50_000
+#: White space ``str.strip`` would remove, other than the line breaks.
+_SPACE = re.compile(r"[^\S\r\n]")
 
 
 _EXACT: dict = {}
@@ -52,10 +54,10 @@ def _amounts(texts: list, currencies, single: Optional[str], signed: bool) -> Op
     """
     if single is not None:
         places = exponent(single)
-        if _exact(places, signed).fullmatch("\n".join(texts) + "\n"):
-            if places:
-                return list(map(int, map(str.replace, texts, repeat("."), repeat(""))))
-            return list(map(int, texts))
+        joined = "\n".join(texts)
+        if _exact(places, signed).fullmatch(joined + "\n"):
+            # Every amount has exactly ``places`` decimals: drop the points, read integers.
+            return list(map(int, (joined.replace(".", "") if places else joined).split("\n")))
         currencies = repeat(single)
     out = list(map(_plain_minor, texts, currencies, repeat(signed)))
     return None if None in out else out
@@ -76,7 +78,10 @@ def _dates(texts: list, formats: tuple, optional: bool) -> Optional[list]:
 
 def _strings(column: list) -> list:
     """Cells as the row path keeps them: text interned, empty cells None."""
-    return [intern(text) if text else None for text in column]
+    out = list(map(intern, column))
+    if "" in out:
+        out = [text or None for text in out]
+    return out
 
 
 def fast_lines(frame, index: dict, layout, default_account: Optional[str],
@@ -101,10 +106,15 @@ def fast_lines(frame, index: dict, layout, default_account: Optional[str],
                 or max(map(len, page)) >= limit):
             return None
         raws = list(map(str.rstrip, page, repeat("\r\n")))
-        records = list(map(str.split, raws, repeat(delimiter)))
-        if set(map(len, records)) != {width}:
+        # Every row as wide as the header: then the page's cells, split in one go, are
+        # its columns side by side, and a column is a slice.
+        if set(map(str.count, raws, repeat(delimiter))) != {width - 1}:
             return None
-        made = _page(list(zip(*records)), raws, first, index, layout, default_account, sha)
+        cells = delimiter.join(raws).split(delimiter)
+        columns = [cells[k::width] for k in range(width)]
+        del cells
+        made = _page(columns, raws, first, index, layout, default_account, sha,
+                     _SPACE.search(text) is not None)
         if made is None:
             return None
         out += made
@@ -112,12 +122,16 @@ def fast_lines(frame, index: dict, layout, default_account: Optional[str],
 
 
 def _page(columns: list, raws: list, first: int, index: dict, layout,
-          default_account: Optional[str], sha: str) -> Optional[list]:
+          default_account: Optional[str], sha: str, spaces: bool) -> Optional[list]:
     n = len(raws)
 
     def column(field: str) -> Optional[list]:
+        """The field's cells, stripped as the row path strips them (a page without
+        any white space but line breaks has nothing to strip)."""
         k = index.get(field)
-        return None if k is None else list(map(str.strip, columns[k]))
+        if k is None:
+            return None
+        return list(map(str.strip, columns[k])) if spaces else columns[k]
 
     accounts = column("account")
     if accounts is None:
