@@ -16,9 +16,10 @@ from ledger.errors import AmountError, FloatAmountError, LedgerError, PrecisionE
 from ledger.money import allocate, from_minor
 from ledger.rates import rdiv, year_fraction
 from ledger.schedules import (
-    BULLET, EQUAL_INSTALLMENT, EQUAL_PRINCIPAL, INTEREST_ONLY, METHODS, ROUNDINGS,
-    RateCapExceededError, ScheduleError, UnknownLprError, _build, _terms, all_in_rate, apr,
-    check_rate_cap, judicial_cap, lpr_on, payoff, penalty, register_lpr, reprice, schedule, split,
+    BULLET, EQUAL_INSTALLMENT, EQUAL_PRINCIPAL, INTEREST_ONLY, METHODS, ROUNDINGS, _UNROLLED_MAX,
+    RateCapExceededError, ScheduleError, UnknownLprError, _build, _rows_loop, _rows_of, _terms,
+    all_in_rate, apr, check_rate_cap, judicial_cap, lpr_on, payoff, penalty, register_lpr, reprice,
+    schedule, split,
 )
 from ledger.splits import _running_shares
 
@@ -219,6 +220,19 @@ def test_the_fast_path_and_the_general_path_agree(principal_minor, rate, term, s
     terms = _terms(rate, term, EQUAL_INSTALLMENT, "month", None, "HALF_UP", None, "CNY")
     assert terms.fast
     assert plan == _build(principal_minor, terms, start, 0, 0)
+
+
+@given(st.one_of(st.integers(1, 1000), principals, st.integers(10**12, 10**30)),
+       st.one_of(annual_rates, st.integers(1, 99_999_999).map(lambda r: D(r).scaleb(-8))),
+       st.integers(1, _UNROLLED_MAX + 2))
+@settings(max_examples=300)
+def test_the_written_out_rows_equal_the_loop(principal_minor, rate, term):
+    fast = _terms(rate, term, EQUAL_INSTALLMENT, "month", None, "HALF_UP", None, "CNY").fast
+    level = (principal_minor * fast.annuity_num2 + fast.annuity_den) // fast.annuity_den2
+    args = (principal_minor, level, fast.a2, fast.b, fast.b2, level * fast.a2)
+    assert fast.rows(*args) == _rows_loop(term)(*args)
+    if rate and term <= _UNROLLED_MAX:
+        assert fast.rows is _rows_of(term)
 
 
 @given(principals, st.integers(0, 2000).map(lambda bp: D(bp).scaleb(-4)), st.integers(1, 120),
