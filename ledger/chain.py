@@ -29,9 +29,15 @@ SEAL_BATCH = 5000
 _LINK_COLUMNS = ("book_id", "seq", "entry_id", "prev_hash", "chain_hash", "sealed_at")
 
 
+#: Built once: ``json.dumps`` with these arguments builds an encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+#: How :func:`canonical_json` writes a string (the C encoder's, when there is one).
+json_string = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+
+
 def canonical_json(value) -> str:
     """Compact, key-sorted JSON; the one serialisation used for hashing."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def content_hash(header: dict, postings: Iterable[Sequence]) -> str:
@@ -40,7 +46,14 @@ def content_hash(header: dict, postings: Iterable[Sequence]) -> str:
     ``header`` holds the journal_entry columns (dates as ``date``/``datetime``);
     ``postings`` are ``(position, account_id, amount_minor, currency, is_pending)``.
     """
-    doc = {
+    return ContentHasher().hash(
+        header, sorted((int(p[0]), int(p[1]), int(p[2]), p[3], bool(p[4])) for p in postings))
+
+
+def _content_doc(header: dict, rows: list[tuple]) -> dict:
+    """The document an entry's content hash is taken of (``rows`` as :meth:`ContentHasher.hash`
+    takes them)."""
+    return {
         "id": int(header["id"]),
         "book_id": int(header["book_id"]),
         "key": header["idempotency_key"],
@@ -55,11 +68,69 @@ def content_hash(header: dict, postings: Iterable[Sequence]) -> str:
         "reverses_id": header["reverses_id"],
         "posting_count": int(header["posting_count"]),
         "created_at": header["created_at"].isoformat(timespec="microseconds"),
-        "postings": sorted(
-            [int(p[0]), int(p[1]), int(p[2]), p[3], bool(p[4])] for p in postings
-        ),
+        "postings": [list(r) for r in rows],
     }
-    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+
+
+class ContentHasher:
+    """:func:`content_hash` for many entries: the JSON text of each date and time it
+    meets is written once (a batch shares one ``created_at`` and mostly one date).
+
+    :meth:`hash` writes the document out for the usual value types, keys in sorted
+    order, exactly as :func:`canonical_json` would; any other value type goes through
+    :func:`canonical_json` itself.
+    """
+
+    __slots__ = ("_dates", "_times")
+
+    def __init__(self) -> None:
+        self._dates: dict = {}
+        self._times: dict = {}
+
+    def hash(self, header: dict, rows: Sequence[tuple]) -> str:
+        """The content hash of ``header`` with ``rows``: ``(position, account_id,
+        amount_minor, currency, is_pending)`` of exact ints, a string and a bool, sorted."""
+        key, request_hash, kind, phase = (header["idempotency_key"], header["request_hash"],
+                                          header["kind"], header["phase"])
+        external_ref, memo, metadata = (header["external_ref"], header["memo"],
+                                        header["metadata_json"])
+        pending_id, reverses_id = header["pending_id"], header["reverses_id"]
+        if (type(key) is str and type(request_hash) is str and type(kind) is str
+                and type(phase) is str and (external_ref is None or type(external_ref) is str)
+                and (memo is None or type(memo) is str)
+                and (metadata is None or type(metadata) is str)
+                and (pending_id is None or type(pending_id) is int)
+                and (reverses_id is None or type(reverses_id) is int)):
+            day, created = header["effective_date"], header["created_at"]
+            day_text = self._dates.get(day)
+            if day_text is None:
+                day_text = self._dates[day] = json_string(day.isoformat())
+            created_text = self._times.get(created)
+            if created_text is None:
+                created_text = self._times[created] = json_string(
+                    created.isoformat(timespec="microseconds"))
+            try:
+                postings = ",".join([
+                    f"[{r[0]},{r[1]},{r[2]},{json_string(r[3])},{'true' if r[4] else 'false'}]"
+                    for r in rows])
+            except TypeError:   # a currency that is not a string
+                postings = None
+            if postings is not None:
+                text = (
+                    f'{{"book_id":{int(header["book_id"])},"created_at":{created_text},'
+                    f'"effective_date":{day_text},"external_ref":'
+                    f'{"null" if external_ref is None else json_string(external_ref)},'
+                    f'"id":{int(header["id"])},"key":{json_string(key)},'
+                    f'"kind":{json_string(kind)},'
+                    f'"memo":{"null" if memo is None else json_string(memo)},'
+                    f'"metadata":{"null" if metadata is None else json_string(metadata)},'
+                    f'"pending_id":{"null" if pending_id is None else int.__repr__(pending_id)},'
+                    f'"phase":{json_string(phase)},'
+                    f'"posting_count":{int(header["posting_count"])},"postings":[{postings}],'
+                    f'"request_hash":{json_string(request_hash)},'
+                    f'"reverses_id":{"null" if reverses_id is None else int.__repr__(reverses_id)}}}')
+                return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(canonical_json(_content_doc(header, rows)).encode()).hexdigest()
 
 
 def link_hash(prev_hash: str, entry_content_hash: str) -> str:

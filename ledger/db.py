@@ -215,9 +215,13 @@ def values_row(row: Mapping, columns: Sequence[str], params: list) -> str:
     to quote. Writing most values out costs far less client time than having
     the driver (or SQLAlchemy's many-values insert) format each one.
     """
+    return values_of([row[column] for column in columns], params)
+
+
+def values_of(values: Sequence, params: list) -> str:
+    """:func:`values_row` of values already in column order."""
     parts = []
-    for column in columns:
-        value = row[column]
+    for value in values:
         text = sql_literal(value)
         if text is None:
             params.append(value)

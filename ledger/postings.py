@@ -45,8 +45,8 @@ from sqlalchemy.engine import Connection
 
 from . import models as m
 from .accounts import _ACCOUNT_COLUMNS, Account, _row_to_account, check_postable, get_accounts, utcnow
-from .chain import canonical_json, content_hash
-from .db import sql_literal, values_row
+from .chain import ContentHasher, canonical_json, json_string
+from .db import sql_literal
 from .errors import (
     AlreadyReversedError,
     AmountError,
@@ -62,7 +62,7 @@ from .errors import (
     UnbalancedEntryError,
     ZeroAmountError,
 )
-from .money import from_minor, to_decimal_exact, to_minor
+from .money import exponent, from_minor, to_decimal_exact, to_minor
 
 MAX_KEY_LENGTH = 200
 
@@ -203,10 +203,17 @@ class _Prepared:
 
 
 def _prepare(draft: Draft, today: dt.date) -> _Prepared:
-    _check_text(draft.key, "key", MAX_KEY_LENGTH, required=True)
-    _check_text(draft.kind, "kind", 64, required=True)
-    _check_text(draft.external_ref, "external_ref", 200)
-    _check_text(draft.memo, "memo")
+    # Each check runs the generic validator (which raises the error) only when the quick
+    # test of the usual case fails, so errors and their order are the validators'.
+    key, kind, external_ref, memo = draft.key, draft.kind, draft.external_ref, draft.memo
+    if not (type(key) is str and len(key) <= MAX_KEY_LENGTH and key.strip()):
+        _check_text(key, "key", MAX_KEY_LENGTH, required=True)
+    if not (type(kind) is str and len(kind) <= 64 and kind.strip()):
+        _check_text(kind, "kind", 64, required=True)
+    if not (external_ref is None or (type(external_ref) is str and len(external_ref) <= 200)):
+        _check_text(external_ref, "external_ref", 200)
+    if not (memo is None or type(memo) is str):
+        _check_text(memo, "memo")
     if draft.phase not in m.PHASES:
         raise PostingError(f"unknown phase {draft.phase!r}", field="phase")
     if draft.effective_date is not None and (
@@ -218,14 +225,22 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
     if not isinstance(legs, (list, tuple)):
         raise PostingError("postings must be a list of (account, amount) pairs", field="postings")
     amounts = []
+    minor = draft.minor
     for i, leg in enumerate(legs):
         if not isinstance(leg, (list, tuple)) or len(leg) not in (2, 3):
             raise PostingError(f"posting {i}: expected (account, amount[, currency]), got {leg!r}",
                                field="postings")
         if not isinstance(leg[0], str):
             raise PostingError(f"posting {i}: account code must be a string", field="postings")
+        amount = leg[1]
+        if not minor and type(amount) is Decimal and amount.is_finite():
+            amounts.append(format(amount.normalize(), "f") if amount else "0")
+            continue
+        if minor and type(amount) is int:
+            amounts.append(f"m{amount}")
+            continue
         try:
-            amounts.append(_amount_text(leg[1], draft.minor))
+            amounts.append(_amount_text(amount, minor))
         except AmountError as exc:
             raise type(exc)(f"posting {i} ({leg[0]}): {exc}", **exc.fields) from None
     if draft.phase != "void" and len(legs) < 2:
@@ -233,15 +248,49 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
     metadata = _plain(dict(draft.metadata), "") if draft.metadata else None
     metadata_json = canonical_json(metadata) if metadata else None
     effective = draft.effective_date or today
-    request = {
-        "legs": [[leg[0], a, *leg[2:]] for leg, a in zip(legs, amounts)],
+    text = _request_text(draft, amounts, metadata_json)
+    if text is None:
+        text = canonical_json(_request_doc(draft, amounts, metadata_json))
+    return _Prepared(draft, hashlib.sha256(text.encode()).hexdigest(), metadata_json, effective,
+                     amounts)
+
+
+def _request_doc(draft: Draft, amounts: list[str], metadata_json: str | None) -> dict:
+    """What the request hash is taken of: the draft as the caller gave it, amounts normalized."""
+    return {
+        "legs": [[leg[0], a, *leg[2:]] for leg, a in zip(draft.legs, amounts)],
         "kind": draft.kind, "phase": draft.phase,
         "effective_date": draft.effective_date.isoformat() if draft.effective_date else None,
         "external_ref": draft.external_ref, "memo": draft.memo, "metadata": metadata_json,
         "pending_id": draft.pending_id, "reverses_id": draft.reverses_id,
     }
-    request_hash = hashlib.sha256(canonical_json(request).encode()).hexdigest()
-    return _Prepared(draft, request_hash, metadata_json, effective, amounts)
+
+
+def _request_text(draft: Draft, amounts: list[str], metadata_json: str | None) -> str | None:
+    """``canonical_json(_request_doc(...))`` written out (keys in sorted order) for the usual
+    value types of a validated draft; None for any other, which the generic encoder writes."""
+    pending_id, reverses_id = draft.pending_id, draft.reverses_id
+    if not ((pending_id is None or type(pending_id) is int)
+            and (reverses_id is None or type(reverses_id) is int)):
+        return None
+    legs = []
+    for leg, amount in zip(draft.legs, amounts):
+        if len(leg) == 2:
+            legs.append(f"[{json_string(leg[0])},{json_string(amount)}]")
+        elif type(leg[2]) is str:
+            legs.append(f"[{json_string(leg[0])},{json_string(amount)},{json_string(leg[2])}]")
+        else:
+            return None
+    day, external_ref, memo = draft.effective_date, draft.external_ref, draft.memo
+    return (
+        f'{{"effective_date":{"null" if day is None else json_string(day.isoformat())},'
+        f'"external_ref":{"null" if external_ref is None else json_string(external_ref)},'
+        f'"kind":{json_string(draft.kind)},"legs":[{",".join(legs)}],'
+        f'"memo":{"null" if memo is None else json_string(memo)},'
+        f'"metadata":{"null" if metadata_json is None else json_string(metadata_json)},'
+        f'"pending_id":{"null" if pending_id is None else int.__repr__(pending_id)},'
+        f'"phase":{json_string(draft.phase)},'
+        f'"reverses_id":{"null" if reverses_id is None else int.__repr__(reverses_id)}}}')
 
 
 # --- reading entries back ----------------------------------------------------
@@ -450,63 +499,95 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
     return results
 
 
+#: Above this size a minor-unit amount is converted by :func:`~ledger.money.to_minor` itself.
+_MINOR_LIMIT = 10 ** 18
+_SCALES: dict[str, tuple[int, Decimal, int]] = {}
+
+
+def _scale(currency: str) -> tuple[int, Decimal, int]:
+    """(10 ** exponent, the minor unit as a Decimal, -exponent) of a currency."""
+    found = _SCALES.get(currency)
+    if found is None:
+        exp = exponent(currency)
+        found = _SCALES[currency] = (10 ** exp, Decimal(1).scaleb(-exp), -exp)
+    return found
+
+
 def _build_entry(p: _Prepared, entry_id: int, book_id: int, accounts: Mapping[str, Account],
-                 now: dt.datetime, moves: dict[int, _BalanceMove]) -> tuple[list[dict], dict, Entry]:
-    """One entry's posting rows, header row and :class:`Entry`; its balance moves into ``moves``.
+                 now: dt.datetime, moves: dict[int, _BalanceMove],
+                 hasher: ContentHasher | None = None) -> tuple[list[tuple], dict, Entry]:
+    """One entry's posting rows (tuples in :data:`_POSTING_COLUMNS` order), header row and
+    :class:`Entry`; its balance moves into ``moves``.
 
     Checks currencies, amounts and the zero sum; touches no database.
     """
     d = p.draft
+    key, day = d.key, p.effective_date
     is_pending = d.phase == "pending"
-    rows, views, sums = [], [], {}
+    rows, views, hashed, sums = [], [], [], {}
     for pos, (code, amount, *currency) in enumerate(d.legs):
         acct = accounts[code]
-        if currency and currency[0] != acct.currency:
+        cur = acct.currency
+        if currency and currency[0] != cur:
             raise CurrencyMismatchError(
-                f"entry {d.key!r}: posting {pos} is in {currency[0]} but {code} holds {acct.currency}",
-                key=d.key, account=code, currency=currency[0], account_currency=acct.currency)
+                f"entry {key!r}: posting {pos} is in {currency[0]} but {code} holds {cur}",
+                key=key, account=code, currency=currency[0], account_currency=cur)
+        scale, unit, shift = _scale(cur)
         if d.minor:
             minor = amount
         else:
-            try:
-                minor = to_minor(amount, acct.currency, what=f"posting {pos} ({code})")
-            except AmountError as exc:
-                raise type(exc)(f"entry {d.key!r}: {exc}", key=d.key, **exc.fields) from None
+            minor = None
+            if type(amount) is Decimal:   # the usual case: exact in one division
+                num, den = amount.as_integer_ratio()
+                whole, rest = divmod(num * scale, den)
+                if not rest and -_MINOR_LIMIT < whole < _MINOR_LIMIT:
+                    minor = whole
+            if minor is None:
+                try:
+                    minor = to_minor(amount, cur, what=f"posting {pos} ({code})")
+                except AmountError as exc:
+                    raise type(exc)(f"entry {key!r}: {exc}", key=key, **exc.fields) from None
         if minor == 0:
-            raise ZeroAmountError(f"entry {d.key!r}: posting {pos} ({code}) is zero",
-                                  key=d.key, account=code)
-        side = (acct.currency, acct.type == "memo")
+            raise ZeroAmountError(f"entry {key!r}: posting {pos} ({code}) is zero",
+                                  key=key, account=code)
+        side = (cur, acct.type == "memo")
         sums[side] = sums.get(side, 0) + minor
-        rows.append({"entry_id": entry_id, "position": pos, "account_id": acct.id,
-                     "amount_minor": minor, "currency": acct.currency,
-                     "effective_date": p.effective_date, "is_pending": is_pending})
-        views.append(PostingView(code, from_minor(minor, acct.currency), minor, acct.currency))
+        rows.append((entry_id, pos, acct.id, minor, cur, day, is_pending))
+        hashed.append((pos, acct.id, minor if type(minor) is int else int(minor), cur, is_pending))
+        # from_minor(minor, cur), its pieces looked up once per currency
+        views.append(PostingView(code, Decimal(minor).scaleb(shift).quantize(unit), minor, cur))
         if acct.no_overdraft:
-            _move(moves, acct, minor, is_pending, d.key)
-    unbalanced = {k: v for k, v in sums.items() if v}
-    if unbalanced:
-        detail = ", ".join(
-            f"{'memo ' if memo else ''}{cur} off by {from_minor(v, cur)}"
-            for (cur, memo), v in sorted(unbalanced.items()))
-        raise UnbalancedEntryError(f"entry {d.key!r} does not balance: {detail}",
-                                   key=d.key, imbalance={f"{c}{'/memo' if mm else ''}": v
-                                                         for (c, mm), v in unbalanced.items()})
+            _move(moves, acct, minor, is_pending, key)
+    for total in sums.values():
+        if total:
+            _unbalanced(key, sums)
     header = {
-        "id": entry_id, "book_id": book_id, "idempotency_key": d.key,
+        "id": entry_id, "book_id": book_id, "idempotency_key": key,
         "request_hash": p.request_hash, "kind": d.kind, "phase": d.phase,
-        "effective_date": p.effective_date, "external_ref": d.external_ref, "memo": d.memo,
+        "effective_date": day, "external_ref": d.external_ref, "memo": d.memo,
         "metadata_json": p.metadata_json, "pending_id": d.pending_id,
         "reverses_id": d.reverses_id, "posting_count": len(rows), "created_at": now,
     }
-    header["content_hash"] = content_hash(header, (
-        (r["position"], r["account_id"], r["amount_minor"], r["currency"], r["is_pending"])
-        for r in rows))
+    # the rows are in position order: already sorted as the content hash sorts them
+    header["content_hash"] = digest = (hasher or ContentHasher()).hash(header, hashed)
     entry = Entry(
-        id=entry_id, key=d.key, kind=d.kind, phase=d.phase, effective_date=p.effective_date,
-        external_ref=d.external_ref, memo=d.memo, metadata=_loads(p.metadata_json),
+        id=entry_id, key=key, kind=d.kind, phase=d.phase, effective_date=day,
+        external_ref=d.external_ref, memo=d.memo,
+        metadata=json.loads(p.metadata_json) if p.metadata_json else {},
         pending_id=d.pending_id, reverses_id=d.reverses_id, created_at=now,
-        content_hash=header["content_hash"], postings=tuple(views))
+        content_hash=digest, postings=tuple(views))
     return rows, header, entry
+
+
+def _unbalanced(key: str, sums: dict[tuple[str, bool], int]) -> None:
+    """Raise :class:`UnbalancedEntryError` for the sides of an entry that do not sum to zero."""
+    unbalanced = {k: v for k, v in sums.items() if v}
+    detail = ", ".join(
+        f"{'memo ' if memo else ''}{cur} off by {from_minor(v, cur)}"
+        for (cur, memo), v in sorted(unbalanced.items()))
+    raise UnbalancedEntryError(f"entry {key!r} does not balance: {detail}",
+                               key=key, imbalance={f"{c}{'/memo' if mm else ''}": v
+                                                   for (c, mm), v in unbalanced.items()})
 
 
 def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
@@ -514,10 +595,11 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
     accounts, through, ids = resolved.accounts, resolved.closed_through, resolved.ids
     check_postable([accounts[code] for code in {leg[0] for p in batch for leg in p.draft.legs}])
     now = utcnow()
-    posting_rows: list[dict] = []
+    posting_rows: list[tuple] = []
     header_rows: list[dict] = []
     moves: dict[int, _BalanceMove] = {}
     out: dict[str, Entry] = {}
+    hasher = ContentHasher()
 
     for entry_id, p in zip(ids, batch):
         d = p.draft
@@ -533,7 +615,8 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
                 move = moves[account_id] = _BalanceMove(_account_by_id(accounts, conn, account_id))
             move.held -= held
             move.running += held
-        rows, header, out[d.key] = _build_entry(p, entry_id, book_id, accounts, now, moves)
+        rows, header, out[d.key] = _build_entry(p, entry_id, book_id, accounts, now, moves,
+                                                hasher)
         posting_rows.extend(rows)
         header_rows.append(header)
 
@@ -542,7 +625,7 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
         _insert_batch_pg(conn, posting_rows, header_rows)
         return out
     if posting_rows:
-        conn.execute(_INSERT_POSTING, posting_rows)
+        conn.execute(_INSERT_POSTING, [dict(zip(_POSTING_COLUMNS, r)) for r in posting_rows])
     if len(header_rows) == 1 and conn.dialect.name == "postgresql":
         # one entry: header and seal queue row in one statement (one round trip)
         conn.execute(_header_and_queue(tuple(header_rows[0])), header_rows[0])
@@ -562,31 +645,68 @@ _HEADER_COLUMNS = ("id", "book_id", "idempotency_key", "request_hash", "kind", "
                    "reverses_id", "posting_count", "created_at", "content_hash")
 
 
-def _insert_batch_pg(conn: Connection, posting_rows: list[dict], header_rows: list[dict]) -> None:
+def _insert_batch_pg(conn: Connection, posting_rows: list[tuple], header_rows: list[dict]) -> None:
     """A batch's postings, then its headers and seal queue rows: two statements (psycopg2).
 
-    The statement text carries ints, dates, flags and strings of ASCII letters and digits
-    only (hashes, phases, currencies) as literals and leaves every other string to the
-    driver: quoting every value through the driver (or SQLAlchemy's many-values insert)
-    cost more client time than the server spent inserting the rows. It still runs through
-    the connection (events, errors raised as SQLAlchemy's, so retries and the translation
-    of integrity errors apply as elsewhere).
+    ``posting_rows`` are tuples in :data:`_POSTING_COLUMNS` order, ``header_rows`` dicts
+    of :data:`_HEADER_COLUMNS`. The statement text carries ints, dates, flags and strings
+    of ASCII letters and digits only (hashes, phases, currencies) as literals and leaves
+    every other string to the driver: quoting every value through the driver (or
+    SQLAlchemy's many-values insert) cost more client time than the server spent
+    inserting the rows. It still runs through the connection (events, errors raised as
+    SQLAlchemy's, so retries and the translation of integrity errors apply as elsewhere).
     """
-    strings: list[str] = []
-    dates: dict[dt.date, str] = {}
+    strings: list = []
+    # the text of the values a batch repeats (currencies, kinds, phases, dates, times), or
+    # None for one the driver quotes
+    repeated: dict = {}
 
-    def posting_text(row: dict) -> str:
+    def value(v) -> str:
+        """The literal of ``v``, else ``%s`` with ``v`` queued for the driver."""
+        text_ = sql_literal(v)
+        if text_ is None:
+            strings.append(v)
+            return "%s"
+        return text_
+
+    def repeated_value(v) -> str:
+        """:func:`value` of a string, date or time, each written once per batch."""
+        kind = type(v)
+        if kind is not str and kind is not dt.date and kind is not dt.datetime:
+            return value(v)
+        text_ = repeated.get(v, "")
+        if text_ == "":
+            text_ = repeated[v] = sql_literal(v)
+        if text_ is None:
+            strings.append(v)
+            return "%s"
+        return text_
+
+    def posting_text(row: tuple) -> str:
         # the usual row (what _build_entry makes), formatted at once; anything else generically
-        entry_id, position, account_id, amount, currency, day, pending = (
-            row["entry_id"], row["position"], row["account_id"], row["amount_minor"],
-            row["currency"], row["effective_date"], row["is_pending"])
+        entry_id, position, account_id, amount, currency, day, pending = row
         if (type(entry_id) is int and type(position) is int and type(account_id) is int
-                and type(amount) is int and type(currency) is str and currency.isascii()
-                and currency.isalnum() and type(day) is dt.date and type(pending) is bool):
-            day_text = dates.get(day) or dates.setdefault(day, sql_literal(day))
-            return (f"({entry_id}, {position}, {account_id}, {amount}, '{currency}', {day_text}, "
-                    f"{'true' if pending else 'false'})")
-        return values_row(row, _POSTING_COLUMNS, strings)
+                and type(amount) is int and type(pending) is bool
+                and repeated.get(currency) is not None and repeated.get(day) is not None):
+            return (f"({entry_id}, {position}, {account_id}, {amount}, {repeated[currency]}, "
+                    f"{repeated[day]}, {'true' if pending else 'false'})")
+        return "(" + ", ".join(map(repeated_value, row)) + ")"
+
+    def header_text(h: dict) -> str:
+        (entry_id, book_id, key, request_hash, kind, phase, day, external_ref, memo, metadata,
+         pending_id, reverses_id, count, created, digest) = map(h.__getitem__, _HEADER_COLUMNS)
+        # in column order, so the driver's %s follow the order of the strings queued
+        return (
+            f"({entry_id if type(entry_id) is int else value(entry_id)}, "
+            f"{book_id if type(book_id) is int else value(book_id)}, {value(key)}, "
+            f"{value(request_hash)}, {repeated_value(kind)}, {repeated_value(phase)}, "
+            f"{repeated_value(day)}, {'NULL' if external_ref is None else value(external_ref)}, "
+            f"{'NULL' if memo is None else value(memo)}, "
+            f"{'NULL' if metadata is None else value(metadata)}, "
+            f"{'NULL' if pending_id is None else value(pending_id)}, "
+            f"{'NULL' if reverses_id is None else value(reverses_id)}, "
+            f"{count if type(count) is int else value(count)}, {repeated_value(created)}, "
+            f"{value(digest)})")
 
     if posting_rows:
         conn.exec_driver_sql(
@@ -595,7 +715,7 @@ def _insert_batch_pg(conn: Connection, posting_rows: list[dict], header_rows: li
         strings.clear()
     conn.exec_driver_sql(
         f"WITH e AS (INSERT INTO journal_entry ({', '.join(_HEADER_COLUMNS)}) VALUES "
-        + ", ".join(values_row(h, _HEADER_COLUMNS, strings) for h in header_rows)
+        + ", ".join(map(header_text, header_rows))
         + " RETURNING id, book_id) INSERT INTO seal_queue (entry_id, book_id) "
         "SELECT id, book_id FROM e", tuple(strings))
 
@@ -805,9 +925,8 @@ class FastPoster:
                     return None
                 todo = [moves[a] for a in sorted(moves) if moves[a].posted or moves[a].held]
                 params: list = []
-                for r in rows:
-                    params += (r["entry_id"], r["position"], r["account_id"], r["amount_minor"],
-                               r["currency"], r["effective_date"], r["is_pending"])
+                for r in rows:   # (entry_id, position, account_id, amount_minor, currency,
+                    params += r      #  effective_date, is_pending)
                 for move in todo:
                     params += (move.posted, move.held, move.account.id, move.lowest)
                 params += (entry_id, self.book_id, header["idempotency_key"],
@@ -815,7 +934,7 @@ class FastPoster:
                            header["effective_date"], header["external_ref"], header["memo"],
                            header["metadata_json"], header["posting_count"],
                            header["created_at"], header["content_hash"])
-                params += [r["account_id"] for r in rows]
+                params += [r[2] for r in rows]
                 names, sql = _fast_sql(len(rows), tuple(m_.account.sign for m_ in todo))
                 _prepare_on(cur, fairy.info, names)
                 cur.execute(sql, params)
