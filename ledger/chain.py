@@ -22,7 +22,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
 
 from . import models as m
-from .db import values_row
+from .db import sql_literal
 
 GENESIS = "0" * 64
 SEAL_BATCH = 5000
@@ -170,6 +170,7 @@ def seal(conn: Connection, book_id: int, *, wait: bool = True, limit: int | None
     seq, prev = chain_head(conn, book_id)
     sealed = 0
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    written_out = conn.dialect.driver == "psycopg2"
     while limit is None or sealed < limit:
         batch = SEAL_BATCH if limit is None else min(SEAL_BATCH, limit - sealed)
         rows = conn.execute(
@@ -181,29 +182,67 @@ def seal(conn: Connection, book_id: int, *, wait: bool = True, limit: int | None
         ).all()
         if not rows:
             break
-        links = []
-        days: dict[dt.date, int] = {}
-        for row in rows:
-            seq += 1
-            chained = link_hash(prev, row.content_hash)
-            links.append({"book_id": book_id, "seq": seq, "entry_id": row.id,
-                          "prev_hash": prev, "chain_hash": chained, "sealed_at": now})
-            prev = chained
-            days[row.effective_date] = seq
-        if conn.dialect.driver == "psycopg2":
-            params: list = []
-            conn.exec_driver_sql(
-                f"INSERT INTO chain_link ({', '.join(_LINK_COLUMNS)}) VALUES "
-                + ", ".join(values_row(link, _LINK_COLUMNS, params) for link in links),
-                tuple(params))
+        if written_out:
+            seq, prev = _seal_pg(conn, book_id, rows, seq, prev, now)
         else:
+            links = []
+            days: dict[dt.date, int] = {}
+            for row in rows:
+                seq += 1
+                chained = link_hash(prev, row.content_hash)
+                links.append({"book_id": book_id, "seq": seq, "entry_id": row.id,
+                              "prev_hash": prev, "chain_hash": chained, "sealed_at": now})
+                prev = chained
+                days[row.effective_date] = seq
             conn.execute(insert(m.ChainLink), links)
-        mark_days(conn, book_id, days)
-        conn.execute(delete(m.SealQueue).where(m.SealQueue.entry_id.in_([r.id for r in rows])))
+            mark_days(conn, book_id, days)
+            conn.execute(delete(m.SealQueue).where(m.SealQueue.entry_id.in_([r.id for r in rows])))
         sealed += len(rows)
         if len(rows) < batch:
             break
     return sealed
+
+
+def _seal_pg(conn: Connection, book_id: int, rows: Sequence, seq: int, prev: str,
+             now: dt.datetime) -> tuple[int, str]:
+    """Link ``rows`` (id, content hash, effective date; in id order) after ``(seq, prev)`` in
+    one statement (psycopg2): their chain links, the ``chain_day`` upsert of their dates
+    and their removal from the seal queue. Returns the new head.
+
+    Ints, dates and the chain hashes made here are written as literals; the head's hash,
+    read from the database, as a literal only when :func:`~ledger.db.sql_literal` can
+    write it (else the driver quotes it). What each link hashes is the content hash as stored.
+    """
+    params: list = []
+    head = sql_literal(prev)
+    if head is None:
+        params.append(prev)
+        head = "%s"
+    sealed_at = sql_literal(now)
+    links = []
+    days: dict[dt.date, int] = {}
+    for entry_id, stored_hash, day in rows:
+        seq += 1
+        chained = link_hash(prev, stored_hash)
+        links.append(f"({book_id}, {seq}, {int(entry_id)}, {head}, '{chained}', {sealed_at})")
+        prev, head = chained, f"'{chained}'"
+        days[day] = seq
+    marks = ", ".join(f"({book_id}, {_date_literal(day)}, {last})" for day, last in days.items())
+    conn.exec_driver_sql(
+        "WITH queued AS (DELETE FROM seal_queue WHERE entry_id IN ("
+        + ", ".join([str(int(r[0])) for r in rows]) + ")), "
+        "marked AS (INSERT INTO chain_day (book_id, effective_date, last_seq) VALUES "
+        + marks + " ON CONFLICT (book_id, effective_date) DO UPDATE SET last_seq = "
+        f"excluded.last_seq) INSERT INTO chain_link ({', '.join(_LINK_COLUMNS)}) VALUES "
+        + ", ".join(links), tuple(params))
+    return seq, prev
+
+
+def _date_literal(day) -> str:
+    text_ = sql_literal(day)
+    if text_ is None:   # a date column reads back as a date; anything else is refused
+        raise TypeError(f"effective date {day!r} is not a date")
+    return text_
 
 
 def mark_days(conn: Connection, book_id: int, days: dict[dt.date, int]) -> None:

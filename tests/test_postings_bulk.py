@@ -109,3 +109,59 @@ def test_sealing_writes_the_chain_links_of_a_batch(chart):
         links = conn.exec_driver_sql("SELECT count(*), count(DISTINCT chain_hash) FROM chain_link")
         assert tuple(links.one()) == (30, 30)
     assert book.verify().ok
+
+
+def test_a_batch_over_many_wallets_is_refused_whole_when_one_is_short(chart):
+    from ledger.errors import InsufficientFundsError
+
+    book = chart
+    wallets = [f"liabilities:users:w{i}:available" for i in range(12)]
+    for code in wallets:
+        book.open_account(code, "liability", no_overdraft=True)
+    book.post_many([{"postings": [(BANK, D("5.00")), (code, D("-5.00"))], "key": f"in-{code}"}
+                    for code in wallets])
+    spend = [{"postings": [(code, D("5.00")), (BANK, D("-5.00"))], "key": f"out-{code}"}
+             for code in wallets]
+    spend[7]["postings"] = [(wallets[7], D("5.01")), (BANK, D("-5.01"))]
+    with pytest.raises(InsufficientFundsError) as info:
+        book.post_many(spend)
+    assert info.value.fields["account"] == wallets[7]
+    assert str(info.value) == (f"insufficient funds in {wallets[7]}: available 5.00 CNY, the "
+                               f"entry 'out-{wallets[7]}' needs 5.01")
+    assert [book.balance(code, kind="available") for code in wallets] == [D("5.00")] * 12
+    assert book.entry_by_key(f"out-{wallets[0]}") is None
+    book.post_many(spend[:7] + spend[8:])
+    assert book.balance(wallets[0]) == 0 and book.balance(wallets[7]) == D("5.00")
+
+
+def test_a_batch_naming_unknown_accounts_names_them_all(chart):
+    from ledger.errors import UnknownAccountError
+
+    items = [{"postings": [(BANK, D("1")), (U1, D("-1"))], "key": f"k{i}"} for i in range(600)]
+    items[3]["postings"] = [(BANK, D("1")), ("liabilities:users:nobody:available", D("-1"))]
+    items[500]["postings"] = [("assets:nowhere", D("1")), (U1, D("-1"))]
+    with pytest.raises(UnknownAccountError) as info:
+        chart.post_many(items)
+    assert str(info.value) == ("unknown accounts: assets:nowhere, "
+                               "liabilities:users:nobody:available")
+
+
+def test_sealing_a_batch_over_several_dates_marks_each_date(chart):
+    from sqlalchemy import select
+
+    from ledger.models import ChainDay
+
+    book = chart
+    days = [dt.date(2026, 11, d) for d in (3, 1, 2)]
+    written = book.post_many([{"postings": [(BANK, D("1.00")), (U1, D("-1.00"))], "key": f"d{i}",
+                               "effective_date": days[i % 3]} for i in range(9)])
+    assert book.seal() == 9
+    with book.engine.connect() as conn:
+        marks = dict(conn.execute(select(ChainDay.effective_date, ChainDay.last_seq)).all())
+        links = dict(conn.exec_driver_sql("SELECT entry_id, seq FROM chain_link").all())
+        queued = conn.exec_driver_sql("SELECT count(*) FROM seal_queue").scalar()
+    assert queued == 0
+    assert sorted(links) == sorted(e.id for e in written)
+    for day in days:
+        assert marks[day] == max(links[e.id] for e in written if e.effective_date == day)
+    assert book.verify().ok
