@@ -290,13 +290,13 @@ _DRAFT_FIELDS = {"postings", "key", "kind", "effective_date", "external_ref", "m
 
 
 def _draft_from_mapping(item: Mapping[str, Any]) -> Draft:
-    unknown = set(item) - _DRAFT_FIELDS
-    if unknown:
+    if not _DRAFT_FIELDS.issuperset(item):
+        unknown = set(item) - _DRAFT_FIELDS
         raise PostingError(f"unknown entry field(s): {', '.join(sorted(unknown))}", fields=sorted(unknown))
     if "postings" not in item or "key" not in item:
         raise PostingError("an entry needs 'postings' and 'key'", field="postings" if "postings" not in item else "key")
     postings = item["postings"]
-    return Draft(tuple(tuple(p) if isinstance(p, list) else p for p in postings), item["key"],
+    return Draft(tuple([tuple(p) if isinstance(p, list) else p for p in postings]), item["key"],
                  item.get("kind", "transfer"), item.get("effective_date"),
                  "pending" if item.get("pending") else "posted", item.get("external_ref"),
                  item.get("memo"), item.get("metadata"))
