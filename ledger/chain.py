@@ -32,7 +32,8 @@ _LINK_COLUMNS = ("book_id", "seq", "entry_id", "prev_hash", "chain_hash", "seale
 #: Built once: ``json.dumps`` with these arguments builds an encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 #: How :func:`canonical_json` writes a string (the C encoder's, when there is one).
-json_string = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+json_string = (getattr(json.encoder, "c_encode_basestring", None)
+               or json.encoder.py_encode_basestring)
 
 
 def canonical_json(value) -> str:
@@ -127,8 +128,8 @@ class ContentHasher:
                     f'"pending_id":{"null" if pending_id is None else int.__repr__(pending_id)},'
                     f'"phase":{json_string(phase)},'
                     f'"posting_count":{int(header["posting_count"])},"postings":[{postings}],'
-                    f'"request_hash":{json_string(request_hash)},'
-                    f'"reverses_id":{"null" if reverses_id is None else int.__repr__(reverses_id)}}}')
+                    f'"request_hash":{json_string(request_hash)},"reverses_id":'
+                    f'{"null" if reverses_id is None else int.__repr__(reverses_id)}}}')
                 return hashlib.sha256(text.encode()).hexdigest()
         return hashlib.sha256(canonical_json(_content_doc(header, rows)).encode()).hexdigest()
 
