@@ -629,7 +629,9 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
         header_rows.append(header)
 
     _apply_moves(conn, moves)
-    if len(header_rows) > 1 and conn.dialect.driver == "psycopg2":
+    if (len(header_rows) > 1 or len(posting_rows) > _FEW_POSTINGS) \
+            and conn.dialect.driver == "psycopg2":
+        # a batch, or one entry with many legs (a repayment to fifty investors)
         _insert_batch_pg(conn, posting_rows, header_rows)
         return out
     if posting_rows:
@@ -646,6 +648,9 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
     return out
 
 
+#: Up to this many postings, one entry's rows go through SQLAlchemy (statements it caches);
+#: beyond, :func:`_insert_batch_pg` writes them as one statement of literals.
+_FEW_POSTINGS = 4
 _POSTING_COLUMNS = ("entry_id", "position", "account_id", "amount_minor", "currency",
                     "effective_date", "is_pending")
 _HEADER_COLUMNS = ("id", "book_id", "idempotency_key", "request_hash", "kind", "phase",

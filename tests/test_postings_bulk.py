@@ -165,3 +165,28 @@ def test_sealing_a_batch_over_several_dates_marks_each_date(chart):
     for day in days:
         assert marks[day] == max(links[e.id] for e in written if e.effective_date == day)
     assert book.verify().ok
+
+
+def test_one_entry_with_many_legs_takes_the_multi_row_insert(chart, backend, monkeypatch):
+    """A repayment to fifty investors is one entry of a hundred postings: on PostgreSQL its
+    postings go in as one statement of literals, and read back exactly as posted."""
+    book = chart
+    investors = [f"liabilities:users:inv{i}:available" for i in range(40)]
+    for code in investors:
+        book.open_account(code, "liability", no_overdraft=True)
+    calls = []
+    real = postings._insert_batch_pg
+    monkeypatch.setattr(postings, "_insert_batch_pg",
+                        lambda conn, rows, headers: calls.append(len(rows)) or real(conn, rows, headers))
+    shares = [(code, -(D("1.00") + D(i) / 100)) for i, code in enumerate(investors)]
+    legs = [(BANK, -sum(amount for _, amount in shares))] + shares
+    draft = postings.Draft(tuple(legs), "repay-1", "repayment", memo="it's 100%")
+    # as the flows write an entry beside their own rows: through write(), in their transaction
+    (entry,) = book.in_transaction(lambda conn, b: postings.write(conn, b.book_id, [draft]))
+    assert calls == ([len(legs)] if backend == "postgresql" else [])
+    with book.engine.connect() as conn:
+        ((_, got),) = postings.load_entries(conn, book.book_id, keys=["repay-1"])
+    assert got == entry and len(got.postings) == len(legs)
+    assert book.balance(investors[39]) == D("1.39")
+    book.seal()
+    assert book.verify().ok
