@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, case, func, insert, select, text, update
+from sqlalchemy import and_, case, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -234,11 +234,17 @@ class Loans:
         from the same query."""
         paid = case((and_(m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate"))),
                      -m.LoanDue.amount_minor), else_=0)
+        total, got = func.sum(m.LoanDue.amount_minor), func.sum(paid)
+        # Only what is still owed, and the interest received when it is asked for: the
+        # settled installments of a long loan are most of its rows.
+        wanted = total != 0
+        if received is not None:
+            wanted = or_(wanted, and_(m.LoanDue.component == "interest", got != 0))
         rows = conn.execute(
-            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party,
-                   func.sum(m.LoanDue.amount_minor), func.sum(paid))
+            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, total, got)
             .where(m.LoanDue.loan_id == loan_id)
-            .group_by(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party))
+            .group_by(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party)
+            .having(wanted)).all()
         dues = {}
         for seq, comp, party, total, got in rows:
             if total:
