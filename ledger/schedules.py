@@ -249,8 +249,8 @@ class _Terms(NamedTuple):
 class _Fast(NamedTuple):
     """What the equal-installment fast path of :func:`schedule` needs, computed once per terms."""
 
-    rows: Callable         # (principal, level, 2a, b, 2b, level x 2a) -> (principal parts,
-                           # interest parts) or None: see _rows_loop
+    rows: Callable         # (principal, level, 2a, b, 2b) -> (principal parts, interest parts)
+                           # or None: see _rows_loop
     annuity_num2: int      # level payment, HALF_UP: (principal x annuity_num2 + den) // den2
     annuity_den: int
     annuity_den2: int
@@ -465,7 +465,7 @@ def schedule(principal, annual_rate, term: int, method: str = EQUAL_INSTALLMENT,
         # general path takes over.
         rows, num2, den, den2, a2, b, b2, no_fees = fast
         level = (principal_minor * num2 + den) // den2
-        parts = rows(principal_minor, level, a2, b, b2, level * a2)
+        parts = rows(principal_minor, level, a2, b, b2)
         if parts is not None:
             n = terms.term
             return _new(Plan, (principal_minor, terms.annual_rate, n, EQUAL_INSTALLMENT, start,
@@ -475,26 +475,26 @@ def schedule(principal, annual_rate, term: int, method: str = EQUAL_INSTALLMENT,
 
 
 # The rows of the fast path. A row's interest is (balance x 2a + b) // 2b, HALF_UP of balance x a / b
-# for the monthly rate a/b. The numerator x = balance x 2a + b is carried from row to row (each row
-# takes level - interest off the balance). Each function below takes (principal, level, 2a, b, 2b,
-# level x 2a) and returns (principal parts, interest parts), or None where the level payment would
-# repay the loan before the last row.
+# for the monthly rate a/b. The numerator x = balance x 2a + b is carried from row to row: each row
+# repays level - interest of the balance, so x falls by that times 2a. Each function below takes
+# (principal, level, 2a, b, 2b) and returns (principal parts, interest parts), or None where the
+# level payment would repay the loan before the last row.
 
 @lru_cache(maxsize=None)
 def _rows_loop(n: int):
     """The rows of an ``n``-month plan, computed in a loop (any term, any rate)."""
-    def rows(principal, level, a2, b, b2, step):
+    def rows(principal, level, a2, b, b2):
         x = principal * a2 + b
-        interest = []
-        append = interest.append
+        principals, interest = [], []
         for _ in range(n - 1):
             i = x // b2
-            append(i)
-            x += i * a2 - step
-        last = principal - (n - 1) * level + sum(interest)
+            interest.append(i)
+            p = level - i
+            principals.append(p)
+            x -= p * a2
+        last = principal - sum(principals)
         if last < 0:
             return None
-        principals = list(map(sub, repeat(level, n - 1), interest))
         principals.append(last)
         interest.append((last * a2 + b) // b2)
         return tuple(principals), tuple(interest)
@@ -509,21 +509,19 @@ _UNROLLED_MAX = 120
 def _rows_of(n: int):
     """:func:`_rows_loop` for ``n`` months and a rate above zero, written out row by row.
 
-    Compiled once per term. Each row's interest is a local and the parts
-    are built as tuples at once, without a loop's bookkeeping or lists;
-    the numerator carried past the last row is that row's (``x = last x 2a
-    + b``), so the last principal is ``(x - b) // 2a`` and negative exactly
+    Compiled once per term. Each row's parts are locals and the parts are
+    built as tuples at once, without a loop's bookkeeping or lists; the
+    numerator carried past the last row is that row's (``x = last x 2a +
+    b``), so the last principal is ``(x - b) // 2a`` and negative exactly
     when ``x < b``. About a fifth of a 12-month plan's time goes to the
     loop otherwise.
     """
-    names = [f"i{k}" for k in range(n - 1)]
-    lines = ["def rows(principal, level, a2, b, b2, step):", "    x = principal * a2 + b"]
-    for name in names:
-        lines.append(f"    {name} = x // b2")
-        lines.append(f"    x += {name} * a2 - step")
+    lines = ["def rows(principal, level, a2, b, b2):", "    x = principal * a2 + b"]
+    for k in range(n - 1):
+        lines += [f"    i{k} = x // b2", f"    p{k} = level - i{k}", f"    x -= p{k} * a2"]
     lines += ["    if x < b:", "        return None",
-              f"    return ({''.join(f'level - {name}, ' for name in names)}(x - b) // a2,), "
-              f"({''.join(f'{name}, ' for name in names)}x // b2,)"]
+              f"    return ({''.join(f'p{k}, ' for k in range(n - 1))}(x - b) // a2,), "
+              f"({''.join(f'i{k}, ' for k in range(n - 1))}x // b2,)"]
     namespace: dict = {}
     exec(compile("\n".join(lines), f"<ledger.schedules: rows of a {n}-month plan>", "exec"), namespace)
     return namespace["rows"]

@@ -229,7 +229,7 @@ def test_the_fast_path_and_the_general_path_agree(principal_minor, rate, term, s
 def test_the_written_out_rows_equal_the_loop(principal_minor, rate, term):
     fast = _terms(rate, term, EQUAL_INSTALLMENT, "month", None, "HALF_UP", None, "CNY").fast
     level = (principal_minor * fast.annuity_num2 + fast.annuity_den) // fast.annuity_den2
-    args = (principal_minor, level, fast.a2, fast.b, fast.b2, level * fast.a2)
+    args = (principal_minor, level, fast.a2, fast.b, fast.b2)
     assert fast.rows(*args) == _rows_loop(term)(*args)
     if rate and term <= _UNROLLED_MAX:
         assert fast.rows is _rows_of(term)
