@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, case, func, insert, or_, select, text, update
+from sqlalchemy import BigInteger, and_, case, cast, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -234,7 +234,9 @@ class Loans:
         from the same query."""
         paid = case((and_(m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate"))),
                      -m.LoanDue.amount_minor), else_=0)
-        total, got = func.sum(m.LoanDue.amount_minor), func.sum(paid)
+        # bigint sums: PostgreSQL's sum of bigints is numeric, which the driver reads as Decimal
+        total = cast(func.sum(m.LoanDue.amount_minor), BigInteger)
+        got = cast(func.sum(paid), BigInteger)
         # Only what is still owed, and the interest received when it is asked for: the
         # settled installments of a long loan are most of its rows.
         wanted = total != 0
