@@ -31,9 +31,9 @@ _LINK_COLUMNS = ("book_id", "seq", "entry_id", "prev_hash", "chain_hash", "seale
 
 #: Built once: ``json.dumps`` with these arguments builds an encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-#: How :func:`canonical_json` writes a string (the C encoder's, when there is one).
-json_string = (getattr(json.encoder, "c_encode_basestring", None)
-               or json.encoder.py_encode_basestring)
+#: How :func:`canonical_json` writes a string: the standard library's own function (its C
+#: version when there is one), as ``reconcile.runs`` uses it for fingerprints.
+json_string = json.encoder.encode_basestring
 
 
 def canonical_json(value) -> str:
