@@ -23,8 +23,9 @@ import datetime as dt
 import os
 import random
 import time
+from contextlib import contextmanager
 from importlib import resources
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
@@ -153,7 +154,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (the latest by default)."""
     from alembic import command
 
-    with engine.begin() as conn:
+    with migration_transaction(engine) as conn:
         command.upgrade(_alembic_config(conn), revision)
 
 
@@ -161,8 +162,44 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     """Take the schema down to ``revision`` (used by the migration tests)."""
     from alembic import command
 
-    with engine.begin() as conn:
+    with migration_transaction(engine) as conn:
         command.downgrade(_alembic_config(conn), revision)
+
+
+class MigrationIntegrityError(RuntimeError):
+    """A migration left rows whose foreign keys point nowhere; nothing was changed."""
+
+
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction for schema migrations.
+
+    On SQLite, foreign-key enforcement is switched off for its duration and
+    ``PRAGMA foreign_key_check`` must find nothing before it commits: the
+    procedure SQLite documents for schema changes. A migration that rebuilds
+    a table (copy, drop, rename) could not drop a table other tables refer
+    to with enforcement on, even though every reference holds again once
+    the copy takes its name. Enforcement is switched back on afterwards,
+    whatever happened.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                yield conn
+            return
+        raw = conn.connection.driver_connection
+        raw.execute("PRAGMA foreign_keys=OFF")   # outside a transaction, or it is ignored
+        try:
+            with conn.begin():
+                yield conn
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise MigrationIntegrityError(
+                        f"the migration would leave {len(broken)} row(s) whose foreign keys point "
+                        f"nowhere (first: table {broken[0][0]}, rowid {broken[0][1]}, "
+                        f"referring to {broken[0][2]}); it was rolled back")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(engine: Engine) -> str | None:

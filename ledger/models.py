@@ -50,6 +50,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -456,8 +457,10 @@ class BankLine(Base):
 
     __tablename__ = "bank_line"
     __table_args__ = (
-        UniqueConstraint("book_id", "fingerprint"),
-        Index("ix_bank_line_book_id_booking_date", "book_id", "booking_date"),
+        # Unique exactly when the fingerprint is (it hashes the day and the reference too);
+        # led by the day and the bank's serial, so a day's lines go in at the end of the key.
+        Index("uq_bank_line_day_ref_fingerprint", "book_id", "booking_date",
+              text("coalesce(bank_ref, '')"), "fingerprint", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -7,7 +7,7 @@
 
 from alembic import context
 
-from ledger.db import make_engine, resolve_url
+from ledger.db import make_engine, migration_transaction, resolve_url
 from ledger.models import Base
 
 config = context.config
@@ -30,5 +30,5 @@ if connection is not None:
     _run(connection)
 else:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or resolve_url())
-    with engine.begin() as conn:
+    with migration_transaction(engine) as conn:
         _run(conn)
