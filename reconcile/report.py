@@ -5,6 +5,13 @@ resources) so finance staff can open it in any browser or mail it on: a
 summary, the balance proof, every break with the bank's own raw text, and the
 matched pairs. Every break names both sides: what the bank shows and what the
 ledger shows.
+
+Reports are built with the cyclic garbage collector paused. A run leaves
+millions of statement lines and matching items alive, and named tuples stay
+tracked by the collector for good (only exact tuples get untracked), so each
+full collection a report's allocations set off walked all of them: at a
+million lines that was 1.5 s of a 0.3 s CSV report. A report's values hold no
+reference cycles.
 """
 
 from __future__ import annotations
@@ -13,10 +20,20 @@ import csv
 import html
 import io
 import json
+from functools import wraps
 
 from ledger.money import format_minor
 
 from .runs import RunResult
+from .statements.source import gc_paused
+
+
+def _collector_paused(report):
+    @wraps(report)
+    def build(*args, **kwargs):
+        with gc_paused():
+            return report(*args, **kwargs)
+    return build
 
 BREAK_LABELS = {
     "in_bank_not_in_ledger": "in the bank statement, not in the ledger",
@@ -33,6 +50,7 @@ def _money(minor, currency: str = "CNY") -> str:
     return "" if minor is None else format_minor(minor, currency, grouping=True)
 
 
+@_collector_paused
 def break_rows(run: RunResult) -> list[dict]:
     """One dict per break, both sides named."""
     rows = []
@@ -58,6 +76,7 @@ def break_rows(run: RunResult) -> list[dict]:
     return rows
 
 
+@_collector_paused
 def match_rows(run: RunResult) -> list[dict]:
     """One dict per match."""
     return [{"rule": mt.rule, "bank_lines": ", ".join(map(str, mt.bank_ids)),
@@ -66,6 +85,7 @@ def match_rows(run: RunResult) -> list[dict]:
             for mt in run.result.matches]
 
 
+@_collector_paused
 def summary_lines(run: RunResult) -> list[str]:
     """The run in a few lines for the terminal."""
     s = run.result.summary
@@ -93,6 +113,7 @@ def summary_lines(run: RunResult) -> list[str]:
     return lines
 
 
+@_collector_paused
 def to_json(run: RunResult) -> str:
     """The run as JSON: minor-unit integers and decimal strings, never floats."""
     return json.dumps({
@@ -103,6 +124,7 @@ def to_json(run: RunResult) -> str:
     }, ensure_ascii=False, indent=2, default=str)
 
 
+@_collector_paused
 def to_csv(run: RunResult) -> str:
     """The breaks as CSV (one row each, both sides named)."""
     buf = io.StringIO()
@@ -125,6 +147,7 @@ font-variant-numeric:tabular-nums}pre{margin:0;white-space:pre-wrap;font-size:.8
 """
 
 
+@_collector_paused
 def to_html(run: RunResult) -> str:
     """A self-contained HTML report of the run."""
     e = html.escape

@@ -308,3 +308,31 @@ def test_two_runs_importing_one_file_at_once(day_book, backend):
     assert all(isinstance(e, LedgerError) for e in errors), errors
     with day_book.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM bank_line")).scalar() == 4
+
+
+def test_reports_are_built_with_the_collector_paused_and_leave_it_as_it_was(day_book, monkeypatch):
+    """A run leaves millions of tracked named tuples behind: a report must not set off
+    full collections over them, nor leave the collector off afterwards."""
+    import gc
+
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    seen = []
+    real = report.format_minor
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report, "format_minor", spy)
+    assert gc.isenabled()
+    for build in (report.to_csv, report.to_html, report.to_json, report.break_rows):
+        seen.clear()
+        assert build(run)
+        assert seen and not any(seen), build.__name__
+        assert gc.isenabled()
+    gc.disable()
+    try:
+        report.to_csv(run)
+        assert not gc.isenabled()   # paused by the caller: still paused
+    finally:
+        gc.enable()
