@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from hashlib import sha256
+from operator import attrgetter
 from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,8 @@ from ledger.postings import Draft, write
 from . import matching
 from .matching import BankItem, LedgerItem, MatchConfig
 from .statements.source import gc_paused
-from .store import date_param, date_reader, insert_rows, reserve_ids, roomy_cache, select_rows
+from .store import (date_param, date_reader, insert_rows, reserve_ids, roomy_cache, select_rows,
+                    sql_constant)
 
 CUSTODY = "assets:custody:bank"
 LOOKBACK_DAYS = 10
@@ -169,6 +171,33 @@ _LINE_COLUMNS = ("id", "book_id", "file_id", "fingerprint", "account", "booking_
                  "description", "status", "source_position", "raw")
 
 
+#: Columns that vary from line to line even in a one-account, one-day file.
+_VARYING_COLUMNS = ("id", "fingerprint", "amount_minor", "bank_ref", "end_to_end_ref",
+                    "counterparty", "description", "source_position", "raw")
+
+
+def _shared_columns(lines: Sequence, day: Callable) -> dict | None:
+    """The columns every line of ``lines`` has the same value in, outside
+    :data:`_VARYING_COLUMNS` (account, days, currency, batch, status), as
+    ``{column: value}``; None when one of them differs or cannot be written as a
+    constant. A day file for one account usually shares them all: they are then
+    written once into the insert statement instead of being bound for every line."""
+    shared = {}
+    for column, stored in (("account", lambda a: str(a)[:64]), ("booking_date", day),
+                           ("value_date", day), ("currency", None), ("batch_id", None),
+                           ("status", lambda s: s or "booked")):
+        values = set(map(attrgetter(column), lines))
+        if stored is not None:
+            values = set(map(stored, values))
+        if len(values) != 1:
+            return None
+        (value,) = values
+        if sql_constant(value) is None:
+            return None
+        shared[column] = value
+    return shared
+
+
 def _known_lines(conn: Connection, book_id: int, days: set) -> dict[str, int]:
     """Fingerprint -> id of the lines already imported for those booking days.
 
@@ -195,6 +224,7 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
     added: list = []
     table = m.BankLine.__table__
     day = date_param(conn)
+    sqlite = conn.dialect.name == "sqlite"
     for path, pf in parsed:
         seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
         encoded: dict = {}
@@ -232,12 +262,24 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
         del known
         for start in range(0, len(new), IMPORT_CHUNK):
             chunk = new[start:start + IMPORT_CHUNK]
-            insert_rows(conn, table, _LINE_COLUMNS, [
-                (ids[k], book_id, file_id, fps[k], str(line.account)[:64], day(line.booking_date),
-                 day(line.value_date), line.amount_minor, line.currency, line.bank_ref,
-                 line.end_to_end_ref, line.batch_id, line.counterparty, line.description,
-                 line.status or "booked", str(line.source_position)[:64], line.raw or "")
-                for k, line in zip(chunk, map(lines.__getitem__, chunk))])
+            chunk_lines = list(map(lines.__getitem__, chunk))
+            # Written into the statement on SQLite, where binding is much of a row's cost.
+            shared = _shared_columns(chunk_lines, day) if sqlite else None
+            if shared is not None:
+                shared.update(book_id=book_id, file_id=file_id)
+                insert_rows(conn, table, _VARYING_COLUMNS, [
+                    (ids[k], fps[k], line.amount_minor, line.bank_ref, line.end_to_end_ref,
+                     line.counterparty, line.description, str(line.source_position)[:64],
+                     line.raw or "")
+                    for k, line in zip(chunk, chunk_lines)], constants=shared)
+            else:
+                insert_rows(conn, table, _LINE_COLUMNS, [
+                    (ids[k], book_id, file_id, fps[k], str(line.account)[:64],
+                     day(line.booking_date), day(line.value_date), line.amount_minor,
+                     line.currency, line.bank_ref, line.end_to_end_ref, line.batch_id,
+                     line.counterparty, line.description, line.status or "booked",
+                     str(line.source_position)[:64], line.raw or "")
+                    for k, line in zip(chunk, chunk_lines)])
             added.extend(zip(map(ids.__getitem__, chunk), map(lines.__getitem__, chunk)))
             if progress:
                 progress(len(chunk))

@@ -125,17 +125,40 @@ class _IsoDays(dict):
         return text
 
 
+def sql_constant(value) -> str | None:
+    """``value`` written as an SQL literal for :func:`insert_rows`'s ``constants``, or None
+    when it cannot be: exactly an int, None, or a string without NUL (quotes doubled)."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "NULL"
+    if kind is str and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
 def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
-                rows: Sequence[tuple]) -> None:
+                rows: Sequence[tuple], constants: dict | None = None) -> None:
     """Insert ``rows`` (tuples in the order of ``columns``) into ``table``.
 
-    Dates must be given through :func:`date_param`.
+    ``constants``: columns with the same value in every row (ints, None or strings;
+    dates given through :func:`date_param`). On SQLite they are written into the
+    statement instead of being bound again for every row, which is a good part
+    of the cost of a wide row; elsewhere they are added to each row. Dates, in
+    ``rows`` as in ``constants``, must be given through :func:`date_param`.
     """
     if not rows:
         return
-    names = ", ".join(columns)
+    constants = constants or {}
     if _is_sqlite(conn):
-        marks = ", ".join("?" * len(columns))
+        literals = {name: sql_constant(value) for name, value in constants.items()}
+        for name, literal in literals.items():
+            if literal is None:
+                raise TypeError(f"constant {name}={constants[name]!r}: only ints, None and "
+                                "strings without NUL are written into the statement")
+        names = ", ".join((*columns, *literals))
+        marks = ", ".join(("?",) * len(columns) + tuple(literals.values()))
         sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
         cursor = conn.connection.driver_connection.cursor()
         try:
@@ -144,6 +167,11 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
         finally:
             cursor.close()
         return
+    if constants:
+        columns = (*columns, *constants)
+        extra = tuple(constants.values())
+        rows = [row + extra for row in rows]
+    names = ", ".join(columns)
     if conn.dialect.driver == "psycopg2":
         from psycopg2.extras import execute_values
 
@@ -190,4 +218,4 @@ def select_rows(conn: Connection, statement) -> Iterator[tuple]:
         cursor.close()
 
 
-__all__ = ["roomy_cache", "reserve_ids", "insert_rows", "select_rows", "date_param", "date_reader"]
+__all__ = ["roomy_cache", "reserve_ids", "insert_rows", "sql_constant", "select_rows", "date_param", "date_reader"]

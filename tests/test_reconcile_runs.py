@@ -336,3 +336,65 @@ def test_reports_are_built_with_the_collector_paused_and_leave_it_as_it_was(day_
         assert not gc.isenabled()   # paused by the caller: still paused
     finally:
         gc.enable()
+
+
+def _stored_lines(book) -> dict:
+    with book.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT account, booking_date, value_date, amount_minor, currency, bank_ref, "
+            "end_to_end_ref, batch_id, counterparty, description, status, source_position, raw "
+            "FROM bank_line")).all()
+    return {row.bank_ref: tuple(str(v) if isinstance(v, dt.date) else v for v in row) for row in rows}
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["columns shared", "value dates differ"])
+def test_lines_are_stored_alike_whether_their_shared_columns_are_written_once_or_bound(
+        day_book, monkeypatch, shared):
+    from reconcile import runs
+
+    taken = []
+    real = runs._shared_columns
+    monkeypatch.setattr(runs, "_shared_columns", lambda *a: taken.append(real(*a)) or taken[-1])
+    lines = [line(n, 100 * n, f"Q{n}", description="it's 'quoted'", e2e=f"E{n}")._replace(
+                 account="6222'001", counterparty=f"O'Brien {n}", batch_id="BATCH'1",
+                 value_date=DAY if shared or n % 2 else NEXT)
+             for n in range(1, 6)]
+    with day_book.engine.begin() as conn:
+        runs.import_parsed(conn, day_book.book_id, [parsed("day.csv", lines, opening=0)])
+    if day_book.engine.dialect.name != "sqlite":
+        assert taken == []   # only SQLite writes shared columns into the statement
+    else:
+        assert (taken[0] is not None) == shared
+    if shared and taken:
+        assert taken[0]["account"] == "6222'001" and taken[0]["batch_id"] == "BATCH'1"
+    expected = {x.bank_ref: (x.account, str(x.booking_date), str(x.value_date), x.amount_minor,
+                             x.currency, x.bank_ref, x.end_to_end_ref, x.batch_id, x.counterparty,
+                             x.description, x.status, x.source_position, x.raw) for x in lines}
+    assert _stored_lines(day_book) == expected
+
+
+def test_only_writable_constants_are_written_into_the_statement():
+    from reconcile.store import sql_constant
+
+    assert sql_constant(5) == "5" and sql_constant(None) == "NULL"
+    assert sql_constant("it's") == "'it''s'"
+    assert sql_constant("a\x00b") is None
+    assert sql_constant(True) is None and sql_constant(1.5) is None
+
+
+def test_insert_rows_with_constants_on_both_databases(day_book):
+    from ledger import models as m
+    from reconcile.store import insert_rows, reserve_ids
+
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    with day_book.engine.begin() as conn:
+        ids = reserve_ids(conn, m.ReconMatch.__table__, 2)
+        insert_rows(conn, m.ReconMatch.__table__, ("id",), [(i,) for i in ids],
+                    constants={"run_id": run.run_id, "rule": "man'ual"})
+        if conn.dialect.name == "sqlite":   # written into the statement there: no NUL
+            with pytest.raises(TypeError, match="constant rule"):
+                insert_rows(conn, m.ReconMatch.__table__, ("id",), [(ids[-1] + 1,)],
+                            constants={"run_id": run.run_id, "rule": "a\x00b"})
+        stored = conn.execute(text("SELECT id, run_id, rule FROM recon_match WHERE id IN (:a, :b) "
+                                   "ORDER BY id"), {"a": ids[0], "b": ids[1]}).all()
+    assert [tuple(r) for r in stored] == [(i, run.run_id, "man'ual") for i in ids]
