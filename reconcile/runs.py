@@ -166,6 +166,44 @@ def _fingerprint(line, occurrence: int, encoded: dict | None = None) -> str:
     return sha256(doc.encode()).hexdigest()
 
 
+def _fingerprints(lines: Sequence, encoded: dict) -> list[str]:
+    """``[_fingerprint(line, 0, encoded) for line in lines]``, with the per-line calls of
+    :func:`_json` written out for the types a statement line holds (the tests compare)."""
+    j, js, rep = _json, _json_str, int.__repr__
+    out: list[str] = []
+    append = out.append
+    for line in lines:
+        head_key = (line.account, line.booking_date, line.currency)
+        head = encoded.get(head_key)
+        if head is None:
+            head = encoded[head_key] = (f"[{j(line.account)}, \"{line.booking_date.isoformat()}\", ",
+                                        f", {j(line.currency)}, ")
+        tail_key = (line.counterparty, line.description)
+        tail = encoded.get(tail_key)
+        if tail is None:
+            tail = encoded[tail_key] = f"{j(line.counterparty)}, {j(line.description)}, "
+        amount, ref, e2e = line.amount_minor, line.bank_ref, line.end_to_end_ref
+        append(sha256(f"{head[0]}{rep(amount) if type(amount) is int else j(amount)}{head[1]}"
+                      f"{js(ref) if type(ref) is str else j(ref)}, "
+                      f"{js(e2e) if type(e2e) is str else j(e2e)}, {tail}0]".encode()).hexdigest())
+    return out
+
+
+def _check_days(path: Path, lines: Sequence) -> None:
+    """Booking and value dates must be dates (the bank's business day), not times."""
+    booked = set(map(type, map(attrgetter("booking_date"), lines)))
+    valued = set(map(type, map(attrgetter("value_date"), lines)))
+    if booked <= {dt.date} and valued <= {dt.date, type(None)}:
+        return
+    for line in lines:
+        if type(line.booking_date) is not dt.date or not (
+                line.value_date is None or type(line.value_date) is dt.date):
+            raise ReconcileError(
+                f"{path.name} {line.source_position}: booking and value dates must be dates "
+                f"(the bank's business day), not {line.booking_date!r} / {line.value_date!r}",
+                file=path.name, position=line.source_position)
+
+
 _LINE_COLUMNS = ("id", "book_id", "file_id", "fingerprint", "account", "booking_date", "value_date",
                  "amount_minor", "currency", "bank_ref", "end_to_end_ref", "batch_id", "counterparty",
                  "description", "status", "source_position", "raw")
@@ -226,28 +264,26 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
     day = date_param(conn)
     sqlite = conn.dialect.name == "sqlite"
     for path, pf in parsed:
-        seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
-        encoded: dict = {}
-        lines, fps, repeats, days = [], [], [], set()
+        lines: list = []
         for statement in pf.statements:
             statements.append(statement)
-            for line in statement.lines:
-                if type(line.booking_date) is not dt.date or not (
-                        line.value_date is None or type(line.value_date) is dt.date):
-                    raise ReconcileError(
-                        f"{path.name} {line.source_position}: booking and value dates must be dates "
-                        f"(the bank's business day), not {line.booking_date!r} / {line.value_date!r}",
-                        file=path.name, position=line.source_position)
-                fp = _fingerprint(line, 0, encoded)
+            lines.extend(statement.lines)
+        _check_days(path, lines)
+        encoded: dict = {}
+        fps = _fingerprints(lines, encoded)
+        repeats = []
+        if len(set(fps)) != len(fps):
+            # A line repeated inside the file: each repeat is told apart by its occurrence.
+            seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
+            for k, fp in enumerate(fps):
                 occurrence = seen.get(fp, 0)
                 seen[fp] = occurrence + 1
                 if occurrence:
-                    fp = _fingerprint(line, occurrence, encoded)
-                    repeats.append(len(fps))
-                days.add(line.booking_date)
-                lines.append(line)
-                fps.append(fp)
-        del seen, encoded
+                    fps[k] = _fingerprint(lines[k], occurrence, encoded)
+                    repeats.append(k)
+            del seen
+        del encoded
+        days = set(map(attrgetter("booking_date"), lines))
         known = _known_lines(conn, book_id, days)
         new = range(len(fps)) if not known else [k for k, fp in enumerate(fps) if fp not in known]
         first = statements[-1] if statements else None

@@ -40,3 +40,24 @@ def test_fingerprint_of_known_chinese_line():
                          None, "用户 \"引号\"\n", "手续费\t", "booked", "0" * 64, "line 2", "raw")
     assert _fingerprint(line, 1) == reference(line, 1)
     assert _fingerprint(line, 0) != _fingerprint(line, 1)
+
+
+line_values = st.builds(
+    lambda account, day, amount, currency, bank_ref, e2e, counterparty, description: StatementLine(
+        account, day, None, amount, currency, bank_ref, e2e, counterparty, description, "booked",
+        "0" * 64, "line 1", "raw"),
+    account=st.sampled_from(["6222000011112222", "acct \"2\""]), day=st.dates(),
+    amount=st.integers(-10**15, 10**15), currency=st.sampled_from(["CNY", "USD"]),
+    bank_ref=texts, e2e=texts, counterparty=st.sampled_from([None, "用户1", "O'Brien"]),
+    description=texts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(line_values, max_size=12))
+def test_a_batch_of_fingerprints_is_the_lines_fingerprints(lines):
+    """The batch an import computes is, line for line, the first-occurrence fingerprint."""
+    from reconcile.runs import _fingerprints
+
+    assert _fingerprints(lines, {}) == [reference(line, 0) for line in lines]
+    shared: dict = {}
+    assert _fingerprints(lines + lines, shared) == [reference(line, 0) for line in lines + lines]
