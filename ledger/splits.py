@@ -20,10 +20,11 @@ the block and builds its Python values when they are first read.
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from decimal import Decimal
-from itertools import accumulate, repeat
+from itertools import accumulate, chain, repeat, starmap
 from math import gcd
-from operator import add, floordiv, itemgetter, mod, mul, sub
+from operator import add, attrgetter, floordiv, itemgetter, mod, mul, sub
 from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
 
 import numpy as np
@@ -488,35 +489,59 @@ def _fitting(plans: list, funded, rate: Decimal):
     ``total x n x (the plan's total + 1)``, with the weights divided by
     their greatest common divisor and ``total`` their sum; a fee numerator
     ``2 c num + den`` with ``c`` an investor's running interest, at most the
-    plan's total interest, is below ``2 (c + 1)(num + den)``. ``parts`` are
-    those plans' principal rows then interest rows, ``weights`` and
-    ``total`` their reduced weights and sums.
+    plan's total interest, is below ``2 (c + 1)(num + den)``. ``parts``
+    (2 x plans x rows) are those plans' principal rows and interest rows,
+    ``weights`` and ``total`` their reduced weights and sums.
     """
     first = plans[0]
     m, n = len(first.principal_parts), funded.shape[1]
     if not 1 <= m <= _MAX_ROWS or first.rounding not in _FEE_ROUNDINGS:
         return None
     huge: list[int] = []
-    parts = _int64_rows([plan.principal_parts + plan.interest_parts for plan in plans], huge)
+    parts = _plan_rows(plans, m, huge)                     # (2, plans, m)
     weights = _int64_rows(funded, huge)
     ok = weights.max(axis=1) <= _INT64_LIMIT // n         # their sum fits, reduced or not
     g = np.gcd.reduce(weights, axis=1)
     weights //= g[:, None]
     total = weights.sum(axis=1)
-    ok &= (parts.min(axis=1) >= 0) & (parts.max(axis=1) < _SAFE_PART)
+    ok &= (parts.min(axis=(0, 2)) >= 0) & (parts.max(axis=(0, 2)) < _SAFE_PART)
     ok[huge] = False
-    sums = parts.reshape(len(plans), 2, m).sum(axis=2)
-    sums[~ok] = 0                                           # the bounds below apply where ok
+    sums = parts.sum(axis=2)                                # (2, plans)
+    sums[:, ~ok] = 0                                        # the bounds below apply where ok
     num, den = rate.as_integer_ratio()
     fee_cap = _INT64_LIMIT // (2 * (num + den))             # (interest total + 1) at most this
-    ok &= sums[:, 1] < fee_cap
-    ok &= total <= _INT64_LIMIT // (sums.max(axis=1) + 1) // n
+    ok &= sums[1] < fee_cap
+    ok &= total <= _INT64_LIMIT // (sums.max(axis=0) + 1) // n
     chosen = np.flatnonzero(ok)
     if not len(chosen):
         return None
     if len(chosen) < len(plans):
-        parts, weights, total = parts[chosen], weights[chosen], total[chosen]
+        parts, weights, total = parts[:, chosen], weights[chosen], total[chosen]
     return chosen.tolist(), parts, weights, total
+
+
+def _plan_rows(plans: list, m: int, huge: list[int]):
+    """The plans' principal and interest rows, (2 x plans x m) int64, packed as machine integers
+    (which checks each fits); a plan with a row that does not fit is ones, its position added to
+    ``huge``."""
+    pack = struct.Struct(f"{m}q").pack
+    try:
+        data = b"".join(chain(starmap(pack, map(_principal_parts, plans)),
+                              starmap(pack, map(_interest_parts, plans))))
+        return np.frombuffer(data, dtype=np.int64).reshape(2, len(plans), m)
+    except struct.error:
+        out = np.ones((2, len(plans), m), dtype=np.int64)
+        for j, plan in enumerate(plans):
+            try:
+                row = pack(*plan.principal_parts) + pack(*plan.interest_parts)
+            except struct.error:
+                huge.append(j)
+            else:
+                out[:, j] = np.frombuffer(row, dtype=np.int64).reshape(2, m)
+        return out
+
+
+_principal_parts, _interest_parts = attrgetter("principal_parts"), attrgetter("interest_parts")
 
 
 def _int64_rows(rows, huge: list[int]):
@@ -537,43 +562,58 @@ def _int64_rows(rows, huge: list[int]):
 def _fast_parts(parts, weights, total, rate: Decimal, rounding: str):
     """``(rows, falls)``: per plan, each row's principal, interest and fee per investor.
 
-    ``parts`` (plans x 2m) are the plans' principal then interest rows,
+    ``parts`` (2 x plans x m) are the plans' principal and interest rows,
     ``weights`` (plans x n) and ``total`` (plans) their investors' reduced
     weights, all within :func:`_fitting`'s bounds. ``rows[j]`` is the j-th
     plan's ``(3, m, n)`` array of principal, interest and fee parts (row by
     row, investor by investor); ``falls[j]`` says where that cannot be
     used: a plan falls where some running share falls, and the
     no-giving-back repair is the reference path's.
+
+    The work is laid out with the plans on the last axis, (component x row
+    x investor x plan), so that each operation runs along the plans with a
+    divisor or factor that varies along them too, without broadcasting
+    along a short axis; only the sort of each row's keys and the rows
+    returned have the investors last.
     """
     count, n = weights.shape
-    m = parts.shape[1] // 2
-    k = m + 1
+    m = parts.shape[2]
     num, den = rate.as_integer_ratio()
-    running = np.zeros((count, 2 * k), dtype=np.int64)
-    np.cumsum(parts[:, :m], axis=1, out=running[:, 1:k])
-    np.cumsum(parts[:, m:], axis=1, out=running[:, k + 1:])
-    totals = np.empty((count, 3 * k, n), dtype=np.int64)
-    target = totals[:, :2 * k]
+    running = np.empty((2, m, count), dtype=np.int64)
+    np.cumsum(parts.transpose(0, 2, 1), axis=1, out=running)
+    totals = np.empty((3, m + 1, n, count), dtype=np.int64)               # running shares, from 0
+    totals[:, 0] = 0
+    target = totals[:2, 1:]
     # Largest remainder: each investor's floor of running x weight / total, then the ``left`` odd
     # units of each running total to the largest remainders, the earlier investor first on a tie.
     # Dividing (running x weight x n + n - 1 - i) by total x n gives the same floor and, as the
     # remainder, a key unique among the investors that orders them so: the odd units go to the
     # keys above the (left + 1)-th largest.
-    products = running[:, :, None] * (weights * n)[:, None, :]
-    products += np.arange(n - 1, -1, -1, dtype=np.int64)
-    np.divmod(products, (total * n)[:, None, None], out=(target, products))
+    keys = np.multiply(running[:, :, None], np.ascontiguousarray(weights.T * n))  # (2, m, n, plans)
+    keys += np.repeat(np.arange(n - 1, -1, -1, dtype=np.int64), count).reshape(n, count)
+    np.divmod(keys, total * n, out=(target, keys))
     left = running - target.sum(axis=2)
-    ordered = np.sort(products, axis=2).reshape(-1)
-    threshold = ordered[np.arange(n - 1, count * 2 * k * n, n) - left.reshape(-1)]
-    target += products > threshold.reshape(count, 2 * k, 1)
-    fees = totals[:, 2 * k:]
+    # keys below total x n < 2**31 are sorted as int32 (half the memory, a faster sort)
+    ordered = keys.transpose(0, 1, 3, 2).astype(_narrowest(total.max() * n), order="C")
+    ordered.sort(axis=3)                                                   # (2, m, plans, n)
+    ordered = ordered.reshape(-1)
+    threshold = ordered[np.arange(n - 1, ordered.size, n) - left.reshape(-1)].astype(np.int64)
+    above = np.less(threshold.reshape(2, m, 1, count), keys)
+    np.add(target, above, out=target)
     if num:
-        _running_fee_totals(totals[:, k:2 * k], num, den, rounding, fees)
+        _running_fee_totals(totals[1, 1:], num, den, rounding, totals[2, 1:])
     else:
-        fees[...] = 0
-    by_block = totals.reshape(count, 3, k, n)
-    rows = by_block[:, :, 1:] - by_block[:, :, :-1]                          # (plans, 3, m, n)
+        totals[2, 1:] = 0
+    # A share is at most one unit above its row's amount and at least -1 (where a running share
+    # falls); a fee at most one above its interest share: rows up to 2**31 - 4 keep int32 parts.
+    rows = np.empty((count, 3, m, n), dtype=_narrowest(parts.max() + 4))
+    np.subtract(totals[:, 1:], totals[:, :-1], out=rows.transpose(1, 2, 3, 0))
     return rows, (rows.min(axis=(1, 2, 3)) < 0).tolist()
+
+
+def _narrowest(bound: int):
+    """int32 when values from -2**31 up to ``bound`` (excluded) fit it, else int64."""
+    return np.int32 if bound <= 2**31 else np.int64
 
 
 def _running_fee_totals(interest, num: int, den: int, rounding: str, out) -> None:
