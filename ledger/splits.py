@@ -411,32 +411,62 @@ def _bulk_holdings(holdings: list, principals: list[int], size: int, currency: s
     """
     if size < 1 or size * _SAFE_MINOR > _INT64_LIMIT:
         return None
-    flat = [pair for investors in holdings for pair in investors]
-    if set(map(type, flat)) != {tuple} or set(map(len, flat)) != {2}:
+    if set(map(type, chain.from_iterable(holdings))) != {tuple}:
         return None
-    amounts = list(map(_second, flat))
+    try:   # each plan's investors as a dict: pairs of two, hashable ids, listed once
+        books = list(map(dict, holdings))
+    except (TypeError, ValueError):
+        return None
+    if set(map(len, books)) != {size}:
+        return None
+    amounts = tuple(chain.from_iterable(map(dict.values, books)))
     if set(map(type, amounts)) != {Decimal}:
         return None
-    try:
-        ratios = list(map(Decimal.as_integer_ratio, amounts))
-        nums = np.fromiter(map(_first, ratios), dtype=np.int64, count=len(ratios))
-        dens = np.fromiter(map(_second, ratios), dtype=np.int64, count=len(ratios))
-        ids = list(map(_first, flat))
-        per_plan = [ids[i:i + size] for i in range(0, len(ids), size)]
-        if not all(len(set(names)) == size for names in per_plan):
-            return None
-    except (ValueError, OverflowError, TypeError):   # NaN or infinity, huge, unhashable ids
+    minors = _minor_units(amounts, exponent(currency))
+    if minors is None:
         return None
-    scale = 10 ** exponent(currency)
-    if (scale % dens).any() or nums.min() < 1 or nums.max() >= _SAFE_MINOR // scale:
-        return None
-    funded = (nums * (scale // dens)).reshape(-1, size)
+    funded = minors.reshape(-1, size)
     if funded.sum(axis=1).tolist() != principals:
         return None
-    return per_plan, funded
+    return list(map(list, books)), funded
 
 
 _first, _second = itemgetter(0), itemgetter(1)
+_COMMA, _POINT, _DIGIT_0 = b",.0"
+_TEXT_DIGITS = 15   # digits read from an amount's text: below 10**15 < _SAFE_MINOR
+
+
+def _minor_units(amounts: tuple, places: int):
+    """Decimals as int64 minor units (``places`` decimals), or None unless all are positive,
+    exact to the minor unit and below ``_SAFE_MINOR``.
+
+    Amounts written with exactly ``places`` decimals, as :func:`~ledger.money.from_minor`
+    and NUMERIC(p, places) columns give them, are read from their text all at once (digits,
+    one point where it belongs, nothing else; ``str`` of a Decimal is ASCII, and a comma
+    never occurs in it); any other amounts from their integer ratios.
+    """
+    count = len(amounts)
+    text = ("%s," * count % amounts).encode()                 # each amount's str, then a comma
+    chars = np.frombuffer(text, dtype=np.uint8)
+    ends = np.flatnonzero(chars == _COMMA)
+    point = 1 if places else 0                                # a point before the decimals
+    lengths = np.diff(ends, prepend=-1) - 1
+    if (len(ends) == count and lengths.min() > places + point
+            and lengths.max() <= _TEXT_DIGITS + point
+            and np.count_nonzero(chars - _DIGIT_0 < 10) == len(chars) - count * (1 + point)
+            and (not places or (chars[ends - places - 1] == _POINT).all())):
+        minors = np.fromstring(text.translate(None, b"."), dtype=np.int64, sep=",")
+        return minors if minors.min() > 0 else None
+    try:
+        ratios = list(map(Decimal.as_integer_ratio, amounts))
+        nums = np.fromiter(map(_first, ratios), dtype=np.int64, count=count)
+        dens = np.fromiter(map(_second, ratios), dtype=np.int64, count=count)
+    except (ValueError, OverflowError):   # NaN or infinity, huge
+        return None
+    scale = 10 ** places
+    if (scale % dens).any() or nums.min() < 1 or nums.max() >= _SAFE_MINOR // scale:
+        return None
+    return nums * (scale // dens)
 
 
 # --- the fast path: numpy over (plans x running totals x investors) --------------------------------

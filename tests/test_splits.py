@@ -8,7 +8,7 @@ from math import gcd, isqrt
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger import splits
@@ -188,6 +188,68 @@ def test_a_falling_running_share_is_repaired_by_the_reference():
     assert_same(result, _split_reference(plan, investors, management_fee_rate="0.5"))
     assert all(min(inv.principal_parts + inv.interest_parts) >= 0 for inv in result.investors)
     assert [sum(inv.principal_parts) for inv in result.investors] == [6, 6, 2]
+
+
+# --- investors' amounts read in bulk: from their text, or from their ratios ----------------------
+
+_SPECIAL = [D("NaN"), D("-Infinity"), D("Infinity"), D("sNaN"), D("-0.00"), D(0), D("-1.00")]
+
+
+def _amount(drawn, places: int) -> D:
+    """A drawn ``(coefficient, shift)`` as coefficient x 10**(shift - places), or a special value."""
+    if isinstance(drawn, D):
+        return drawn
+    coefficient, shift = drawn
+    return D(coefficient).scaleb(shift - places)
+
+
+@given(st.sampled_from([0, 2, 3]),
+       st.lists(st.one_of(st.tuples(st.integers(1, 10**16), st.integers(-2, 2)),
+                          st.sampled_from(_SPECIAL)), min_size=1, max_size=30))
+@example(0, [D(0)])
+@example(2, [(5, 0), D("0.00")])
+@example(2, [(10**15, 0)])
+@example(2, [(2**53, 0)])
+@example(2, [(5, 0), (10**19 + 7, 0)])
+@settings(max_examples=150, deadline=None)
+def test_minor_units_reads_amounts_exactly_or_not_at_all(places, drawn):
+    """Amounts written with the currency's decimals are read from their text, others (fewer or
+    more decimals, exponents) from their integer ratios: exactly, or None for the checks one by
+    one (anything not positive, finer than the minor unit, or too large)."""
+    amounts = tuple(_amount(x, places) for x in drawn)
+    got = splits._minor_units(amounts, places)
+    if not all(a.is_finite() and a > 0 for a in amounts):
+        assert got is None
+        return
+    scaled = [a.scaleb(places) for a in amounts]
+    if not all(x == x.to_integral_value() for x in scaled):
+        assert got is None
+        return
+    expected = [int(x) for x in scaled]
+    if max(expected) < 10**13:
+        assert got is not None
+    if got is not None:
+        assert got.dtype == np.int64 and got.tolist() == expected and max(expected) < 2**53
+
+
+@pytest.mark.parametrize("currency", ["JPY", "CNY", "KWD"])
+def test_split_many_reads_amounts_of_any_form_as_split_does(monkeypatch, currency):
+    monkeypatch.setattr(splits, "_BATCH_CHUNK", 3)         # one form of amount per chunk
+    places = {"JPY": 0, "CNY": 2, "KWD": 3}[currency]
+    forms = [
+        lambda minor: from_minor(minor, currency),                     # the currency's decimals
+        lambda minor: D(minor).scaleb(-places).quantize(D(1).scaleb(-places - 1)),   # one more
+        lambda minor: D(minor).scaleb(-places).normalize(),             # fewer, or an exponent
+    ]
+    plans, holdings = [], []
+    for k in range(9):
+        parts = [123_456_789 + 7919 * k, 234_567_000 - 1000 * k, 10 * k + 1]
+        plans.append(schedule(from_minor(sum(parts), currency), "0.08", 6, start=JAN31,
+                              currency=currency))
+        holdings.append([(f"inv{i}", forms[k // 3](minor)) for i, minor in enumerate(parts)])
+    many = split_many(plans, holdings, management_fee_rate="0.1")
+    for plan, investors, got in zip(plans, holdings, many):
+        assert_same(got, _split_reference(plan, investors, management_fee_rate="0.1"))
 
 
 # --- the same refusals, word for word ---------------------------------------------------------------
