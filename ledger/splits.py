@@ -140,13 +140,13 @@ class Split:
 
     An immutable value (read-only attributes, as :class:`fractions.Fraction`
     keeps its own). A split computed by the numpy path keeps its amounts in
-    an int64 block (principal, interest, fee x rows x investors) shared with
-    the plans computed with it, and builds its :class:`InvestorPlan` values
-    the first time ``investors`` is read, as :class:`~ledger.schedules.Plan`
-    keeps integer parts and builds its rows on access: every amount is
-    computed and fixed when the split is made; only the Python objects
-    showing them come later. Equal splits compare equal however they were
-    computed.
+    an integer block (principal, interest, fee x rows x investors x plans)
+    shared with the plans computed with it, and builds its
+    :class:`InvestorPlan` values the first time ``investors`` is read, as
+    :class:`~ledger.schedules.Plan` keeps integer parts and builds its rows
+    on access: every amount is computed and fixed when the split is made;
+    only the Python objects showing them come later. Equal splits compare
+    equal however they were computed.
     """
 
     __slots__ = ("_plan", "_rate", "_ids", "_funded", "_parts", "_at", "_investors")
@@ -169,7 +169,7 @@ class Split:
     def investors(self) -> tuple[InvestorPlan, ...]:
         if self._investors is None:
             plan = self._plan
-            principal, interest, fees = self._parts[self._at].tolist()
+            principal, interest, fees = self._parts[..., self._at].tolist()
             fields = zip(self._ids, self._funded[self._at].tolist(), zip(*principal),
                          zip(*interest), zip(*fees), repeat(plan.due_dates), repeat(plan.offset),
                          repeat(plan.currency))
@@ -191,7 +191,7 @@ class Split:
         if self._parts is not None and other._parts is not None:
             return (self._ids == other._ids
                     and np.array_equal(self._funded[self._at], other._funded[other._at])
-                    and np.array_equal(self._parts[self._at], other._parts[other._at]))
+                    and np.array_equal(self._parts[..., self._at], other._parts[..., other._at]))
         return self.investors == other.investors
 
     def __hash__(self) -> int:
@@ -594,17 +594,17 @@ def _fast_parts(parts, weights, total, rate: Decimal, rounding: str):
 
     ``parts`` (2 x plans x m) are the plans' principal and interest rows,
     ``weights`` (plans x n) and ``total`` (plans) their investors' reduced
-    weights, all within :func:`_fitting`'s bounds. ``rows[j]`` is the j-th
-    plan's ``(3, m, n)`` array of principal, interest and fee parts (row by
-    row, investor by investor); ``falls[j]`` says where that cannot be
-    used: a plan falls where some running share falls, and the
-    no-giving-back repair is the reference path's.
+    weights, all within :func:`_fitting`'s bounds. ``rows[..., j]`` is the
+    j-th plan's ``(3, m, n)`` array of principal, interest and fee parts
+    (row by row, investor by investor), int32 where they fit; ``falls[j]``
+    says where that cannot be used: a plan falls where some running share
+    falls, and the no-giving-back repair is the reference path's.
 
     The work is laid out with the plans on the last axis, (component x row
     x investor x plan), so that each operation runs along the plans with a
     divisor or factor that varies along them too, without broadcasting
-    along a short axis; only the sort of each row's keys and the rows
-    returned have the investors last.
+    along a short axis; only the sort of each row's keys has the investors
+    last.
     """
     count, n = weights.shape
     m = parts.shape[2]
@@ -636,9 +636,9 @@ def _fast_parts(parts, weights, total, rate: Decimal, rounding: str):
         totals[2, 1:] = 0
     # A share is at most one unit above its row's amount and at least -1 (where a running share
     # falls); a fee at most one above its interest share: rows up to 2**31 - 4 keep int32 parts.
-    rows = np.empty((count, 3, m, n), dtype=_narrowest(parts.max() + 4))
-    np.subtract(totals[:, 1:], totals[:, :-1], out=rows.transpose(1, 2, 3, 0))
-    return rows, (rows.min(axis=(1, 2, 3)) < 0).tolist()
+    rows = np.empty((3, m, n, count), dtype=_narrowest(parts.max() + 4))
+    np.subtract(totals[:, 1:], totals[:, :-1], out=rows)
+    return rows, (rows.min(axis=(0, 1, 2)) < 0).tolist()
 
 
 def _narrowest(bound: int):
