@@ -342,21 +342,27 @@ def split_many(plans: Iterable[Plan], holdings_list: Iterable, *,
                             plans=len(plans), investor_lists=len(holdings_list))
     rate = _fee_rate(management_fee_rate)
     out: list = [None] * len(plans)
+    sizes = [len(investors) if type(investors) in (list, tuple) else -1
+             for investors in holdings_list]
+    shapes = list(zip(map(len, map(_principal_parts, plans)), map(_rounding, plans),
+                      map(_currency, plans), sizes))
     groups: dict[tuple, list[int]] = {}
-    for k, (plan, investors) in enumerate(zip(plans, holdings_list)):
-        size = len(investors) if type(investors) in (list, tuple) else -1
-        groups.setdefault((len(plan.principal_parts), plan.rounding, plan.currency, size),
-                          []).append(k)
+    if len(set(shapes)) == 1:           # the usual batch: plans of one shape
+        groups[shapes[0]] = list(range(len(plans)))
+    else:
+        for k, shape in enumerate(shapes):
+            groups.setdefault(shape, []).append(k)
     one_by_one: list[int] = []
     for (_, _, currency, size), members in groups.items():
         for chunk in _chunks(members):
-            bulk = _bulk_holdings([holdings_list[k] for k in chunk],
-                                  [plans[k].principal_minor for k in chunk], size, currency)
+            chunk_plans = list(map(plans.__getitem__, chunk))
+            bulk = _bulk_holdings(list(map(holdings_list.__getitem__, chunk)),
+                                  list(map(_principal_minor, chunk_plans)), size, currency)
             if bulk is None:
                 one_by_one += chunk
                 continue
             ids, funded = bulk
-            for k, result in zip(chunk, _split_block([plans[k] for k in chunk], ids, funded, rate)):
+            for k, result in zip(chunk, _split_block(chunk_plans, ids, funded, rate)):
                 out[k] = result
     # The rest checked one by one, in order (the first bad one raises split()'s error), then
     # computed together all the same.
@@ -411,9 +417,9 @@ def _bulk_holdings(holdings: list, principals: list[int], size: int, currency: s
     """
     if size < 1 or size * _SAFE_MINOR > _INT64_LIMIT:
         return None
-    if set(map(type, chain.from_iterable(holdings))) != {tuple}:
-        return None
-    try:   # each plan's investors as a dict: pairs of two, hashable ids, listed once
+    # Each plan's investors as a dict: pairs of two (taken apart by iterating them, as unpacking
+    # does), hashable ids, each listed once.
+    try:
         books = list(map(dict, holdings))
     except (TypeError, ValueError):
         return None
@@ -572,6 +578,8 @@ def _plan_rows(plans: list, m: int, huge: list[int]):
 
 
 _principal_parts, _interest_parts = attrgetter("principal_parts"), attrgetter("interest_parts")
+_principal_minor, _rounding, _currency = (attrgetter("principal_minor"), attrgetter("rounding"),
+                                          attrgetter("currency"))
 
 
 def _int64_rows(rows, huge: list[int]):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from math import gcd, isqrt
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -322,6 +324,32 @@ def test_split_many_mixes_every_kind_of_input():
     many = split_many(plans, [holdings(k) for k in range(12)], management_fee_rate="0.1")
     for k, got in enumerate(many):
         assert_same(got, _split_reference(plans[k], holdings(k), management_fee_rate="0.1"))
+
+
+class _Holding(NamedTuple):
+    investor: str
+    amount: D
+
+
+class _Backwards(tuple):
+    """A pair that unpacks (iterates) backwards: taken apart as unpacking takes it, it is refused."""
+
+    def __iter__(self):
+        return iter(tuple(reversed(self)))
+
+
+@pytest.mark.parametrize("pair", [_Holding, lambda *fields: list(fields), lambda *fields: _Backwards(fields)])
+def test_split_many_takes_pairs_apart_as_unpacking_does(pair):
+    plans = [schedule(from_minor(100_000 + 7919 * k), "0.08", 12, start=JAN31) for k in range(4)]
+    holdings = [[pair("a", from_minor(30_000)), pair("b", from_minor(70_000 + 7919 * k))]
+                for k in range(4)]
+    try:
+        expected = [_split_reference(p, h, management_fee_rate="0.1") for p, h in zip(plans, holdings)]
+    except Exception as error:   # whatever the reference raises, split_many raises too
+        with pytest.raises(type(error), match=re.escape(str(error))):
+            split_many(plans, holdings, management_fee_rate="0.1")
+    else:
+        assert split_many(plans, holdings, management_fee_rate="0.1") == expected
 
 
 def test_a_huge_plan_among_ordinary_ones_takes_the_reference_path_alone(monkeypatch):
