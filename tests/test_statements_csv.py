@@ -106,6 +106,31 @@ def test_multi_line_cells_keep_their_raw_text_and_first_line():
     assert (first.source_position, second.source_position) == ("line 2", "line 4")
 
 
+@pytest.mark.parametrize("text, ends", [
+    ("a,b\n1,2\n", False),             # bare "\n": lines split without their breaks
+    ("a,b\n1,2", False),                # no break after the last line
+    ("a,b\r\n1,2\r\n", True),           # CRLF: each line keeps its break
+    ("a,b\n1,\"x\ry\"\n", True),          # a lone CR stays inside its line
+    ("a,b\n1,x\x0cy\n", True),            # so does a form feed
+    ("", False),
+])
+def test_lines_split_back_into_the_very_text(text, ends):
+    lines, kept = csvday._split_lines(text)
+    assert kept is ends
+    rebuilt = "".join(lines) if kept else "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    assert rebuilt == text
+    assert len(lines) == text.count("\n") + (not text.endswith("\n") and text != "")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_multi_line_cell_keeps_its_own_line_breaks_in_the_raw_text(newline):
+    text = DAY.replace(",充值\n", ',"充值' + newline + '第二行"\n').replace("\n", newline)
+    text = text.replace("\r\r", "\r")
+    first = parse(text).lines[0]
+    assert first.raw.endswith('"充值' + newline + '第二行"')
+    assert first.description == "充值" + newline + "第二行"
+
+
 def test_several_accounts_make_several_statements():
     text = DAY + "6222000099998888,2026-11-22,C001,P9,U9,王五,贷,5.00,5.00,充值\n"
     parsed = parse(text)

@@ -33,7 +33,8 @@ import operator
 import re
 from sys import intern
 from decimal import Decimal, InvalidOperation
-from typing import Iterator, NamedTuple, Optional
+from itertools import repeat
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 from ledger.errors import LedgerError
 from ledger.money import DEFAULT_CURRENCY, exponent, to_minor
@@ -120,12 +121,40 @@ class _Row(NamedTuple):
 
 class _Frame(NamedTuple):
     """Where the data rows are: the physical lines, the index of the first data line,
-    the row width and the cell separator."""
+    the row width, the cell separator, and whether the lines keep their breaks
+    (False: every break was a bare "\n", taken off when the text was split)."""
 
     lines: list
     start: int
     width: int
     delimiter: str
+    ends: bool = True
+
+
+def _split_lines(text: str) -> tuple[list, bool]:
+    """The text's physical lines and whether they keep their breaks.
+
+    When every break is a bare "\n" (the usual day file) the lines are split without
+    them: a line is then its raw text as it is, not a copy with the break stripped,
+    which a million-line file would pay for in memory. Otherwise each line keeps its
+    break ("\r\n", or "\n" after a lone "\r" or another break character that stays
+    inside the line's text)."""
+    if "\r" not in text and not any(c in text for c in _OTHER_BREAKS):
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()   # the text ended with a break: no line after it
+        return lines, False
+    if not _other_breaks(text):
+        return text.splitlines(True), True   # the same split, far cheaper, when "\n" ends every line
+    lines = re.split(r"(?<=\n)", text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines, True
+
+
+def _with_breaks(lines: list, ends: bool) -> Iterable[str]:
+    """The lines as the csv module reads them: each with its break."""
+    return iter(lines) if ends else map(str.__add__, lines, repeat("\n"))
 
 
 def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, Iterator[_Row], Optional[_Frame]]:
@@ -133,35 +162,30 @@ def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, Ite
     numbers and raw text), read one at a time so that a large file is never held as rows
     and as lines at once, and the rows' frame. Problems found on the way are added to
     ``problems``."""
-    if not _other_breaks(text):
-        lines = text.splitlines(True)   # the same split, far cheaper, when "\n" is the only break
-    else:
-        lines = re.split(r"(?<=\n)", text)
-        if lines and lines[-1] == "":
-            lines.pop()
+    lines, ends = _split_lines(text)
     start = layout.header_line or next(
         (i + 1 for i, line in enumerate(lines) if line.strip()), 1)
     delimiter = layout.delimiter
     if delimiter is None:
         head = lines[start - 1] if start <= len(lines) else ""
         delimiter = "\t" if "\t" in head and "," not in head else ","
-    reader = csv.reader(iter(lines[start - 1:]), delimiter=delimiter, strict=True)
+    reader = csv.reader(_with_breaks(lines[start - 1:], ends), delimiter=delimiter, strict=True)
     offset = start - 1
     if not layout.has_header:
         index = layout.columns_by_number(problems)
         if not index:
             return {}, iter(()), None
         width = max(index.values()) + 1
-        return (index, _data_rows(reader, lines, offset, 0, index, width, layout, problems),
-                _Frame(lines, offset, width, delimiter))
+        return (index, _data_rows(reader, lines, ends, offset, 0, index, width, layout, problems),
+                _Frame(lines, offset, width, delimiter, ends))
     try:
         for record in reader:
             index = layout.columns_from_header(record, offset + 1, problems)
             if not index:
                 return {}, iter(()), None
-            return (index, _data_rows(reader, lines, offset, reader.line_num, index, len(record),
-                                      layout, problems),
-                    _Frame(lines, offset + reader.line_num, len(record), delimiter))
+            return (index, _data_rows(reader, lines, ends, offset, reader.line_num, index,
+                                      len(record), layout, problems),
+                    _Frame(lines, offset + reader.line_num, len(record), delimiter, ends))
     except csv.Error as exc:
         problems.append(Problem(offset + reader.line_num, "row", f"not readable CSV: {exc}"))
         return {}, iter(()), None
@@ -169,8 +193,8 @@ def _rows(text: str, layout: Layout, problems: list[Problem]) -> tuple[dict, Ite
     return {}, iter(()), None
 
 
-def _data_rows(reader, lines: list, offset: int, consumed: int, index: dict, width: int,
-               layout: Layout, problems: list[Problem]) -> Iterator[_Row]:
+def _data_rows(reader, lines: list, ends: bool, offset: int, consumed: int, index: dict,
+               width: int, layout: Layout, problems: list[Problem]) -> Iterator[_Row]:
     skips = bool(layout.skip_prefixes)
     fields = tuple(index)
     getter = operator.itemgetter(*index.values())
@@ -187,7 +211,8 @@ def _data_rows(reader, lines: list, offset: int, consumed: int, index: dict, wid
                                         f"{len(record)} cells where the header has {width}"))
                 continue
             last = offset + consumed
-            raw = lines[first - 1] if last == first else "".join(lines[first - 1:last])
+            raw = lines[first - 1] if last == first else ("" if ends else "\n").join(
+                lines[first - 1:last])
             values = getter(record)
             if single:
                 values = (values,)

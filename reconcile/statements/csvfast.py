@@ -92,20 +92,21 @@ def fast_lines(frame, index: dict, layout, default_account: Optional[str],
         return None
     if "account" not in index and not default_account:
         return None
-    lines, start, width, delimiter = frame
+    lines, start, width, delimiter, ends = frame
     if len(delimiter) != 1 or not start < len(lines):
         return None
     limit = csv.field_size_limit()
     out: list = []
     for first in range(start, len(lines), PAGE):
         page = lines[first:first + PAGE]
-        text = "".join(page)
+        text = ("" if ends else "\n").join(page)
         # A blank row has an empty bank serial, and is sent down the row path with the rest.
         if ('"' in text or "\x00" in text or text.count("\r") != text.count("\r\n")
                 or any(p in text for p in layout.skip_prefixes)
                 or max(map(len, page)) >= limit):
             return None
-        raws = list(map(str.rstrip, page, repeat("\r\n")))
+        # Lines split without their breaks are the raw text already.
+        raws = list(map(str.rstrip, page, repeat("\r\n"))) if ends else page
         # Every row as wide as the header: then the page's cells, split in one go, are
         # its columns side by side, and a column is a slice.
         if set(map(str.count, raws, repeat(delimiter))) != {width - 1}:
