@@ -348,6 +348,12 @@ class LoanDue(Base):
     ``+amount`` makes ``party`` owed that much of ``component`` of installment
     ``seq`` (at disbursement, penalty accrual, or when a claim moves to it);
     ``-amount`` settles or moves it away (repayment, compensation, transfer).
+
+    ``loan_id`` and ``entry_id`` are references without foreign keys: a
+    repayment writes about a hundred rows naming one loan and one entry, so
+    the database checks them once per statement (PostgreSQL; per row on
+    SQLite) with trigger ``trg_loan_due_references``, and a loan refuses
+    DELETE and a change of its id (migration 0007).
     """
 
     __tablename__ = "loan_due"
@@ -359,8 +365,8 @@ class LoanDue(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     """Surrogate key."""
-    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id"))
-    """The loan."""
+    loan_id: Mapped[int] = mapped_column(BigId)
+    """The loan (checked by trigger ``trg_loan_due_references``, see below)."""
     seq: Mapped[int] = mapped_column(Integer)
     """Installment number, from 1."""
     component: Mapped[str] = mapped_column(String(16))
@@ -371,8 +377,8 @@ class LoanDue(Base):
     """Signed change of what is owed."""
     reason: Mapped[str] = mapped_column(String(16))
     """disburse, repay, accrue, compensate, transfer or waive."""
-    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entry.id"))
-    """The journal entry this movement belongs to."""
+    entry_id: Mapped[int] = mapped_column(BigId)
+    """The journal entry this movement belongs to (checked as ``loan_id`` is)."""
     effective_date: Mapped[dt.date] = mapped_column(Date())
     """Business date of the movement."""
 

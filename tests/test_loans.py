@@ -211,3 +211,98 @@ def test_loan_dues_and_bids_are_append_only(platform):
         with pytest.raises(DBAPIError, match=f"append_only_{table}"):
             with platform.engine.begin() as conn:
                 conn.execute(text(stmt))
+
+
+DUE_COLUMNS = "loan_id, seq, component, party, amount_minor, reason, entry_id, effective_date"
+
+
+def _dues_state(book):
+    from sqlalchemy import text
+
+    with book.engine.connect() as conn:
+        return (conn.execute(text("SELECT id FROM loan")).scalar_one(),
+                conn.execute(text("SELECT max(entry_id), count(*), sum(amount_minor) "
+                                  "FROM loan_due")).one())
+
+
+@pytest.mark.parametrize("bad", ["loan_id", "entry_id"])
+def test_a_due_names_a_real_loan_and_journal_entry(platform, bad):
+    """The references without foreign keys (migration 0007) are still checked by the database:
+    a statement with one dangling row among good ones writes nothing."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    funded_loan(platform)
+    platform.loans.disburse("L001", key="d", effective_date=START)
+    loan_id, (entry_id, count, total) = _dues_state(platform)
+    good = f"({loan_id}, 1, 'interest', 'inv1', 7, 'repay', {entry_id}, '2026-02-15')"
+    wrong = {"loan_id": (loan_id + 1000, entry_id), "entry_id": (loan_id, entry_id + 10**6)}[bad]
+    dangling = f"({wrong[0]}, 1, 'interest', 'inv2', 5, 'repay', {wrong[1]}, '2026-02-15')"
+    with pytest.raises(IntegrityError, match=f"loan_due_references: {bad}"):
+        with platform.engine.begin() as conn:
+            conn.execute(text(f"INSERT INTO loan_due ({DUE_COLUMNS}) VALUES {good}, {dangling}"))
+    assert _dues_state(platform) == (loan_id, (entry_id, count, total))
+    # The same statement without the dangling row goes in (rolled back here).
+    with platform.engine.connect() as conn:
+        with conn.begin() as tx:
+            conn.execute(text(f"INSERT INTO loan_due ({DUE_COLUMNS}) VALUES {good}, {good}"))
+            assert conn.execute(text("SELECT count(*) FROM loan_due")).scalar_one() == count + 2
+            tx.rollback()
+    assert _dues_state(platform) == (loan_id, (entry_id, count, total))
+
+
+def test_a_loan_is_never_deleted_nor_renumbered(platform):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    funded_loan(platform)
+    refused = ["DELETE FROM loan", "UPDATE loan SET id = id + 1000"]
+    if platform.engine.dialect.name == "postgresql":
+        refused.append("TRUNCATE loan CASCADE")
+    for stmt in refused:
+        with pytest.raises(DBAPIError, match="loan_keeps_key"):
+            with platform.engine.begin() as conn:
+                conn.execute(text(stmt))
+    with platform.engine.begin() as conn:   # its other columns change as before
+        conn.execute(text("UPDATE loan SET id = id, status = status"))
+    assert platform.loans.loan("L001").status == "funded"
+
+
+def test_down_to_0006_and_up_again_keeps_dues_and_their_checks(make_url):
+    """Revision 0007 swaps the dues' foreign keys for its triggers, both ways, with dues in the
+    table (SQLite rebuilds it): nothing is lost and a dangling due is refused at each step."""
+    import ledger
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import IntegrityError
+
+    from ledger import db
+
+    book = ledger.open(make_url())
+    try:
+        f = book.flows
+        f.open_system_accounts()
+        for user in (*INVESTORS, "bob"):
+            f.open_user(user)
+            f.top_up(user, "50000", bank_ref=f"B-{user}", key=f"topup-{user}")
+        funded_loan(book)
+        book.loans.disburse("L001", key="d", effective_date=START)
+        loan_id, (entry_id, count, total) = _dues_state(book)
+        dangling = (f"INSERT INTO loan_due ({DUE_COLUMNS}) VALUES "
+                    f"({loan_id + 1000}, 1, 'interest', 'inv1', 5, 'repay', {entry_id}, '2026-02-15')")
+        for revision, keys, refusal in (("0006", 2, "(?i)foreign key"),
+                                        ("head", 0, "loan_due_references: loan_id")):
+            if revision == "head":
+                db.upgrade(book.engine)
+            else:
+                db.downgrade(book.engine, revision)
+            assert len(inspect(book.engine).get_foreign_keys("loan_due")) == keys
+            assert _dues_state(book) == (loan_id, (entry_id, count, total))
+            with pytest.raises(IntegrityError, match=refusal):
+                with book.engine.begin() as conn:
+                    conn.execute(text(dangling))
+            with pytest.raises(Exception, match="append_only_loan_due"):
+                with book.engine.begin() as conn:
+                    conn.execute(text("UPDATE loan_due SET amount_minor = 1"))
+        assert db.current_revision(book.engine) == db.head_revision()
+    finally:
+        book.dispose()
