@@ -8,7 +8,8 @@ these functions.
 
 
 def append_only(dialect: str, table: str) -> list[str]:
-    """Statements that make ``table`` refuse UPDATE and DELETE."""
+    """Statements that make ``table`` refuse UPDATE and DELETE (add :func:`no_truncate`
+    for TRUNCATE)."""
     if dialect == "postgresql":
         return [f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"]
@@ -22,3 +23,19 @@ def drop_append_only(dialect: str, table: str) -> list[str]:
     if dialect == "postgresql":
         return [f"DROP TRIGGER IF EXISTS trg_{table}_append_only ON {table}"]
     return [f"DROP TRIGGER IF EXISTS trg_{table}_no_{op.lower()}" for op in ("update", "delete")]
+
+
+def no_truncate(dialect: str, table: str) -> list[str]:
+    """Statements that make ``table`` refuse TRUNCATE (PostgreSQL; SQLite has no TRUNCATE, and
+    its DELETE without WHERE fires the row triggers of :func:`append_only`)."""
+    if dialect == "postgresql":
+        return [f"CREATE TRIGGER trg_{table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()"]
+    return []
+
+
+def drop_no_truncate(dialect: str, table: str) -> list[str]:
+    """Statements that drop what :func:`no_truncate` made."""
+    if dialect == "postgresql":
+        return [f"DROP TRIGGER IF EXISTS trg_{table}_no_truncate ON {table}"]
+    return []

@@ -146,14 +146,36 @@ def test_match_with_and_exclusive_matches_in_the_database(day_book):
                          {"m": match_id, "b": taken})
 
 
+RECORD_TABLES = ("bank_line", "recon_match_bank", "recon_match_posting", "recon_run", "recon_match",
+                 "recon_break", "statement_file", "recon_resolution")
+
+
 def test_bank_lines_and_matches_are_append_only(day_book):
-    reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
-    for stmt in ("UPDATE bank_line SET raw = 'edited'", "DELETE FROM recon_match_bank",
-                 "DELETE FROM recon_match_posting"):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    resolve(day_book, run.break_ids[0], action="accept-timing", note="seen", by="Li Na")
+    with day_book.engine.connect() as conn:
+        before = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                  for t in RECORD_TABLES}
+    assert all(before.values())   # every table holds rows the refusals below would touch
+    refused = ["UPDATE bank_line SET raw = 'edited'", "DELETE FROM recon_match_bank",
+               "DELETE FROM recon_match_posting", "UPDATE recon_run SET summary_json = '{}'",
+               "DELETE FROM recon_run", "UPDATE recon_match SET rule = 'manual'",
+               "DELETE FROM recon_match", "UPDATE recon_break SET amount_minor = 0",
+               "DELETE FROM recon_break", "UPDATE statement_file SET filename = 'other.csv'",
+               "DELETE FROM statement_file", "DELETE FROM recon_resolution"]
+    for stmt in refused:
         table = stmt.split()[1] if stmt.startswith("UPDATE") else stmt.split()[2]
         with pytest.raises(DBAPIError, match=f"append_only_{table}"):
             with day_book.engine.begin() as conn:
                 conn.execute(text(stmt))
+    if day_book.engine.dialect.name == "postgresql":
+        for table in RECORD_TABLES:
+            with pytest.raises(DBAPIError, match=f"append_only_{table}: TRUNCATE"):
+                with day_book.engine.begin() as conn:
+                    conn.execute(text(f"TRUNCATE {table} CASCADE"))
+    with day_book.engine.connect() as conn:
+        assert before == {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                          for t in RECORD_TABLES}
 
 
 def test_overlapping_file_adds_only_new_lines_and_repeats_are_kept(day_book):
