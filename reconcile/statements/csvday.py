@@ -136,9 +136,9 @@ def _split_lines(text: str) -> tuple[list, bool]:
 
     When every break is a bare "\n" (the usual day file) the lines are split without
     them: a line is then its raw text as it is, not a copy with the break stripped,
-    which a million-line file would pay for in memory. Otherwise each line keeps its
-    break ("\r\n", or "\n" after a lone "\r" or another break character that stays
-    inside the line's text)."""
+    which a million-line file would pay for in memory. Otherwise the text is split after
+    each "\n" and every line keeps its break ("\n" or "\r\n"); a lone "\r" or another
+    break character stays inside its line, as the csv module reads it."""
     if "\r" not in text and not any(c in text for c in _OTHER_BREAKS):
         lines = text.split("\n")
         if lines[-1] == "":
