@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 from ledger import models as m
 from ledger.accounts import get_account, utcnow
 from ledger.balances import balance_minor
-from ledger.errors import InputError, LedgerError
+from ledger.errors import InputError, LedgerError, UnknownAccountError
 from ledger.money import format_minor
 from ledger.postings import Draft, write
 
@@ -446,7 +446,13 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             work(conn)
 
     def work(conn):
-        acct = get_account(conn, book.book_id, account)
+        try:
+            acct = get_account(conn, book.book_id, account)
+        except UnknownAccountError:
+            raise ReconcileError(
+                f"no account {account!r} in this book: a statement is reconciled against the "
+                "ledger account that holds the custody bank's money (open it, or name the "
+                "right one)", account=account) from None
         imported, added = _import(conn, book.book_id, parsed, progress)
         since = day - dt.timedelta(days=lookback_days)
         bank_items = _open_bank_lines(conn, book.book_id, day, since, added)

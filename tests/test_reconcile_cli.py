@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 import ledger
@@ -63,6 +64,24 @@ def test_bad_file_exits_2_and_imports_nothing(db_url, tmp_path):
     with book.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM bank_line").scalar() == 0
         assert conn.exec_driver_sql("SELECT count(*) FROM recon_run").scalar() == 0
+    book.dispose()
+
+
+@pytest.mark.parametrize("account", [None, "assets:custody:other"])
+def test_an_unknown_custody_account_exits_2_and_imports_nothing(db_url, tmp_path, account):
+    if account is None:
+        ledger.open(db_url).dispose()            # a new book: no custody account yet
+    else:
+        seeded(db_url)
+    day = write(tmp_path, "day.csv", ["6222,2026-11-20,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n"])
+    result = invoke("reconcile", str(day), "--db", db_url,
+                    *(["--account", account] if account else []))
+    assert result.exit_code == 2, result.output
+    assert f"no account '{account or 'assets:custody:bank'}' in this book" in result.output
+    book = ledger.open(db_url)
+    with book.engine.connect() as conn:
+        for table in ("statement_file", "bank_line", "recon_run"):
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0
     book.dispose()
 
 
