@@ -6,7 +6,11 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal as D
 
 import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+import ledger
+from ledger import db
 from ledger.errors import InsufficientFundsError
 from ledger.flows import BANK, RISK_RESERVE, FlowError, fee_account, wallet
 from ledger.loans import LoanStateError, OverpaymentError, claim_account
@@ -16,8 +20,8 @@ START = dt.date(2026, 1, 15)
 INVESTORS = {"inv1": "33333.33", "inv2": "33333.33", "inv3": "33333.34"}
 
 
-@pytest.fixture
-def platform(book):
+def open_platform(book):
+    """The system accounts, and investors, a borrower and a payer with 50,000 each."""
     f = book.flows
     f.open_system_accounts()
     for user in (*INVESTORS, "bob", "dave"):
@@ -26,11 +30,23 @@ def platform(book):
     return book
 
 
+@pytest.fixture
+def platform(book):
+    return open_platform(book)
+
+
 def funded_loan(book, **kw):
     book.loans.create_loan("L001", "bob", "100000", "0.06", 12, key="create-L001", start=START, **kw)
     for inv, amount in INVESTORS.items():
         book.loans.bid("L001", inv, amount, key=f"bid-{inv}")
     return book.loans.loan("L001")
+
+
+def disbursed_loan(book) -> tuple:
+    """Loan L001 funded and disbursed on a platform; :func:`dues_state` after it."""
+    funded_loan(book)
+    book.loans.disburse("L001", key="d", effective_date=START)
+    return dues_state(book)
 
 
 def test_full_life_three_investors_get_exactly_their_principal(platform):
@@ -201,11 +217,7 @@ def test_direct_bank_repayment_enters_custody(platform):
 
 
 def test_loan_dues_and_bids_are_append_only(platform):
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
-    funded_loan(platform)
-    platform.loans.disburse("L001", key="d", effective_date=START)
+    disbursed_loan(platform)
     for stmt, table in (("UPDATE loan_due SET amount_minor = 1", "loan_due"),
                         ("DELETE FROM loan_bid", "loan_bid")):
         with pytest.raises(DBAPIError, match=f"append_only_{table}"):
@@ -216,9 +228,8 @@ def test_loan_dues_and_bids_are_append_only(platform):
 DUE_COLUMNS = "loan_id, seq, component, party, amount_minor, reason, entry_id, effective_date"
 
 
-def _dues_state(book):
-    from sqlalchemy import text
-
+def dues_state(book) -> tuple:
+    """``(loan id, (latest entry of its dues, their count, their sum))``."""
     with book.engine.connect() as conn:
         return (conn.execute(text("SELECT id FROM loan")).scalar_one(),
                 conn.execute(text("SELECT max(entry_id), count(*), sum(amount_minor) "
@@ -229,32 +240,24 @@ def _dues_state(book):
 def test_a_due_names_a_real_loan_and_journal_entry(platform, bad):
     """The references without foreign keys (migration 0007) are still checked by the database:
     a statement with one dangling row among good ones writes nothing."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import IntegrityError
-
-    funded_loan(platform)
-    platform.loans.disburse("L001", key="d", effective_date=START)
-    loan_id, (entry_id, count, total) = _dues_state(platform)
+    loan_id, (entry_id, count, total) = disbursed_loan(platform)
     good = f"({loan_id}, 1, 'interest', 'inv1', 7, 'repay', {entry_id}, '2026-02-15')"
     wrong = {"loan_id": (loan_id + 1000, entry_id), "entry_id": (loan_id, entry_id + 10**6)}[bad]
     dangling = f"({wrong[0]}, 1, 'interest', 'inv2', 5, 'repay', {wrong[1]}, '2026-02-15')"
     with pytest.raises(IntegrityError, match=f"loan_due_references: {bad}"):
         with platform.engine.begin() as conn:
             conn.execute(text(f"INSERT INTO loan_due ({DUE_COLUMNS}) VALUES {good}, {dangling}"))
-    assert _dues_state(platform) == (loan_id, (entry_id, count, total))
+    assert dues_state(platform) == (loan_id, (entry_id, count, total))
     # The same statement without the dangling row goes in (rolled back here).
     with platform.engine.connect() as conn:
         with conn.begin() as tx:
             conn.execute(text(f"INSERT INTO loan_due ({DUE_COLUMNS}) VALUES {good}, {good}"))
             assert conn.execute(text("SELECT count(*) FROM loan_due")).scalar_one() == count + 2
             tx.rollback()
-    assert _dues_state(platform) == (loan_id, (entry_id, count, total))
+    assert dues_state(platform) == (loan_id, (entry_id, count, total))
 
 
 def test_a_loan_is_never_deleted_nor_renumbered(platform):
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
     funded_loan(platform)
     refused = ["DELETE FROM loan", "UPDATE loan SET id = id + 1000"]
     if platform.engine.dialect.name == "postgresql":
@@ -271,22 +274,9 @@ def test_a_loan_is_never_deleted_nor_renumbered(platform):
 def test_down_to_0006_and_up_again_keeps_dues_and_their_checks(make_url):
     """Revision 0007 swaps the dues' foreign keys for its triggers, both ways, with dues in the
     table (SQLite rebuilds it): nothing is lost and a dangling due is refused at each step."""
-    import ledger
-    from sqlalchemy import inspect, text
-    from sqlalchemy.exc import IntegrityError
-
-    from ledger import db
-
     book = ledger.open(make_url())
     try:
-        f = book.flows
-        f.open_system_accounts()
-        for user in (*INVESTORS, "bob"):
-            f.open_user(user)
-            f.top_up(user, "50000", bank_ref=f"B-{user}", key=f"topup-{user}")
-        funded_loan(book)
-        book.loans.disburse("L001", key="d", effective_date=START)
-        loan_id, (entry_id, count, total) = _dues_state(book)
+        loan_id, (entry_id, count, total) = disbursed_loan(open_platform(book))
         dangling = (f"INSERT INTO loan_due ({DUE_COLUMNS}) VALUES "
                     f"({loan_id + 1000}, 1, 'interest', 'inv1', 5, 'repay', {entry_id}, '2026-02-15')")
         for revision, keys, refusal in (("0006", 2, "(?i)foreign key"),
@@ -296,7 +286,7 @@ def test_down_to_0006_and_up_again_keeps_dues_and_their_checks(make_url):
             else:
                 db.downgrade(book.engine, revision)
             assert len(inspect(book.engine).get_foreign_keys("loan_due")) == keys
-            assert _dues_state(book) == (loan_id, (entry_id, count, total))
+            assert dues_state(book) == (loan_id, (entry_id, count, total))
             with pytest.raises(IntegrityError, match=refusal):
                 with book.engine.begin() as conn:
                     conn.execute(text(dangling))

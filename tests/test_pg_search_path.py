@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 import ledger
 from ledger import db
 from tests.conftest import new_pg_database
-from tests.test_loans import DUE_COLUMNS, INVESTORS, START, funded_loan
+from tests.test_loans import DUE_COLUMNS, disbursed_loan, open_platform
 
 DAY = dt.date(2026, 11, 20)
 FUNCTIONS = import_module("migrations.versions.0009_trigger_functions_pin_search_path").FUNCTIONS
@@ -58,17 +58,7 @@ def _forge_due(book, loan_id: int, entry_id: int) -> None:
 
 
 def test_a_temporary_loan_table_does_not_let_a_dangling_due_in(pg_book):
-    f = pg_book.flows
-    f.open_system_accounts()
-    for user in (*INVESTORS, "bob"):
-        f.open_user(user)
-        f.top_up(user, "50000", bank_ref=f"B-{user}", key=f"topup-{user}")
-    funded_loan(pg_book)
-    pg_book.loans.disburse("L001", key="d", effective_date=START)
-    with pg_book.engine.connect() as conn:
-        loan_id = conn.execute(text("SELECT id FROM loan")).scalar_one()
-        entry_id = conn.execute(text("SELECT max(entry_id) FROM loan_due")).scalar_one()
-    count = _count(pg_book, "loan_due")
+    loan_id, (entry_id, count, _) = disbursed_loan(open_platform(pg_book))
     db.downgrade(pg_book.engine, "0008")
     _forge_due(pg_book, loan_id, entry_id)                  # the hole: the forged due went in
     assert _count(pg_book, "loan_due") == count + 1

@@ -101,7 +101,8 @@ def fast_lines(frame, index: dict, layout, default_account: Optional[str],
         page = lines[first:first + PAGE]
         text = ("" if ends else "\n").join(page)
         # A blank row has an empty bank serial, and is sent down the row path with the rest.
-        if ('"' in text or "\x00" in text or text.count("\r") != text.count("\r\n")
+        if ('"' in text or "\x00" in text
+                or ends and text.count("\r") != text.count("\r\n")   # (no "\r" at all otherwise)
                 or any(p in text for p in layout.skip_prefixes)
                 or max(map(len, page)) >= limit):
             return None
