@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
+import threading
+from functools import partial
 from hashlib import sha256
 from operator import attrgetter
 from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
@@ -256,14 +260,22 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
 
 
 def _import(conn: Connection, book_id: int, parsed: Sequence,
-            progress: Callable[[int], None] | None) -> tuple[ImportResult, list]:
-    """:func:`import_parsed`, and the ``(id, line)`` pairs of the lines it added."""
+            progress: Callable[[int], None] | None,
+            writer: "_Writer | None" = None) -> tuple[ImportResult, list]:
+    """:func:`import_parsed`, and the ``(id, line)`` pairs of the lines it added.
+
+    With a ``writer`` the lines are inserted by its thread, in order, and may
+    still be going in when this returns (:meth:`_Writer.finish` waits for them).
+    """
+    write = writer.submit if writer is not None else _call
     files, statements, line_ids, repeated = [], [], [], []
     added: list = []
     table = m.BankLine.__table__
     day = date_param(conn)
     sqlite = conn.dialect.name == "sqlite"
     for path, pf in parsed:
+        if writer is not None and files:
+            writer.drain()   # the file before is in: its lines count as known, its ids as taken
         lines: list = []
         for statement in pf.statements:
             statements.append(statement)
@@ -299,32 +311,116 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
         for start in range(0, len(new), IMPORT_CHUNK):
             chunk = new[start:start + IMPORT_CHUNK]
             chunk_lines = list(map(lines.__getitem__, chunk))
-            # Written into the statement on SQLite, where binding is much of a row's cost.
-            shared = _shared_columns(chunk_lines, day) if sqlite else None
-            if shared is not None:
-                shared.update(book_id=book_id, file_id=file_id)
-                insert_rows(conn, table, _VARYING_COLUMNS, [
-                    (ids[k], fps[k], line.amount_minor, line.bank_ref, line.end_to_end_ref,
-                     line.counterparty, line.description, str(line.source_position)[:64],
-                     line.raw or "")
-                    for k, line in zip(chunk, chunk_lines)], constants=shared)
-            else:
-                insert_rows(conn, table, _LINE_COLUMNS, [
-                    (ids[k], book_id, file_id, fps[k], str(line.account)[:64],
-                     day(line.booking_date), day(line.value_date), line.amount_minor,
-                     line.currency, line.bank_ref, line.end_to_end_ref, line.batch_id,
-                     line.counterparty, line.description, line.status or "booked",
-                     str(line.source_position)[:64], line.raw or "")
-                    for k, line in zip(chunk, chunk_lines)])
-            added.extend(zip(map(ids.__getitem__, chunk), map(lines.__getitem__, chunk)))
-            if progress:
-                progress(len(chunk))
+            write(partial(_insert_lines, conn, table, file_id, book_id, sqlite, day, progress,
+                          list(map(ids.__getitem__, chunk)), list(map(fps.__getitem__, chunk)),
+                          chunk_lines))
+            added.extend(zip(map(ids.__getitem__, chunk), chunk_lines))
         if progress and len(fps) > len(new):
-            progress(len(fps) - len(new))   # lines already imported count as done
+            write(partial(progress, len(fps) - len(new)))   # lines already imported count as done
         line_ids.extend(ids)
         repeated.extend(map(ids.__getitem__, repeats))
         files.append((path.name, str(pf.format), sha, len(new), len(fps) - len(new)))
     return ImportResult(tuple(files), tuple(statements), tuple(line_ids), tuple(repeated)), added
+
+
+def _call(job: Callable[[], object]) -> None:
+    job()
+
+
+def _insert_lines(conn: Connection, table, file_id: int, book_id: int, sqlite: bool,
+                  day: Callable, progress: Callable[[int], None] | None, ids: list, fps: list,
+                  lines: list) -> None:
+    """Insert one chunk of new bank lines (``ids``, ``fps`` and ``lines`` side by side)."""
+    # Written into the statement on SQLite, where binding is much of a row's cost.
+    shared = _shared_columns(lines, day) if sqlite else None
+    if shared is not None:
+        shared.update(book_id=book_id, file_id=file_id)
+        insert_rows(conn, table, _VARYING_COLUMNS, [
+            (i, fp, line.amount_minor, line.bank_ref, line.end_to_end_ref, line.counterparty,
+             line.description, str(line.source_position)[:64], line.raw or "")
+            for i, fp, line in zip(ids, fps, lines)], constants=shared)
+    else:
+        insert_rows(conn, table, _LINE_COLUMNS, [
+            (i, book_id, file_id, fp, str(line.account)[:64], day(line.booking_date),
+             day(line.value_date), line.amount_minor, line.currency, line.bank_ref,
+             line.end_to_end_ref, line.batch_id, line.counterparty, line.description,
+             line.status or "booked", str(line.source_position)[:64], line.raw or "")
+            for i, fp, line in zip(ids, fps, lines)])
+    if progress:
+        progress(len(lines))
+
+
+class _Writer:
+    """Runs the run's inserts on its connection from a second thread, in order.
+
+    On SQLite an insert of thousands of rows runs inside SQLite with Python's
+    lock released (:func:`reconcile.store.insert_rows`), so while the bank lines
+    go in, the run's own thread reads the open items through a second
+    connection and matches them on the other core. The first failure skips the
+    jobs after it and is raised by :meth:`finish`; :meth:`abandon` is for a run
+    that failed itself. Either waits for the thread, so that the transaction
+    never ends while a statement of it is running.
+    """
+
+    def __init__(self):
+        self._jobs: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._work, name="reconcile-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], object]) -> None:
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None and not self._stopped:
+                    job()
+            except BaseException as exc:   # raised again in the run's thread
+                self._error = exc
+            finally:
+                self._jobs.task_done()
+
+    def drain(self) -> None:
+        """Wait until every job given so far is done (the connection is then free);
+        raise the first failure."""
+        self._jobs.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _join(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def finish(self) -> None:
+        """Wait for every job; raise the first failure."""
+        self._join()
+        self._raise()
+
+    def abandon(self) -> None:
+        """Skip the jobs not started yet and wait for the one running."""
+        self._stopped = True
+        self._join()
+
+
+def _overlaps(conn: Connection) -> bool:
+    """Whether the run can write its lines in a second thread while it reads through a
+    second connection: a SQLite database file in WAL mode, where a reader sees the
+    last commit (nobody else can commit while the run holds the write lock)."""
+    if conn.dialect.name != "sqlite":
+        return False
+    url = conn.engine.url
+    if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
+        return False
+    return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal"
 
 
 # --- the run --------------------------------------------------------------------
@@ -453,16 +549,28 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 f"no account {account!r} in this book: a statement is reconciled against the "
                 "ledger account that holds the custody bank's money (open it, or name the "
                 "right one)", account=account) from None
-        imported, added = _import(conn, book.book_id, parsed, progress)
-        since = day - dt.timedelta(days=lookback_days)
-        bank_items = _open_bank_lines(conn, book.book_id, day, since, added)
-        del added
-        ledger_items = _open_postings(conn, acct.id, day, since)
-        carried_ids = _carried(conn, book.book_id, account)
-        carried = [item for item in ledger_items if item.id in carried_ids]
-        result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
-                                carried=carried)
-        del bank_items, ledger_items, carried
+        writer = _Writer() if _overlaps(conn) else None
+        try:
+            imported, added = _import(conn, book.book_id, parsed, progress, writer)
+            since = day - dt.timedelta(days=lookback_days)
+            # While the writer inserts the lines, the open items are read through a second
+            # connection: it sees the last commit, which is what this transaction started
+            # from (its write lock keeps every other writer out until it ends).
+            with book.reading() if writer is not None else nullcontext(conn) as source:
+                bank_items = _open_bank_lines(source, book.book_id, day, since, added)
+                del added
+                ledger_items = _open_postings(source, acct.id, day, since)
+                carried_ids = _carried(source, book.book_id, account)
+            carried = [item for item in ledger_items if item.id in carried_ids]
+            result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
+                                    carried=carried)
+            del bank_items, ledger_items, carried
+            if writer is not None:
+                writer.finish()
+                writer = None
+        finally:
+            if writer is not None:
+                writer.abandon()
         proof = _balance_proof(conn, acct, statements, day, result)
         summary = _summary(result, proof, imported)
         run_id = conn.execute(insert(m.ReconRun).values(

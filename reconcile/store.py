@@ -10,8 +10,8 @@ inside the caller's transaction, so all-or-nothing still holds:
   SQLite ``max(id) + 1 ...`` (safe because every write transaction holds
   the database's write lock from ``BEGIN IMMEDIATE``); on PostgreSQL values
   of the table's own sequence, so concurrent writers never collide.
-* :func:`insert_rows` inserts tuples: ``executemany`` on SQLite, multi-row
-  ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver; dates
+* :func:`insert_rows` inserts tuples: thousands of rows to a statement on
+  SQLite, multi-row ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver; dates
   go in through :func:`date_param`.
 * :func:`select_rows` runs a query and gives plain tuples; :func:`date_reader`
   makes their date columns dates on every database.
@@ -20,7 +20,9 @@ inside the caller's transaction, so all-or-nothing still holds:
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from contextlib import contextmanager
+from itertools import chain
 from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import Table, insert, text
@@ -28,6 +30,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Connection
 
 PAGE = 1000
+#: Rows one SQLite insert statement takes at most (fewer when the columns are many).
+STATEMENT_ROWS = 5000
 FETCH_PAGE = 10_000
 #: SQLite page cache for a run (KiB): a million-line day's rows and indexes
 #: then stay in memory instead of going back and forth to the OS.
@@ -157,15 +161,7 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
             if literal is None:
                 raise TypeError(f"constant {name}={constants[name]!r}: only ints, None and "
                                 "strings without NUL are written into the statement")
-        names = ", ".join((*columns, *literals))
-        marks = ", ".join(("?",) * len(columns) + tuple(literals.values()))
-        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
-        cursor = conn.connection.driver_connection.cursor()
-        try:
-            with _driver_errors(conn, sql):
-                cursor.executemany(sql, rows)
-        finally:
-            cursor.close()
+        _sqlite_insert(conn, table.name, columns, rows, literals)
         return
     if constants:
         columns = (*columns, *constants)
@@ -185,6 +181,43 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
         return
     for start in range(0, len(rows), PAGE):
         conn.execute(insert(table), [dict(zip(columns, row)) for row in rows[start:start + PAGE]])
+
+
+def _sqlite_rows_per_statement(driver_connection, width: int) -> int:
+    """How many rows of ``width`` parameters one SQLite statement can bind."""
+    getlimit = getattr(driver_connection, "getlimit", None)   # Python 3.11+
+    if getlimit is not None:
+        limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    else:
+        limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+    return max(1, min(STATEMENT_ROWS, limit // max(width, 1)))
+
+
+def _sqlite_insert(conn: Connection, name: str, columns: Sequence[str], rows: Sequence[tuple],
+                   literals: dict) -> None:
+    """Rows inserted many to a statement: ``INSERT ... SELECT *, <constants> FROM (VALUES
+    (?, ...), (?, ...), ...)``. One statement then does the work of thousands of rows
+    in SQLite (outside Python's lock, so another thread can run meanwhile), and the
+    constants are written once."""
+    driver = conn.connection.driver_connection
+    width = len(columns)
+    per = _sqlite_rows_per_statement(driver, width)
+    head = f"INSERT INTO {name} ({', '.join((*columns, *literals))}) SELECT *"
+    head += "".join(f", {literal}" for literal in literals.values()) + " FROM (VALUES "
+    mark = "(" + ", ".join(("?",) * width) + ")"
+    flat = chain.from_iterable
+    cursor = driver.cursor()
+    try:
+        for start in range(0, len(rows), per):
+            page = rows[start:start + per]
+            sql = head + ", ".join((mark,) * len(page)) + ")"
+            params = list(flat(page))
+            if len(params) != width * len(page):
+                raise ValueError(f"{name}: every row must hold {width} values ({', '.join(columns)})")
+            with _driver_errors(conn, sql[:200]):
+                cursor.execute(sql, params)
+    finally:
+        cursor.close()
 
 
 def select_rows(conn: Connection, statement) -> Iterator[tuple]:

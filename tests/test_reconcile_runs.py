@@ -420,3 +420,102 @@ def test_insert_rows_with_constants_on_both_databases(day_book):
         stored = conn.execute(text("SELECT id, run_id, rule FROM recon_match WHERE id IN (:a, :b) "
                                    "ORDER BY id"), {"a": ids[0], "b": ids[1]}).all()
     assert [tuple(r) for r in stored] == [(i, run.run_id, "man'ual") for i in ids]
+
+
+def test_insert_rows_spans_several_statements_and_checks_row_widths(day_book, monkeypatch):
+    from ledger import models as m
+    from reconcile import store
+
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    monkeypatch.setattr(store, "STATEMENT_ROWS", 3)   # 10 rows: statements of 3, 3, 3 and 1
+    with day_book.engine.begin() as conn:
+        ids = store.reserve_ids(conn, m.ReconMatch.__table__, 10)
+        store.insert_rows(conn, m.ReconMatch.__table__, ("id", "rule"),
+                          [(i, f"rule-{i}") for i in ids], constants={"run_id": run.run_id})
+        stored = conn.execute(text("SELECT id, run_id, rule FROM recon_match WHERE id >= :a "
+                                   "ORDER BY id"), {"a": ids[0]}).all()
+        assert [tuple(r) for r in stored] == [(i, run.run_id, f"rule-{i}") for i in ids]
+        if conn.dialect.name == "sqlite":
+            with pytest.raises(ValueError, match="every row must hold 2 values"):
+                store.insert_rows(conn, m.ReconMatch.__table__, ("id", "rule"),
+                                  [(ids[-1] + 1, "a"), (ids[-1] + 2,)],
+                                  constants={"run_id": run.run_id})
+        conn.rollback()
+
+
+def _writer_threads(monkeypatch):
+    """Record the thread each bulk insert runs in, by table."""
+    import threading
+
+    from reconcile import runs
+
+    seen: dict = {}
+    inner = runs.insert_rows
+
+    def recording(conn, table, *args, **kwargs):
+        seen.setdefault(table.name, set()).add(threading.current_thread().name)
+        return inner(conn, table, *args, **kwargs)
+    monkeypatch.setattr(runs, "insert_rows", recording)
+    return seen
+
+
+def test_lines_go_in_from_a_second_thread_on_sqlite_with_the_same_result(day_book, monkeypatch):
+    """On a SQLite file the bank lines are inserted by a writer thread while the run
+    reads and matches; the result is the one the run gets doing it all in turn."""
+    from reconcile import runs
+
+    files = [parsed("day.csv", STATEMENT, opening=0)]
+    monkeypatch.setattr(runs, "_overlaps", lambda conn: False)
+    in_turn = reconcile_parsed(day_book, files, dry_run=True)
+    monkeypatch.undo()
+    seen = _writer_threads(monkeypatch)
+    overlapped = reconcile_parsed(day_book, files, dry_run=True)
+    sqlite = day_book.engine.dialect.name == "sqlite"
+    assert seen["bank_line"] == ({"reconcile-writer"} if sqlite else {"MainThread"})
+    assert seen["recon_match"] == {"MainThread"}
+    assert in_turn.result.matches and in_turn.result.breaks
+    assert overlapped.balance == in_turn.balance
+    if sqlite:   # the dry runs reserved the same ids (PostgreSQL's sequences move on)
+        assert overlapped.result == in_turn.result and overlapped.imported == in_turn.imported
+        assert overlapped.bank == in_turn.bank
+    else:
+        assert overlapped.result.summary == in_turn.result.summary
+
+
+@pytest.mark.parametrize("where", ["insert", "match"])
+def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, where):
+    """A failed insert in the writer thread, or a failure of the run while the writer
+    is still inserting, fails the run whole; the next run works."""
+    from reconcile import matching, runs
+
+    before = table_counts(day_book)
+    if where == "insert":
+        inner = runs.insert_rows
+
+        def failing(conn, table, *args, **kwargs):
+            if table.name == "bank_line":
+                raise RuntimeError("disk full")
+            return inner(conn, table, *args, **kwargs)
+        monkeypatch.setattr(runs, "insert_rows", failing)
+    else:
+        def failing(*args, **kwargs):
+            raise RuntimeError("matching failed")
+        monkeypatch.setattr(matching, "match", failing)
+    with pytest.raises(RuntimeError, match="disk full" if where == "insert" else "matching failed"):
+        reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    assert table_counts(day_book) == before
+    monkeypatch.undo()
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    assert run.imported.files[0][3:] == (4, 0) and run.result.matches
+
+
+def test_later_files_of_a_run_see_the_lines_of_the_earlier_ones(day_book, monkeypatch):
+    """The second file of a run waits for the first one's lines to be in: its repeats of
+    them are known lines, and its new lines take fresh ids."""
+    seen = _writer_threads(monkeypatch)
+    run = reconcile_parsed(day_book, [parsed("a.csv", STATEMENT[:3], opening=0),
+                                      parsed("b.csv", STATEMENT[1:], opening=0)])
+    assert [f[3:] for f in run.imported.files] == [(3, 0), (1, 2)]
+    assert len(set(run.imported.line_ids)) == 4
+    assert seen["bank_line"] == ({"reconcile-writer"} if day_book.engine.dialect.name == "sqlite"
+                                 else {"MainThread"})
