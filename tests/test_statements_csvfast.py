@@ -128,6 +128,7 @@ def test_a_clean_large_file_takes_the_fast_path(monkeypatch):
         lines.append(f"2026-11-22,B{n:07d},P{n},U{n % 7},用户{n % 7},贷,{n // 100}.{n % 100:02d},"
                      f"{balance // 100}.{balance % 100:02d},充值")
     data = ("\n".join(lines) + "\n").encode("utf-8")
+    monkeypatch.setattr(csvday, "_ARROW", False)   # (pyarrow would read it first)
     taken = []
     real = csvfast.fast_lines
     monkeypatch.setattr(csvfast, "fast_lines",

@@ -19,9 +19,10 @@ the first. 贷 (credit) is money into the custody account, positive; 借
 each line, the opening balance is the first line's balance before it, and
 the proof then checks every following line's running balance.
 
-A clean file is read column by column (:mod:`.csvfast`); anything unusual
-sends the whole file down the row-by-row path here, which names every
-problem. Both give the same lines.
+A large clean file is read by a native CSV reader (:mod:`.csvarrow`), a
+smaller or less usual one column by column in Python (:mod:`.csvfast`);
+anything unusual sends the whole file down the row-by-row path here, which
+names every problem. All give the same lines.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ _KNOWN_CURRENCIES: set = set()
 # Tests set this to read every file row by row (the path that names problems),
 # to prove the column-wise fast path (:mod:`.csvfast`) reads the same lines.
 _ROW_BY_ROW = False
+# Tests clear this to read clean files with the pure-Python column-wise path
+# (:mod:`.csvfast`) instead of the native CSV reader (:mod:`.csvarrow`).
+_ARROW = True
+_ACCOUNT = operator.itemgetter(0)
+_CURRENCY = operator.itemgetter(4)
+_BOOKING_DATE = operator.itemgetter(1)
+_BALANCE = operator.itemgetter(15)
 # Line breaks other than "\n" and "\r\n" (str.splitlines splits at these too).
 _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
@@ -245,8 +253,16 @@ def parse_csv_day(data: bytes, *, filename: Optional[str] = None,
                                       "column, or give the account in the mapping file")],
             file=filename)
     present = frozenset(index)
+    arrow = None
+    if frame is not None and not _ROW_BY_ROW and _ARROW:
+        from .csvarrow import arrow_rows
+        arrow = arrow_rows(data, text, encoding, frame, index, layout, default_account)
+    del text   # held as lines from here on: a large file's text is not kept twice
     lines = None
-    if frame is not None and not _ROW_BY_ROW:
+    if arrow is not None:
+        from .csvarrow import arrow_lines
+        lines = arrow_lines(arrow, frame, layout, default_account, sha)
+    if lines is None and frame is not None and not _ROW_BY_ROW:
         from .csvfast import fast_lines
         lines = fast_lines(frame, index, layout, default_account, sha)
     if lines is None:  # the row path: every problem found and named
@@ -255,8 +271,11 @@ def parse_csv_day(data: bytes, *, filename: Optional[str] = None,
     if problems:
         raise StatementFormatError.collected(problems, file=filename)
     groups: dict = {}
-    for line in lines:
-        groups.setdefault((line.account, line.currency), []).append(line)
+    if lines and len(set(map(_ACCOUNT, lines))) == 1 and len(set(map(_CURRENCY, lines))) == 1:
+        groups[(lines[0].account, lines[0].currency)] = lines   # the usual file: one statement
+    else:
+        for line in lines:
+            groups.setdefault((line.account, line.currency), []).append(line)
     if not groups and default_account:
         groups[(default_account, layout.currency or DEFAULT_CURRENCY)] = []
     statements = tuple(_statement(acct, cur, tuple(group), filename, sha)
@@ -388,14 +407,14 @@ def _amount(cells: dict, layout: Layout, currency: Optional[str], bad) -> Option
 
 def _statement(account: str, currency: str, lines: tuple, filename, sha) -> Statement:
     opening = closing = None
-    if lines and all(line.balance_after_minor is not None for line in lines):
+    if lines and None not in map(_BALANCE, lines):   # (no int equals None)
         first, last = lines[0], lines[-1]
         opening = Balance(first.balance_after_minor - first.amount_minor, currency,
                           first.booking_date, "derived: balance before the first line",
                           first.source_position)
         closing = Balance(last.balance_after_minor, currency, last.booking_date,
                           "balance_after", last.source_position)
-    days = [line.booking_date for line in lines]
+    days = set(map(_BOOKING_DATE, lines))   # a day file's lines share a day or two
     start, end = (min(days), max(days)) if days else (None, None)
     return Statement(account=account, currency=currency, format=CSV, filename=filename,
                      source_file_sha256=sha, statement_id=None, period_start=start,
