@@ -81,7 +81,7 @@ from collections.abc import Sequence
 from datetime import date
 from itertools import compress, islice, repeat
 from operator import eq, is_not, itemgetter, lt, not_
-from typing import Any, Iterable, NamedTuple, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -389,6 +389,21 @@ class Matches(Sequence):
         k = bisect_right(self._ends, index)
         return self._chunks[k][index - (self._ends[k - 1] if k else 0)]
 
+    def id_blocks(self) -> Iterator[tuple]:
+        """The matches in order, a block at a time, for bulk storage.
+
+        Yields ``(rule, bank_ids, ledger_ids)`` for a block of one-to-one matches
+        of one rule: int64 numpy arrays side by side, the k-th match pairing
+        ``bank_ids[k]`` with ``ledger_ids[k]``; and ``(None, block, None)`` for
+        any other block, a sequence of :class:`Match`.
+        """
+        for chunk in self._chunks:
+            if type(chunk) is _Pairs and type(chunk.b_id) is array and type(chunk.l_id) is array:
+                yield (chunk.rule, _int64(chunk.b_id)[_int64(chunk.banks)],
+                       _int64(chunk.l_id)[_int64(chunk.ledgers)])
+            else:
+                yield None, chunk, None
+
     def __eq__(self, other) -> bool:
         if not isinstance(other, (Matches, tuple, list)):
             return NotImplemented
@@ -436,6 +451,13 @@ class _Pairs:
             repeat(self.rule), zip(map(self.b_id.__getitem__, banks)),
             zip(map(self.l_id.__getitem__, self.ledgers)), map(self.b_amt.__getitem__, banks),
             currencies, repeat(self.rule)))
+
+
+def _int64(values) -> np.ndarray:
+    """An int64 numpy view of an ``array('q')``, or a copy of another sequence of ints."""
+    if type(values) is array and values.typecode == "q":
+        return np.frombuffer(values, np.int64) if len(values) else np.zeros(0, np.int64)
+    return np.fromiter(values, np.int64, len(values))
 
 
 def _compact(values):

@@ -27,16 +27,18 @@ import datetime as dt
 import json
 import queue
 import threading
-from functools import partial
-from hashlib import sha256
-from operator import attrgetter
-from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
+from hashlib import sha256
+from itertools import islice
+from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
+from operator import attrgetter
 from pathlib import Path
 from sys import intern
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.engine import Connection
 
@@ -643,28 +645,42 @@ SIDE_CHUNK = 500
 
 
 def _chunks(items: Iterable, size: int = STORE_CHUNK):
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
+    items = iter(items)
+    while batch := list(islice(items, size)):
         yield batch
 
 
 def _store_matches(conn: Connection, run_id: int, matches: Iterable[matching.Match]) -> None:
     """Matches a chunk at a time: ids reserved for the match rows, then the match rows,
-    their bank-line rows and their posting rows, each in one bulk insert."""
-    for batch in _chunks(matches):
-        ids = reserve_ids(conn, m.ReconMatch.__table__, len(batch))
-        insert_rows(conn, m.ReconMatch.__table__, ("id", "run_id", "rule"),
-                    [(i, run_id, mt.rule) for i, mt in zip(ids, batch)])
-        # In key order: the primary-key B-trees then grow at their ends.
-        insert_rows(conn, m.ReconMatchBank.__table__, ("bank_line_id", "match_id"),
-                    sorted((b, i) for i, mt in zip(ids, batch) for b in mt.bank_ids))
-        insert_rows(conn, m.ReconMatchPosting.__table__, ("posting_id", "match_id"),
-                    sorted((p, i) for i, mt in zip(ids, batch) for p in mt.ledger_ids))
+    their bank-line rows and their posting rows, each in one bulk insert.
+
+    Blocks of one-to-one matches (nearly all of a day's) come as two id columns
+    (:meth:`matching.Matches.id_blocks`) and are stored column-wise."""
+    blocks = (matches.id_blocks() if isinstance(matches, matching.Matches)
+              else [(None, matches, None)])
+    for rule, banks, ledgers in blocks:
+        if rule is None:
+            for batch in _chunks(banks):
+                ids = reserve_ids(conn, m.ReconMatch.__table__, len(batch))
+                insert_rows(conn, m.ReconMatch.__table__, ("id", "run_id", "rule"),
+                            [(i, run_id, mt.rule) for i, mt in zip(ids, batch)])
+                # In key order: the primary-key B-trees then grow at their ends.
+                insert_rows(conn, m.ReconMatchBank.__table__, ("bank_line_id", "match_id"),
+                            sorted((b, i) for i, mt in zip(ids, batch) for b in mt.bank_ids))
+                insert_rows(conn, m.ReconMatchPosting.__table__, ("posting_id", "match_id"),
+                            sorted((p, i) for i, mt in zip(ids, batch) for p in mt.ledger_ids))
+            continue
+        for start in range(0, len(banks), STORE_CHUNK):
+            bank_ids, posting_ids = banks[start:start + STORE_CHUNK], ledgers[start:start + STORE_CHUNK]
+            ids = reserve_ids(conn, m.ReconMatch.__table__, len(bank_ids))
+            insert_rows(conn, m.ReconMatch.__table__, ("id",), list(zip(ids)),
+                        constants={"run_id": run_id, "rule": rule})
+            match_ids = np.array(ids, dtype=np.int64)
+            for table, column, side in ((m.ReconMatchBank.__table__, "bank_line_id", bank_ids),
+                                        (m.ReconMatchPosting.__table__, "posting_id", posting_ids)):
+                order = np.argsort(side, kind="stable")   # key order, as above
+                insert_rows(conn, table, (column, "match_id"),
+                            list(zip(side[order].tolist(), match_ids[order].tolist())))
 
 
 def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break]) -> list[int]:

@@ -519,3 +519,75 @@ def test_later_files_of_a_run_see_the_lines_of_the_earlier_ones(day_book, monkey
     assert len(set(run.imported.line_ids)) == 4
     assert seen["bank_line"] == ({"reconcile-writer"} if day_book.engine.dialect.name == "sqlite"
                                  else {"MainThread"})
+
+
+def _stored_matches(book, run_id):
+    with book.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT m.id, m.rule, b.bank_line_id, p.posting_id FROM recon_match m "
+            "JOIN recon_match_bank b ON b.match_id = m.id "
+            "JOIN recon_match_posting p ON p.match_id = m.id "
+            "WHERE m.run_id = :r ORDER BY m.id"), {"r": run_id}).all()
+    return [(rule, (bank,), (posting,)) for _, rule, bank, posting in rows]
+
+
+@pytest.mark.parametrize("column_wise", [True, False])
+def test_matches_are_stored_as_the_run_made_them(day_book, monkeypatch, column_wise):
+    """One-to-one matches go in column-wise (two id columns a block); any other block
+    match by match; both store each match with its rule and both its sides, in order."""
+    from reconcile import matching
+
+    if not column_wise:
+        monkeypatch.setattr(matching.Matches, "id_blocks",
+                            lambda self: iter([(None, tuple(self), None)]))
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    made = [(mt.rule, mt.bank_ids, mt.ledger_ids) for mt in run.result.matches]
+    assert len(made) == 3 and {rule for rule, _, _ in made} == {"exact_reference", "amount_date"}
+    assert _stored_matches(day_book, run.run_id) == made
+
+
+def test_id_blocks_give_every_match_in_order():
+    from reconcile.matching import BankItem, LedgerItem, match
+
+    bank = [BankItem(10 + k, DAY, 100 + k, "CNY", f"R{k}", None, DAY, None, "") for k in range(6)]
+    bank.append(BankItem(30, DAY, 999, "CNY", None, None, DAY, None, ""))          # amount and date
+    ledger = [LedgerItem(50 + k, 50 + k, DAY, 100 + k, "CNY", f"R{k}", None, "top_up")
+              for k in range(6)]
+    ledger.append(LedgerItem(70, 70, DAY, 999, "CNY", None, None, "top_up"))
+    matches = match(bank, ledger, statement_date=DAY).matches
+    blocks = list(matches.id_blocks())
+    flat = []
+    for rule, banks, ledgers in blocks:
+        if rule is None:
+            flat += [(mt.rule, mt.bank_ids, mt.ledger_ids) for mt in banks]
+        else:
+            assert banks.dtype == ledgers.dtype == "int64" and len(banks) == len(ledgers)
+            flat += [(rule, (b,), (p,)) for b, p in zip(banks.tolist(), ledgers.tolist())]
+    assert flat == [(mt.rule, mt.bank_ids, mt.ledger_ids) for mt in matches]
+    assert len(flat) == 7 and any(rule is not None for rule, _, _ in blocks)
+
+
+def test_a_batch_payout_is_stored_with_all_its_postings(day_book):
+    """A one-to-many match (a batch payout line and its postings) is stored match by
+    match beside the column-wise one-to-one blocks."""
+    from ledger.flows import BANK
+
+    fees = "expenses:platform:bank_fees"
+    for n, amount in enumerate(("12.00", "8.00")):
+        day_book.post([(BANK, f"-{amount}"), (fees, amount)], key=f"batch-{n}",
+                      effective_date=DAY, metadata={"batch_id": "PAY-7"})
+    payout = line(5, -2000, "BANKSERIAL-PAY", description="batch payout")._replace(batch_id="PAY-7")
+    run = reconcile_parsed(day_book, [parsed("day.csv", [*STATEMENT, payout], opening=0)])
+    made = [(mt.rule, mt.bank_ids, tuple(sorted(mt.ledger_ids))) for mt in run.result.matches]
+    batch = [m for m in made if m[0] == "batch"]
+    assert len(batch) == 1 and len(batch[0][2]) == 2
+    with day_book.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT m.id, m.rule, b.bank_line_id, p.posting_id FROM recon_match m "
+            "JOIN recon_match_bank b ON b.match_id = m.id "
+            "JOIN recon_match_posting p ON p.match_id = m.id "
+            "WHERE m.run_id = :r ORDER BY m.id, p.posting_id"), {"r": run.run_id}).all()
+    stored: dict = {}
+    for match_id, rule, bank_id, posting_id in rows:
+        stored.setdefault(match_id, (rule, (bank_id,), []))[2].append(posting_id)
+    assert [(r, b, tuple(p)) for r, b, p in stored.values()] == made
