@@ -9,13 +9,16 @@ import pytest
 
 from reconcile.statements import (PROVED, UNPROVED, MappingError, StatementFormatError,
                                   StatementImbalanceError, parse_statement)
-from reconcile.statements import csvday
+from reconcile.statements import csvarrow, csvday
 from reconcile.statements.csvmapping import Layout
 
 
-@pytest.fixture(autouse=True, params=["column-wise", "row by row"])
+@pytest.fixture(autouse=True, params=["native reader", "column-wise", "row by row"])
 def reading(request, monkeypatch):
-    """Every test here reads its files both ways: the fast path must agree with the row path."""
+    """Every test here reads its files every way: pyarrow's reader (for files of any size),
+    the column-wise path and the row path must agree."""
+    monkeypatch.setattr(csvarrow, "MIN_LINES", 0)
+    monkeypatch.setattr(csvday, "_ARROW", request.param == "native reader")
     monkeypatch.setattr(csvday, "_ROW_BY_ROW", request.param == "row by row")
 
 DAY = """账号,交易日期,银行流水号,平台订单号,子账户,对方户名,借贷标志,金额,余额,摘要
