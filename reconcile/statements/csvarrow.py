@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from sys import intern
 from typing import Optional
@@ -57,7 +57,6 @@ REPEATING = ("account", "date", "value_date", "currency", "dc_flag", "counterpar
 #: Fields read as plain text: a distinct value (nearly) every line.
 PLAIN = ("bank_serial", "order_id", "amount", "balance_after")
 
-_new_line = partial(tuple.__new__, StatementLine)
 
 
 def _body(data: bytes, text: str, encoding: str, frame):
@@ -91,9 +90,7 @@ def _clean(body: memoryview, text: str, frame, layout) -> bool:
         return False   # a lone "\r" or another break character: the csv module's business
     if len(frame.delimiter) != 1 or frame.delimiter in '"\r\n' + _OTHER_BREAKS:
         return False
-    if any(p in text for p in layout.skip_prefixes):
-        return False
-    return max(map(len, frame.lines)) < csv.field_size_limit()   # (the header's too)
+    return not any(p in text for p in layout.skip_prefixes)
 
 
 def _read(body: memoryview, width: int, delimiter: str, wanted: dict):
@@ -158,13 +155,15 @@ class ArrowRows:
     Attributes:
       table: the columns as text, named ``c<column index>``.
       index: field -> column index, for the fields read.
+      positions: each row's position in the file (``"line 12"``).
     """
 
-    __slots__ = ("table", "index")
+    __slots__ = ("table", "index", "positions")
 
-    def __init__(self, table, index: dict):
+    def __init__(self, table, index: dict, positions: list):
         self.table = table
         self.index = index
+        self.positions = positions
 
 
 def arrow_rows(data: bytes, text: str, encoding: str, frame, index: dict, layout,
@@ -189,10 +188,16 @@ def arrow_rows(data: bytes, text: str, encoding: str, frame, index: dict, layout
     body = _body(data, text, encoding, frame)
     if body is None or not _clean(body, text, frame, layout):
         return None
-    table = _read(body, width, delimiter, wanted)
-    if table is None or table.num_rows != n:
+    with ThreadPoolExecutor(1) as worker:   # the reader releases the GIL meanwhile
+        reading = worker.submit(_read, body, width, delimiter, wanted)
+        # No cell longer than the csv module's limit (the header's neither) ...
+        fits = max(map(len, lines)) < csv.field_size_limit()
+        # ... and the lines' positions, made while the reader works.
+        positions = [f"line {k}" for k in range(start + 1, start + 1 + n)] if fits else None
+        table = reading.result()
+    if not fits or table is None or table.num_rows != n:
         return None   # not one row per line: blank lines, say
-    return ArrowRows(table, wanted)
+    return ArrowRows(table, wanted, positions)
 
 
 def arrow_lines(rows: ArrowRows, frame, layout, default_account: Optional[str],
@@ -200,20 +205,19 @@ def arrow_lines(rows: ArrowRows, frame, layout, default_account: Optional[str],
     """Every line of the file from its rows read by :func:`arrow_rows`, or None to send
     the file down the other paths."""
     table, rows.table = rows.table, None
+    positions, rows.positions = rows.positions, None
+    lines, start, ends = frame.lines, frame.start, frame.ends
     try:
         columns = _columns(table, rows.index, layout, default_account)
     except _Refused:
         return None
     del table
     _release()
-    lines, start, ends = frame.lines, frame.start, frame.ends
-    n = len(lines) - start
-    positions = [f"line {k}" for k in range(start + 1, start + 1 + n)]
     raws = list(map(str.rstrip, lines[start:], repeat("\r\n"))) if ends else lines[start:]
     (accounts, booking, values, minor, currencies, serials, orders, counterparties,
      descriptions, subs, balances) = columns
     del columns
-    return list(map(_new_line, zip(
+    return list(map(tuple.__new__, repeat(StatementLine), zip(   # (no call of the class)
         accounts, booking, values, minor, currencies, serials, orders, counterparties,
         descriptions, repeat(BOOKED), repeat(sha), positions, raws, subs, repeat(None),
         balances)))
@@ -263,11 +267,22 @@ def _minor_units(column, places: int, signed: bool):
         raise _Refused("not plain amounts")
     if places:
         column = pc.replace_substring(column, ".", "", max_replacements=1)
-    return pc.cast(column, pa.int64()).to_numpy()
+    minor = pc.cast(column, pa.int64()).to_numpy()
+    del column
+    _release()   # (this thread's freed memory)
+    return minor
 
 
 def _columns(table, index: dict, layout, default_account: Optional[str]) -> tuple:
-    """The lines' fields, column by column, as the row path reads them (or _Refused)."""
+    """The lines' fields, column by column, as the row path reads them (or _Refused).
+
+    Arrow's kernels release the GIL: the amounts are checked and cast in a second thread
+    while this one makes the Python values of the other columns."""
+    with ThreadPoolExecutor(1) as worker:
+        return _columns_with(worker, table, index, layout, default_account)
+
+
+def _columns_with(worker, table, index: dict, layout, default_account: Optional[str]) -> tuple:
     import numpy as np
 
     n = table.num_rows
@@ -309,6 +324,12 @@ def _columns(table, index: dict, layout, default_account: Optional[str]) -> tupl
         raise _Refused("currencies with different decimals")
     (places,) = places
 
+    signed = layout.amount_mode == "signed"
+    amounts = worker.submit(_minor_units, _plain_column(table, index, "amount"), places, signed)
+    balances = _plain_column(table, index, "balance_after")
+    if balances is not None:
+        balances = worker.submit(_minor_units, balances, places, True)
+
     formats = layout.date_formats
     column = repeating["date"]
     booking = column.take(column.values(lambda d: refuse_none(_date(d, formats))), n)
@@ -323,18 +344,10 @@ def _columns(table, index: dict, layout, default_account: Optional[str]) -> tupl
     if serials.null_count or _has_empty(serials):
         raise _Refused("a line without a bank serial")
 
-    signed = layout.amount_mode == "signed"
-    minor = _minor_units(_plain_column(table, index, "amount"), places, signed)
     if not signed:
         column = repeating["dc_flag"]
         signs = np.array(column.values(lambda f: refuse_none(layout.flag_signs.get(f.upper()))),
-                         dtype=np.int64)
-        minor = minor * signs[column.codes]
-    minor = minor.tolist()
-
-    balances = _plain_column(table, index, "balance_after")
-    balances = (repeat(None, n) if balances is None
-                else _minor_units(balances, places, True).tolist())
+                         dtype=np.int64)[column.codes]
 
     counterparties = _counterparties(repeating, n)
     descriptions = _optional(repeating.get("description"), n)
@@ -342,7 +355,12 @@ def _columns(table, index: dict, layout, default_account: Optional[str]) -> tupl
 
     orders = _plain_column(table, index, "order_id")
     orders = repeat(None, n) if orders is None else _strings(orders)
-    return (accounts, booking, values, minor, currencies, _strings(serials), orders,
+    serials = _strings(serials)
+    minor = amounts.result()
+    _release()
+    minor = (minor if signed else minor * signs).tolist()
+    balances = repeat(None, n) if balances is None else balances.result().tolist()
+    return (accounts, booking, values, minor, currencies, serials, orders,
             counterparties, descriptions, subs, balances)
 
 
