@@ -309,6 +309,10 @@ FALLBACKS = {
         "2026-11-22,S1,12.00\n2026-11-22,S2,-2.00,x\n",
         {"mapping": Layout(has_header=False, amount_mode="signed", account="A1",
                            columns=(("date", 1), ("bank_serial", 2), ("amount", 3)))}),
+    "a delimiter that is not ASCII": (
+        "d｜s｜a\n2026-11-22｜S1｜1.00\n2026-11-22｜S2｜-1.00\n",
+        {"mapping": Layout(amount_mode="signed", account="A1", delimiter="｜", columns=(
+            ("date", "d"), ("bank_serial", "s"), ("amount", "a")))}),
     "a plus sign on a signed amount": (
         "d,s,a\n2026-11-22,S1,+1.00\n2026-11-22,S2,-1.00\n",
         {"mapping": Layout(amount_mode="signed", account="A1",

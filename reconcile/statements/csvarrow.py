@@ -88,8 +88,9 @@ def _clean(body: memoryview, text: str, frame, layout) -> bool:
         return False
     if frame.ends and _other_breaks(text):
         return False   # a lone "\r" or another break character: the csv module's business
-    if len(frame.delimiter) != 1 or frame.delimiter in '"\r\n' + _OTHER_BREAKS:
-        return False
+    delimiter = frame.delimiter
+    if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n' + _OTHER_BREAKS:
+        return False   # (the reader splits at one ASCII character)
     return not any(p in text for p in layout.skip_prefixes)
 
 
@@ -114,7 +115,7 @@ def _read(body: memoryview, width: int, delimiter: str, wanted: dict):
                 column_types=types, include_columns=sorted(types), null_values=[],
                 true_values=[], false_values=[], strings_can_be_null=False,
                 quoted_strings_can_be_null=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+    except pa.ArrowException:
         return None   # a row of another width, and the like: not for this path
 
 
@@ -207,9 +208,11 @@ def arrow_lines(rows: ArrowRows, frame, layout, default_account: Optional[str],
     table, rows.table = rows.table, None
     positions, rows.positions = rows.positions, None
     lines, start, ends = frame.lines, frame.start, frame.ends
+    import pyarrow as pa
+
     try:
         columns = _columns(table, rows.index, layout, default_account)
-    except _Refused:
+    except (_Refused, pa.ArrowException):
         return None
     del table
     _release()
