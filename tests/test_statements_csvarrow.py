@@ -115,6 +115,7 @@ CLEAN = {
     "default layout": (DEFAULT, {}),
     "no break after the last line": (day(balanced(5), end=False), {}),
     "CRLF line breaks": (day(balanced(12), newline="\r\n"), {}),
+    "CRLF and LF line breaks mixed": (day(balanced(6)).replace("充值\n", "充值\r\n"), {}),
     "English headers, tabs, letter flags": (
         "date\tbank_serial\torder_id\tsub_account\tcounterparty\tdc_flag\tamount\tbalance_after\n"
         "2026/11/22\tS1\tO1\tU1\tZhang\tC\t10.00\t10.00\n"

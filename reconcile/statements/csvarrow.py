@@ -58,7 +58,6 @@ REPEATING = ("account", "date", "value_date", "currency", "dc_flag", "counterpar
 PLAIN = ("bank_serial", "order_id", "amount", "balance_after")
 
 
-
 def _body(data: bytes, text: str, encoding: str, frame):
     """The UTF-8 bytes of the data rows (from the frame's first data line), or None.
 
@@ -81,7 +80,8 @@ def _body(data: bytes, text: str, encoding: str, frame):
 
 def _clean(body: memoryview, text: str, frame, layout) -> bool:
     """Whether nothing in the rows needs the csv module's reading (or the row path's):
-    no quote, no NUL, no break but "\\n" or "\\r\\n", no totals row, no oversized cell."""
+    no quote, no NUL, no break but "\\n" or "\\r\\n", no totals row, a delimiter the
+    reader takes."""
     data = body.obj   # bytes.find on the whole object from the view's start: no copy
     begin = len(data) - len(body)
     if data.find(b'"', begin) != -1 or data.find(b"\x00", begin) != -1:
@@ -205,11 +205,11 @@ def arrow_lines(rows: ArrowRows, frame, layout, default_account: Optional[str],
                 sha: str) -> Optional[list]:
     """Every line of the file from its rows read by :func:`arrow_rows`, or None to send
     the file down the other paths."""
+    import pyarrow as pa
+
     table, rows.table = rows.table, None
     positions, rows.positions = rows.positions, None
     lines, start, ends = frame.lines, frame.start, frame.ends
-    import pyarrow as pa
-
     try:
         columns = _columns(table, rows.index, layout, default_account)
     except (_Refused, pa.ArrowException):
