@@ -27,11 +27,12 @@ import datetime as dt
 import json
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from hashlib import sha256
-from itertools import islice
+from itertools import islice, repeat
 from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
 from operator import attrgetter
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from ledger import models as m
 from ledger.accounts import get_account, utcnow
@@ -283,40 +285,62 @@ def _import(conn: Connection, book_id: int, parsed: Sequence,
             statements.append(statement)
             lines.extend(statement.lines)
         _check_days(path, lines)
-        encoded: dict = {}
-        fps = _fingerprints(lines, encoded)
-        repeats = []
-        if len(set(fps)) != len(fps):
-            # A line repeated inside the file: each repeat is told apart by its occurrence.
-            seen: dict[str, int] = {}   # fingerprint of the first occurrence -> occurrences
-            for k, fp in enumerate(fps):
-                occurrence = seen.get(fp, 0)
-                seen[fp] = occurrence + 1
-                if occurrence:
-                    fps[k] = _fingerprint(lines[k], occurrence, encoded)
-                    repeats.append(k)
-            del seen
-        del encoded
         days = set(map(attrgetter("booking_date"), lines))
         known = _known_lines(conn, book_id, days)
-        new = range(len(fps)) if not known else [k for k, fp in enumerate(fps) if fp not in known]
         first = statements[-1] if statements else None
         sha = getattr(first, "source_sha256", None) or sha256(path.read_bytes()).hexdigest()
-        file_id = conn.execute(insert(m.StatementFile).values(
-            book_id=book_id, sha256=sha, filename=path.name[:255], format=str(pf.format),
-            imported_at=utcnow(), lines_new=len(new), lines_known=len(fps) - len(new))
-            .returning(m.StatementFile.id)).scalar_one()
-        fresh_ids = iter(reserve_ids(conn, table, len(new)))
-        # Known lines keep their ids; new ones take the reserved ids in file order.
-        ids = [known.get(fp) or next(fresh_ids) for fp in fps]
-        del known
-        for start in range(0, len(new), IMPORT_CHUNK):
-            chunk = new[start:start + IMPORT_CHUNK]
-            chunk_lines = list(map(lines.__getitem__, chunk))
+
+        def file_row(new: int) -> int:
+            return conn.execute(insert(m.StatementFile).values(
+                book_id=book_id, sha256=sha, filename=path.name[:255], format=str(pf.format),
+                imported_at=utcnow(), lines_new=new, lines_known=len(lines) - new)
+                .returning(m.StatementFile.id)).scalar_one()
+
+        def insert_chunk(chunk_ids: list, chunk_fps: list, chunk_lines: list) -> None:
             write(partial(_insert_lines, conn, table, file_id, book_id, sqlite, day, progress,
-                          list(map(ids.__getitem__, chunk)), list(map(fps.__getitem__, chunk)),
-                          chunk_lines))
-            added.extend(zip(map(ids.__getitem__, chunk), chunk_lines))
+                          chunk_ids, chunk_fps, chunk_lines))
+            added.extend(zip(chunk_ids, chunk_lines))
+
+        if not known:
+            # The usual case, none of the day's lines in yet: every line is new, and a
+            # chunk goes in as soon as its fingerprints are known.
+            file_id = file_row(len(lines))
+            ids = reserve_ids(conn, table, len(lines))
+        encoded: dict = {}
+        fps: list = []
+        repeats: list = []
+        firsts: set = set()            # fingerprints of first occurrences
+        occurrences: dict = {}         # ... of those that repeat -> occurrences so far
+        for start in range(0, len(lines), IMPORT_CHUNK):
+            chunk_lines = lines[start:start + IMPORT_CHUNK]
+            chunk_fps = _fingerprints(chunk_lines, encoded)
+            if len(set(chunk_fps)) == len(chunk_fps) and firsts.isdisjoint(chunk_fps):
+                firsts.update(chunk_fps)
+            else:
+                # A line repeated inside the file: each repeat is told apart by its occurrence.
+                for k, fp in enumerate(chunk_fps):
+                    if fp in firsts:
+                        occurrence = occurrences.get(fp, 1)
+                        occurrences[fp] = occurrence + 1
+                        chunk_fps[k] = _fingerprint(chunk_lines[k], occurrence, encoded)
+                        repeats.append(start + k)
+                    else:
+                        firsts.add(fp)
+            fps += chunk_fps
+            if not known:
+                insert_chunk(ids[start:start + IMPORT_CHUNK], chunk_fps, chunk_lines)
+        del encoded, firsts, occurrences
+        new = range(len(fps)) if not known else [k for k, fp in enumerate(fps) if fp not in known]
+        if known:
+            file_id = file_row(len(new))
+            fresh_ids = iter(reserve_ids(conn, table, len(new)))
+            # Known lines keep their ids; new ones take the reserved ids in file order.
+            ids = [known.get(fp) or next(fresh_ids) for fp in fps]
+            for start in range(0, len(new), IMPORT_CHUNK):
+                chunk = new[start:start + IMPORT_CHUNK]
+                insert_chunk(list(map(ids.__getitem__, chunk)), list(map(fps.__getitem__, chunk)),
+                             list(map(lines.__getitem__, chunk)))
+        del known
         if progress and len(fps) > len(new):
             write(partial(progress, len(fps) - len(new)))   # lines already imported count as done
         line_ids.extend(ids)
@@ -329,6 +353,12 @@ def _call(job: Callable[[], object]) -> None:
     job()
 
 
+_POSITION, _RAW = attrgetter("source_position"), attrgetter("raw")
+#: A line's values for the rest of :data:`_VARYING_COLUMNS` (after id and fingerprint).
+_VARYING = attrgetter("amount_minor", "bank_ref", "end_to_end_ref", "counterparty", "description",
+                      "source_position", "raw")
+
+
 def _insert_lines(conn: Connection, table, file_id: int, book_id: int, sqlite: bool,
                   day: Callable, progress: Callable[[int], None] | None, ids: list, fps: list,
                   lines: list) -> None:
@@ -337,10 +367,17 @@ def _insert_lines(conn: Connection, table, file_id: int, book_id: int, sqlite: b
     shared = _shared_columns(lines, day) if sqlite else None
     if shared is not None:
         shared.update(book_id=book_id, file_id=file_id)
-        insert_rows(conn, table, _VARYING_COLUMNS, [
-            (i, fp, line.amount_minor, line.bank_ref, line.end_to_end_ref, line.counterparty,
-             line.description, str(line.source_position)[:64], line.raw or "")
-            for i, fp, line in zip(ids, fps, lines)], constants=shared)
+        positions = list(map(_POSITION, lines))
+        if set(map(type, positions)) == {str} and max(map(len, positions)) <= 64 \
+                and None not in map(_RAW, lines):
+            # As below, with no value to convert: the tuples are built without a Python loop.
+            rows = list(map(tuple.__add__, zip(ids, fps), map(_VARYING, lines)))
+        else:
+            rows = [(i, fp, line.amount_minor, line.bank_ref, line.end_to_end_ref,
+                     line.counterparty, line.description, str(line.source_position)[:64],
+                     line.raw or "") for i, fp, line in zip(ids, fps, lines)]
+        del positions
+        insert_rows(conn, table, _VARYING_COLUMNS, rows, constants=shared)
     else:
         insert_rows(conn, table, _LINE_COLUMNS, [
             (i, book_id, file_id, fp, str(line.account)[:64], day(line.booking_date),
@@ -460,18 +497,46 @@ def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt
 
 def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> list[LedgerItem]:
     """The custody account's posted postings of the window not matched yet, as matching items."""
-    rows = select_rows(conn, select(
+    query = select(
         m.Posting.id, m.Posting.entry_id, m.Posting.effective_date, m.Posting.amount_minor,
         m.Posting.currency, m.JournalEntry.external_ref, m.JournalEntry.metadata_json,
-        m.JournalEntry.kind)
-        .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
-        .where(m.Posting.account_id == account_id, m.Posting.is_pending.is_(False),
-               m.Posting.effective_date <= through, m.Posting.effective_date >= since,
-               ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id)))
+        m.JournalEntry.kind).join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id).where(
+            m.Posting.account_id == account_id, m.Posting.is_pending.is_(False),
+            m.Posting.effective_date <= through, m.Posting.effective_date >= since,
+            ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id))
     day_of = date_reader(conn)
+    columns = _json_columns(conn, query) if conn.dialect.name == "sqlite" else None
+    if columns is not None:
+        ids, entries, days, amounts, currencies, refs, metas, kinds = columns
+        batches = map(_batch_id, metas) if any(metas) else repeat(None)
+        return list(map(LedgerItem._make, zip(ids, entries, map(day_of, days), amounts,
+                                              map(intern, currencies), refs, batches,
+                                              map(intern, kinds))))
     return [LedgerItem(i, entry, day_of(day), amount, intern(cur), ref,
                        _batch_id(meta) if meta else None, intern(kind))
-            for i, entry, day, amount, cur, ref, meta, kind in rows]
+            for i, entry, day, amount, cur, ref, meta, kind in select_rows(conn, query)]
+
+
+def _json_columns(conn: Connection, query) -> list[list] | None:
+    """The rows of ``query`` as columns, each aggregated by SQLite into one JSON array.
+
+    The whole query then runs in one step inside SQLite, with Python's lock
+    released (a row-by-row fetch takes the lock back for every row), and each
+    column is decoded by one call of the C JSON decoder. Every aggregate of
+    the one SELECT visits the rows in the same order, so the columns line up.
+    None when this SQLite has no JSON functions or a column does not decode
+    to as many values as there are rows: the caller then reads rows.
+    """
+    sub = query.subquery()
+    aggregate = select(func.count(), *(func.json_group_array(c) for c in sub.c))
+    try:
+        count, *texts = conn.execute(aggregate).one()
+        columns = [json.loads(text) for text in texts]
+    except (OperationalError, ValueError):   # no JSON1, or text SQLite could not encode
+        return None
+    if any(len(column) != count for column in columns):
+        return None
+    return columns
 
 
 def _batch_id(metadata_json: str | None) -> str | None:
@@ -551,18 +616,28 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 f"no account {account!r} in this book: a statement is reconciled against the "
                 "ledger account that holds the custody bank's money (open it, or name the "
                 "right one)", account=account) from None
-        writer = _Writer() if _overlaps(conn) else None
+        since = day - dt.timedelta(days=lookback_days)
+        writer = reader = None
+        if _overlaps(conn):
+            writer = _Writer()
+            # The ledger side (open postings, balance) is read on the other core meanwhile,
+            # each query one step inside SQLite.
+            reader = ThreadPoolExecutor(1, thread_name_prefix="reconcile-reader")
+            ledger_side = reader.submit(_ledger_side, book, acct, day, since)
         try:
             imported, added = _import(conn, book.book_id, parsed, progress, writer)
-            since = day - dt.timedelta(days=lookback_days)
             # While the writer inserts the lines, the open items are read through a second
             # connection: it sees the last commit, which is what this transaction started
             # from (its write lock keeps every other writer out until it ends).
             with book.reading() if writer is not None else nullcontext(conn) as source:
                 bank_items = _open_bank_lines(source, book.book_id, day, since, added)
                 del added
-                ledger_items = _open_postings(source, acct.id, day, since)
                 carried_ids = _carried(source, book.book_id, account)
+            if reader is not None:
+                ledger_items, ledger_minor = ledger_side.result()
+            else:
+                ledger_items = _open_postings(conn, acct.id, day, since)
+                ledger_minor = balance_minor(conn, acct, "posted", day)
             carried = [item for item in ledger_items if item.id in carried_ids]
             result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
                                     carried=carried)
@@ -571,9 +646,11 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 writer.finish()
                 writer = None
         finally:
+            if reader is not None:
+                reader.shutdown(wait=True, cancel_futures=True)
             if writer is not None:
                 writer.abandon()
-        proof = _balance_proof(conn, acct, statements, day, result)
+        proof = _balance_proof(acct, ledger_minor, statements, result)
         summary = _summary(result, proof, imported)
         run_id = conn.execute(insert(m.ReconRun).values(
             book_id=book.book_id, account_code=account, statement_date=day, started_at=utcnow(),
@@ -602,9 +679,17 @@ def _statement_day(statement) -> dt.date:
     return max(line.booking_date for line in statement.lines)
 
 
-def _balance_proof(conn: Connection, account, statements, day: dt.date,
-                   result: matching.MatchResult) -> dict:
-    ledger_minor = account.sign * balance_minor(conn, account, "posted", day)
+def _ledger_side(book, account, day: dt.date, since: dt.date) -> tuple[list[LedgerItem], int]:
+    """The account's open postings of the window and its posted balance as of ``day``,
+    read through a connection of their own (see :func:`reconcile_parsed`)."""
+    with book.reading() as conn:
+        return _open_postings(conn, account.id, day, since), balance_minor(conn, account, "posted", day)
+
+
+def _balance_proof(account, balance: int, statements, result: matching.MatchResult) -> dict:
+    """The statement's closing balance against the ledger's (``balance``: the account's
+    posted balance as of the statement date, on its normal side), and what the breaks explain."""
+    ledger_minor = account.sign * balance
     closing = [s.closing_balance_minor for s in statements if s.closing_balance_minor is not None]
     proof: dict = {"ledger_balance_minor": ledger_minor, "currency": account.currency}
     bank_only = sum(b.bank_amount_minor for b in result.breaks
