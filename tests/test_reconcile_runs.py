@@ -625,3 +625,34 @@ def test_repeats_are_told_apart_across_import_chunks(day_book, monkeypatch, chun
     assert _stored_fingerprints(day_book) == stored
     assert again.imported.line_ids == run.imported.line_ids
     assert again.imported.repeated == run.imported.repeated
+
+
+def test_open_postings_read_as_json_columns_equal_those_read_as_rows(day_book, monkeypatch):
+    """On SQLite the open postings come as one JSON array per column; they are the very
+    items the row-by-row query gives (references missing or not, batch ids from the
+    entries' metadata, text needing JSON escapes)."""
+    from ledger.flows import BANK
+    from reconcile import runs
+
+    fees = "expenses:platform:bank_fees"
+    day_book.post([(BANK, "-1.00"), (fees, "1.00")], key="odd", effective_date=DAY,
+                  external_ref='quote " back\\slash \u2028 \x01 用户', metadata={"batch_id": "PAY-9"})
+    day_book.post([(BANK, "-2.00"), (fees, "2.00")], key="no-ref", effective_date=DAY)
+    account = day_book.account(BANK)
+    since = DAY - dt.timedelta(days=10)
+    calls = []
+    real = runs._json_columns
+
+    def spying(conn, query):
+        calls.append(conn.dialect.name)
+        return real(conn, query)
+    monkeypatch.setattr(runs, "_json_columns", spying)
+    with day_book.reading() as conn:
+        as_columns = runs._open_postings(conn, account.id, DAY, since)
+        monkeypatch.setattr(runs, "_json_columns", lambda conn, query: None)
+        as_rows = runs._open_postings(conn, account.id, DAY, since)
+    assert calls == (["sqlite"] if day_book.engine.dialect.name == "sqlite" else [])
+    assert as_columns == as_rows and len(as_rows) == 6
+    odd = [item for item in as_rows if item.batch_id == "PAY-9"]
+    assert len(odd) == 1 and odd[0].external_ref.startswith('quote " back\\slash \u2028 \x01')
+    assert [item.amount_minor for item in as_rows if item.external_ref is None] == [-200]
