@@ -43,6 +43,7 @@ import numpy as np
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from ledger import models as m
 from ledger.accounts import get_account, utcnow
@@ -456,6 +457,8 @@ def _overlaps(conn: Connection) -> bool:
     last commit (nobody else can commit while the run holds the write lock)."""
     if conn.dialect.name != "sqlite":
         return False
+    if isinstance(conn.engine.pool, (StaticPool, SingletonThreadPool)):
+        return False   # one connection shared (or one per thread): no second one to read with
     url = conn.engine.url
     if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
         return False

@@ -656,3 +656,29 @@ def test_open_postings_read_as_json_columns_equal_those_read_as_rows(day_book, m
     odd = [item for item in as_rows if item.batch_id == "PAY-9"]
     assert len(odd) == 1 and odd[0].external_ref.startswith('quote " back\\slash \u2028 \x01')
     assert [item.amount_minor for item in as_rows if item.external_ref is None] == [-200]
+
+
+def test_only_a_sqlite_file_in_wal_mode_with_connections_of_its_own_overlaps(day_book, tmp_path):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    import ledger
+    from reconcile.runs import _overlaps
+
+    with day_book.engine.connect() as conn:
+        assert _overlaps(conn) is (day_book.engine.dialect.name == "sqlite")
+    memory = ledger.open("sqlite://")
+    try:
+        with memory.engine.connect() as conn:
+            assert _overlaps(conn) is False
+    finally:
+        memory.dispose()
+    shared = create_engine(f"sqlite:///{tmp_path / 'shared.db'}", poolclass=StaticPool)
+    with shared.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        assert _overlaps(conn) is False
+    shared.dispose()
+    rollback_journal = create_engine(f"sqlite:///{tmp_path / 'journal.db'}")
+    with rollback_journal.connect() as conn:
+        assert _overlaps(conn) is False
+    rollback_journal.dispose()
