@@ -17,6 +17,14 @@
    a posting in two matches) and its breaks.
 
 With ``dry_run`` all of it happens inside a transaction that is rolled back.
+
+On a SQLite database file (WAL) the run uses a second core: a writer thread
+inserts the bank lines on the run's connection (thousands of rows to a
+statement, which SQLite runs with Python's lock released), and a reader
+thread reads the ledger side (open postings, the account's balance) through
+a connection of its own, while the run's thread fingerprints the lines and
+matches. Readers see the last commit, which is what the run's transaction
+started from: its write lock keeps every other writer out until it ends.
 :func:`resolve` records how finance staff resolved a break, with who, when
 and why; an adjustment posts a new entry into platform-owned accounts only.
 """
