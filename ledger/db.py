@@ -23,6 +23,7 @@ import datetime as dt
 import os
 import random
 import time
+import weakref
 from contextlib import contextmanager
 from importlib import resources
 from typing import Callable, Iterator, Mapping, Sequence, TypeVar
@@ -79,7 +80,19 @@ def _ping_when_idle(engine: Engine) -> None:
                 raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
+#: SQLite engines set up by :func:`make_engine`: their write transactions take the
+#: database's write lock at BEGIN (``BEGIN IMMEDIATE``).
+_LOCKING_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def locks_at_begin(engine: Engine) -> bool:
+    """Whether ``engine``'s write transactions hold SQLite's write lock from their first
+    statement on (an engine made by :func:`make_engine` for a SQLite database)."""
+    return engine in _LOCKING_ENGINES
+
+
 def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
+    _LOCKING_ENGINES.add(engine)
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         # Let SQLAlchemy emit BEGIN itself (below) instead of pysqlite.

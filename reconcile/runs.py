@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from hashlib import sha256
@@ -51,7 +49,6 @@ import numpy as np
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from ledger import models as m
 from ledger.accounts import get_account, utcnow
@@ -61,6 +58,7 @@ from ledger.money import format_minor
 from ledger.postings import Draft, write
 
 from . import matching
+from .parallel import Writer, can_overlap
 from .matching import BankItem, LedgerItem, MatchConfig
 from .statements.source import gc_paused
 from .store import (date_param, date_reader, insert_rows, reserve_ids, roomy_cache, select_rows,
@@ -274,11 +272,11 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
 
 def _import(conn: Connection, book_id: int, parsed: Sequence,
             progress: Callable[[int], None] | None,
-            writer: "_Writer | None" = None) -> tuple[ImportResult, list]:
+            writer: Writer | None = None) -> tuple[ImportResult, list]:
     """:func:`import_parsed`, and the ``(id, line)`` pairs of the lines it added.
 
     With a ``writer`` the lines are inserted by its thread, in order, and may
-    still be going in when this returns (:meth:`_Writer.finish` waits for them).
+    still be going in when this returns (:meth:`.parallel.Writer.finish` waits for them).
     """
     write = writer.submit if writer is not None else _call
     files, statements, line_ids, repeated = [], [], [], []
@@ -398,81 +396,6 @@ def _insert_lines(conn: Connection, table, file_id: int, book_id: int, sqlite: b
         progress(len(lines))
 
 
-class _Writer:
-    """Runs the run's inserts on its connection from a second thread, in order.
-
-    On SQLite an insert of thousands of rows runs inside SQLite with Python's
-    lock released (:func:`reconcile.store.insert_rows`), so while the bank lines
-    go in, the run's own thread reads the open items through a second
-    connection and matches them on the other core. The first failure skips the
-    jobs after it and is raised by :meth:`finish`; :meth:`abandon` is for a run
-    that failed itself. Either waits for the thread, so that the transaction
-    never ends while a statement of it is running.
-    """
-
-    def __init__(self):
-        self._jobs: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-        self._stopped = False
-        self._thread = threading.Thread(target=self._work, name="reconcile-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Callable[[], object]) -> None:
-        self._jobs.put(job)
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            try:
-                if job is None:
-                    return
-                if self._error is None and not self._stopped:
-                    job()
-            except BaseException as exc:   # raised again in the run's thread
-                self._error = exc
-            finally:
-                self._jobs.task_done()
-
-    def drain(self) -> None:
-        """Wait until every job given so far is done (the connection is then free);
-        raise the first failure."""
-        self._jobs.join()
-        self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def _join(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
-
-    def finish(self) -> None:
-        """Wait for every job; raise the first failure."""
-        self._join()
-        self._raise()
-
-    def abandon(self) -> None:
-        """Skip the jobs not started yet and wait for the one running."""
-        self._stopped = True
-        self._join()
-
-
-def _overlaps(conn: Connection) -> bool:
-    """Whether the run can write its lines in a second thread while it reads through a
-    second connection: a SQLite database file in WAL mode, where a reader sees the
-    last commit (nobody else can commit while the run holds the write lock)."""
-    if conn.dialect.name != "sqlite":
-        return False
-    if isinstance(conn.engine.pool, (StaticPool, SingletonThreadPool)):
-        return False   # one connection shared (or one per thread): no second one to read with
-    url = conn.engine.url
-    if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
-        return False
-    return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal"
-
-
 # --- the run --------------------------------------------------------------------
 def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt.date,
                      added: Sequence[tuple] = ()) -> list[BankItem]:
@@ -542,11 +465,19 @@ def _json_columns(conn: Connection, query) -> list[list] | None:
     aggregate = select(func.count(), *(func.json_group_array(c) for c in sub.c))
     try:
         count, *texts = conn.execute(aggregate).one()
-        columns = [json.loads(text) for text in texts]
-    except (OperationalError, ValueError):   # no JSON1, or text SQLite could not encode
-        return None
-    if any(len(column) != count for column in columns):
-        return None
+    except OperationalError as exc:
+        if "no such function" in str(exc.orig):   # a SQLite built without JSON functions
+            return None
+        raise
+    columns = []
+    while texts:
+        try:
+            column = json.loads(texts.pop(0))   # each text dropped once decoded
+        except ValueError:
+            return None
+        if len(column) != count:
+            return None
+        columns.append(column)
     return columns
 
 
@@ -591,7 +522,11 @@ def reconcile(book, paths: Sequence[str | Path], *, account: str = CUSTODY,
               config: MatchConfig = matching.DEFAULT_CONFIG, mapping: Any = None,
               lookback_days: int = LOOKBACK_DAYS,
               progress: Callable[[int], None] | None = None) -> RunResult:
-    """Import ``paths``, match, prove the balance, store the run (see the module docstring)."""
+    """Import ``paths``, match, prove the balance, store the run (see the module docstring).
+
+    ``progress`` is called with the number of lines each step imported; on a SQLite
+    file it is called from the writer thread, possibly while the run matches.
+    """
     if not paths:
         raise ReconcileError("give at least one statement file")
     return reconcile_parsed(book, parse_files(paths, mapping=mapping), account=account,
@@ -628,14 +563,17 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 "ledger account that holds the custody bank's money (open it, or name the "
                 "right one)", account=account) from None
         since = day - dt.timedelta(days=lookback_days)
-        writer = reader = None
-        if _overlaps(conn):
-            writer = _Writer()
-            # The ledger side (open postings, balance) is read on the other core meanwhile,
-            # each query one step inside SQLite.
-            reader = ThreadPoolExecutor(1, thread_name_prefix="reconcile-reader")
-            ledger_side = reader.submit(_ledger_side, book, acct, day, since)
-        try:
+        with ExitStack() as threads:
+            writer = ledger_side = None
+            if can_overlap(conn):
+                # Joined on the way out, first the writer: the transaction must not end
+                # while one of its inserts is running.
+                writer = Writer()
+                threads.callback(writer.abandon)
+                # The ledger side is read on the other core meanwhile.
+                reader = threads.enter_context(
+                    ThreadPoolExecutor(1, thread_name_prefix="reconcile-reader"))
+                ledger_side = reader.submit(_ledger_side, book, acct, day, since)
             imported, added = _import(conn, book.book_id, parsed, progress, writer)
             # While the writer inserts the lines, the open items are read through a second
             # connection: it sees the last commit, which is what this transaction started
@@ -644,23 +582,17 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 bank_items = _open_bank_lines(source, book.book_id, day, since, added)
                 del added
                 carried_ids = _carried(source, book.book_id, account)
-            if reader is not None:
+            if ledger_side is not None:
                 ledger_items, ledger_minor = ledger_side.result()
+                writer.check()
             else:
-                ledger_items = _open_postings(conn, acct.id, day, since)
-                ledger_minor = balance_minor(conn, acct, "posted", day)
+                ledger_items, ledger_minor = _read_ledger_side(conn, acct, day, since)
             carried = [item for item in ledger_items if item.id in carried_ids]
             result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
                                     carried=carried)
             del bank_items, ledger_items, carried
             if writer is not None:
                 writer.finish()
-                writer = None
-        finally:
-            if reader is not None:
-                reader.shutdown(wait=True, cancel_futures=True)
-            if writer is not None:
-                writer.abandon()
         proof = _balance_proof(acct, ledger_minor, statements, result)
         summary = _summary(result, proof, imported)
         run_id = conn.execute(insert(m.ReconRun).values(
@@ -691,10 +623,15 @@ def _statement_day(statement) -> dt.date:
 
 
 def _ledger_side(book, account, day: dt.date, since: dt.date) -> tuple[list[LedgerItem], int]:
-    """The account's open postings of the window and its posted balance as of ``day``,
-    read through a connection of their own (see :func:`reconcile_parsed`)."""
+    """:func:`_read_ledger_side` through a connection of its own (see :func:`reconcile_parsed`)."""
     with book.reading() as conn:
-        return _open_postings(conn, account.id, day, since), balance_minor(conn, account, "posted", day)
+        return _read_ledger_side(conn, account, day, since)
+
+
+def _read_ledger_side(conn: Connection, account, day: dt.date,
+                      since: dt.date) -> tuple[list[LedgerItem], int]:
+    """The account's open postings of the window and its posted balance as of ``day``."""
+    return _open_postings(conn, account.id, day, since), balance_minor(conn, account, "posted", day)
 
 
 def _balance_proof(account, balance: int, statements, result: matching.MatchResult) -> dict:

@@ -213,9 +213,9 @@ def _sqlite_insert(conn: Connection, name: str, columns: Sequence[str], rows: Se
         for start in range(0, len(rows), per):
             page = rows[start:start + per]
             sql = head + ", ".join((mark,) * len(page)) + ")"
-            params = list(flat(page))
-            if len(params) != width * len(page):
+            if set(map(len, page)) != {width}:
                 raise ValueError(f"{name}: every row must hold {width} values ({', '.join(columns)})")
+            params = list(flat(page))
             with _driver_errors(conn, sql[:200]):
                 cursor.execute(sql, params)
     finally:

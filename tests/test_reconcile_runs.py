@@ -436,10 +436,13 @@ def test_insert_rows_spans_several_statements_and_checks_row_widths(day_book, mo
                                    "ORDER BY id"), {"a": ids[0]}).all()
         assert [tuple(r) for r in stored] == [(i, run.run_id, f"rule-{i}") for i in ids]
         if conn.dialect.name == "sqlite":
-            with pytest.raises(ValueError, match="every row must hold 2 values"):
-                store.insert_rows(conn, m.ReconMatch.__table__, ("id", "rule"),
-                                  [(ids[-1] + 1, "a"), (ids[-1] + 2,)],
-                                  constants={"run_id": run.run_id})
+            for rows in ([(ids[-1] + 1, "a"), (ids[-1] + 2,)],
+                         [(ids[-1] + 1, "a", ids[-1] + 2), ("b",)]):   # as many values in all
+                with pytest.raises(ValueError, match="every row must hold 2 values"):
+                    store.insert_rows(conn, m.ReconMatch.__table__, ("id", "rule"), rows,
+                                      constants={"run_id": run.run_id})
+            assert conn.execute(text("SELECT count(*) FROM recon_match WHERE id > :a"),
+                                {"a": ids[-1]}).scalar() == 0
         conn.rollback()
 
 
@@ -465,7 +468,7 @@ def test_lines_go_in_from_a_second_thread_on_sqlite_with_the_same_result(day_boo
     from reconcile import runs
 
     files = [parsed("day.csv", STATEMENT, opening=0)]
-    monkeypatch.setattr(runs, "_overlaps", lambda conn: False)
+    monkeypatch.setattr(runs, "can_overlap", lambda conn: False)
     in_turn = reconcile_parsed(day_book, files, dry_run=True)
     monkeypatch.undo()
     seen = _writer_threads(monkeypatch)
@@ -484,25 +487,54 @@ def test_lines_go_in_from_a_second_thread_on_sqlite_with_the_same_result(day_boo
 
 @pytest.mark.parametrize("where", ["insert", "match"])
 def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, where):
-    """A failed insert in the writer thread, or a failure of the run while the writer
-    is still inserting, fails the run whole; the next run works."""
+    """A failed insert in the writer thread fails the run before it matches; a failure
+    of the run while the writer is still inserting waits for that insert to end before
+    the transaction is rolled back. Nothing is kept; the next run works."""
+    import time
+
+    from sqlalchemy import event
+
     from reconcile import matching, runs
 
     before = table_counts(day_book)
-    if where == "insert":
-        inner = runs.insert_rows
+    events: list = []
+    inner, plain_match = runs.insert_rows, matching.match
 
-        def failing(conn, table, *args, **kwargs):
-            if table.name == "bank_line":
+    def matched(*args, **kwargs):
+        events.append("match")
+        return plain_match(*args, **kwargs)
+
+    def failing_match(*args, **kwargs):
+        events.append("match")
+        raise RuntimeError("matching failed")
+
+    def insert(conn, table, *args, **kwargs):
+        if table.name == "bank_line":
+            if where == "insert":
                 raise RuntimeError("disk full")
-            return inner(conn, table, *args, **kwargs)
-        monkeypatch.setattr(runs, "insert_rows", failing)
+            time.sleep(0.3)   # still inserting when the run fails
+            inner(conn, table, *args, **kwargs)
+            events.append("insert end")
+            return None
+        return inner(conn, table, *args, **kwargs)
+
+    def rolled_back(conn):
+        events.append("rollback")
+
+    monkeypatch.setattr(runs, "insert_rows", insert)
+    monkeypatch.setattr(matching, "match", matched if where == "insert" else failing_match)
+    event.listen(day_book.engine, "rollback", rolled_back)
+    try:
+        with pytest.raises(RuntimeError, match="disk full" if where == "insert" else "matching failed"):
+            reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    finally:
+        event.remove(day_book.engine, "rollback", rolled_back)
+    rollback = events.index("rollback")   # (pooled connections may roll back again later)
+    if where == "insert":
+        assert "match" not in events[:rollback]
     else:
-        def failing(*args, **kwargs):
-            raise RuntimeError("matching failed")
-        monkeypatch.setattr(matching, "match", failing)
-    with pytest.raises(RuntimeError, match="disk full" if where == "insert" else "matching failed"):
-        reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+        assert events[:rollback] == ["match", "insert end"] or \
+            events[:rollback] == ["insert end", "match"]
     assert table_counts(day_book) == before
     monkeypatch.undo()
     run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
@@ -522,13 +554,22 @@ def test_later_files_of_a_run_see_the_lines_of_the_earlier_ones(day_book, monkey
 
 
 def _stored_matches(book, run_id):
+    """The run's stored matches in order, as ``(rule, bank ids, posting ids)``."""
     with book.engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT m.id, m.rule, b.bank_line_id, p.posting_id FROM recon_match m "
             "JOIN recon_match_bank b ON b.match_id = m.id "
             "JOIN recon_match_posting p ON p.match_id = m.id "
-            "WHERE m.run_id = :r ORDER BY m.id"), {"r": run_id}).all()
-    return [(rule, (bank,), (posting,)) for _, rule, bank, posting in rows]
+            "WHERE m.run_id = :r ORDER BY m.id, b.bank_line_id, p.posting_id"),
+            {"r": run_id}).all()
+    stored: dict = {}
+    for match_id, rule, bank_id, posting_id in rows:
+        banks, postings = stored.setdefault(match_id, (rule, [], []))[1:]
+        if bank_id not in banks:
+            banks.append(bank_id)
+        if posting_id not in postings:
+            postings.append(posting_id)
+    return [(rule, tuple(banks), tuple(postings)) for rule, banks, postings in stored.values()]
 
 
 @pytest.mark.parametrize("column_wise", [True, False])
@@ -581,16 +622,7 @@ def test_a_batch_payout_is_stored_with_all_its_postings(day_book):
     made = [(mt.rule, mt.bank_ids, tuple(sorted(mt.ledger_ids))) for mt in run.result.matches]
     batch = [m for m in made if m[0] == "batch"]
     assert len(batch) == 1 and len(batch[0][2]) == 2
-    with day_book.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT m.id, m.rule, b.bank_line_id, p.posting_id FROM recon_match m "
-            "JOIN recon_match_bank b ON b.match_id = m.id "
-            "JOIN recon_match_posting p ON p.match_id = m.id "
-            "WHERE m.run_id = :r ORDER BY m.id, p.posting_id"), {"r": run.run_id}).all()
-    stored: dict = {}
-    for match_id, rule, bank_id, posting_id in rows:
-        stored.setdefault(match_id, (rule, (bank_id,), []))[2].append(posting_id)
-    assert [(r, b, tuple(p)) for r, b, p in stored.values()] == made
+    assert _stored_matches(day_book, run.run_id) == made
 
 
 def _stored_fingerprints(book):
@@ -658,27 +690,54 @@ def test_open_postings_read_as_json_columns_equal_those_read_as_rows(day_book, m
     assert [item.amount_minor for item in as_rows if item.external_ref is None] == [-200]
 
 
-def test_only_a_sqlite_file_in_wal_mode_with_connections_of_its_own_overlaps(day_book, tmp_path):
+def test_only_a_locking_sqlite_file_in_wal_mode_with_connections_to_spare_overlaps(day_book):
+    """The run writes from a second thread and reads through other connections only on a
+    SQLite file in WAL mode, in a transaction that already holds the write lock (an
+    engine set up by the ledger), with a pool that can lend two more connections."""
     from sqlalchemy import create_engine
-    from sqlalchemy.pool import StaticPool
+    from sqlalchemy.pool import NullPool, StaticPool
 
     import ledger
-    from reconcile.runs import _overlaps
+    from reconcile.parallel import can_overlap
 
-    with day_book.engine.connect() as conn:
-        assert _overlaps(conn) is (day_book.engine.dialect.name == "sqlite")
-    memory = ledger.open("sqlite://")
+    def overlaps(engine, begin=True):
+        with engine.begin() if begin else engine.connect() as conn:
+            return can_overlap(conn)
+
+    sqlite = day_book.engine.dialect.name == "sqlite"
+    assert overlaps(day_book.engine) is sqlite
+    assert overlaps(day_book.engine, begin=False) is False     # no write lock held yet
+    if not sqlite:
+        return
+    url = str(day_book.engine.url)
+    cases = {
+        "in memory": ledger.open("sqlite://").engine,
+        "one connection": ledger.open(url, pool_size=1, max_overflow=0).engine,
+        "no pool": ledger.open(url, poolclass=NullPool).engine,
+        "not set up by the ledger": create_engine(url),
+        "shared connection": create_engine(url, poolclass=StaticPool),
+    }
     try:
-        with memory.engine.connect() as conn:
-            assert _overlaps(conn) is False
+        assert {name: overlaps(engine) for name, engine in cases.items()} == {
+            "in memory": False, "one connection": False, "no pool": True,
+            "not set up by the ledger": False, "shared connection": False}
     finally:
-        memory.dispose()
-    shared = create_engine(f"sqlite:///{tmp_path / 'shared.db'}", poolclass=StaticPool)
-    with shared.connect() as conn:
-        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        assert _overlaps(conn) is False
-    shared.dispose()
-    rollback_journal = create_engine(f"sqlite:///{tmp_path / 'journal.db'}")
-    with rollback_journal.connect() as conn:
-        assert _overlaps(conn) is False
-    rollback_journal.dispose()
+        for engine in cases.values():
+            engine.dispose()
+
+
+def test_a_run_on_an_engine_of_one_connection_works_in_turn(db_url):
+    import ledger
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the pool size matters to SQLite's overlapped run only")
+    narrow = ledger.open(db_url, pool_size=1, max_overflow=0, pool_timeout=2)
+    try:
+        f = narrow.flows
+        f.open_system_accounts()
+        f.open_user("alice")
+        f.top_up("alice", "100.00", bank_ref="B1", key="t1", effective_date=DAY)
+        run = reconcile_parsed(narrow, [parsed("day.csv", STATEMENT[:1], opening=0)])
+        assert run.reconciled and run.imported.files[0][3:] == (1, 0)
+    finally:
+        narrow.dispose()
