@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ledger  # noqa: E402
 from ledger import chain  # noqa: E402
-from reconcile import matching, report, runs  # noqa: E402
+from reconcile import importing, matching, report, runs  # noqa: E402
 from reconcile.calendar import WEEKENDS_ONLY  # noqa: E402
 from reconcile.matching import MatchConfig  # noqa: E402
 from reconcile.statements import parse_statement  # noqa: E402
@@ -257,8 +257,8 @@ def main(argv=None) -> int:
         print(f"memory after set-up: {rss_mib():,} MiB resident")
 
         phases = Phases()
-        phases.wrap(runs, "_import", "import")
-        phases.wrap(runs, "_insert_lines", "insert bank lines")
+        phases.wrap(runs, "import_lines", "import")
+        phases.wrap(importing, "_insert_lines", "insert bank lines")
         phases.wrap(runs, "_open_bank_lines", "load open bank lines")
         phases.wrap(runs, "_open_postings", "load open postings")
         plain_match = phases.wrap(matching, "match", "match", keep_args=True)

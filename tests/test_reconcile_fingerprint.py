@@ -8,7 +8,7 @@ import json
 
 from hypothesis import given, settings, strategies as st
 
-from reconcile.runs import _fingerprint
+from reconcile.importing import fingerprint
 from reconcile.statements.model import StatementLine
 
 texts = st.one_of(st.none(), st.text(max_size=30))
@@ -30,16 +30,16 @@ def test_fingerprint_is_the_json_array_hash(account, day, amount, currency, bank
                                             counterparty, description, occurrence):
     line = StatementLine(account, day, None, amount, currency, bank_ref, e2e, counterparty,
                          description, "booked", "0" * 64, "line 1", "raw")
-    assert _fingerprint(line, occurrence) == reference(line, occurrence)
+    assert fingerprint(line, occurrence) == reference(line, occurrence)
     # with the cache an import shares across its lines (hits from earlier examples too)
-    assert _fingerprint(line, occurrence, SHARED) == reference(line, occurrence)
+    assert fingerprint(line, occurrence, SHARED) == reference(line, occurrence)
 
 
 def test_fingerprint_of_known_chinese_line():
     line = StatementLine("6222000011112222", dt.date(2026, 11, 23), None, -150, "CNY", "B000000000001",
                          None, "用户 \"引号\"\n", "手续费\t", "booked", "0" * 64, "line 2", "raw")
-    assert _fingerprint(line, 1) == reference(line, 1)
-    assert _fingerprint(line, 0) != _fingerprint(line, 1)
+    assert fingerprint(line, 1) == reference(line, 1)
+    assert fingerprint(line, 0) != fingerprint(line, 1)
 
 
 line_values = st.builds(
@@ -56,8 +56,8 @@ line_values = st.builds(
 @given(lines=st.lists(line_values, max_size=12))
 def test_a_batch_of_fingerprints_is_the_lines_fingerprints(lines):
     """The batch an import computes is, line for line, the first-occurrence fingerprint."""
-    from reconcile.runs import _fingerprints
+    from reconcile.importing import fingerprints
 
-    assert _fingerprints(lines, {}) == [reference(line, 0) for line in lines]
+    assert fingerprints(lines, {}) == [reference(line, 0) for line in lines]
     shared: dict = {}
-    assert _fingerprints(lines + lines, shared) == [reference(line, 0) for line in lines + lines]
+    assert fingerprints(lines + lines, shared) == [reference(line, 0) for line in lines + lines]

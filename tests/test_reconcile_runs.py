@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from ledger.flows import BANK
-from reconcile import report
+from reconcile import importing, report
 from reconcile.runs import BreakResolutionError, list_breaks, reconcile_parsed, resolve
 from reconcile.statements.model import Balance, ParsedFile, Statement, StatementLine
 
@@ -207,7 +207,7 @@ def test_open_lines_taken_from_memory_equal_those_read_back(day_book):
     from reconcile import runs
 
     with day_book.engine.begin() as conn:
-        _, added = runs._import(conn, day_book.book_id, [parsed("day.csv", STATEMENT, opening=0)], None)
+        _, added = importing.import_lines(conn, day_book.book_id, [parsed("day.csv", STATEMENT, opening=0)], None)
         since = DAY - dt.timedelta(days=10)
         read_back = sorted(runs._open_bank_lines(conn, day_book.book_id, DAY, since))
         assert len(read_back) == 4
@@ -375,8 +375,8 @@ def test_lines_are_stored_alike_whether_their_shared_columns_are_written_once_or
     from reconcile import runs
 
     taken = []
-    real = runs._shared_columns
-    monkeypatch.setattr(runs, "_shared_columns", lambda *a: taken.append(real(*a)) or taken[-1])
+    real = importing._shared_columns
+    monkeypatch.setattr(importing, "_shared_columns", lambda *a: taken.append(real(*a)) or taken[-1])
     lines = [line(n, 100 * n, f"Q{n}", description="it's 'quoted'", e2e=f"E{n}")._replace(
                  account="6222'001", counterparty=f"O'Brien {n}", batch_id="BATCH'1",
                  value_date=DAY if shared or n % 2 else NEXT)
@@ -459,6 +459,7 @@ def _writer_threads(monkeypatch):
         seen.setdefault(table.name, set()).add(threading.current_thread().name)
         return inner(conn, table, *args, **kwargs)
     monkeypatch.setattr(runs, "insert_rows", recording)
+    monkeypatch.setattr(importing, "insert_rows", recording)
     return seen
 
 
@@ -494,11 +495,11 @@ def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, wh
 
     from sqlalchemy import event
 
-    from reconcile import matching, runs
+    from reconcile import matching
 
     before = table_counts(day_book)
     events: list = []
-    inner, plain_match = runs.insert_rows, matching.match
+    inner, plain_match = importing.insert_rows, matching.match
 
     def matched(*args, **kwargs):
         events.append("match")
@@ -521,7 +522,7 @@ def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, wh
     def rolled_back(conn):
         events.append("rollback")
 
-    monkeypatch.setattr(runs, "insert_rows", insert)
+    monkeypatch.setattr(importing, "insert_rows", insert)
     monkeypatch.setattr(matching, "match", matched if where == "insert" else failing_match)
     event.listen(day_book.engine, "rollback", rolled_back)
     try:
@@ -636,14 +637,12 @@ def test_repeats_are_told_apart_across_import_chunks(day_book, monkeypatch, chun
     repeats one of an earlier chunk gets the same occurrence-numbered fingerprint and
     is reported the same as when the whole file is one chunk; re-importing the file
     (the known-lines path) adds nothing."""
-    from reconcile import runs
-
     fee, payout = STATEMENT[3], STATEMENT[2]
     lines = [*STATEMENT, fee, payout, fee]     # the fee three times, the payout twice
     whole = reconcile_parsed(day_book, [parsed("day.csv", lines, opening=0)], dry_run=True)
     assert [lines[whole.imported.line_ids.index(i)] for i in whole.imported.repeated] == \
         [fee, payout, fee]
-    monkeypatch.setattr(runs, "IMPORT_CHUNK", chunk)
+    monkeypatch.setattr(importing, "IMPORT_CHUNK", chunk)
     run = reconcile_parsed(day_book, [parsed("day.csv", lines, opening=0)])
     assert run.imported.files[0][3:] == (7, 0)
     assert run.imported.line_ids == whole.imported.line_ids or \

@@ -1,0 +1,319 @@
+"""Importing statement lines: idempotent, a chunk at a time, each line fingerprinted.
+
+:func:`import_lines` stores the lines of parsed statement files as
+``bank_line`` rows inside the caller's transaction:
+
+- every line is fingerprinted (:func:`fingerprint`: SHA-256 of its content
+  and its occurrence within its file), so a line already imported from an
+  earlier or overlapping file is recognised and not added again, while a
+  line that repeats inside one file is kept and reported;
+- a file whose day has no lines in yet (the daily case) reserves its ids
+  first and hands each chunk over as soon as its fingerprints are known, to
+  a :class:`~.parallel.Writer` thread when the run has one;
+- columns every line of a chunk shares are written once into the insert on
+  SQLite instead of being bound per line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from functools import partial
+from hashlib import sha256
+from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
+from operator import attrgetter
+from pathlib import Path
+from typing import Callable, Sequence
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
+
+from ledger import models as m
+from ledger.accounts import utcnow
+from ledger.errors import InputError
+
+from .parallel import Writer
+from .store import date_param, insert_rows, reserve_ids, select_rows, sql_constant
+
+IMPORT_CHUNK = 20_000
+
+
+class ReconcileError(InputError):
+    """A reconciliation request that cannot be carried out (bad input)."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import brought in.
+
+    Attributes:
+        files: ``(filename, format, sha256, new lines, known lines)`` per file.
+        statements: the parsed statements.
+        line_ids: database ids of every line of the files (new or known).
+        repeated: ids of lines that repeat another line of the same file.
+    """
+
+    files: tuple
+    statements: tuple
+    line_ids: tuple
+    repeated: tuple
+
+
+def _json(value) -> str:
+    """``value`` as ``json.dumps(value, ensure_ascii=False)`` writes it."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is str:
+        return _json_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def fingerprint(line, occurrence: int, encoded: dict | None = None) -> str:
+    """SHA-256 of the line's content and its occurrence within its file.
+
+    The text hashed is the JSON array ``[account, booking date, amount,
+    currency, bank ref, end-to-end ref, counterparty, description,
+    occurrence]`` as ``json.dumps(..., ensure_ascii=False)`` writes it, built
+    here without the encoder's per-call cost: the same lines give the same
+    fingerprints in every version, so re-imports stay idempotent.
+    ``encoded`` caches the JSON of what repeats from line to line (account,
+    booking day and currency; counterparty and description).
+    """
+    if encoded is None:
+        encoded = {}
+    j = _json
+    head_key = (line.account, line.booking_date, line.currency)
+    head = encoded.get(head_key)
+    if head is None:
+        head = encoded[head_key] = (f"[{j(line.account)}, \"{line.booking_date.isoformat()}\", ",
+                                    f", {j(line.currency)}, ")
+    tail_key = (line.counterparty, line.description)
+    tail = encoded.get(tail_key)
+    if tail is None:
+        tail = encoded[tail_key] = f"{j(line.counterparty)}, {j(line.description)}, "
+    doc = (f"{head[0]}{j(line.amount_minor)}{head[1]}{j(line.bank_ref)}, "
+           f"{j(line.end_to_end_ref)}, {tail}{occurrence}]")
+    return sha256(doc.encode()).hexdigest()
+
+
+def fingerprints(lines: Sequence, encoded: dict) -> list[str]:
+    """``[fingerprint(line, 0, encoded) for line in lines]``, with the per-line calls of
+    :func:`_json` written out for the types a statement line holds (the tests compare)."""
+    j, js, rep = _json, _json_str, int.__repr__
+    out: list[str] = []
+    append = out.append
+    for line in lines:
+        head_key = (line.account, line.booking_date, line.currency)
+        head = encoded.get(head_key)
+        if head is None:
+            head = encoded[head_key] = (f"[{j(line.account)}, \"{line.booking_date.isoformat()}\", ",
+                                        f", {j(line.currency)}, ")
+        tail_key = (line.counterparty, line.description)
+        tail = encoded.get(tail_key)
+        if tail is None:
+            tail = encoded[tail_key] = f"{j(line.counterparty)}, {j(line.description)}, "
+        amount, ref, e2e = line.amount_minor, line.bank_ref, line.end_to_end_ref
+        append(sha256(f"{head[0]}{rep(amount) if type(amount) is int else j(amount)}{head[1]}"
+                      f"{js(ref) if type(ref) is str else j(ref)}, "
+                      f"{js(e2e) if type(e2e) is str else j(e2e)}, {tail}0]".encode()).hexdigest())
+    return out
+
+
+def check_days(path: Path, lines: Sequence) -> None:
+    """Booking and value dates must be dates (the bank's business day), not times."""
+    booked = set(map(type, map(attrgetter("booking_date"), lines)))
+    valued = set(map(type, map(attrgetter("value_date"), lines)))
+    if booked <= {dt.date} and valued <= {dt.date, type(None)}:
+        return
+    for line in lines:
+        if type(line.booking_date) is not dt.date or not (
+                line.value_date is None or type(line.value_date) is dt.date):
+            raise ReconcileError(
+                f"{path.name} {line.source_position}: booking and value dates must be dates "
+                f"(the bank's business day), not {line.booking_date!r} / {line.value_date!r}",
+                file=path.name, position=line.source_position)
+
+
+_LINE_COLUMNS = ("id", "book_id", "file_id", "fingerprint", "account", "booking_date", "value_date",
+                 "amount_minor", "currency", "bank_ref", "end_to_end_ref", "batch_id", "counterparty",
+                 "description", "status", "source_position", "raw")
+
+
+#: Columns that vary from line to line even in a one-account, one-day file.
+_VARYING_COLUMNS = ("id", "fingerprint", "amount_minor", "bank_ref", "end_to_end_ref",
+                    "counterparty", "description", "source_position", "raw")
+
+
+def _shared_columns(lines: Sequence, day: Callable) -> dict | None:
+    """The columns every line of ``lines`` has the same value in, outside
+    :data:`_VARYING_COLUMNS` (account, days, currency, batch, status), as
+    ``{column: value}``; None when one of them differs or cannot be written as a
+    constant. A day file for one account usually shares them all: they are then
+    written once into the insert statement instead of being bound for every line."""
+    shared = {}
+    for column, stored in (("account", lambda a: str(a)[:64]), ("booking_date", day),
+                           ("value_date", day), ("currency", None), ("batch_id", None),
+                           ("status", lambda s: s or "booked")):
+        values = set(map(attrgetter(column), lines))
+        if stored is not None:
+            values = set(map(stored, values))
+        if len(values) != 1:
+            return None
+        (value,) = values
+        if sql_constant(value) is None:
+            return None
+        shared[column] = value
+    return shared
+
+
+def _known_lines(conn: Connection, book_id: int, days: set) -> dict[str, int]:
+    """Fingerprint -> id of the lines already imported for those booking days.
+
+    A fingerprint covers the booking date, so a line seen before was stored
+    under the same day: one indexed query per distinct day of the file.
+    """
+    known: dict[str, int] = {}
+    for day in sorted(days):
+        known.update(select_rows(conn, select(m.BankLine.fingerprint, m.BankLine.id).where(
+            m.BankLine.book_id == book_id, m.BankLine.booking_date == day)))
+    return known
+
+
+def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
+                  progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Store the lines of parsed files; idempotent by line fingerprint."""
+    return import_lines(conn, book_id, parsed, progress)[0]
+
+
+def import_lines(conn: Connection, book_id: int, parsed: Sequence,
+            progress: Callable[[int], None] | None,
+            writer: Writer | None = None) -> tuple[ImportResult, list]:
+    """:func:`import_parsed`, and the ``(id, line)`` pairs of the lines it added.
+
+    With a ``writer`` the lines are inserted by its thread, in order, and may
+    still be going in when this returns (:meth:`.parallel.Writer.finish` waits for them).
+    """
+    write = writer.submit if writer is not None else _call
+    files, statements, line_ids, repeated = [], [], [], []
+    added: list = []
+    table = m.BankLine.__table__
+    day = date_param(conn)
+    sqlite = conn.dialect.name == "sqlite"
+    for path, pf in parsed:
+        if writer is not None and files:
+            writer.drain()   # the file before is in: its lines count as known, its ids as taken
+        lines: list = []
+        for statement in pf.statements:
+            statements.append(statement)
+            lines.extend(statement.lines)
+        check_days(path, lines)
+        days = set(map(attrgetter("booking_date"), lines))
+        known = _known_lines(conn, book_id, days)
+        first = statements[-1] if statements else None
+        sha = getattr(first, "source_sha256", None) or sha256(path.read_bytes()).hexdigest()
+
+        def file_row(new: int) -> int:
+            return conn.execute(insert(m.StatementFile).values(
+                book_id=book_id, sha256=sha, filename=path.name[:255], format=str(pf.format),
+                imported_at=utcnow(), lines_new=new, lines_known=len(lines) - new)
+                .returning(m.StatementFile.id)).scalar_one()
+
+        def insert_chunk(chunk_ids: list, chunk_fps: list, chunk_lines: list) -> None:
+            write(partial(_insert_lines, conn, table, file_id, book_id, sqlite, day, progress,
+                          chunk_ids, chunk_fps, chunk_lines))
+            added.extend(zip(chunk_ids, chunk_lines))
+
+        if not known:
+            # The usual case, none of the day's lines in yet: every line is new, and a
+            # chunk goes in as soon as its fingerprints are known.
+            file_id = file_row(len(lines))
+            ids = reserve_ids(conn, table, len(lines))
+        encoded: dict = {}
+        fps: list = []
+        repeats: list = []
+        firsts: set = set()            # fingerprints of first occurrences
+        occurrences: dict = {}         # ... of those that repeat -> occurrences so far
+        for start in range(0, len(lines), IMPORT_CHUNK):
+            chunk_lines = lines[start:start + IMPORT_CHUNK]
+            chunk_fps = fingerprints(chunk_lines, encoded)
+            if len(set(chunk_fps)) == len(chunk_fps) and firsts.isdisjoint(chunk_fps):
+                firsts.update(chunk_fps)
+            else:
+                # A line repeated inside the file: each repeat is told apart by its occurrence.
+                for k, fp in enumerate(chunk_fps):
+                    if fp in firsts:
+                        occurrence = occurrences.get(fp, 1)
+                        occurrences[fp] = occurrence + 1
+                        chunk_fps[k] = fingerprint(chunk_lines[k], occurrence, encoded)
+                        repeats.append(start + k)
+                    else:
+                        firsts.add(fp)
+            fps += chunk_fps
+            if not known:
+                insert_chunk(ids[start:start + IMPORT_CHUNK], chunk_fps, chunk_lines)
+        del encoded, firsts, occurrences
+        new = range(len(fps)) if not known else [k for k, fp in enumerate(fps) if fp not in known]
+        if known:
+            file_id = file_row(len(new))
+            fresh_ids = iter(reserve_ids(conn, table, len(new)))
+            # Known lines keep their ids; new ones take the reserved ids in file order.
+            ids = [known.get(fp) or next(fresh_ids) for fp in fps]
+            for start in range(0, len(new), IMPORT_CHUNK):
+                chunk = new[start:start + IMPORT_CHUNK]
+                insert_chunk(list(map(ids.__getitem__, chunk)), list(map(fps.__getitem__, chunk)),
+                             list(map(lines.__getitem__, chunk)))
+        del known
+        if progress and len(fps) > len(new):
+            write(partial(progress, len(fps) - len(new)))   # lines already imported count as done
+        line_ids.extend(ids)
+        repeated.extend(map(ids.__getitem__, repeats))
+        files.append((path.name, str(pf.format), sha, len(new), len(fps) - len(new)))
+    return ImportResult(tuple(files), tuple(statements), tuple(line_ids), tuple(repeated)), added
+
+
+def _call(job: Callable[[], object]) -> None:
+    job()
+
+
+_POSITION, _RAW = attrgetter("source_position"), attrgetter("raw")
+#: A line's values for the rest of :data:`_VARYING_COLUMNS` (after id and fingerprint).
+_VARYING = attrgetter("amount_minor", "bank_ref", "end_to_end_ref", "counterparty", "description",
+                      "source_position", "raw")
+
+
+def _insert_lines(conn: Connection, table, file_id: int, book_id: int, sqlite: bool,
+                  day: Callable, progress: Callable[[int], None] | None, ids: list, fps: list,
+                  lines: list) -> None:
+    """Insert one chunk of new bank lines (``ids``, ``fps`` and ``lines`` side by side)."""
+    # Written into the statement on SQLite, where binding is much of a row's cost.
+    shared = _shared_columns(lines, day) if sqlite else None
+    if shared is not None:
+        shared.update(book_id=book_id, file_id=file_id)
+        positions = list(map(_POSITION, lines))
+        if set(map(type, positions)) == {str} and max(map(len, positions)) <= 64 \
+                and None not in map(_RAW, lines):
+            # As below, with no value to convert: the tuples are built without a Python loop.
+            rows = list(map(tuple.__add__, zip(ids, fps), map(_VARYING, lines)))
+        else:
+            rows = [(i, fp, line.amount_minor, line.bank_ref, line.end_to_end_ref,
+                     line.counterparty, line.description, str(line.source_position)[:64],
+                     line.raw or "") for i, fp, line in zip(ids, fps, lines)]
+        del positions
+        insert_rows(conn, table, _VARYING_COLUMNS, rows, constants=shared)
+    else:
+        insert_rows(conn, table, _LINE_COLUMNS, [
+            (i, book_id, file_id, fp, str(line.account)[:64], day(line.booking_date),
+             day(line.value_date), line.amount_minor, line.currency, line.bank_ref,
+             line.end_to_end_ref, line.batch_id, line.counterparty, line.description,
+             line.status or "booked", str(line.source_position)[:64], line.raw or "")
+            for i, fp, line in zip(ids, fps, lines)])
+    if progress:
+        progress(len(lines))
+
+
+__all__ = ["IMPORT_CHUNK", "ImportResult", "ReconcileError", "fingerprint", "fingerprints",
+           "import_lines", "import_parsed"]
