@@ -190,8 +190,8 @@ def import_parsed(conn: Connection, book_id: int, parsed: Sequence,
 
 
 def import_lines(conn: Connection, book_id: int, parsed: Sequence,
-            progress: Callable[[int], None] | None,
-            writer: Writer | None = None) -> tuple[ImportResult, list]:
+                 progress: Callable[[int], None] | None,
+                 writer: Writer | None = None) -> tuple[ImportResult, list]:
     """:func:`import_parsed`, and the ``(id, line)`` pairs of the lines it added.
 
     With a ``writer`` the lines are inserted by its thread, in order, and may
