@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -740,3 +741,45 @@ def test_a_run_on_an_engine_of_one_connection_works_in_turn(db_url):
         assert run.reconciled and run.imported.files[0][3:] == (1, 0)
     finally:
         narrow.dispose()
+
+
+POOL = [line(n, amount, ref, description=text)
+        for n, (amount, ref, text) in enumerate([(100, "R1", "a"), (-250, "R2", "b"), (100, "R1", "a "),
+                                                 (777, None, "c"), (5, "R5", "用户")], start=1)]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.integers(0, len(POOL) - 1), min_size=1, max_size=12),
+       chunk=st.integers(1, 5))
+def test_import_in_chunks_numbers_repeats_as_the_whole_file_would(day_book, picks, chunk):
+    """Whatever the chunk size, every line is stored under the fingerprint of its content
+    and its occurrence so far in the file, the repeats are reported, and importing the
+    file again adds nothing and gives the same ids."""
+    from reconcile.importing import fingerprint
+
+    lines = [POOL[k] for k in picks]
+    seen: dict = {}
+    expected, repeats = [], []
+    for k, x in enumerate(lines):
+        occurrence = seen.get(x, 0)
+        seen[x] = occurrence + 1
+        expected.append(fingerprint(x, occurrence))
+        if occurrence:
+            repeats.append(k)
+    before = importing.IMPORT_CHUNK
+    importing.IMPORT_CHUNK = chunk
+    try:
+        with day_book.engine.begin() as conn:
+            first, _ = importing.import_lines(conn, day_book.book_id, [parsed("f.csv", lines, 0)], None)
+            stored = conn.execute(text("SELECT id, fingerprint FROM bank_line ORDER BY id")).all()
+            again, added = importing.import_lines(conn, day_book.book_id,
+                                                  [parsed("f.csv", lines, 0)], None)
+            conn.rollback()
+    finally:
+        importing.IMPORT_CHUNK = before
+    assert [fp for _, fp in stored] == expected
+    assert list(first.line_ids) == [i for i, _ in stored]
+    assert list(first.repeated) == [first.line_ids[k] for k in repeats]
+    assert first.files[0][3:] == (len(lines), 0) and again.files[0][3:] == (0, len(lines))
+    assert again.line_ids == first.line_ids and again.repeated == first.repeated and added == []
