@@ -34,7 +34,8 @@ from ledger.accounts import utcnow
 from ledger.errors import InputError
 
 from .parallel import Writer
-from .store import date_param, insert_rows, reserve_ids, select_rows, sql_constant
+from .store import (date_param, insert_columns, insert_rows, reserve_ids, select_rows,
+                    sql_constant)
 
 IMPORT_CHUNK = 20_000
 
@@ -279,10 +280,9 @@ def _call(job: Callable[[], object]) -> None:
     job()
 
 
-_POSITION, _RAW = attrgetter("source_position"), attrgetter("raw")
-#: A line's values for the rest of :data:`_VARYING_COLUMNS` (after id and fingerprint).
-_VARYING = attrgetter("amount_minor", "bank_ref", "end_to_end_ref", "counterparty", "description",
-                      "source_position", "raw")
+#: The line fields of :data:`_VARYING_COLUMNS` after id and fingerprint, in order.
+_VARYING_FIELDS = ("amount_minor", "bank_ref", "end_to_end_ref", "counterparty", "description",
+                   "source_position", "raw")
 
 
 def _insert_lines(conn: Connection, table, file_id: int, book_id: int, sqlite: bool,
@@ -293,17 +293,17 @@ def _insert_lines(conn: Connection, table, file_id: int, book_id: int, sqlite: b
     shared = _shared_columns(lines, day) if sqlite else None
     if shared is not None:
         shared.update(book_id=book_id, file_id=file_id)
-        positions = list(map(_POSITION, lines))
+        columns = [ids, fps, *(list(map(attrgetter(name), lines)) for name in _VARYING_FIELDS)]
+        positions, raws = columns[-2:]
         if set(map(type, positions)) == {str} and max(map(len, positions)) <= 64 \
-                and None not in map(_RAW, lines):
-            # As below, with no value to convert: the tuples are built without a Python loop.
-            rows = list(map(tuple.__add__, zip(ids, fps), map(_VARYING, lines)))
+                and None not in raws:
+            # No value to convert: the lines' own values go in, column by column.
+            insert_columns(conn, table, _VARYING_COLUMNS, columns, constants=shared)
         else:
-            rows = [(i, fp, line.amount_minor, line.bank_ref, line.end_to_end_ref,
-                     line.counterparty, line.description, str(line.source_position)[:64],
-                     line.raw or "") for i, fp, line in zip(ids, fps, lines)]
-        del positions
-        insert_rows(conn, table, _VARYING_COLUMNS, rows, constants=shared)
+            insert_rows(conn, table, _VARYING_COLUMNS, [
+                (i, fp, line.amount_minor, line.bank_ref, line.end_to_end_ref,
+                 line.counterparty, line.description, str(line.source_position)[:64],
+                 line.raw or "") for i, fp, line in zip(ids, fps, lines)], constants=shared)
     else:
         insert_rows(conn, table, _LINE_COLUMNS, [
             (i, book_id, file_id, fp, str(line.account)[:64], day(line.booking_date),

@@ -61,7 +61,8 @@ from .importing import ImportResult, ReconcileError, import_lines, import_parsed
 from .matching import BankItem, LedgerItem, MatchConfig
 from .parallel import Writer, can_overlap
 from .statements.source import gc_paused
-from .store import date_reader, insert_rows, reserve_ids, roomy_cache, select_rows
+from .store import (date_reader, insert_columns, insert_rows, reserve_ids, roomy_cache,
+                    select_rows)
 
 CUSTODY = "assets:custody:bank"
 LOOKBACK_DAYS = 10
@@ -428,14 +429,14 @@ def _store_matches(conn: Connection, run_id: int, matches: Iterable[matching.Mat
         for start in range(0, len(banks), STORE_CHUNK):
             bank_ids, posting_ids = banks[start:start + STORE_CHUNK], ledgers[start:start + STORE_CHUNK]
             ids = reserve_ids(conn, m.ReconMatch.__table__, len(bank_ids))
-            insert_rows(conn, m.ReconMatch.__table__, ("id",), list(zip(ids)),
-                        constants={"run_id": run_id, "rule": rule})
+            insert_columns(conn, m.ReconMatch.__table__, ("id",), [ids],
+                           constants={"run_id": run_id, "rule": rule})
             match_ids = np.array(ids, dtype=np.int64)
             for table, column, side in ((m.ReconMatchBank.__table__, "bank_line_id", bank_ids),
                                         (m.ReconMatchPosting.__table__, "posting_id", posting_ids)):
                 order = np.argsort(side, kind="stable")   # key order, as above
-                insert_rows(conn, table, (column, "match_id"),
-                            list(zip(side[order].tolist(), match_ids[order].tolist())))
+                insert_columns(conn, table, (column, "match_id"),
+                               [side[order].tolist(), match_ids[order].tolist()])
 
 
 def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break]) -> list[int]:

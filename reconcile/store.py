@@ -12,7 +12,8 @@ inside the caller's transaction, so all-or-nothing still holds:
   of the table's own sequence, so concurrent writers never collide.
 * :func:`insert_rows` inserts tuples: thousands of rows to a statement on
   SQLite, multi-row ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver; dates
-  go in through :func:`date_param`.
+  go in through :func:`date_param`; :func:`insert_columns` the same rows given as
+  columns.
 * :func:`select_rows` runs a query and gives plain tuples; :func:`date_reader`
   makes their date columns dates on every database.
 """
@@ -158,12 +159,15 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
         return
     constants = constants or {}
     if _is_sqlite(conn):
-        literals = {name: sql_constant(value) for name, value in constants.items()}
-        for name, literal in literals.items():
-            if literal is None:
-                raise TypeError(f"constant {name}={constants[name]!r}: only ints, None and "
-                                "strings without NUL are written into the statement")
-        _sqlite_insert(conn, table.name, columns, rows, literals)
+        width = len(columns)
+
+        def page(start: int, count: int) -> list:
+            rows_ = rows[start:start + count]
+            if set(map(len, rows_)) != {width}:
+                raise ValueError(f"{table.name}: every row must hold {width} values "
+                                 f"({', '.join(columns)})")
+            return list(chain.from_iterable(rows_))
+        _sqlite_insert(conn, table.name, columns, len(rows), page, _literals(constants))
         return
     if constants:
         columns = (*columns, *constants)
@@ -185,6 +189,41 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str],
         conn.execute(insert(table), [dict(zip(columns, row)) for row in rows[start:start + PAGE]])
 
 
+def insert_columns(conn: Connection, table: Table, names: Sequence[str], columns: Sequence[list],
+                   constants: dict | None = None) -> None:
+    """:func:`insert_rows` of rows given as columns (lists side by side, one per name).
+
+    On SQLite each statement's parameters are laid out straight from the columns,
+    with no tuple per row; elsewhere the rows are zipped and inserted as rows.
+    """
+    if len(names) != len(columns) or len(set(map(len, columns))) > 1:
+        raise ValueError(f"{table.name}: one column of equal length for each of {', '.join(names)}")
+    count = len(columns[0]) if columns else 0
+    if not count:
+        return
+    if not _is_sqlite(conn):
+        insert_rows(conn, table, names, list(zip(*columns)), constants)
+        return
+    width = len(names)
+
+    def page(start: int, rows: int) -> list:
+        params = [None] * (width * rows)
+        for k, column in enumerate(columns):
+            params[k::width] = column[start:start + rows]
+        return params
+    _sqlite_insert(conn, table.name, names, count, page, _literals(constants or {}))
+
+
+def _literals(constants: dict) -> dict:
+    """``constants`` as SQL literals (:func:`sql_constant`); a value that cannot be one is refused."""
+    literals = {name: sql_constant(value) for name, value in constants.items()}
+    for name, literal in literals.items():
+        if literal is None:
+            raise TypeError(f"constant {name}={constants[name]!r}: only ints, None and "
+                            "strings without NUL are written into the statement")
+    return literals
+
+
 def _sqlite_rows_per_statement(driver_connection, width: int) -> int:
     """How many rows of ``width`` parameters one SQLite statement can bind."""
     getlimit = getattr(driver_connection, "getlimit", None)   # Python 3.11+
@@ -195,27 +234,25 @@ def _sqlite_rows_per_statement(driver_connection, width: int) -> int:
     return max(1, min(STATEMENT_ROWS, limit // max(width, 1)))
 
 
-def _sqlite_insert(conn: Connection, name: str, columns: Sequence[str], rows: Sequence[tuple],
-                   literals: dict) -> None:
-    """Rows inserted many to a statement: ``INSERT ... SELECT *, <constants> FROM (VALUES
-    (?, ...), (?, ...), ...)``. One statement then does the work of thousands of rows
-    in SQLite (outside Python's lock, so another thread can run meanwhile), and the
-    constants are written once."""
+def _sqlite_insert(conn: Connection, name: str, columns: Sequence[str], count: int,
+                   page: Callable[[int, int], list], literals: dict) -> None:
+    """``count`` rows inserted many to a statement: ``INSERT ... SELECT *, <constants>
+    FROM (VALUES (?, ...), (?, ...), ...)``, ``page(start, rows)`` giving the flat
+    parameters of each statement's rows. One statement then does the work of
+    thousands of rows in SQLite (outside Python's lock, so another thread can run
+    meanwhile), and the constants are written once."""
     driver = conn.connection.driver_connection
     width = len(columns)
     per = _sqlite_rows_per_statement(driver, width)
     head = f"INSERT INTO {name} ({', '.join((*columns, *literals))}) SELECT *"
     head += "".join(f", {literal}" for literal in literals.values()) + " FROM (VALUES "
     mark = "(" + ", ".join(("?",) * width) + ")"
-    flat = chain.from_iterable
     cursor = driver.cursor()
     try:
-        for start in range(0, len(rows), per):
-            page = rows[start:start + per]
-            sql = head + ", ".join((mark,) * len(page)) + ")"
-            if set(map(len, page)) != {width}:
-                raise ValueError(f"{name}: every row must hold {width} values ({', '.join(columns)})")
-            params = list(flat(page))
+        for start in range(0, count, per):
+            rows = min(per, count - start)
+            params = page(start, rows)
+            sql = head + ", ".join((mark,) * rows) + ")"
             with _driver_errors(conn, sql[:200]):
                 cursor.execute(sql, params)
     finally:
@@ -253,4 +290,4 @@ def select_rows(conn: Connection, statement) -> Iterator[tuple]:
         cursor.close()
 
 
-__all__ = ["roomy_cache", "reserve_ids", "insert_rows", "sql_constant", "select_rows", "date_param", "date_reader"]
+__all__ = ["roomy_cache", "reserve_ids", "insert_rows", "insert_columns", "sql_constant", "select_rows", "date_param", "date_reader"]

@@ -423,27 +423,34 @@ def test_insert_rows_with_constants_on_both_databases(day_book):
     assert [tuple(r) for r in stored] == [(i, run.run_id, "man'ual") for i in ids]
 
 
-def test_insert_rows_spans_several_statements_and_checks_row_widths(day_book, monkeypatch):
+def test_bulk_inserts_span_several_statements_and_check_their_shapes(day_book, monkeypatch):
     from ledger import models as m
     from reconcile import store
 
     run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
-    monkeypatch.setattr(store, "STATEMENT_ROWS", 3)   # 10 rows: statements of 3, 3, 3 and 1
+    monkeypatch.setattr(store, "STATEMENT_ROWS", 3)   # 10 rows: statements of 3, 3, 3 and 1; 7: 3, 3, 1
     with day_book.engine.begin() as conn:
         ids = store.reserve_ids(conn, m.ReconMatch.__table__, 10)
         store.insert_rows(conn, m.ReconMatch.__table__, ("id", "rule"),
                           [(i, f"rule-{i}") for i in ids], constants={"run_id": run.run_id})
+        more = store.reserve_ids(conn, m.ReconMatch.__table__, 7)   # the same, as columns
+        store.insert_columns(conn, m.ReconMatch.__table__, ("rule", "id"),
+                             [[f"rule-{i}" for i in more], more], constants={"run_id": run.run_id})
         stored = conn.execute(text("SELECT id, run_id, rule FROM recon_match WHERE id >= :a "
                                    "ORDER BY id"), {"a": ids[0]}).all()
-        assert [tuple(r) for r in stored] == [(i, run.run_id, f"rule-{i}") for i in ids]
+        assert [tuple(r) for r in stored] == [(i, run.run_id, f"rule-{i}") for i in ids + more]
+        with pytest.raises(ValueError, match="one column of equal length for each of rule, id"):
+            store.insert_columns(conn, m.ReconMatch.__table__, ("rule", "id"),
+                                 [["a", "b"], [more[-1] + 1]], constants={"run_id": run.run_id})
         if conn.dialect.name == "sqlite":
-            for rows in ([(ids[-1] + 1, "a"), (ids[-1] + 2,)],
-                         [(ids[-1] + 1, "a", ids[-1] + 2), ("b",)]):   # as many values in all
+            top = more[-1]
+            for rows in ([(top + 1, "a"), (top + 2,)],
+                         [(top + 1, "a", top + 2), ("b",)]):   # as many values in all
                 with pytest.raises(ValueError, match="every row must hold 2 values"):
                     store.insert_rows(conn, m.ReconMatch.__table__, ("id", "rule"), rows,
                                       constants={"run_id": run.run_id})
-            assert conn.execute(text("SELECT count(*) FROM recon_match WHERE id > :a"),
-                                {"a": ids[-1]}).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM recon_match WHERE id > :a"),
+                            {"a": more[-1]}).scalar() == 0
         conn.rollback()
 
 
@@ -454,14 +461,21 @@ def _writer_threads(monkeypatch):
     from reconcile import runs
 
     seen: dict = {}
-    inner = runs.insert_rows
 
-    def recording(conn, table, *args, **kwargs):
-        seen.setdefault(table.name, set()).add(threading.current_thread().name)
-        return inner(conn, table, *args, **kwargs)
-    monkeypatch.setattr(runs, "insert_rows", recording)
-    monkeypatch.setattr(importing, "insert_rows", recording)
+    def recording(inner):
+        def insert(conn, table, *args, **kwargs):
+            seen.setdefault(table.name, set()).add(threading.current_thread().name)
+            return inner(conn, table, *args, **kwargs)
+        return insert
+    _wrap_bulk_inserts(monkeypatch, recording, runs)
+    _wrap_bulk_inserts(monkeypatch, recording)
     return seen
+
+
+def _wrap_bulk_inserts(monkeypatch, wrap, module=importing):
+    """Wrap the bulk inserts ``module`` uses (rows, or the same rows as columns)."""
+    for name in ("insert_rows", "insert_columns"):
+        monkeypatch.setattr(module, name, wrap(getattr(module, name)))
 
 
 def test_lines_go_in_from_a_second_thread_on_sqlite_with_the_same_result(day_book, monkeypatch):
@@ -500,7 +514,7 @@ def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, wh
 
     before = table_counts(day_book)
     events: list = []
-    inner, plain_match = importing.insert_rows, matching.match
+    plain_match = matching.match
 
     def matched(*args, **kwargs):
         events.append("match")
@@ -510,20 +524,22 @@ def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, wh
         events.append("match")
         raise RuntimeError("matching failed")
 
-    def insert(conn, table, *args, **kwargs):
-        if table.name == "bank_line":
+    def slow_or_failing(inner):
+        def insert(conn, table, *args, **kwargs):
+            if table.name != "bank_line":
+                return inner(conn, table, *args, **kwargs)
             if where == "insert":
                 raise RuntimeError("disk full")
             time.sleep(0.3)   # still inserting when the run fails
             inner(conn, table, *args, **kwargs)
             events.append("insert end")
             return None
-        return inner(conn, table, *args, **kwargs)
+        return insert
 
     def rolled_back(conn):
         events.append("rollback")
 
-    monkeypatch.setattr(importing, "insert_rows", insert)
+    _wrap_bulk_inserts(monkeypatch, slow_or_failing)
     monkeypatch.setattr(matching, "match", matched if where == "insert" else failing_match)
     event.listen(day_book.engine, "rollback", rolled_back)
     try:
