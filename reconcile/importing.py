@@ -84,27 +84,15 @@ def fingerprint(line, occurrence: int, encoded: dict | None = None) -> str:
     ``encoded`` caches the JSON of what repeats from line to line (account,
     booking day and currency; counterparty and description).
     """
-    if encoded is None:
-        encoded = {}
-    j = _json
-    head_key = (line.account, line.booking_date, line.currency)
-    head = encoded.get(head_key)
-    if head is None:
-        head = encoded[head_key] = (f"[{j(line.account)}, \"{line.booking_date.isoformat()}\", ",
-                                    f", {j(line.currency)}, ")
-    tail_key = (line.counterparty, line.description)
-    tail = encoded.get(tail_key)
-    if tail is None:
-        tail = encoded[tail_key] = f"{j(line.counterparty)}, {j(line.description)}, "
-    doc = (f"{head[0]}{j(line.amount_minor)}{head[1]}{j(line.bank_ref)}, "
-           f"{j(line.end_to_end_ref)}, {tail}{occurrence}]")
-    return sha256(doc.encode()).hexdigest()
+    return fingerprints((line,), {} if encoded is None else encoded, occurrence)[0]
 
 
-def fingerprints(lines: Sequence, encoded: dict) -> list[str]:
-    """``[fingerprint(line, 0, encoded) for line in lines]``, with the per-line calls of
-    :func:`_json` written out for the types a statement line holds (the tests compare)."""
+def fingerprints(lines: Sequence, encoded: dict, occurrence: int = 0) -> list[str]:
+    """``[fingerprint(line, occurrence, encoded) for line in lines]``: the JSON of the
+    values a statement line holds written out without a call per value (the tests
+    compare it with ``json.dumps``)."""
     j, js, rep = _json, _json_str, int.__repr__
+    end = f"{int(occurrence)}]"
     out: list[str] = []
     append = out.append
     for line in lines:
@@ -120,7 +108,7 @@ def fingerprints(lines: Sequence, encoded: dict) -> list[str]:
         amount, ref, e2e = line.amount_minor, line.bank_ref, line.end_to_end_ref
         append(sha256(f"{head[0]}{rep(amount) if type(amount) is int else j(amount)}{head[1]}"
                       f"{js(ref) if type(ref) is str else j(ref)}, "
-                      f"{js(e2e) if type(e2e) is str else j(e2e)}, {tail}0]".encode()).hexdigest())
+                      f"{js(e2e) if type(e2e) is str else j(e2e)}, {tail}{end}".encode()).hexdigest())
     return out
 
 
