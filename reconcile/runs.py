@@ -289,8 +289,8 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
         with ExitStack() as threads:
             writer = ledger_side = None
             if can_overlap(conn):
-                # Joined on the way out, first the writer: the transaction must not end
-                # while one of its inserts is running.
+                # Both threads are joined on the way out, whatever happens: the
+                # transaction must not end while one of its inserts is running.
                 writer = Writer()
                 threads.callback(writer.abandon)
                 # The ledger side is read on the other core meanwhile.

@@ -11,9 +11,9 @@ inside the caller's transaction, so all-or-nothing still holds:
   the database's write lock from ``BEGIN IMMEDIATE``); on PostgreSQL values
   of the table's own sequence, so concurrent writers never collide.
 * :func:`insert_rows` inserts tuples: thousands of rows to a statement on
-  SQLite, multi-row ``VALUES`` pages on psycopg2, SQLAlchemy Core for any other driver; dates
-  go in through :func:`date_param`; :func:`insert_columns` the same rows given as
-  columns.
+  SQLite, multi-row ``VALUES`` pages on psycopg2, SQLAlchemy Core for any
+  other driver; dates go in through :func:`date_param`.
+  :func:`insert_columns` inserts the same rows given as columns.
 * :func:`select_rows` runs a query and gives plain tuples; :func:`date_reader`
   makes their date columns dates on every database.
 """
