@@ -178,3 +178,30 @@ def test_postgresql_names_the_count_and_the_unbalanced_currency(posted, backend)
         raw(book, *_insert_entry(book, 911, [(BANK, 500), (U1, -400)]))
     assert "entry 911 does not balance (CNY 100)" in str(info.value.orig)
     assert info.value.orig.pgcode == "23514"   # check_violation
+
+
+def test_an_account_keeps_its_identity(posted):
+    """Swapping two wallets' codes would move money between users in every report while
+    each entry kept its hash: only closing (and naming) an account changes its row."""
+    book, _ = posted
+    book.open_account("liabilities:users:u2:available", "liability", no_overdraft=True)
+    for sql in (
+        "UPDATE account SET code = 'liabilities:users:u2:available' WHERE code = :u1",
+        "UPDATE account SET code = code || '-x'",
+        "UPDATE account SET type = 'asset' WHERE code = :u1",
+        "UPDATE account SET currency = 'USD' WHERE code = :u1",
+        "UPDATE account SET is_no_overdraft = :no WHERE code = :u1",
+        "UPDATE account SET book_id = book_id + 1",
+        "UPDATE account SET opened_at = closed_at",
+        "DELETE FROM account WHERE code = 'liabilities:users:u2:available'",
+    ):
+        refused(book, "append_only_account", sql, params={"u1": U1, "no": False})
+    with book.engine.connect() as conn:
+        rows = conn.execute(text("SELECT code, type, currency, is_no_overdraft FROM account "
+                                 "ORDER BY code")).all()
+    assert [tuple(r) for r in rows] == [
+        (BANK, "asset", "CNY", False), ("liabilities:users:u1:available", "liability", "CNY", True),
+        ("liabilities:users:u2:available", "liability", "CNY", True)]
+    raw(book, "UPDATE account SET name = 'second wallet' WHERE code = 'liabilities:users:u2:available'")
+    closed = book.close_account("liabilities:users:u2:available")
+    assert closed.is_closed and book.verify().ok
