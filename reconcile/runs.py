@@ -606,9 +606,7 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None) -> int:
     if other is None:
         raise BreakResolutionError("match-with needs the id to match with", break_id=brk.id)
     if brk.bank_line_ids and not brk.posting_ids:
-        amount = conn.execute(select(m.Posting.amount_minor).where(m.Posting.id == other)).scalar()
-        if amount is None:
-            raise BreakResolutionError(f"no posting {other}", break_id=brk.id)
+        amount = _posting_to_match(conn, book, brk, run_row, other)
         bank_ids, posting_ids = brk.bank_line_ids, (other,)
         bank_total = sum(b["amount_minor"] for b in brk.bank_lines)
         ledger_total = amount
@@ -616,7 +614,7 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None) -> int:
         amount = conn.execute(select(m.BankLine.amount_minor).where(
             m.BankLine.id == other, m.BankLine.book_id == book.book_id)).scalar()
         if amount is None:
-            raise BreakResolutionError(f"no bank line {other}", break_id=brk.id)
+            raise BreakResolutionError(f"no bank line {other} in this book", break_id=brk.id)
         bank_ids, posting_ids = (other,), brk.posting_ids
         bank_total = amount
         ledger_total = sum(conn.execute(select(m.Posting.amount_minor).where(
@@ -640,7 +638,41 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None) -> int:
         raise BreakResolutionError(
             f"amounts differ: bank {format_minor(bank_total)} vs ledger {format_minor(ledger_total)}; "
             "use adjust for the difference", break_id=brk.id)
+    _refuse_matched(conn, brk, bank_ids, posting_ids)
     return _new_match(conn, run_row.id, "manual", bank_ids, posting_ids)
+
+
+def _posting_to_match(conn, book, brk: BreakView, run_row, posting_id: int) -> int:
+    """The amount of ``posting_id`` when a break's bank line may be matched with it: a
+    posted (not pending) posting of this book on the account the run reconciled."""
+    row = conn.execute(
+        select(m.Posting.amount_minor, m.Posting.is_pending, m.Account.code, m.Account.book_id)
+        .join(m.Account, m.Account.id == m.Posting.account_id).where(m.Posting.id == posting_id)).first()
+    if row is None or row.book_id != book.book_id:
+        raise BreakResolutionError(f"no posting {posting_id} in this book", break_id=brk.id)
+    if row.code != run_row.account_code:
+        raise BreakResolutionError(
+            f"posting {posting_id} is on {row.code}, not on {run_row.account_code} (the account "
+            "this break's run reconciled): a bank line only matches a posting of that account",
+            break_id=brk.id)
+    if row.is_pending:
+        raise BreakResolutionError(
+            f"posting {posting_id} is a pending hold, not money that moved: match the bank line "
+            "with the posting that completed it", break_id=brk.id)
+    return row.amount_minor
+
+
+def _refuse_matched(conn, brk: BreakView, bank_ids: Sequence[int], posting_ids: Sequence[int]) -> None:
+    """A bank line or a posting is matched once, ever: name the match that has it."""
+    for table, column, ids, what in (
+            (m.ReconMatchBank, m.ReconMatchBank.bank_line_id, bank_ids, "bank line"),
+            (m.ReconMatchPosting, m.ReconMatchPosting.posting_id, posting_ids, "posting")):
+        found = conn.execute(select(column, table.match_id).where(column.in_(ids))
+                             .order_by(column).limit(1)).first() if ids else None
+        if found is not None:
+            raise BreakResolutionError(
+                f"{what} {found[0]} is already matched (match {found[1]}); it can be matched "
+                "only once", break_id=brk.id)
 
 
 def _new_match(conn, run_id: int, rule: str, bank_ids: Sequence[int], posting_ids: Sequence[int]) -> int:

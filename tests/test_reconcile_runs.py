@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,43 @@ def test_match_with_and_exclusive_matches_in_the_database(day_book):
         with day_book.engine.begin() as conn:
             conn.execute(text("INSERT INTO recon_match_bank (match_id, bank_line_id) VALUES (:m, :b)"),
                          {"m": match_id, "b": taken})
+
+
+def _posting_id(book, entry_id, code):
+    with book.engine.connect() as conn:
+        return conn.execute(text("SELECT p.id FROM posting p JOIN account a ON a.id = p.account_id "
+                                 "WHERE p.entry_id = :e AND a.code = :c"),
+                            {"e": entry_id, "c": code}).scalar_one()
+
+
+def test_match_with_takes_only_an_open_posted_posting_of_the_runs_account(day_book):
+    fees = [line(4, -150, "FEE-1120", description="手续费"), line(5, -150, "FEE-1121", description="手续费")]
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT[:3] + fees, opening=0)])
+    first, second = (i for i, b in zip(run.break_ids, run.result.breaks) if b.bank_ids
+                     and b.bank_amount_minor == -150)
+    f = day_book.flows
+    wallet = _posting_id(day_book, f.top_up("alice", "1.50", bank_ref="B9", key="t9").id,
+                         "liabilities:users:alice:available")
+    pending = _posting_id(day_book, f.top_up("bob", "1.50", bank_ref="B8", key="t8", pending=True).id,
+                          BANK)
+    fee = day_book.post([(BANK, D("-1.50")), ("expenses:platform:bank_fees", D("1.50"))], key="fee-1",
+                        effective_date=DAY)
+    fee_posting = _posting_id(day_book, fee.id, BANK)
+    with day_book.engine.connect() as conn:
+        matched = conn.execute(text("SELECT posting_id FROM recon_match_posting LIMIT 1")).scalar()
+        before = conn.execute(text("SELECT count(*) FROM recon_resolution")).scalar()
+    for other, message in ((wallet, "is on liabilities:users:alice:available, not on "),
+                           (pending, "pending hold"), (10**9, "no posting 1000000000 in this book"),
+                           (matched, "amounts differ")):
+        with pytest.raises(BreakResolutionError, match=message):
+            resolve(day_book, first, action="match-with", match_with=other, note="n", by="Li Na")
+    done = resolve(day_book, first, action="match-with", match_with=fee_posting,
+                   note="the bank's November charge, booked by hand", by="Li Na")
+    assert done.state == "resolved"
+    with pytest.raises(BreakResolutionError, match=f"posting {fee_posting} is already matched"):
+        resolve(day_book, second, action="match-with", match_with=fee_posting, note="n", by="Li Na")
+    with day_book.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM recon_resolution")).scalar() == before + 1
 
 
 RECORD_TABLES = ("bank_line", "recon_match_bank", "recon_match_posting", "recon_run", "recon_match",
