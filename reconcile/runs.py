@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice, repeat
+from operator import attrgetter
 from pathlib import Path
 from sys import intern
 from typing import Any, Callable, Iterable, Sequence
@@ -120,9 +121,10 @@ def parse_files(paths: Sequence[str | Path], *, mapping: Any = None) -> list:
 
 
 # --- the run --------------------------------------------------------------------
-def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt.date,
-                     added: Sequence[tuple] = ()) -> list[BankItem]:
-    """The bank lines of the window not matched yet, as matching items.
+def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through: dt.date,
+                     since: dt.date, added: Sequence[tuple] = ()) -> list[BankItem]:
+    """The lines of ``bank_account``'s statements in the window not matched yet, as
+    matching items (another bank account's lines are never this run's).
 
     ``added``: the ``(id, line)`` pairs this transaction just imported. They are
     open by definition and are taken from memory, not read back; when their ids
@@ -130,13 +132,14 @@ def _open_bank_lines(conn: Connection, book_id: int, through: dt.date, since: dt
     """
     fresh = [BankItem(i, line.booking_date, line.amount_minor, line.currency, line.bank_ref,
                       line.end_to_end_ref, line.value_date, line.batch_id, line.description or "")
-             for i, line in added if since <= line.booking_date <= through]
+             for i, line in added if since <= line.booking_date <= through
+             and line.account == bank_account]
     query = select(
         m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
         m.BankLine.bank_ref, m.BankLine.end_to_end_ref, m.BankLine.value_date, m.BankLine.batch_id,
         func.coalesce(m.BankLine.description, "")).where(
             m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
-            m.BankLine.booking_date >= since,
+            m.BankLine.booking_date >= since, m.BankLine.account == bank_account,
             ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id))
     skip: set = set()
     if added:
@@ -267,6 +270,13 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
     if not statements:
         raise ReconcileError("the statement files hold no statement")
     day = statement_date or max(_statement_day(s) for s in statements)
+    bank_accounts = sorted({s.account for s in statements})
+    if len(bank_accounts) > 1:
+        raise ReconcileError(
+            f"the statements are of {len(bank_accounts)} bank accounts ({', '.join(bank_accounts)}): "
+            "a run reconciles one bank account with one ledger account; reconcile each bank "
+            "account's statements in a run of its own, against the ledger account that holds it")
+    bank_account = bank_accounts[0]
 
     class _DryRun(Exception):
         pass
@@ -285,6 +295,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 f"no account {account!r} in this book: a statement is reconciled against the "
                 "ledger account that holds the custody bank's money (open it, or name the "
                 "right one)", account=account) from None
+        _check_statements(parsed, acct, account)
         since = day - dt.timedelta(days=lookback_days)
         with ExitStack() as threads:
             writer = ledger_side = None
@@ -302,7 +313,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             # connection: it sees the last commit, which is what this transaction started
             # from (its write lock keeps every other writer out until it ends).
             with book.reading() if writer is not None else nullcontext(conn) as source:
-                bank_items = _open_bank_lines(source, book.book_id, day, since, added)
+                bank_items = _open_bank_lines(source, book.book_id, bank_account, day, since, added)
                 del added
                 carried_ids = _carried(source, book.book_id, account)
             if ledger_side is not None:
@@ -335,6 +346,27 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
     except _DryRun:
         pass
     return outcome["result"]
+
+
+def _check_statements(parsed: Sequence, acct, account: str) -> None:
+    """Every line is of its statement's bank account (a run reads back the open lines
+    of that account only), and in the ledger account's currency (amounts of two
+    currencies never add up in a balance proof)."""
+    for path, pf in parsed:
+        name = Path(path).name
+        for statement in pf.statements:
+            found = set(map(attrgetter("account"), statement.lines)) - {statement.account}
+            if found:
+                raise ReconcileError(
+                    f"{name}: lines of bank account {', '.join(sorted(map(str, found)))} in the "
+                    f"statement of bank account {statement.account}", file=name)
+            found = {statement.currency, *map(attrgetter("currency"), statement.lines)}
+            if found != {acct.currency}:
+                other = ", ".join(sorted(str(c) for c in found - {acct.currency}))
+                raise ReconcileError(
+                    f"{name}: the statement of bank account {statement.account} is in {other}, "
+                    f"but {account} holds {acct.currency}: reconcile it against a ledger account "
+                    f"in {other}", file=name, account=account)
 
 
 def _statement_day(statement) -> dt.date:

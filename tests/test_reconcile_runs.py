@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from decimal import Decimal as D
@@ -14,7 +15,8 @@ from sqlalchemy.exc import DBAPIError
 
 from ledger.flows import BANK
 from reconcile import importing, report
-from reconcile.runs import BreakResolutionError, list_breaks, reconcile_parsed, resolve
+from reconcile.runs import (BreakResolutionError, ReconcileError, list_breaks, reconcile_parsed,
+                            resolve)
 from reconcile.statements.model import Balance, ParsedFile, Statement, StatementLine
 
 DAY = dt.date(2026, 11, 20)          # a Friday
@@ -30,11 +32,16 @@ def line(n, amount_minor, ref=None, day=DAY, description="", e2e=None):
         source_position=f"line {n}", raw=raw)
 
 
-def parsed(name, lines, opening, day=DAY):
+def parsed(name, lines, opening, day=DAY, account=None, currency=None):
+    """A proved statement of ``lines`` (moved to ``account`` / ``currency`` when given)."""
+    if account or currency:
+        lines = [x._replace(account=account or x.account, currency=currency or x.currency)
+                 for x in lines]
+    account, currency = account or "6222001", currency or "CNY"
     closing = opening + sum(x.amount_minor for x in lines)
     sha = hashlib.sha256(name.encode()).hexdigest()
     statement = Statement(
-        account="6222001", currency="CNY", format="csv", filename=name, source_file_sha256=sha,
+        account=account, currency=currency, format="csv", filename=name, source_file_sha256=sha,
         statement_id=None, period_start=day, period_end=day, statement_date=day,
         opening=Balance(opening, "CNY", day, "opening"), closing=Balance(closing, "CNY", day, "closing"),
         lines=tuple(lines), proof="proved")
@@ -185,6 +192,48 @@ def test_match_with_takes_only_an_open_posted_posting_of_the_runs_account(day_bo
         assert conn.execute(text("SELECT count(*) FROM recon_resolution")).scalar() == before + 1
 
 
+def _counts(book):
+    with book.engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("bank_line", "statement_file", "recon_run", "recon_match", "journal_entry")}
+
+
+def test_a_run_takes_only_its_own_bank_accounts_lines(day_book):
+    first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    assert sum(1 for b in first.result.breaks if b.bank_ids) == 1   # the fee stays open
+    day_book.open_account("assets:custody:bank2", "asset")
+    other = [line(1, 700, "S1", description="interest")]
+    run = reconcile_parsed(day_book, [parsed("bank2.csv", other, opening=0, account="6222002")],
+                           account="assets:custody:bank2")
+    assert [b.bank_ids for b in run.result.breaks] == [(run.imported.line_ids[0],)]
+    assert run.result.summary.bank_lines == 1     # not bank 1's open fee line
+    before = _counts(day_book)
+    with pytest.raises(ReconcileError, match=r"2 bank accounts \(6222001, 6222002\)"):
+        reconcile_parsed(day_book, [parsed("a.csv", STATEMENT, opening=0),
+                                    parsed("b.csv", other, opening=0, account="6222002")])
+    assert _counts(day_book) == before
+
+
+def test_a_statement_in_another_currency_or_with_another_accounts_lines_is_refused(day_book):
+    before = _counts(day_book)
+    usd = [line(1, 10000, "B1")]
+    with pytest.raises(ReconcileError, match="usd.csv: the statement of bank account 6222001 is in "
+                                             "USD, but assets:custody:bank holds CNY"):
+        reconcile_parsed(day_book, [parsed("usd.csv", usd, opening=0, currency="USD")])
+    path, mixed = parsed("mixed.csv", [line(1, 10000, "B1"), line(2, 5000, "X")], opening=0)
+    statement = mixed.statements[0]
+    eur = (statement.lines[0], statement.lines[1]._replace(currency="EUR"))
+    mixed = dataclasses.replace(mixed, statements=(dataclasses.replace(statement, lines=eur),))
+    with pytest.raises(ReconcileError, match="is in EUR"):
+        reconcile_parsed(day_book, [(path, mixed)])
+    stray = (statement.lines[0], statement.lines[1]._replace(account="6222009"))
+    mixed = dataclasses.replace(mixed, statements=(dataclasses.replace(statement, lines=stray),))
+    with pytest.raises(ReconcileError, match="lines of bank account 6222009 in the statement of "
+                                             "bank account 6222001"):
+        reconcile_parsed(day_book, [(path, mixed)])
+    assert _counts(day_book) == before
+
+
 RECORD_TABLES = ("bank_line", "recon_match_bank", "recon_match_posting", "recon_run", "recon_match",
                  "recon_break", "statement_file", "recon_resolution")
 
@@ -248,14 +297,14 @@ def test_open_lines_taken_from_memory_equal_those_read_back(day_book):
     with day_book.engine.begin() as conn:
         _, added = importing.import_lines(conn, day_book.book_id, [parsed("day.csv", STATEMENT, opening=0)], None)
         since = DAY - dt.timedelta(days=10)
-        read_back = sorted(runs._open_bank_lines(conn, day_book.book_id, DAY, since))
+        read_back = sorted(runs._open_bank_lines(conn, day_book.book_id, "6222001", DAY, since))
         assert len(read_back) == 4
         # unbroken ids (the query leaves their range out) and broken ones (filtered after)
-        assert sorted(runs._open_bank_lines(conn, day_book.book_id, DAY, since, added)) == read_back
+        assert sorted(runs._open_bank_lines(conn, day_book.book_id, "6222001", DAY, since, added)) == read_back
         gapped = [added[0], added[2]]
-        assert sorted(runs._open_bank_lines(conn, day_book.book_id, DAY, since, gapped)) == read_back
+        assert sorted(runs._open_bank_lines(conn, day_book.book_id, "6222001", DAY, since, gapped)) == read_back
         # lines outside the window stay out, from memory as from the database
-        assert runs._open_bank_lines(conn, day_book.book_id, DAY - dt.timedelta(days=1), since,
+        assert runs._open_bank_lines(conn, day_book.book_id, "6222001", DAY - dt.timedelta(days=1), since,
                                      added) == []
         conn.rollback()
 
