@@ -109,8 +109,25 @@ def summary_lines(run: RunResult) -> list[str]:
             f"{_money(p['unexplained_minor'], cur)}")
     else:
         lines.append(f"balance: ledger {_money(p['ledger_balance_minor'], cur)}; {p.get('note', '')}")
-    lines.append("RECONCILED" if run.reconciled else "BREAKS REMAIN: work them with `ledger breaks list`")
-    return lines
+    status = verdict(run)
+    if run.result.breaks:
+        status[0] += ": work them with `ledger breaks list`"
+    return lines + status
+
+
+def verdict(run: RunResult) -> list[str]:
+    """What the run came to: ``["RECONCILED"]``, or each thing that keeps it from
+    reconciling (breaks that remain; a balance difference no break explains)."""
+    if run.reconciled:
+        return ["RECONCILED"]
+    unexplained = run.balance.get("unexplained_minor")
+    found = []
+    if run.result.breaks:
+        found.append(f"{len(run.result.breaks)} BREAK(S) REMAIN")
+    if unexplained:
+        found.append(f"BALANCE DOES NOT RECONCILE: {_money(unexplained, run.balance.get('currency', 'CNY'))} "
+                     "of the difference between bank and ledger is explained by no break")
+    return found
 
 
 @_collector_paused
@@ -153,8 +170,7 @@ def to_html(run: RunResult) -> str:
     e = html.escape
     p = run.balance
     cur = p.get("currency", "CNY")
-    status = ('<p class="ok">RECONCILED</p>' if run.reconciled
-              else f'<p class="bad">{len(run.result.breaks)} BREAK(S) REMAIN</p>')
+    status = "".join(f'<p class="{"ok" if run.reconciled else "bad"}">{e(v)}</p>' for v in verdict(run))
     proof_rows = [("Bank closing balance", _money(p.get("bank_closing_minor"), cur) or "not given"),
                   ("Ledger balance of " + run.account, _money(p["ledger_balance_minor"], cur)),
                   ("Difference", _money(p.get("difference_minor"), cur)),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -127,3 +130,119 @@ def test_progress_bars_count_every_line(db_url, tmp_path, monkeypatch):
     assert total2 == 5 and sum(lines2) == 5
     plain = invoke("reconcile", str(day), "--db", db_url, "--no-progress")
     assert "importing" not in plain.output
+
+
+def counts(url, tables=("statement_file", "bank_line", "recon_run")):
+    book = ledger.open(url)
+    with book.engine.connect() as conn:
+        found = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in tables}
+    book.dispose()
+    return found
+
+
+@pytest.mark.parametrize("where", ["missing directory", "a file, not a directory", "read-only"])
+def test_an_html_path_that_cannot_be_written_is_refused_before_anything_is_kept(db_url, tmp_path,
+                                                                                 where):
+    seeded(db_url)
+    day = write(tmp_path, "day.csv", ["6222,2026-11-20,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n"])
+    if where == "missing directory":
+        target = tmp_path / "no" / "such" / "x.html"
+    elif where == "a file, not a directory":
+        target = day / "x.html"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only directory")
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "x.html"
+    result = invoke("reconcile", str(day), "--db", db_url, "--html", str(target))
+    assert result.exit_code == 2, result.output
+    assert str(target) in result.output and "Traceback" not in result.output
+    assert counts(db_url) == {"statement_file": 0, "bank_line": 0, "recon_run": 0}
+    assert not target.exists()
+
+
+def test_a_report_that_fails_once_the_run_is_saved_says_the_run_was_kept(db_url, tmp_path,
+                                                                          monkeypatch):
+    """The directory checked at the start is gone when the report is written: the
+    run is kept, and the error says so under its id instead of a traceback."""
+    import shutil
+
+    from reconcile import runs
+
+    seeded(db_url)
+    day = write(tmp_path, "day.csv", ["6222,2026-11-20,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n"])
+    out = tmp_path / "reports"
+    out.mkdir()
+    real = runs.reconcile_parsed
+
+    def then_directory_gone(*args, **kwargs):
+        run = real(*args, **kwargs)
+        shutil.rmtree(out)
+        return run
+    monkeypatch.setattr(runs, "reconcile_parsed", then_directory_gone)
+    result = invoke("reconcile", str(day), "--db", db_url, "--html", str(out / "r.html"))
+    assert result.exit_code == 1, result.output
+    assert counts(db_url)["recon_run"] == 1
+    book = ledger.open(db_url)
+    with book.engine.connect() as conn:
+        run_id = conn.exec_driver_sql("SELECT max(id) FROM recon_run").scalar()
+    book.dispose()
+    assert f"run {run_id} was saved" in result.output
+    assert f"the HTML report was not written to {out / 'r.html'}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unexplained_difference_without_breaks_does_not_reconcile(db_url, tmp_path):
+    """Every line matches, but the bank holds 500.00 more than the ledger: exit 3,
+    and neither the terminal nor the HTML report speaks of breaks."""
+    seeded(db_url)
+    day = write(tmp_path, "day.csv", ["6222,2026-11-20,B001,T1,u1,U1,贷,1000.00,1500.00,充值\n"])
+    page = tmp_path / "r.html"
+    result = invoke("reconcile", str(day), "--db", db_url, "--html", str(page))
+    assert result.exit_code == 3, result.output
+    assert "BALANCE DOES NOT RECONCILE: 500.00" in result.output
+    assert "REMAIN" not in result.output
+    html = page.read_text(encoding="utf-8")
+    assert '<p class="bad">BALANCE DOES NOT RECONCILE: 500.00' in html
+    assert "REMAIN" not in html
+
+
+def test_break_amounts_are_decimal_strings_in_every_format(db_url, tmp_path):
+    """A break whose sides agree in amount (dates too far apart) is "0.00", like any other."""
+    seeded(db_url)
+    late = write(tmp_path, "day.csv", ["6222,2026-11-27,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n"])
+    assert invoke("reconcile", str(late), "--db", db_url).exit_code == 3
+    fee = write(tmp_path, "day2.csv", ["6222,2026-11-27,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n",
+                                       "6222,2026-11-27,F9,,,,借,5.00,995.00,手续费\n"])
+    assert invoke("reconcile", str(fee), "--db", db_url).exit_code == 3
+    listed = json.loads(invoke("breaks", "list", "--db", db_url, "--format", "json").output)
+    assert {b["type"]: b["amount"] for b in listed} == {"date_outside_window": "0.00",
+                                                        "in_bank_not_in_ledger": "-5.00"}
+    shown = json.loads(invoke("breaks", "show", str(listed[0]["id"]), "--db", db_url).output)
+    assert shown["amount"] == "0.00"
+    csv_text = invoke("breaks", "list", "--db", db_url, "--format", "csv").output
+    assert ",0.00," in csv_text and ",-5.00," in csv_text
+
+
+UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+def test_resolved_at_is_shown_as_utc_everywhere(db_url, tmp_path):
+    seeded(db_url)
+    late = write(tmp_path, "day.csv", ["6222,2026-11-27,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n"])
+    assert invoke("reconcile", str(late), "--db", db_url).exit_code == 3
+    before = dt.datetime.now(dt.timezone.utc)
+    resolved = invoke("breaks", "resolve", "1", "--action", "accept-timing", "--note", "bank late",
+                      "--by", "Li Na", "--db", db_url)
+    after = dt.datetime.now(dt.timezone.utc)
+    assert resolved.exit_code == 0, resolved.output
+    stamp = json.loads(invoke("breaks", "show", "1", "--db", db_url).output)["resolution"]["resolved_at"]
+    assert UTC_ISO.fullmatch(stamp)
+    assert before - dt.timedelta(seconds=1) <= dt.datetime.fromisoformat(stamp) <= after
+    assert f'"resolved_at": "{stamp}"' in resolved.output
+    listed = json.loads(invoke("breaks", "list", "--all", "--db", db_url, "--format", "json").output)
+    assert [(b["resolved_by"], b["resolved_at"]) for b in listed] == [("Li Na", stamp)]
+    for fmt in ("csv", "table"):
+        out = invoke("breaks", "list", "--all", "--db", db_url, "--format", fmt).output
+        assert stamp in out and "Li Na" in out

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import click
@@ -14,6 +17,40 @@ from .core import open_book, parse_date
 EXIT_BREAKS = 3
 
 
+def _writable_file(ctx, param, value):
+    """An output file, checked before anything is read or written: its directory
+    exists and can be written to, and the file, if there already, can be replaced."""
+    if value is None:
+        return value
+    path = Path(value)
+    folder = path.parent
+    if not folder.is_dir():
+        problem = (f"{folder} is not a directory" if folder.exists()
+                   else f"directory {folder} does not exist")
+        raise click.BadParameter(f"cannot write {value}: {problem}", ctx, param)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write {value}: directory {folder} is not writable", ctx, param)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise click.BadParameter(f"cannot write {value}: the file is not writable", ctx, param)
+    return value
+
+
+def _write_report(run, path: str, text: str, what: str) -> None:
+    """Write a report of a run that is already kept: a failure now says under which id
+    the run was saved and that the report was not written, instead of a traceback."""
+    target = Path(path)
+    existed = target.exists()
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if not existed:
+            with suppress(OSError):
+                target.unlink()          # no half-written report left behind
+        kept = "dry run, nothing was kept" if run.dry_run else f"run {run.run_id} was saved"
+        raise click.ClickException(f"{kept}, but the {what} was not written to {path}: "
+                                   f"{exc.strerror or exc}") from exc
+
+
 @click.command("reconcile")
 @click.argument("statements", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--account", default="assets:custody:bank", show_default=True,
@@ -22,8 +59,8 @@ EXIT_BREAKS = 3
 @click.option("--dry-run", is_flag=True, help="Do everything, keep nothing.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
               help="Column-mapping file for another bank's CSV layout.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False),
-              help="Also write the self-contained HTML report here.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), callback=_writable_file,
+              help="Also write the self-contained HTML report here (its directory must exist).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars on stderr while files are read and lines imported "
                    "(default: when attached to a terminal and printing a table).")
@@ -33,8 +70,9 @@ EXIT_BREAKS = 3
 def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, progress, db_url, fmt):
     """Import bank STATEMENTS, match them to the ledger, report every break.
 
-    Exit code 0 when fully reconciled, 3 when breaks remain, 2 on bad input
-    (nothing is imported then).
+    Exit code 0 when fully reconciled, 3 when breaks remain or the balance does
+    not reconcile, 2 on bad input (an unwritable --html path included: nothing
+    is imported then), 1 when the run was kept but its report could not be written.
 
     Example:
 
@@ -76,7 +114,7 @@ def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, progr
             click.echo("")
             emit(rows, ["break_id", "type", "bank_side", "ledger_side"], "table")
     if html_path:
-        Path(html_path).write_text(report.to_html(run), encoding="utf-8")
+        _write_report(run, html_path, report.to_html(run), "HTML report")
         click.echo(f"HTML report: {html_path}", err=fmt != "table")
     if not run.reconciled:
         sys.exit(EXIT_BREAKS)
@@ -93,16 +131,29 @@ def breaks_group():
 
 
 def _break_row(b) -> dict:
+    from ..money import DEFAULT_CURRENCY, from_minor
+
+    resolution = _resolution(b.resolution) or {}
     return {"id": b.id, "date": b.statement_date, "type": b.type, "state": b.state,
-            "amount": b.amount_minor and _fmt(b.amount_minor),
+            "amount": from_minor(b.amount_minor, b.detail.get("currency", DEFAULT_CURRENCY)),
             "bank_lines": ",".join(map(str, b.bank_line_ids)),
-            "postings": ",".join(map(str, b.posting_ids)), "detail": b.detail.get("detail", "")}
+            "postings": ",".join(map(str, b.posting_ids)),
+            "resolved_by": resolution.get("resolved_by"), "resolved_at": resolution.get("resolved_at"),
+            "detail": b.detail.get("detail", "")}
 
 
-def _fmt(minor: int) -> str:
-    from ..money import format_minor
+def _resolution(resolution: dict | None) -> dict | None:
+    """A stored resolution with its time (naive UTC in the database) marked as UTC."""
+    if resolution is None:
+        return None
+    return {**resolution, "resolved_at": _utc(resolution["resolved_at"])}
 
-    return format_minor(minor)
+
+def _utc(at: dt.datetime) -> str:
+    """ISO 8601 with the UTC designator, as the journal export writes its times."""
+    if at.tzinfo is not None:
+        at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return at.isoformat(timespec="microseconds") + "Z"
 
 
 @breaks_group.command("list")
@@ -120,7 +171,8 @@ def breaks_list_cmd(all_, db_url, fmt):
     from reconcile.runs import list_breaks
 
     rows = [_break_row(b) for b in list_breaks(open_book(db_url), state=None if all_ else "open")]
-    emit(rows, ["id", "date", "type", "state", "amount", "bank_lines", "postings", "detail"], fmt)
+    emit(rows, ["id", "date", "type", "state", "amount", "bank_lines", "postings", "resolved_by",
+                "resolved_at", "detail"], fmt)
 
 
 @breaks_group.command("show")
@@ -141,7 +193,7 @@ def breaks_show_cmd(break_id, db_url):
         raise click.ClickException(f"no break {break_id}")
     b = found[0]
     click.echo(to_json({**_break_row(b), "bank_lines": b.bank_lines, "detail": b.detail,
-                        "resolution": b.resolution}))
+                        "resolution": _resolution(b.resolution)}))
 
 
 @breaks_group.command("resolve")
@@ -164,7 +216,8 @@ def breaks_resolve_cmd(break_id, action, note, by, account, with_id, db_url):
 
     b = resolve(open_book(db_url), break_id, action=action, note=note, by=by, account=account,
                 match_with=with_id)
-    click.echo(f"break {b.id} {b.state}: {json.dumps(b.resolution, default=str, ensure_ascii=False)}")
+    resolution = json.dumps(_resolution(b.resolution), default=str, ensure_ascii=False)
+    click.echo(f"break {b.id} {b.state}: {resolution}")
 
 
 COMMANDS = [reconcile_cmd, breaks_group]
