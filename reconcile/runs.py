@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice, repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from sys import intern
 from typing import Any, Callable, Iterable, Sequence
@@ -121,6 +121,15 @@ def parse_files(paths: Sequence[str | Path], *, mapping: Any = None) -> list:
 
 
 # --- the run --------------------------------------------------------------------
+def _bank_line_items():
+    """Bank lines not matched yet, with the fields :class:`BankItem` reads."""
+    return select(
+        m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
+        m.BankLine.bank_ref, m.BankLine.end_to_end_ref, m.BankLine.value_date, m.BankLine.batch_id,
+        func.coalesce(m.BankLine.description, "")).where(
+            ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id))
+
+
 def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through: dt.date,
                      since: dt.date, added: Sequence[tuple] = ()) -> list[BankItem]:
     """The lines of ``bank_account``'s statements in the window not matched yet, as
@@ -134,13 +143,9 @@ def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through:
                       line.end_to_end_ref, line.value_date, line.batch_id, line.description or "")
              for i, line in added if since <= line.booking_date <= through
              and line.account == bank_account]
-    query = select(
-        m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
-        m.BankLine.bank_ref, m.BankLine.end_to_end_ref, m.BankLine.value_date, m.BankLine.batch_id,
-        func.coalesce(m.BankLine.description, "")).where(
-            m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
-            m.BankLine.booking_date >= since, m.BankLine.account == bank_account,
-            ~exists().where(m.ReconMatchBank.bank_line_id == m.BankLine.id))
+    query = _bank_line_items().where(
+        m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
+        m.BankLine.booking_date >= since, m.BankLine.account == bank_account)
     skip: set = set()
     if added:
         lo, hi = added[0][0], added[-1][0]
@@ -155,15 +160,67 @@ def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through:
     return fresh
 
 
-def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> list[LedgerItem]:
-    """The custody account's posted postings of the window not matched yet, as matching items."""
-    query = select(
+def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
+                account_id: int) -> tuple[list[BankItem], list[LedgerItem]]:
+    """The items the breaks of the account's last run named that are still unmatched:
+    bank lines of ``bank_account`` and posted postings of the account, whatever their date.
+
+    A run reads the items of its window; an item its lookback no longer reaches
+    would otherwise leave the open breaks without a word while still unmatched.
+    """
+    last = conn.execute(select(func.max(m.ReconRun.id)).where(
+        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)).scalar()
+    if last is None:
+        return [], []
+    bank_ids, posting_ids = set(), set()
+    for banks, postings in conn.execute(select(m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
+                                        .where(m.ReconBreak.run_id == last)):
+        bank_ids.update(json.loads(banks))
+        posting_ids.update(json.loads(postings))
+    bank: list[BankItem] = []
+    postings_: list[LedgerItem] = []
+    day_of = date_reader(conn)
+    for chunk in _chunks(sorted(bank_ids), SIDE_CHUNK):
+        bank.extend(BankItem(i, day_of(booked), amount, cur, ref, e2e, day_of(value), batch, text)
+                    for i, booked, amount, cur, ref, e2e, value, batch, text in select_rows(
+                        conn, _bank_line_items().where(m.BankLine.book_id == book_id,
+                                                       m.BankLine.account == bank_account,
+                                                       m.BankLine.id.in_(chunk))))
+    for chunk in _chunks(sorted(posting_ids), SIDE_CHUNK):
+        postings_.extend(_ledger_items(conn, _posting_items().where(
+            m.Posting.account_id == account_id, m.Posting.id.in_(chunk))))
+    return bank, postings_
+
+
+def _join_items(items: list, more: list) -> None:
+    """``items`` extended by those of ``more`` whose ids it does not hold yet."""
+    if more:
+        have = set(map(itemgetter(0), items))
+        items.extend(item for item in more if item[0] not in have)
+
+
+def _posting_items():
+    """Posted postings not matched yet, with their entries' fields, as :class:`LedgerItem` reads them."""
+    return select(
         m.Posting.id, m.Posting.entry_id, m.Posting.effective_date, m.Posting.amount_minor,
         m.Posting.currency, m.JournalEntry.external_ref, m.JournalEntry.metadata_json,
         m.JournalEntry.kind).join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id).where(
-            m.Posting.account_id == account_id, m.Posting.is_pending.is_(False),
-            m.Posting.effective_date <= through, m.Posting.effective_date >= since,
+            m.Posting.is_pending.is_(False),
             ~exists().where(m.ReconMatchPosting.posting_id == m.Posting.id))
+
+
+def _ledger_items(conn: Connection, query) -> list[LedgerItem]:
+    day_of = date_reader(conn)
+    return [LedgerItem(i, entry, day_of(day), amount, intern(cur), ref,
+                       _batch_id(meta) if meta else None, intern(kind))
+            for i, entry, day, amount, cur, ref, meta, kind in select_rows(conn, query)]
+
+
+def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> list[LedgerItem]:
+    """The custody account's posted postings of the window not matched yet, as matching items."""
+    query = _posting_items().where(
+        m.Posting.account_id == account_id,
+        m.Posting.effective_date <= through, m.Posting.effective_date >= since)
     day_of = date_reader(conn)
     columns = _json_columns(conn, query) if conn.dialect.name == "sqlite" else None
     if columns is not None:
@@ -172,9 +229,7 @@ def _open_postings(conn: Connection, account_id: int, through: dt.date, since: d
         return list(map(LedgerItem._make, zip(ids, entries, map(day_of, days), amounts,
                                               map(intern, currencies), refs, batches,
                                               map(intern, kinds))))
-    return [LedgerItem(i, entry, day_of(day), amount, intern(cur), ref,
-                       _batch_id(meta) if meta else None, intern(kind))
-            for i, entry, day, amount, cur, ref, meta, kind in select_rows(conn, query)]
+    return _ledger_items(conn, query)
 
 
 def _json_columns(conn: Connection, query) -> list[list] | None:
@@ -277,6 +332,17 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             "a run reconciles one bank account with one ledger account; reconcile each bank "
             "account's statements in a run of its own, against the ledger account that holds it")
     bank_account = bank_accounts[0]
+    for s in statements:
+        try:
+            last = max(map(attrgetter("booking_date"), s.lines), default=None)
+            late = last is not None and last > day
+        except TypeError:   # a time among the days: the import refuses it, naming the line
+            late = False
+        if late:
+            raise ReconcileError(
+                f"{s.filename}: lines booked on {last}, after the run's date {day}: a run "
+                "reconciles what the bank booked up to its date (give the statement's own date, "
+                "or no date)", file=s.filename)
 
     class _DryRun(Exception):
         pass
@@ -316,11 +382,17 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 bank_items = _open_bank_lines(source, book.book_id, bank_account, day, since, added)
                 del added
                 carried_ids = _carried(source, book.book_id, account)
+                # What the last run left open stays in the run however old it grows:
+                # read by id, it joins the window's items it is not already among.
+                old_bank, old_postings = _still_open(source, book.book_id, account, bank_account,
+                                                     acct.id)
             if ledger_side is not None:
                 ledger_items, ledger_minor = ledger_side.result()
                 writer.check()
             else:
                 ledger_items, ledger_minor = _read_ledger_side(conn, acct, day, since)
+            _join_items(bank_items, old_bank)
+            _join_items(ledger_items, old_postings)
             carried = [item for item in ledger_items if item.id in carried_ids]
             result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
                                     carried=carried)
@@ -393,7 +465,11 @@ def _balance_proof(account, balance: int, statements, result: matching.MatchResu
     """The statement's closing balance against the ledger's (``balance``: the account's
     posted balance as of the statement date, on its normal side), and what the breaks explain."""
     ledger_minor = account.sign * balance
-    closing = [s.closing_balance_minor for s in statements if s.closing_balance_minor is not None]
+    # Several statements of one account: the latest one's closing balance, whatever the
+    # order the files were given in (the given order breaks a tie).
+    dated = [(s.closing.date or _statement_day(s), k, s.closing_balance_minor)
+             for k, s in enumerate(statements) if s.closing_balance_minor is not None]
+    closing = [minor for _, _, minor in sorted(dated)]
     proof: dict = {"ledger_balance_minor": ledger_minor, "currency": account.currency}
     bank_only = sum(b.bank_amount_minor for b in result.breaks
                     if b.type in (matching.IN_BANK_NOT_IN_LEDGER, matching.DUPLICATE,
@@ -405,7 +481,6 @@ def _balance_proof(account, balance: int, statements, result: matching.MatchResu
                                     matching.DATE_OUTSIDE_WINDOW))
     proof["explained_minor"] = bank_only - ledger_only
     if closing:
-        # Several statements of one account: the last one's closing balance.
         bank_minor = closing[-1]
         proof["bank_closing_minor"] = bank_minor
         proof["difference_minor"] = bank_minor - ledger_minor
@@ -520,20 +595,29 @@ class BreakView:
 def list_breaks(book, *, state: str | None = "open", break_id: int | None = None) -> list[BreakView]:
     """Breaks of the book (the open ones by default; ``state=None`` for all)."""
     with book.reading() as conn:
-        query = (select(m.ReconBreak.__table__, m.ReconRun.statement_date)
-                 .join(m.ReconRun, m.ReconRun.id == m.ReconBreak.run_id)
-                 .where(m.ReconRun.book_id == book.book_id).order_by(m.ReconBreak.id))
+        query = _breaks_query(book.book_id).order_by(m.ReconBreak.id)
         if break_id is not None:
             query = query.where(m.ReconBreak.id == break_id)
-        views = []
-        latest_run = conn.execute(select(func.max(m.ReconRun.id)).where(
-            m.ReconRun.book_id == book.book_id)).scalar()
-        for row in conn.execute(query):
-            views.append(_break_view(conn, row, latest_run))
+        latest = _latest_runs(conn, book.book_id)
+        views = [_break_view(conn, row, latest) for row in conn.execute(query)]
     return [v for v in views if state is None or v.state == state]
 
 
-def _break_view(conn: Connection, row, latest_run: int | None) -> BreakView:
+def _breaks_query(book_id: int):
+    return (select(m.ReconBreak.__table__, m.ReconRun.statement_date, m.ReconRun.account_code)
+            .join(m.ReconRun, m.ReconRun.id == m.ReconBreak.run_id)
+            .where(m.ReconRun.book_id == book_id))
+
+
+def _latest_runs(conn: Connection, book_id: int) -> dict[str, int]:
+    """The last run of each ledger account reconciled: its breaks are the open ones (an
+    earlier run's unresolved breaks are superseded, their items reported again)."""
+    return dict(conn.execute(select(m.ReconRun.account_code, func.max(m.ReconRun.id))
+                             .where(m.ReconRun.book_id == book_id)
+                             .group_by(m.ReconRun.account_code)).all())
+
+
+def _break_view(conn: Connection, row, latest: dict[str, int]) -> BreakView:
     bank_ids = tuple(json.loads(row.bank_line_ids))
     posting_ids = tuple(json.loads(row.posting_ids))
     resolution = conn.execute(select(m.ReconResolution.__table__)
@@ -546,7 +630,7 @@ def _break_view(conn: Connection, row, latest_run: int | None) -> BreakView:
         state = "resolved"
     elif set(bank_ids) <= matched_bank and set(posting_ids) <= matched_post:
         state = "cleared"
-    elif row.run_id != latest_run:
+    elif row.run_id != latest.get(row.account_code):
         state = "superseded"
     else:
         state = "open"
@@ -580,15 +664,17 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
         raise BreakResolutionError("a resolution needs the name of who resolved it", break_id=break_id)
 
     def run(conn):
-        views = [_break_view(conn, row, None) for row in conn.execute(
-            select(m.ReconBreak.__table__, m.ReconRun.statement_date)
-            .join(m.ReconRun, m.ReconRun.id == m.ReconBreak.run_id)
-            .where(m.ReconRun.book_id == book.book_id, m.ReconBreak.id == break_id))]
+        views = [_break_view(conn, row, _latest_runs(conn, book.book_id)) for row in conn.execute(
+            _breaks_query(book.book_id).where(m.ReconBreak.id == break_id))]
         if not views:
             raise BreakResolutionError(f"no break {break_id}", break_id=break_id)
         brk = views[0]
         if brk.state in ("resolved", "cleared"):
             raise BreakResolutionError(f"break {break_id} is already {brk.state}", break_id=break_id)
+        if brk.state == "superseded":
+            raise BreakResolutionError(
+                f"break {break_id} is superseded: a later run of the account reported its items "
+                "again; resolve the open break (ledger breaks list)", break_id=break_id)
         run_row = conn.execute(select(m.ReconRun.account_code, m.ReconRun.id)
                                .where(m.ReconRun.id == brk.run_id)).one()
         entry_id = match_id = None

@@ -234,6 +234,50 @@ def test_a_statement_in_another_currency_or_with_another_accounts_lines_is_refus
     assert _counts(day_book) == before
 
 
+def test_what_a_run_left_open_is_reported_again_however_old_it_grows(day_book):
+    first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    left = {b.type: (b.bank_ids, b.ledger_ids) for b in first.result.breaks}
+    assert set(left) == {"in_bank_not_in_ledger", "in_transit"}   # the fee; bob's Friday top-up
+    later = DAY + dt.timedelta(days=24)                             # far past the 10-day lookback
+    run = reconcile_parsed(day_book, [parsed("later.csv", [line(1, 700, "S1", day=later)],
+                                             opening=11850, day=later)])
+    again = {b.type: (b.bank_ids, b.ledger_ids) for b in run.result.breaks}
+    assert again["in_ledger_not_in_bank"] == left["in_transit"]
+    assert sorted(b.bank_ids for b in run.result.breaks if b.bank_ids) == sorted(
+        [left["in_bank_not_in_ledger"][0], (run.imported.line_ids[0],)])
+    assert run.balance["unexplained_minor"] == 0
+    shown = list_breaks(day_book)
+    assert sorted(b.run_id for b in shown) == [run.run_id] * 3
+    old = [b for b in list_breaks(day_book, state="superseded")]
+    assert {b.run_id for b in old} == {first.run_id}
+    with pytest.raises(BreakResolutionError, match="superseded"):
+        resolve(day_book, old[0].id, action="accept-timing", note="n", by="Li Na")
+
+
+def test_each_accounts_last_run_holds_its_open_breaks(day_book):
+    first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    day_book.open_account("assets:custody:bank2", "asset")
+    other = reconcile_parsed(day_book, [parsed("bank2.csv", [line(1, 700, "S1")], opening=0,
+                                               account="6222002")], account="assets:custody:bank2")
+    assert {b.run_id for b in list_breaks(day_book)} == {first.run_id, other.run_id}
+
+
+def test_the_latest_statement_gives_the_closing_balance_whatever_the_file_order(day_book):
+    monday = parsed("monday.csv", [line(1, 2000, "B3", day=NEXT)], opening=11850, day=NEXT)
+    friday = parsed("day.csv", STATEMENT, opening=0)
+    run = reconcile_parsed(day_book, [monday, friday], dry_run=True)
+    assert run.balance["bank_closing_minor"] == 13850 and run.balance["unexplained_minor"] == 0
+
+
+def test_a_run_dated_before_its_statements_lines_is_refused(day_book):
+    before = _counts(day_book)
+    monday = parsed("monday.csv", [line(1, 2000, "B3", day=NEXT)], opening=11850, day=NEXT)
+    with pytest.raises(ReconcileError, match=f"monday.csv: lines booked on {NEXT}, after the run's "
+                                             f"date {DAY}"):
+        reconcile_parsed(day_book, [monday], statement_date=DAY)
+    assert _counts(day_book) == before
+
+
 RECORD_TABLES = ("bank_line", "recon_match_bank", "recon_match_posting", "recon_run", "recon_match",
                  "recon_break", "statement_file", "recon_resolution")
 
