@@ -5,7 +5,8 @@
 * the hash chain, link by link: each entry's content hash from its header
   and postings as they are now, each link from the one before;
 * that every entry is either linked or waiting in the seal queue;
-* that every entry's postings match its header and sum to zero per currency;
+* that every entry's postings match its header (their count and effective date) and
+  their accounts (the currency), and sum to zero per currency;
 * that every stored no-overdraft balance equals the sum of its postings and
   open holds, and none is below zero;
 * that all posted postings sum to zero per currency;
@@ -201,6 +202,29 @@ def _check_entries(conn: Connection, book_id: int, problems: list[Problem]) -> N
     for entry_id, expected, actual in rows:
         problems.append(Problem("entry", f"entry {entry_id} has {actual} postings, its header says "
                                 f"{expected}", entry_id))
+    # A posting carries its entry's effective date (the as-of reports read it there); the
+    # content hash covers the header's, so a posting moved to another day is caught here.
+    rows = conn.execute(
+        select(m.Posting.entry_id, m.Posting.position, m.Posting.effective_date,
+               m.JournalEntry.effective_date)
+        .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
+        .where(m.JournalEntry.book_id == book_id,
+               m.Posting.effective_date != m.JournalEntry.effective_date)
+        .order_by(m.Posting.entry_id, m.Posting.position).limit(100)
+    )
+    for entry_id, position, posting_day, entry_day in rows:
+        problems.append(Problem("entry", f"entry {entry_id}: posting {position} is dated {posting_day}, "
+                                f"its entry {entry_day}", entry_id))
+    rows = conn.execute(
+        select(m.Posting.entry_id, m.Posting.position, m.Posting.currency, m.Account.code,
+               m.Account.currency)
+        .join(m.Account, m.Account.id == m.Posting.account_id)
+        .where(m.Account.book_id == book_id, m.Posting.currency != m.Account.currency)
+        .order_by(m.Posting.entry_id, m.Posting.position).limit(100)
+    )
+    for entry_id, position, currency, code, account_currency in rows:
+        problems.append(Problem("entry", f"entry {entry_id}: posting {position} is in {currency}, "
+                                f"its account {code} in {account_currency}", entry_id, code))
     orphans = conn.execute(
         select(m.Posting.entry_id).where(~exists().where(m.JournalEntry.id == m.Posting.entry_id))
         .distinct().limit(100)

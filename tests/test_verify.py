@@ -20,7 +20,7 @@ BANK = "assets:custody:bank"
 U1 = "liabilities:users:u1:available"
 U2 = "liabilities:users:u2:available"
 FEES = "income:platform:fees:service"
-TABLES = ("journal_entry", "posting", "chain_link", "balance_checkpoint", "closed_period")
+TABLES = ("journal_entry", "posting", "chain_link", "balance_checkpoint", "closed_period", "account")
 
 
 @pytest.fixture
@@ -190,3 +190,25 @@ def test_altered_chain_index_is_found(books):
     problems = books.verify().problems
     assert {p.check for p in problems} == {"chain"}
     assert "the chain index of 2026-10-02 names link 1, the chain says link 2" in problems[0].message
+
+
+def test_a_posting_moved_to_another_day_is_found(books):
+    """The as-of reports read a posting's own date; the hash covers its entry's."""
+    e1, e3 = books.ids["e1"], books.ids["e3"]
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"UPDATE posting SET effective_date = '2026-12-31' WHERE entry_id = {e1}")
+        conn.exec_driver_sql(f"UPDATE posting SET effective_date = '2026-12-31' "
+                             f"WHERE entry_id = {e3} AND position = 0")
+    found = [p for p in books.verify().problems if p.check == "entry"]
+    assert [(p.entry_id, p.message) for p in found] == [
+        (e1, f"entry {e1}: posting 0 is dated 2026-12-31, its entry 2026-10-01"),
+        (e1, f"entry {e1}: posting 1 is dated 2026-12-31, its entry 2026-10-01"),
+        (e3, f"entry {e3}: posting 0 is dated 2026-12-31, its entry 2026-10-03")]
+
+
+def test_an_account_whose_currency_was_changed_is_found(books):
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"UPDATE account SET currency = 'USD' WHERE code = '{FEES}'")
+    found = [p for p in books.verify().problems if p.check == "entry"]
+    assert {(p.entry_id, p.account) for p in found} == {(books.ids["e3"], FEES), (books.ids["e4"], FEES)}
+    assert "is in CNY, its account income:platform:fees:service in USD" in found[0].message
