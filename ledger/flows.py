@@ -26,7 +26,8 @@ from typing import Any
 
 from .errors import IdempotencyConflictError, LedgerError
 from .money import DEFAULT_CURRENCY, from_minor, to_minor
-from .postings import Entry
+from .accounts import open_account
+from .postings import Draft, Entry
 
 BANK = "assets:custody:bank"
 RISK_RESERVE = "liabilities:platform:risk_reserve"
@@ -128,10 +129,13 @@ class Wallets:
                    effective_date: dt.date | None = None, ref: str | None = None) -> Entry:
         """A platform fee charged to a user's wallet."""
         minor = positive_minor(amount, "amount")
-        self.book.open_account(fee_account(kind), "income")
-        return self.book.post([(wallet(user), minor), (fee_account(kind), -minor)], key=key,
-                              kind="fee", effective_date=effective_date, external_ref=ref,
-                              metadata={"user": user, "fee": kind}, minor=True)
+        fees = fee_account(kind)
+        draft = Draft(((wallet(user), minor), (fees, -minor)), key, "fee", effective_date,
+                      external_ref=ref, metadata={"user": user, "fee": kind}, minor=True)
+        # The fee account opens in the charge's own transaction: a refused charge (the
+        # wallet short of funds, say) leaves no account behind.
+        return self.book.post_drafts([draft], before=lambda conn: open_account(
+            conn, self.book.book_id, fees, "income"))[0]
 
     def fund_risk_reserve(self, amount: Any, *, bank_ref: str, key: str,
                           effective_date: dt.date | None = None) -> Entry:

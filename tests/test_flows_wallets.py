@@ -69,3 +69,14 @@ def test_fees_and_sweep_never_more_than_earned(flows):
     assert flows.book.balance(fee_account("service")) == D("0.00")
     report = flows.book.verify()
     assert report.ok and report.custody["CNY"]["difference_minor"] == 0
+
+
+def test_a_refused_fee_leaves_no_fee_account_behind(flows):
+    flows.top_up("alice", "1", bank_ref="B1", key="t1")
+    before = [a.code for a in flows.book.accounts()]
+    with pytest.raises(InsufficientFundsError):
+        flows.charge_fee("alice", "2", kind="kyc", key="f1")
+    assert [a.code for a in flows.book.accounts()] == before
+    entry = flows.charge_fee("alice", "1", kind="kyc", key="f1")   # the key was never used
+    assert not entry.replayed and flows.book.balance(fee_account("kyc")) == D("1.00")
+    assert flows.charge_fee("alice", "1", kind="kyc", key="f1").replayed
