@@ -117,7 +117,8 @@ def summary_lines(run: RunResult) -> list[str]:
 
 def verdict(run: RunResult) -> list[str]:
     """What the run came to: ``["RECONCILED"]``, or each thing that keeps it from
-    reconciling (breaks that remain; a balance difference no break explains)."""
+    reconciling (breaks that remain; a balance difference no break explains; no
+    closing balance to prove the ledger's against)."""
     if run.reconciled:
         return ["RECONCILED"]
     unexplained = run.balance.get("unexplained_minor")
@@ -127,6 +128,9 @@ def verdict(run: RunResult) -> list[str]:
     if unexplained:
         found.append(f"BALANCE DOES NOT RECONCILE: {_money(unexplained, run.balance.get('currency', 'CNY'))} "
                      "of the difference between bank and ledger is explained by no break")
+    if not run.balance_proved:
+        found.append("BALANCE NOT PROVED: the statement gives no closing balance to prove the "
+                     "ledger's against")
     return found
 
 

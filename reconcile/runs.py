@@ -104,9 +104,15 @@ class RunResult:
     dry_run: bool = False
 
     @property
+    def balance_proved(self) -> bool:
+        """The statements gave a closing balance to prove the ledger's against."""
+        return self.balance.get("bank_closing_minor") is not None
+
+    @property
     def reconciled(self) -> bool:
-        """No break and no unexplained difference."""
-        return not self.result.breaks and self.balance.get("unexplained_minor", 0) == 0
+        """No break, a proved balance, and no unexplained difference."""
+        return (not self.result.breaks and self.balance_proved
+                and self.balance.get("unexplained_minor") == 0)
 
 
 # --- parsing --------------------------------------------------------------------

@@ -930,3 +930,15 @@ def test_import_in_chunks_numbers_repeats_as_the_whole_file_would(day_book, pick
     assert list(first.repeated) == [first.line_ids[k] for k in repeats]
     assert first.files[0][3:] == (len(lines), 0) and again.files[0][3:] == (0, len(lines))
     assert again.line_ids == first.line_ids and again.repeated == first.repeated and added == []
+
+
+def test_a_run_without_a_closing_balance_is_not_called_reconciled(day_book):
+    whole = [line(1, 10000, "B1"), line(2, 5000, "ORDER-77"), line(3, -3000, "P1"), line(4, 2000, "B3")]
+    path, file = parsed("day.csv", whole, opening=0)
+    proved = reconcile_parsed(day_book, [(path, file)], dry_run=True)
+    assert proved.reconciled and report.verdict(proved) == ["RECONCILED"]
+    bare = dataclasses.replace(file, statements=(dataclasses.replace(file.statements[0], closing=None),))
+    run = reconcile_parsed(day_book, [(path, bare)], dry_run=True)
+    assert not run.result.breaks and not run.balance_proved and not run.reconciled
+    assert report.verdict(run) == ["BALANCE NOT PROVED: the statement gives no closing balance to "
+                                   "prove the ledger's against"]

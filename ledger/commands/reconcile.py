@@ -71,7 +71,7 @@ def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, progr
     """Import bank STATEMENTS, match them to the ledger, report every break.
 
     Exit code 0 when fully reconciled, 3 when breaks remain or the balance does
-    not reconcile, 2 on bad input (an unwritable --html path included: nothing
+    not reconcile (or cannot be proved: no closing balance), 2 on bad input (an unwritable --html path included: nothing
     is imported then), 1 when the run was kept but its report could not be written.
 
     Example:
