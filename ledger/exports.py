@@ -3,7 +3,11 @@
 The journal is streamed: :func:`iter_journal` reads entries with a
 server-side cursor (``stream_results`` / ``yield_per``) inside one read
 transaction and yields one :class:`JournalRecord` at a time, so exporting
-millions of entries takes constant memory.
+millions of entries takes constant memory. A journal up to a date shows
+nothing from after it: a commit, void or reversal dated later is not named
+in ``completed_by`` / ``reversed_by``. :func:`write_journal` ends the file
+with the footer every report carries (``# `` comment lines in CSV, a last
+``{"footer": ...}`` line in JSON Lines), read in the same transaction.
 
 Beancount account names
 -----------------------
@@ -28,6 +32,11 @@ code maps as follows (:func:`beancount_account`):
 Pending entries (holds) and voids are written as comments: they move no
 balance. The file ends with a ``balance`` assertion per account, so
 ``bean-check`` proves the export adds up to the ledger's own balances.
+Beancount checks an account together with its sub-accounts, so each
+assertion is the account's balance plus that of every account whose name
+lies under it, in the account's currency (:func:`subtree_balances`):
+``Assets:Cash`` asserts cash and petty cash together, and an obligation
+``Assets:Memo:Obligations:B1:L1`` asserts its ``:Penalty`` child too.
 
 XLSX
 ----
@@ -43,7 +52,7 @@ import datetime as dt
 import hashlib
 import json
 from decimal import Decimal
-from typing import IO, Any, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -51,7 +60,9 @@ from sqlalchemy.engine import Connection
 from . import models as m
 from . import periods
 from .accounts import PREFIX_TYPES
+from .errors import ReportError
 from .money import exponent, format_minor, from_minor
+from .reports import Footer, footer
 
 STREAM_CHUNK = 2000
 
@@ -139,6 +150,12 @@ def _journal_query(book_id: int, date_from: dt.date | None, date_to: dt.date | N
     cl = m.ChainLink.__table__
     completion = j.alias("completion")
     reversal = j.alias("reversal")
+    # A journal as of ``date_to`` names no commit, void or reversal dated after it.
+    completed = completion.c.pending_id == j.c.id
+    reversed_ = reversal.c.reverses_id == j.c.id
+    if date_to is not None:
+        completed = completed & (completion.c.effective_date <= date_to)
+        reversed_ = reversed_ & (reversal.c.effective_date <= date_to)
     query = (
         select(j.c.id, j.c.effective_date, j.c.kind, j.c.phase, j.c.idempotency_key,
                j.c.external_ref, j.c.memo, j.c.metadata_json, j.c.pending_id, j.c.reverses_id,
@@ -149,8 +166,8 @@ def _journal_query(book_id: int, date_from: dt.date | None, date_to: dt.date | N
             j.outerjoin(p, p.c.entry_id == j.c.id)
             .outerjoin(a, a.c.id == p.c.account_id)
             .outerjoin(cl, cl.c.entry_id == j.c.id)
-            .outerjoin(completion, completion.c.pending_id == j.c.id)
-            .outerjoin(reversal, reversal.c.reverses_id == j.c.id))
+            .outerjoin(completion, completed)
+            .outerjoin(reversal, reversed_))
         .where(j.c.book_id == book_id)
         .order_by(j.c.effective_date, j.c.id, p.c.position)
     )
@@ -163,7 +180,11 @@ def _journal_query(book_id: int, date_from: dt.date | None, date_to: dt.date | N
 
 def stream_journal(conn: Connection, book_id: int, date_from: dt.date | None = None,
                    date_to: dt.date | None = None) -> Iterator[JournalRecord]:
-    """Entries dated in ``[date_from, date_to]``, by date then id, streamed from ``conn``."""
+    """Entries dated in ``[date_from, date_to]``, by date then id, streamed from ``conn``.
+
+    As of ``date_to``: ``completed_by`` and ``reversed_by`` name only a
+    completion or reversal dated on or before it.
+    """
     result = conn.execution_options(stream_results=True, yield_per=STREAM_CHUNK).execute(
         _journal_query(book_id, date_from, date_to))
     current = None
@@ -197,6 +218,25 @@ def iter_journal(book, date_from: dt.date | None = None,
         yield from stream_journal(conn, book.book_id, date_from, date_to)
 
 
+JOURNAL_FORMATS = ("csv", "jsonl")
+
+
+def write_journal(book, fh: IO[str], *, fmt: str = "csv", date_from: dt.date | None = None,
+                  date_to: dt.date | None = None) -> int:
+    """The journal of ``book`` over ``[date_from, date_to]`` with its footer; returns entries.
+
+    The entries and the footer (as of ``date_to``, see :class:`ledger.reports.Footer`)
+    are read in one read transaction, so the footer's last entry and chain
+    hash describe exactly the snapshot the entries come from.
+    """
+    if fmt not in JOURNAL_FORMATS:
+        raise ReportError(f"journal format must be 'csv' or 'jsonl', got {fmt!r}", fmt=fmt)
+    writer = write_journal_csv if fmt == "csv" else write_journal_jsonl
+    with book.reading() as conn:
+        foot = footer(conn, book.book_id, book.name, date_to)
+        return writer(stream_journal(conn, book.book_id, date_from, date_to), fh, foot)
+
+
 JOURNAL_CSV_COLUMNS = [
     "entry_id", "effective_date", "kind", "phase", "key", "external_ref", "memo", "metadata",
     "pending_id", "reverses_id", "completed_by", "reversed_by", "created_at", "content_hash",
@@ -211,8 +251,12 @@ def _json_default(value: Any):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_journal_csv(records, fh: IO[str]) -> int:
-    """One CSV row per posting (entry fields repeated; a void gets one row); returns entries."""
+def write_journal_csv(records, fh: IO[str], foot: Footer | None = None) -> int:
+    """One CSV row per posting (entry fields repeated; a void gets one row); returns entries.
+
+    The footer, when given, follows the rows as ``# `` comment lines, as in
+    the other CSV reports (a data row starts with its entry id, never ``#``).
+    """
     writer = csv.writer(fh, lineterminator="\n")
     writer.writerow(JOURNAL_CSV_COLUMNS)
     count = 0
@@ -230,6 +274,9 @@ def write_journal_csv(records, fh: IO[str]) -> int:
                                     _decimal_text(p.amount_minor, p.currency), p.currency,
                                     "true" if p.is_pending else "false"])
         count += 1
+    if foot is not None:
+        for line in foot.lines():
+            fh.write(f"# {line}\n")
     return count
 
 
@@ -251,13 +298,20 @@ def _blank(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_journal_jsonl(records, fh: IO[str]) -> int:
-    """One JSON object per line and entry; returns entries."""
+def write_journal_jsonl(records, fh: IO[str], foot: Footer | None = None) -> int:
+    """One JSON object per line and entry; returns entries.
+
+    The footer, when given, is the last line: ``{"footer": {...}}`` (an
+    entry's object always has an ``id``; the footer's has only ``footer``).
+    """
     count = 0
     for r in records:
         fh.write(json.dumps(r.to_dict(), default=_json_default, ensure_ascii=False))
         fh.write("\n")
         count += 1
+    if foot is not None:
+        fh.write(json.dumps({"footer": foot.to_dict()}, ensure_ascii=False))
+        fh.write("\n")
     return count
 
 
@@ -310,8 +364,6 @@ def _bstr(value: str) -> str:
 def write_beancount(book, fh: IO[str], *, memo: str = "include") -> int:
     """Write the whole book as a beancount file; returns the entries written as transactions."""
     if memo not in ("include", "exclude"):
-        from .errors import ReportError
-
         raise ReportError(f"memo must be 'include' or 'exclude', got {memo!r}", memo=memo)
     with book.reading() as conn:
         accounts = conn.execute(
@@ -341,12 +393,33 @@ def write_beancount(book, fh: IO[str], *, memo: str = "include") -> int:
             written += _write_transaction(fh, r, names, memo)
         if last is not None:
             sums = periods.posted_sums(conn, book.book_id, None)
+            subtree = subtree_balances((names[a.code], a.currency, sums.get(a.id, 0)) for a in kept)
             day_after = (last + dt.timedelta(days=1)).isoformat()
-            fh.write("\n; the ledger's own balances, checked by bean-check\n")
+            fh.write("\n; the ledger's own balances, each account with the accounts under it,"
+                     " checked by bean-check\n")
             for a in kept:
                 fh.write(f"{day_after} balance {names[a.code]} "
-                         f"{format_minor(sums.get(a.id, 0), a.currency)} {a.currency}\n")
+                         f"{format_minor(subtree[names[a.code], a.currency], a.currency)} "
+                         f"{a.currency}\n")
     return written
+
+
+def subtree_balances(balances: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
+    """What a beancount ``balance`` directive checks, from ``(name, currency, minor)`` balances.
+
+    Beancount checks an account together with every account under it, in
+    the directive's currency, so each account's balance counts towards its
+    own name and every ancestor's: ``Assets:Cash`` sums ``Assets:Cash`` and
+    ``Assets:Cash:Petty``. Returns ``(name, currency) -> minor`` for every
+    name and ancestor name (a pure function).
+    """
+    out: dict[tuple[str, str], int] = {}
+    for name, currency, minor in balances:
+        parts = name.split(":")
+        for depth in range(1, len(parts) + 1):
+            key = (":".join(parts[:depth]), currency)
+            out[key] = out.get(key, 0) + minor
+    return out
 
 
 def _write_transaction(fh: IO[str], r: JournalRecord, names: dict[str, str], memo: str) -> int:
@@ -419,8 +492,6 @@ def write_xlsx(report, fh) -> None:
         elif isinstance(report, (rp.BalanceSheet, rp.IncomeStatement)):
             _xlsx_lines(workbook, report, fmt)
         else:
-            from .errors import ReportError
-
             raise ReportError(f"no XLSX layout for {type(report).__name__}")
     finally:
         workbook.close()
@@ -517,7 +588,7 @@ def _xlsx_lines(workbook, report, fmt) -> None:
 
 
 __all__ = [
-    "JournalRecord", "JournalPosting", "stream_journal", "iter_journal", "write_journal_csv",
-    "write_journal_jsonl", "JOURNAL_CSV_COLUMNS", "beancount_account", "beancount_names",
-    "write_beancount", "write_xlsx",
+    "JournalRecord", "JournalPosting", "stream_journal", "iter_journal", "write_journal",
+    "write_journal_csv", "write_journal_jsonl", "JOURNAL_CSV_COLUMNS", "JOURNAL_FORMATS", "beancount_account", "beancount_names",
+    "write_beancount", "subtree_balances", "write_xlsx",
 ]

@@ -136,28 +136,32 @@ def trial_balance_cmd(as_of, depth, include_zero, fmt, output, no_seal, db_url):
 @click.command("journal")
 @click.option("--from", "date_from", help="First effective date (default: the beginning).")
 @click.option("--to", "date_to", help="Last effective date (default: the end).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(exports.JOURNAL_FORMATS), default="csv",
               show_default=True, help="CSV (one row per posting) or JSON Lines (one entry per line).")
 @output_option
+@seal_option
 @db_option
 @library_errors
-def journal_cmd(date_from, date_to, fmt, output, db_url):
+def journal_cmd(date_from, date_to, fmt, output, no_seal, db_url):
     """Every entry with its postings, kind, references, metadata, links and hashes.
 
-    Streamed in constant memory, by effective date then entry id.
+    Streamed in constant memory, by effective date then entry id. As of
+    --to: a commit, void or reversal dated later is not shown. The footer
+    (book, as-of date, last entry included, chain hash, when produced)
+    ends the file: "# " comment lines after the CSV rows, a last
+    {"footer": ...} line in JSON Lines.
 
     Example:
 
         ledger journal --from 2026-11-01 --to 2026-11-30 --format jsonl --output nov.jsonl
     """
-    book = open_book(db_url)
-    records = exports.iter_journal(book, parse_date(date_from, "--from"), parse_date(date_to, "--to"))
-    writer = exports.write_journal_csv if fmt == "csv" else exports.write_journal_jsonl
+    book = _book(db_url, no_seal)
+    dates = {"date_from": parse_date(date_from, "--from"), "date_to": parse_date(date_to, "--to")}
     if output:
         with open(output, "w", encoding="utf-8", newline="") as fh:
-            count = writer(records, fh)
+            count = exports.write_journal(book, fh, fmt=fmt, **dates)
     else:
-        count = writer(records, sys.stdout)
+        count = exports.write_journal(book, sys.stdout, fmt=fmt, **dates)
     click.echo(f"{count} entries", err=True)
 
 
