@@ -24,13 +24,20 @@ Money moves only through the one posting path, as entries that balance:
   in full and takes over their claim on it;
 * transfer_claim: the buyer pays the price, the seller receives it less a
   fee, the claim on future installments moves.
+
+Every call carries an idempotency key. A retry (the same operation on the
+same loan, party, amount, date and other arguments) returns the first
+entry, marked replayed; anything else under a key already used raises
+:class:`~ledger.errors.IdempotencyConflictError` and writes nothing. The
+request is compared, not a recomputed draft: what a repayment pays whom
+depends on what the loan owed at the first call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -40,9 +47,10 @@ from sqlalchemy.exc import IntegrityError
 
 from . import models as m
 from . import schedules
-from .accounts import utcnow
+from .accounts import open_account, utcnow, validate_code
 from .chain import canonical_json
-from .flows import BANK, RISK_RESERVE, FlowError, fee_account, positive_minor, wallet
+from .errors import IdempotencyConflictError, LedgerError
+from .flows import BANK, RISK_RESERVE, WALLET_PARTS, FlowError, fee_account, positive_minor, wallet
 from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact, to_minor
 from .postings import Draft, Entry, find_replay, write
 
@@ -63,6 +71,10 @@ class LoanStateError(FlowError):
 
 class OverpaymentError(FlowError):
     """A repayment larger than everything the loan still owes."""
+
+
+class _KeyTaken(LedgerError):
+    """The key was written by a concurrent call after this one looked (never escapes)."""
 
 
 def claim_account(party: str, loan_no: str) -> str:
@@ -174,6 +186,66 @@ class LoanView:
         return next((i for i in self.installments if i.status != "paid"), None)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What a loan call asks for: the entry a retry of it finds under its key.
+
+    Attributes:
+        kind: the entry's kind.
+        metadata: values the entry's metadata holds (Decimals compare by value);
+            a name the entry does not carry (written before it was recorded) is
+            not compared.
+        legs: minor amounts the entry posts to these accounts (0: no posting).
+        accounts: accounts the entry posts to, whatever the amount.
+        effective_date: the entry's date; None when the call left it to the day.
+        external_ref, memo: the entry's.
+    """
+
+    kind: str
+    metadata: Mapping[str, Any]
+    legs: Mapping[str, int] = field(default_factory=dict)
+    accounts: frozenset[str] = frozenset()
+    effective_date: dt.date | None = None
+    external_ref: str | None = None
+    memo: str | None = None
+
+
+def _show(name: str, value: Any) -> str:
+    return str(from_minor(value)) if name.endswith("_minor") and isinstance(value, int) else str(value)
+
+
+def _differences(entry: Entry, request: _Request) -> list[str]:
+    """How ``entry`` differs from what ``request`` would have written; empty for a retry."""
+    if entry.kind != request.kind:
+        return [f"kind {entry.kind}, not {request.kind}"]
+    found = []
+    for name, want in request.metadata.items():
+        if name not in entry.metadata:
+            continue
+        have = entry.metadata[name]
+        same = (to_decimal_exact(have) == want if isinstance(want, Decimal) and isinstance(have, str)
+                else have == want)
+        if not same:
+            found.append(f"{name} {_show(name, have)}, not {_show(name, want)}")
+    posted: dict[str, int] = {}
+    for p in entry.postings:
+        posted[p.account] = posted.get(p.account, 0) + p.amount_minor
+    for code, want in request.legs.items():
+        if posted.get(code, 0) != want:
+            found.append(f"{code} {from_minor(posted.get(code, 0))}, not {from_minor(want)}")
+    found += [f"no posting to {code}" for code in sorted(request.accounts - set(posted))]
+    for name in ("effective_date", "external_ref", "memo"):
+        have, want = getattr(entry, name), getattr(request, name)
+        if have != want and (want is not None or name != "effective_date"):
+            found.append(f"{name} {have}, not {want}")
+    return found
+
+
+def _rate(value: Any, what: str) -> Decimal:
+    """A rate written as ``schedule()`` takes it (``"6%"``, ``"0.06"``, a Decimal)."""
+    return schedules.parse_rate(value, what=what)
+
+
 # --- the plan, from ledger.schedules ---------------------------------------------
 def _make_plan(principal: Decimal, annual_rate: Decimal, term: int, method: str,
                start: dt.date, term_unit: str, conventions: Mapping[str, Any]):
@@ -213,19 +285,34 @@ class Loans:
         loan["plan"] = json.loads(loan["plan_json"])
         return loan
 
-    def _run(self, key: str, fn) -> Entry:
-        """Run a flow in one transaction; a replayed key returns its entry."""
+    def _run(self, key: str, request: _Request, fn) -> Entry:
+        """Run a flow in one transaction. A key used before returns its entry when that
+        entry is what ``request`` asks for (a retry), and is a conflict otherwise."""
         def run(conn):
             replay = find_replay(conn, self.book.book_id, key)
-            if replay is not None:
-                return replay
-            return fn(conn)
-        entry = self.book._write(run)
+            if replay is None:
+                return fn(conn)
+            differences = _differences(replay, request)
+            if differences:
+                raise IdempotencyConflictError(
+                    f"key {key!r} was used for entry {replay.id} ({replay.kind}) with different "
+                    f"content: {'; '.join(differences)}", key=key, entry_id=replay.id,
+                    differences=tuple(differences))
+            return replay
+        try:
+            entry = self.book._write(run)
+        except _KeyTaken:
+            # A concurrent call wrote the key after this one looked: what it wrote with this
+            # one's rows was rolled back, and the look-up now finds its entry.
+            entry = self.book._write(run)
         self.book._after_write(0 if entry is None or entry.replayed else 1)
         return entry
 
     def _post(self, conn: Connection, draft: Draft) -> Entry:
-        return write(conn, self.book.book_id, [draft])[0]
+        entry = write(conn, self.book.book_id, [draft])[0]
+        if entry.replayed:
+            raise _KeyTaken(f"key {draft.key!r} was written meanwhile", key=draft.key)
+        return entry
 
     def _dues(self, conn: Connection, loan_id: int,
               received: dict[str, int] | None = None) -> dict[tuple[int, str, str], int]:
@@ -279,9 +366,15 @@ class Loans:
                     penalty_multiple: Any = "1.5", prepayment_fee_rate: Any = "0",
                     conventions: Mapping[str, Any] | None = None,
                     check_rate_cap: bool = True) -> LoanView:
-        """Create a loan and its plan; refuses a rate above the cap."""
+        """Create a loan and its plan, and open the borrower's wallet; refuses a rate above
+        the cap. Rates are written as :func:`ledger.schedules.schedule` takes them
+        (``"6%"`` or ``"0.06"``).
+
+        The same key again returns the loan when the terms are the same; other terms
+        (or another loan) under it raise :class:`~ledger.errors.IdempotencyConflictError`.
+        """
         principal_minor = positive_minor(principal, "principal")
-        rate = to_decimal_exact(annual_rate, what="annual_rate")
+        rate = _rate(annual_rate, "annual_rate")
         fee_minor = positive_minor(upfront_fee, "upfront_fee", allow_zero=True)
         if fee_minor >= principal_minor:
             raise FlowError("upfront fee must be smaller than the principal", field="upfront_fee")
@@ -290,19 +383,37 @@ class Loans:
                                      term_unit, conventions)
         if check_rate_cap:
             schedules.check_rate_cap(plan, start, upfront_fee=from_minor(fee_minor))
-        terms = {"upfront_fee_minor": fee_minor,
-                 "management_fee_rate": str(to_decimal_exact(management_fee_rate)),
-                 "penalty_multiple": str(to_decimal_exact(penalty_multiple)),
-                 "prepayment_fee_rate": str(to_decimal_exact(prepayment_fee_rate)),
+        rates = {"management_fee_rate": _rate(management_fee_rate, "management_fee_rate"),
+                 "penalty_multiple": to_decimal_exact(penalty_multiple, what="penalty_multiple"),
+                 "prepayment_fee_rate": _rate(prepayment_fee_rate, "prepayment_fee_rate")}
+        terms = {"upfront_fee_minor": fee_minor, **{k: str(v) for k, v in rates.items()},
                  "conventions": {k: str(v) for k, v in conventions.items()}}
+        # What a retry asks for: the loan's columns and terms (rates compare by value).
+        asked = {"borrower": borrower, "principal_minor": principal_minor, "annual_rate": rate,
+                 "term": term, "term_unit": term_unit, "method": method, "start_date": start,
+                 **{f"terms.{k}": v for k, v in {**terms, **rates}.items()}}
 
         def run(conn):
-            existing = conn.execute(select(m.Loan.create_key).where(
-                m.Loan.book_id == self.book.book_id, m.Loan.loan_no == loan_no)).scalar()
-            if existing is not None:
-                if existing != key:
-                    raise FlowError(f"loan {loan_no!r} exists already", loan_no=loan_no)
+            book_id = self.book.book_id
+            found = conn.execute(select(m.Loan.__table__).where(
+                m.Loan.book_id == book_id, or_(m.Loan.loan_no == loan_no, m.Loan.create_key == key))
+                .order_by(m.Loan.id)).all()
+            numbered = [row for row in found if row.loan_no == loan_no]
+            if numbered and numbered[0].create_key != key:
+                raise FlowError(f"loan {loan_no!r} exists already", loan_no=loan_no)
+            loan = (numbered or found or [None])[0]   # this loan, or another under the key
+            if loan is not None:
+                differences = ([f"loan_no {loan.loan_no}, not {loan_no}"] if loan.loan_no != loan_no
+                               else _loan_differences(loan, asked))
+                if differences:
+                    raise IdempotencyConflictError(
+                        f"key {key!r} was used for loan {loan.loan_no} (id {loan.id}) with different "
+                        f"terms: {'; '.join(differences)}", key=key, loan_no=loan.loan_no,
+                        loan_id=loan.id, differences=tuple(differences))
                 return
+            # Checked first, then everything in this one transaction: a refused call opens nothing.
+            for part in WALLET_PARTS:
+                open_account(conn, book_id, wallet(borrower, part), "liability", no_overdraft=True)
             conn.execute(insert(m.Loan).values(
                 book_id=self.book.book_id, loan_no=loan_no, borrower=borrower,
                 currency=DEFAULT_CURRENCY, principal_minor=principal_minor, raised_minor=0,
@@ -310,7 +421,6 @@ class Loans:
                 start_date=start, terms_json=canonical_json(terms),
                 plan_json=canonical_json(plan_rows), status="bidding", create_key=key,
                 created_at=utcnow()))
-        self.book.flows.open_user(borrower)
         self.book._write(run)
         return self.loan(loan_no)
 
@@ -318,6 +428,8 @@ class Loans:
             effective_date: dt.date | None = None) -> Entry:
         """Freeze ``amount`` of the investor's money for a loan still filling."""
         minor = positive_minor(amount, "amount")
+        legs = ((wallet(investor), minor), (wallet(investor, "frozen"), -minor))
+        metadata = {"loan": loan_no, "investor": investor}
 
         def run(conn):
             loan = self._loan(conn, loan_no)
@@ -332,16 +444,15 @@ class Loans:
                 left = loan["principal_minor"] - loan["raised_minor"]
                 raise FlowError(f"bid of {from_minor(minor)} exceeds the {from_minor(left)} left on "
                                 f"loan {loan_no}", loan_no=loan_no, remaining_minor=left, key=key)
-            entry = self._post(conn, Draft(
-                ((wallet(investor), minor), (wallet(investor, "frozen"), -minor)), key, "bid",
-                effective_date, metadata={"loan": loan_no, "investor": investor}, minor=True))
+            entry = self._post(conn, Draft(legs, key, "bid", effective_date,
+                                           metadata=metadata, minor=True))
             conn.execute(insert(m.LoanBid).values(loan_id=loan["id"], investor=investor,
                                                   amount_minor=minor, entry_id=entry.id))
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"],
                                               m.Loan.raised_minor == m.Loan.principal_minor)
                          .values(status="funded"))
             return entry
-        return self._run(key, run)
+        return self._run(key, _Request("bid", metadata, dict(legs), effective_date=effective_date), run)
 
     def _bids(self, conn: Connection, loan_id: int) -> list[tuple[str, int]]:
         rows = conn.execute(select(m.LoanBid.investor, func.sum(m.LoanBid.amount_minor))
@@ -365,7 +476,8 @@ class Loans:
                 return None
             return self._post(conn, Draft(tuple(legs), key, "loan_cancelled", effective_date,
                                           memo=reason, metadata={"loan": loan_no}, minor=True))
-        return self._run(key, run)
+        return self._run(key, _Request("loan_cancelled", {"loan": loan_no},
+                                       effective_date=effective_date, memo=reason), run)
 
     def disburse(self, loan_no: str, *, key: str, effective_date: dt.date | None = None) -> Entry:
         """Pay a fully funded loan to the borrower; record every investor's claim."""
@@ -399,7 +511,8 @@ class Loans:
             self._record_dues(conn, loan["id"], entry, dues, "disburse")
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="repaying"))
             return entry
-        return self._run(key, run)
+        return self._run(key, _Request("disbursement", {"loan": loan_no},
+                                       effective_date=effective_date), run)
 
     def _plan_object(self, loan: dict):
         conventions = loan["terms"].get("conventions", {})
@@ -415,8 +528,6 @@ class Loans:
         investor); accounts that exist with other attributes, or a racing
         opener, take the one-by-one path, which refuses or waits as it should.
         """
-        from .accounts import open_account, utcnow, validate_code
-
         book_id = self.book.book_id
         codes = list(dict.fromkeys([obligation_account(borrower, loan_no)]
                                    + [claim_account(party, loan_no) for party in parties]))
@@ -466,8 +577,11 @@ class Loans:
             payments = _allocate_payment(dues, minor, order)
             return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=(
                 (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)),
-                kind="repayment", reason="repay", dues=dues, received=received)
-        return self._run(key, run)
+                kind="repayment", reason="repay", dues=dues, received=received,
+                metadata={"order": list(order)})
+        return self._run(key, _Request("repayment", {"loan": loan_no, "paid_minor": minor,
+                                                     "order": list(order)},
+                                       effective_date=on_date, external_ref=bank_ref), run)
 
     def payoff_quote(self, loan_no: str, on_date: dt.date) -> dict:
         """What repays the whole loan on ``on_date`` (see :meth:`pay_off`), in Decimal."""
@@ -499,14 +613,16 @@ class Loans:
             return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=source,
                                  kind="payoff", reason="repay", extra_legs=extra, extra_dues=waived,
                                  dues=dues)
-        return self._run(key, run)
+        return self._run(key, _Request("payoff", {"loan": loan_no}, effective_date=on_date,
+                                       external_ref=bank_ref), run)
 
     def _pay_out(self, conn: Connection, loan: dict, payments: list[tuple[int, str, str, int]], *,
                  key: str, on_date: dt.date, source: tuple[str, str | None], kind: str,
                  reason: str, extra_legs: Sequence[tuple[str, int]] = (),
                  extra_dues: Sequence[tuple] = (),
                  dues: Mapping[tuple[int, str, str], int],
-                 received: dict[str, int] | None = None) -> Entry:
+                 received: dict[str, int] | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> Entry:
         loan_no, borrower = loan["loan_no"], loan["borrower"]
         rate = Decimal(loan["terms"]["management_fee_rate"])
         total = sum(p[3] for p in payments)
@@ -535,7 +651,8 @@ class Loans:
         legs += list(extra_legs)
         entry = self._post(conn, Draft(
             tuple(_merge(legs)), key, kind, on_date, external_ref=source_ref,
-            metadata={"loan": loan_no, "paid_minor": total, "management_fee_minor": mgmt}, minor=True))
+            metadata={"loan": loan_no, "paid_minor": total, "management_fee_minor": mgmt,
+                      **(metadata or {})}, minor=True))
         rows = [(s, c, p, -a) for s, c, p, a in payments] + list(extra_dues)
         self._record_dues(conn, loan["id"], entry, rows, reason)
         # What is left owing: the dues read before (``dues``) moved by the rows just written.
@@ -613,11 +730,10 @@ class Loans:
                 minor=True))
             self._record_dues(conn, loan["id"], entry, rows, "accrue")
             return entry
-        return self._run(key, run)
+        asked = {"loan": loan_no, "through": as_of.isoformat()}
+        return self._run(key, _Request("penalty_accrual", asked, effective_date=as_of), run)
 
     def _open_penalty_memo(self, conn: Connection, loan: dict) -> None:
-        from .accounts import open_account
-
         open_account(conn, self.book.book_id, f"memo:penalties:{loan['loan_no']}", "memo")
         open_account(conn, self.book.book_id,
                      obligation_account(loan["borrower"], loan["loan_no"]) + ":penalty", "memo")
@@ -632,6 +748,7 @@ class Loans:
         """
         party = RISK_RESERVE_PARTY if payer == "risk_reserve" else payer
         source = RISK_RESERVE if payer == "risk_reserve" else wallet(payer)
+        metadata = {"installment": installment, "payer": payer}
 
         def run(conn):
             loan = self._loan(conn, loan_no, lock=True)
@@ -656,8 +773,10 @@ class Loans:
                      (obligation_account(loan["borrower"], loan_no), -principal_moved)]
             return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=(source, None),
                                  kind="compensation", reason="compensate", extra_legs=extra,
-                                 extra_dues=moved, dues=dues)
-        return self._run(key, run)
+                                 extra_dues=moved, dues=dues, metadata=metadata)
+        return self._run(key, _Request("compensation", {"loan": loan_no, **metadata},
+                                       accounts=frozenset((source, claim_account(party, loan_no))),
+                                       effective_date=on_date), run)
 
     def transfer_claim(self, loan_no: str, seller: str, buyer: str, *, share: Any, price: Any,
                        key: str, on_date: dt.date, fee: Any = 0) -> Entry:
@@ -669,6 +788,9 @@ class Loans:
         fee_minor = positive_minor(fee, "fee", allow_zero=True)
         if fee_minor > price_minor:
             raise FlowError("fee exceeds the price", field="fee")
+        money = [(wallet(buyer), price_minor), (wallet(seller), -(price_minor - fee_minor)),
+                 (fee_account("transfer"), -fee_minor)]
+        paid = {code: 0 for code, _ in money} | dict(_merge(money))   # what a retry moved
 
         def run(conn):
             loan = self._loan(conn, loan_no, lock=True)
@@ -697,7 +819,9 @@ class Loans:
                                                      "share": str(fraction)}, minor=True))
             self._record_dues(conn, loan["id"], entry, moves, "transfer")
             return entry
-        return self._run(key, run)
+        return self._run(key, _Request("claim_transfer", {"loan": loan_no, "seller": seller,
+                                                          "buyer": buyer, "share": fraction},
+                                       paid, effective_date=on_date), run)
 
     # ---- reading
     def loan(self, loan_no: str, *, today: dt.date | None = None) -> LoanView:
@@ -728,6 +852,21 @@ def _merge(legs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
     for code, amount in legs:
         totals[code] = totals.get(code, 0) + amount
     return [(code, amount) for code, amount in totals.items() if amount]
+
+
+def _loan_differences(loan, asked: Mapping[str, Any]) -> list[str]:
+    """How a loan row differs from the terms ``create_loan`` was asked for; empty for a retry."""
+    terms = json.loads(loan.terms_json)
+    found = []
+    for name, want in asked.items():
+        have = terms.get(name[6:]) if name.startswith("terms.") else getattr(loan, name)
+        if isinstance(want, Decimal):
+            same = have is not None and to_decimal_exact(have) == want
+        else:
+            same = have == want
+        if not same:
+            found.append(f"{name} {_show(name, have)}, not {_show(name, want)}")
+    return found
 
 
 def _allocate_payment(dues: Mapping[tuple[int, str, str], int], amount: int,

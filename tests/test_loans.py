@@ -10,11 +10,12 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import ledger
+import ledger.loans
 from ledger import db
-from ledger.errors import InsufficientFundsError
+from ledger.errors import FloatAmountError, IdempotencyConflictError, InsufficientFundsError
 from ledger.flows import BANK, RISK_RESERVE, FlowError, fee_account, wallet
 from ledger.loans import LoanStateError, OverpaymentError, claim_account
-from ledger.schedules import RateCapExceededError
+from ledger.schedules import RateCapExceededError, ScheduleError, schedule
 
 START = dt.date(2026, 1, 15)
 INVESTORS = {"inv1": "33333.33", "inv2": "33333.33", "inv3": "33333.34"}
@@ -296,3 +297,226 @@ def test_down_to_0006_and_up_again_keeps_dues_and_their_checks(make_url):
         assert db.current_revision(book.engine) == db.head_revision()
     finally:
         book.dispose()
+
+
+# --- idempotency: a retry replays, anything else under the key is a conflict ---------
+def written(book) -> tuple:
+    """Everything a loan call can write: row counts, wallet balances, each loan's state."""
+    with book.engine.connect() as conn:
+        counts = tuple(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                       for table in ("account", "journal_entry", "posting", "loan", "loan_bid",
+                                     "loan_due"))
+        balances = conn.execute(text("SELECT account_id, posted_minor, held_minor "
+                                     "FROM account_balance ORDER BY account_id")).all()
+        loans = conn.execute(text("SELECT loan_no, borrower, status, raised_minor, annual_rate "
+                                  "FROM loan ORDER BY loan_no")).all()
+    return counts, balances, loans
+
+
+def refused_as_conflict(book, key: str, *calls, **named) -> None:
+    """Each call raises a conflict naming ``key`` and what it was used for (``entry_id=``, or
+    ``loan_no=`` for a loan), and writes nothing."""
+    before = written(book)
+    for call in calls:
+        with pytest.raises(IdempotencyConflictError, match=f"key {key!r}") as refused:
+            call()
+        assert refused.value.key == key
+        for name, value in named.items():
+            assert getattr(refused.value, name) == value and str(value) in str(refused.value)
+    assert written(book) == before
+
+
+def test_a_bid_key_is_a_retry_of_that_bid_only(platform):
+    loans = platform.loans
+    loans.create_loan("L001", "bob", "100000", "0.06", 12, key="c1", start=START)
+    loans.create_loan("L002", "dave", "20000", "0.06", 12, key="c2", start=START)
+    first = loans.bid("L001", "inv1", "30000", key="bid-1", effective_date=START)
+    refused_as_conflict(
+        platform, "bid-1",
+        lambda: loans.bid("L002", "inv2", "1000", key="bid-1"),           # another loan, investor
+        lambda: loans.bid("L001", "inv2", "30000", key="bid-1"),          # another investor
+        lambda: loans.bid("L001", "inv1", "30000.01", key="bid-1"),       # another amount
+        lambda: loans.bid("L001", "inv1", "30000", key="bid-1",
+                          effective_date=START + dt.timedelta(days=1)),   # another date
+        entry_id=first.id)
+    topup = platform.entry_by_key("topup-inv2")
+    refused_as_conflict(platform, "topup-inv2",
+                        lambda: loans.bid("L001", "inv2", "30000", key="topup-inv2"),
+                        entry_id=topup.id)
+    assert platform.balance(wallet("inv2", "frozen")) == 0
+    before = written(platform)
+    for again in (loans.bid("L001", "inv1", "30000.00", key="bid-1"),
+                  loans.bid("L001", "inv1", D("30000"), key="bid-1", effective_date=START)):
+        assert again.replayed and again.id == first.id
+    assert written(platform) == before
+
+
+def test_a_repayment_key_is_a_retry_of_that_request_whatever_the_loan_owes_now(platform):
+    disbursed_loan(platform)
+    loans = platform.loans
+    plan = loans.loan("L001").installments
+    first = loans.repay("L001", "8606.64", key="repay-1", on_date=plan[0].due_date)
+    loans.repay("L001", "8606.64", key="repay-2", on_date=plan[1].due_date)
+    refused_as_conflict(
+        platform, "repay-1",
+        lambda: loans.repay("L001", "100", key="repay-1", on_date=plan[0].due_date),
+        lambda: loans.repay("L001", "8606.64", key="repay-1", on_date=plan[1].due_date),
+        lambda: loans.repay("L001", "8606.64", key="repay-1", on_date=plan[0].due_date,
+                            bank_ref="CARD-1"),
+        lambda: loans.repay("L001", "8606.64", key="repay-1", on_date=plan[0].due_date,
+                            order=("principal", "interest", "fee", "penalty")),
+        lambda: loans.pay_off("L001", key="repay-1", on_date=plan[0].due_date),
+        entry_id=first.id)
+    bid = platform.entry_by_key("bid-inv1")
+    refused_as_conflict(platform, "bid-inv1",
+                        lambda: loans.repay("L001", "8606.64", key="bid-inv1", on_date=plan[2].due_date),
+                        entry_id=bid.id)
+    # The same request replays though the loan's dues moved since (a new draft would differ).
+    before = written(platform)
+    again = loans.repay("L001", D("8606.640"), key="repay-1", on_date=plan[0].due_date)
+    assert again.replayed and again.id == first.id
+    assert written(platform) == before
+
+
+def test_a_disbursement_or_cancellation_key_is_a_retry_of_that_call_only(platform):
+    disbursed_loan(platform)
+    loans = platform.loans
+    loans.create_loan("L002", "dave", "20000", "0.06", 12, key="c2", start=START)
+    loans.bid("L002", "inv1", "5000", key="bid-L002")
+    disbursement = platform.entry_by_key("d")
+    refused_as_conflict(platform, "d",
+                        lambda: loans.cancel_loan("L002", key="d"),
+                        lambda: loans.disburse("L002", key="d"),
+                        lambda: loans.disburse("L001", key="d", effective_date=START + dt.timedelta(1)),
+                        entry_id=disbursement.id)
+    assert loans.disburse("L001", key="d").id == disbursement.id
+    refused_as_conflict(platform, "bid-L002",
+                        lambda: loans.cancel_loan("L002", key="bid-L002"),
+                        entry_id=platform.entry_by_key("bid-L002").id)
+    cancelled = loans.cancel_loan("L002", key="cancel-L002")
+    refused_as_conflict(platform, "cancel-L002",
+                        lambda: loans.cancel_loan("L002", key="cancel-L002", reason="borrower withdrew"),
+                        lambda: loans.disburse("L001", key="cancel-L002"),
+                        entry_id=cancelled.id)
+    again = loans.cancel_loan("L002", key="cancel-L002")
+    assert again.replayed and again.id == cancelled.id
+
+
+def test_a_compensation_or_transfer_key_is_a_retry_of_that_call_only(platform):
+    platform.flows.fund_risk_reserve("20000", bank_ref="RR1", key="rr")
+    disbursed_loan(platform)
+    loans = platform.loans
+    plan = loans.loan("L001").installments
+    late = plan[1].due_date + dt.timedelta(days=5)
+    first = loans.compensate("L001", 1, key="comp-1", on_date=late)
+    refused_as_conflict(platform, "comp-1",
+                        lambda: loans.compensate("L001", 2, key="comp-1", on_date=late),
+                        lambda: loans.compensate("L001", 1, key="comp-1", on_date=late, payer="dave"),
+                        lambda: loans.compensate("L001", 1, key="comp-1", on_date=plan[2].due_date),
+                        entry_id=first.id)
+    assert loans.compensate("L001", 1, key="comp-1", on_date=late).id == first.id
+    xfer = loans.transfer_claim("L001", "inv1", "dave", share="0.5", price="16000", fee="16",
+                                key="x-1", on_date=late)
+    refused_as_conflict(
+        platform, "x-1",
+        lambda: loans.transfer_claim("L001", "inv1", "dave", share="1", price="16000", fee="16",
+                                     key="x-1", on_date=late),
+        lambda: loans.transfer_claim("L001", "inv1", "dave", share="0.5", price="16000.01", fee="16",
+                                     key="x-1", on_date=late),
+        lambda: loans.transfer_claim("L001", "inv1", "dave", share="0.5", price="16000",
+                                     key="x-1", on_date=late),
+        lambda: loans.transfer_claim("L001", "inv2", "dave", share="0.5", price="16000", fee="16",
+                                     key="x-1", on_date=late),
+        lambda: loans.transfer_claim("L001", "inv1", "inv3", share="0.5", price="16000", fee="16",
+                                     key="x-1", on_date=late),
+        entry_id=xfer.id)
+    again = loans.transfer_claim("L001", "inv1", "dave", share="0.50", price="16000.00", fee="16",
+                                 key="x-1", on_date=late)
+    assert again.replayed and again.id == xfer.id
+    assert platform.verify().ok
+
+
+def test_a_create_loan_key_is_a_retry_of_that_loan_only(platform):
+    loans = platform.loans
+    terms = {"key": "create-L001", "start": START, "management_fee_rate": "0.1"}
+    first = loans.create_loan("L001", "bob", "100000", "0.06", 12, **terms)
+    refused_as_conflict(
+        platform, "create-L001",
+        lambda: loans.create_loan("L001", "dave", "100000", "0.06", 12, **terms),
+        lambda: loans.create_loan("L001", "bob", "100001", "0.06", 12, **terms),
+        lambda: loans.create_loan("L001", "bob", "100000", "0.07", 12, **terms),
+        lambda: loans.create_loan("L001", "bob", "100000", "0.06", 6, **terms),
+        lambda: loans.create_loan("L001", "bob", "100000", "0.06", 12,
+                                  **{**terms, "management_fee_rate": "0.2"}),
+        lambda: loans.create_loan("L001", "bob", "100000", "0.06", 12, **terms, upfront_fee="10"),
+        lambda: loans.create_loan("L002", "carol", "5000", "0.06", 12, **terms),   # another loan
+        loan_no="L001")
+    assert loans.loans() == ["L001"]
+    loans.bid("L001", "inv1", "100", key="b1")
+    before = written(platform)
+    again = loans.create_loan("L001", "bob", D("100000.00"), "6%", 12,
+                              **{**terms, "management_fee_rate": "10%"})
+    assert again.loan_no == "L001" and again.raised == D("100.00") and again.terms == first.terms
+    assert written(platform) == before
+
+
+def test_a_key_a_concurrent_call_wrote_after_this_one_looked_is_answered_as_a_retry(platform,
+                                                                                   monkeypatch):
+    """Two calls with one key at once: the later one's look-up found nothing, and its write
+    found the earlier one's entry. It replays that entry, and writes no bid of its own."""
+    loans = platform.loans
+    loans.create_loan("L001", "bob", "100000", "0.06", 12, key="c1", start=START)
+    first = loans.bid("L001", "inv1", "30000", key="bid-1")
+    before = written(platform)
+    looked = []
+
+    def find_replay_too_early(conn, book_id, key):
+        looked.append(key)
+        return None if len(looked) == 1 else find_replay(conn, book_id, key)
+    find_replay = ledger.loans.find_replay
+    monkeypatch.setattr(ledger.loans, "find_replay", find_replay_too_early)
+    again = loans.bid("L001", "inv1", "30000", key="bid-1")
+    assert again.replayed and again.id == first.id
+    assert written(platform) == before
+    assert loans.loan("L001").raised == D("30000.00")
+
+
+# --- creating: the rate forms, and a refusal writes nothing -------------------------------
+def test_create_loan_takes_the_rate_forms_schedule_takes(platform):
+    loans = platform.loans
+    view = loans.create_loan("L001", "bob", "100000", "6%", 12, key="c1", start=START,
+                             management_fee_rate="10%", prepayment_fee_rate="1%")
+    assert view.annual_rate == D("0.06")
+    assert D(view.terms["management_fee_rate"]) == D("0.1")
+    assert D(view.terms["prepayment_fee_rate"]) == D("0.01")
+    plan = schedule(D("100000"), "0.06", 12, start=START)
+    assert [(i.principal, i.interest) for i in view.installments] == [
+        (r.principal, r.interest) for r in plan.rows]
+    before = written(platform)
+    for bad, refusal, match in (
+            ("six", ScheduleError, r"annual_rate: 'six' is not a rate \(6% or 0.06\)"),
+            ("6", ScheduleError, "give rates as fractions"),
+            ("-1%", ScheduleError, "zero or more"),
+            (0.06, FloatAmountError, "float")):
+        with pytest.raises(refusal, match=match):
+            loans.create_loan("L002", "bob", "1000", bad, 12, key="c2", start=START)
+    with pytest.raises(ScheduleError, match="management_fee_rate"):
+        loans.create_loan("L002", "bob", "1000", "6%", 12, key="c2", start=START,
+                          management_fee_rate="ten")
+    assert written(platform) == before
+
+
+def test_a_refused_create_loan_writes_nothing(platform):
+    loans = platform.loans
+    loans.create_loan("L001", "bob", "100000", "0.06", 12, key="c1", start=START)
+    before = written(platform)
+    with pytest.raises(FlowError, match="exists already"):
+        loans.create_loan("L001", "carol", "5000", "0.06", 12, key="c-carol", start=START)
+    with pytest.raises(RateCapExceededError):
+        loans.create_loan("L002", "erin", "5000", "0.36", 12, key="c-erin", start=START)
+    assert written(platform) == before
+    assert not [a.code for a in platform.accounts("liabilities:users")
+                if a.code.split(":")[2] in ("carol", "erin")]
+    view = loans.create_loan("L002", "carol", "5000", "0.06", 12, key="c-carol", start=START)
+    assert view.borrower == "carol"
+    assert platform.balance(wallet("carol")) == 0     # the borrower's wallet is opened with it
