@@ -61,6 +61,8 @@ def break_rows(run: RunResult) -> list[dict]:
             "break_id": run.break_ids[i] if i < len(run.break_ids) else None,
             "type": b.type,
             "meaning": BREAK_LABELS.get(b.type, b.type),
+            "bank_line_ids": list(b.bank_ids),
+            "posting_ids": list(b.ledger_ids),
             "bank_side": "; ".join(f"line {x['id']} {x['booking_date']} {_money(x['amount_minor'], b.currency)} "
                                    f"ref {x['bank_ref'] or '-'}" for x in bank) or "nothing",
             "ledger_side": "; ".join(f"posting {x['id']} (entry {x['entry_id']}, {x['kind']}) "
@@ -149,11 +151,13 @@ def to_json(run: RunResult) -> str:
 def to_csv(run: RunResult) -> str:
     """The breaks as CSV (one row each, both sides named)."""
     buf = io.StringIO()
-    columns = ["break_id", "type", "meaning", "bank_side", "ledger_side", "bank_amount",
-               "ledger_amount", "detail", "suggestion", "raw"]
+    columns = ["break_id", "type", "meaning", "bank_line_ids", "posting_ids", "bank_side",
+               "ledger_side", "bank_amount", "ledger_amount", "detail", "suggestion", "raw"]
     writer = csv.DictWriter(buf, columns, lineterminator="\n")
     writer.writeheader()
     for row in break_rows(run):
+        row["bank_line_ids"] = " ".join(map(str, row["bank_line_ids"]))   # ids a space apart
+        row["posting_ids"] = " ".join(map(str, row["posting_ids"]))
         writer.writerow(row)
     return buf.getvalue()
 

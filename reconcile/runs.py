@@ -651,7 +651,7 @@ def _break_view(conn: Connection, row, latest: dict[str, int]) -> BreakView:
 
 def resolve(book, break_id: int, *, action: str, note: str, by: str,
             account: str | None = None, match_with: int | None = None,
-            key: str | None = None) -> BreakView:
+            pair: tuple[int, int] | None = None, key: str | None = None) -> BreakView:
     """Resolve an open break; stored with who, when and why.
 
     * ``adjust``: post the break's amount between the custody account and
@@ -662,7 +662,10 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
     * ``match-with``: match the break's bank line with posting ``match_with``
       (or its posting with bank line ``match_with``; for a break with both
       sides, ``match_with`` picks which of its items pairs with the other
-      side's single item); amounts must agree.
+      side's single item); amounts must agree. A break with several items on
+      both sides (an ``ambiguous`` one) is resolved by ``pair``, the
+      ``(bank line, posting)`` of it that belong together; its other items stay
+      open and the next run sees them again.
     """
     if not note or not note.strip():
         raise BreakResolutionError("a resolution needs a note saying why", break_id=break_id)
@@ -687,7 +690,7 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
         if action == "adjust":
             entry_id, match_id = _adjust(conn, book, brk, run_row, account, note, key)
         elif action == "match-with":
-            match_id = _match_with(conn, book, brk, run_row, match_with)
+            match_id = _match_with(conn, book, brk, run_row, match_with, pair)
         elif action != "accept-timing":
             raise BreakResolutionError(f"unknown action {action!r}; adjust, accept-timing or match-with",
                                        break_id=break_id)
@@ -726,7 +729,22 @@ def _adjust(conn, book, brk: BreakView, run_row, account: str | None, note: str,
     return entry.id, match_id
 
 
-def _match_with(conn, book, brk: BreakView, run_row, other: int | None) -> int:
+def _match_with(conn, book, brk: BreakView, run_row, other: int | None,
+                pair: tuple[int, int] | None = None) -> int:
+    if pair is not None:
+        if other is not None:
+            raise BreakResolutionError("match-with takes an id to match with or a pair, not both",
+                                       break_id=brk.id)
+        bank_id, posting_id = pair
+        if bank_id not in brk.bank_line_ids or posting_id not in brk.posting_ids:
+            raise BreakResolutionError(
+                f"break {brk.id}: a pair is one of its bank lines {list(brk.bank_line_ids)} and one "
+                f"of its postings {list(brk.posting_ids)}", break_id=brk.id)
+        bank_ids, posting_ids = (bank_id,), (posting_id,)
+        bank_total = sum(b["amount_minor"] for b in brk.bank_lines if b["id"] == bank_id)
+        ledger_total = conn.execute(select(m.Posting.amount_minor)
+                                    .where(m.Posting.id == posting_id)).scalar_one()
+        return _manual_match(conn, brk, run_row, bank_ids, posting_ids, bank_total, ledger_total)
     if other is None:
         raise BreakResolutionError("match-with needs the id to match with", break_id=brk.id)
     if brk.bank_line_ids and not brk.posting_ids:
@@ -751,13 +769,20 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None) -> int:
         elif other in brk.posting_ids and len(brk.bank_line_ids) == 1:
             bank_ids, posting_ids = brk.bank_line_ids, (other,)
         else:
+            several = len(brk.bank_line_ids) > 1 and len(brk.posting_ids) > 1
             raise BreakResolutionError(
                 f"break {brk.id}: --with must name one of its bank lines {list(brk.bank_line_ids)} "
-                f"(or of its postings {list(brk.posting_ids)}) to pair with the other side's item",
-                break_id=brk.id)
+                f"(or of its postings {list(brk.posting_ids)}) to pair with the other side's item"
+                + ("; with several on both sides, name the pair: --pair BANK_LINE:POSTING"
+                   if several else ""), break_id=brk.id)
         bank_total = sum(b["amount_minor"] for b in brk.bank_lines if b["id"] in bank_ids)
         ledger_total = sum(conn.execute(select(m.Posting.amount_minor).where(
             m.Posting.id.in_(posting_ids))).scalars())
+    return _manual_match(conn, brk, run_row, bank_ids, posting_ids, bank_total, ledger_total)
+
+
+def _manual_match(conn, brk: BreakView, run_row, bank_ids: Sequence[int], posting_ids: Sequence[int],
+                  bank_total: int, ledger_total: int) -> int:
     if bank_total != ledger_total:
         raise BreakResolutionError(
             f"amounts differ: bank {format_minor(bank_total)} vs ledger {format_minor(ledger_total)}; "

@@ -246,3 +246,27 @@ def test_resolved_at_is_shown_as_utc_everywhere(db_url, tmp_path):
     for fmt in ("csv", "table"):
         out = invoke("breaks", "list", "--all", "--db", db_url, "--format", fmt).output
         assert stamp in out and "Li Na" in out
+
+
+def test_an_ambiguous_break_is_resolved_by_a_pair_from_the_command_line(db_url, tmp_path):
+    book = ledger.open(db_url)
+    f = book.flows
+    f.open_system_accounts()
+    day = dt.date(2026, 11, 20)
+    for n in (1, 2):
+        f.open_user(f"u{n}")
+        f.top_up(f"u{n}", "50.00", bank_ref=f"ORDER-{n}", key=f"t{n}", effective_date=day)
+    book.dispose()
+    two = write(tmp_path, "day.csv", ["6222,2026-11-20,X1,,u1,U1,贷,50.00,50.00,充值\n",
+                                      "6222,2026-11-20,X2,,u2,U2,贷,50.00,100.00,充值\n"])
+    data = json.loads(invoke("reconcile", str(two), "--db", db_url, "--format", "json").output)
+    (brk,) = data["breaks"]
+    assert brk["type"] == "ambiguous"
+    bank_id, posting_id = brk["bank_line_ids"][0], brk["posting_ids"][1]
+    bad = invoke("breaks", "resolve", str(brk["break_id"]), "--action", "match-with", "--pair", "x:1",
+                 "--note", "n", "--by", "Li Na", "--db", db_url)
+    assert bad.exit_code == 2 and "BANK_LINE:POSTING" in bad.output
+    done = invoke("breaks", "resolve", str(brk["break_id"]), "--action", "match-with",
+                  "--pair", f"{bank_id}:{posting_id}", "--note", "callback says so", "--by", "Li Na",
+                  "--db", db_url)
+    assert done.exit_code == 0 and "resolved" in done.output, done.output

@@ -942,3 +942,23 @@ def test_a_run_without_a_closing_balance_is_not_called_reconciled(day_book):
     assert not run.result.breaks and not run.balance_proved and not run.reconciled
     assert report.verdict(run) == ["BALANCE NOT PROVED: the statement gives no closing balance to "
                                    "prove the ledger's against"]
+
+
+def test_an_ambiguous_break_with_several_items_each_side_is_resolved_by_a_pair(day_book):
+    day_book.flows.top_up("alice", "50.00", bank_ref="ORDER-78", key="t4", effective_date=DAY)
+    statement = [line(1, 10000, "B1"), line(2, 5000, "X"), line(3, -3000, "P1"), line(4, 5000, "Y")]
+    run = reconcile_parsed(day_book, [parsed("day.csv", statement, opening=0)])
+    (brk,) = [b for b in run.result.breaks if b.type == "ambiguous"]
+    assert (len(brk.bank_ids), len(brk.ledger_ids)) == (2, 2)
+    brk_id = run.break_ids[run.result.breaks.index(brk)]
+    with pytest.raises(BreakResolutionError, match="name the pair: --pair BANK_LINE:POSTING"):
+        resolve(day_book, brk_id, action="match-with", match_with=brk.bank_ids[0], note="n", by="Li Na")
+    with pytest.raises(BreakResolutionError, match="a pair is one of its bank lines"):
+        resolve(day_book, brk_id, action="match-with", pair=(brk.ledger_ids[0], brk.bank_ids[0]),
+                note="n", by="Li Na")
+    done = resolve(day_book, brk_id, action="match-with", pair=(brk.bank_ids[0], brk.ledger_ids[1]),
+                   note="serial X paid order 78 (the bank's callback)", by="Li Na")
+    assert done.state == "resolved"
+    nxt = reconcile_parsed(day_book, [parsed("day.csv", statement, opening=0)])  # the rest, unique now
+    assert [(mt.rule, mt.bank_ids, mt.ledger_ids) for mt in nxt.result.matches] == [
+        ("amount_date", (brk.bank_ids[1],), (brk.ledger_ids[0],))]

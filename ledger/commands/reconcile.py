@@ -203,9 +203,12 @@ def breaks_show_cmd(break_id, db_url):
 @click.option("--by", "by", required=True, help="Who resolves it.")
 @click.option("--account", help="For adjust: the platform-owned account that takes the difference.")
 @click.option("--with", "with_id", type=int, help="For match-with: the posting or bank line id.")
+@click.option("--pair", "pair", metavar="BANK_LINE:POSTING",
+              help="For match-with on a break with several items on both sides: the bank line "
+                   "and the posting that belong together.")
 @db_option
 @library_errors
-def breaks_resolve_cmd(break_id, action, note, by, account, with_id, db_url):
+def breaks_resolve_cmd(break_id, action, note, by, account, with_id, pair, db_url):
     """Resolve a break, recording who, when and why.
 
     Example:
@@ -214,8 +217,14 @@ def breaks_resolve_cmd(break_id, action, note, by, account, with_id, db_url):
     """
     from reconcile.runs import resolve
 
+    ids = None
+    if pair is not None:
+        bank_id, _, posting_id = pair.partition(":")
+        if not (bank_id.strip().isdigit() and posting_id.strip().isdigit()):
+            raise click.BadParameter(f"{pair!r}: give BANK_LINE:POSTING, two ids", param_hint="--pair")
+        ids = (int(bank_id), int(posting_id))
     b = resolve(open_book(db_url), break_id, action=action, note=note, by=by, account=account,
-                match_with=with_id)
+                match_with=with_id, pair=ids)
     resolution = json.dumps(_resolution(b.resolution), default=str, ensure_ascii=False)
     click.echo(f"break {b.id} {b.state}: {resolution}")
 
