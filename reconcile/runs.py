@@ -139,7 +139,8 @@ def _bank_line_items():
 def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through: dt.date,
                      since: dt.date, added: Sequence[tuple] = ()) -> list[BankItem]:
     """The lines of ``bank_account``'s statements in the window not matched yet, as
-    matching items (another bank account's lines are never this run's).
+    matching items (another bank account's lines are never this run's; the lines
+    ``added`` are all of ``bank_account``, as :func:`_check_statements` made sure).
 
     ``added``: the ``(id, line)`` pairs this transaction just imported. They are
     open by definition and are taken from memory, not read back; when their ids
@@ -147,8 +148,7 @@ def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through:
     """
     fresh = [BankItem(i, line.booking_date, line.amount_minor, line.currency, line.bank_ref,
                       line.end_to_end_ref, line.value_date, line.batch_id, line.description or "")
-             for i, line in added if since <= line.booking_date <= through
-             and line.account == bank_account]
+             for i, line in added if since <= line.booking_date <= through]
     query = _bank_line_items().where(
         m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
         m.BankLine.booking_date >= since, m.BankLine.account == bank_account)
