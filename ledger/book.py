@@ -219,10 +219,18 @@ class Book:
 
     def reverse(self, entry_id: int, *, key: str, reason: str,
                 effective_date: dt.date | None = None) -> Entry:
-        """Post the exact opposite of an entry, linked to it; once per entry."""
-        return self._complete(key, lambda conn, replay_of: reversal_draft(
-            conn, self.book_id, entry_id, key=key, reason=reason, effective_date=effective_date,
-            replay_of=replay_of))
+        """Post the exact opposite of an entry, linked to it; once per entry.
+
+        A loan's entries are refused (:class:`ledger.loans.LoanEntryReversalError`,
+        nothing written): their loan's dues move only with its own flows.
+        """
+        from .loans import refuse_reversal
+
+        def build(conn, replay_of):
+            refuse_reversal(conn, self.book_id, entry_id)
+            return reversal_draft(conn, self.book_id, entry_id, key=key, reason=reason,
+                                  effective_date=effective_date, replay_of=replay_of)
+        return self._complete(key, build)
 
     # --- reading ----------------------------------------------------------------
     def entry(self, entry_id: int) -> Entry:

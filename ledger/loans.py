@@ -11,7 +11,9 @@ belong to, and each row names that entry.
 
 Money moves only through the one posting path, as entries that balance:
 
-* bid: investor ``available`` -> ``frozen``; ``cancel_loan`` gives it back;
+* bid: investor ``available`` -> ``frozen``; ``cancel_loan`` gives it back,
+  in one entry that also records the principal withdrawn from offer in memo
+  (so a loan without bids is cancelled by an entry, and a retry replays it);
 * disburse: every bid's ``frozen`` -> the borrower's ``available`` less the
   upfront service fee (-> platform income); memo postings record each
   investor's claim against the borrower's obligation;
@@ -23,7 +25,15 @@ Money moves only through the one posting path, as entries that balance:
 * compensate: the risk reserve or a guarantor pays investors an installment
   in full and takes over their claim on it;
 * transfer_claim: the buyer pays the price, the seller receives it less a
-  fee, the claim on future installments moves.
+  fee, the claim on future installments moves;
+* penalties accrue in memo (``memo:penalties:<loan>`` against the
+  obligation's ``:penalty`` account) and the memo shrinks as they are paid.
+
+A loan's entries and its dues move together, so none of its entries is
+reversed by :meth:`ledger.book.Book.reverse` (which would leave the dues as
+they were): :func:`refuse_reversal` names the entry and how the loan is
+corrected instead. ``verify`` recomputes what disbursement made each party
+owed from the loan's stored terms (:func:`scheduled_dues`).
 
 Every call carries an idempotency key. A retry (the same operation on the
 same loan, party, amount, date and other arguments) returns the first
@@ -49,7 +59,7 @@ from . import models as m
 from . import schedules
 from .accounts import open_account, utcnow, validate_code
 from .chain import canonical_json
-from .errors import IdempotencyConflictError, LedgerError
+from .errors import IdempotencyConflictError, LedgerError, PostingError
 from .flows import BANK, RISK_RESERVE, WALLET_PARTS, FlowError, fee_account, positive_minor, wallet
 from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact, to_minor
 from .postings import Draft, Entry, find_replay, write
@@ -57,6 +67,9 @@ from .postings import Draft, Entry, find_replay, write
 PLATFORM = "@platform"
 RISK_RESERVE_PARTY = "@risk_reserve"
 COMPONENT_ORDER = ("penalty", "fee", "interest", "principal")
+# The kinds of entry the loan flows write; each carries its loan number in ``metadata["loan"]``.
+LOAN_KINDS = ("bid", "loan_cancelled", "disbursement", "repayment", "payoff", "compensation",
+              "claim_transfer", "penalty_accrual")
 _INSERT_DUES_PG = text(
     "INSERT INTO loan_due (loan_id, seq, component, party, amount_minor, reason, entry_id, "
     "effective_date) SELECT :loan_id, v.seq, v.component, v.party, v.amount_minor, v.reason, "
@@ -73,6 +86,10 @@ class OverpaymentError(FlowError):
     """A repayment larger than everything the loan still owes."""
 
 
+class LoanEntryReversalError(PostingError):
+    """A loan's entry given to the generic reversal; the loan's own flows correct it."""
+
+
 class _KeyTaken(LedgerError):
     """The key was written by a concurrent call after this one looked (never escapes)."""
 
@@ -85,6 +102,16 @@ def claim_account(party: str, loan_no: str) -> str:
 def obligation_account(borrower: str, loan_no: str) -> str:
     """Memo account of the borrower's principal obligation on a loan."""
     return f"memo:obligations:{borrower}:{loan_no}"
+
+
+def penalty_accounts(borrower: str, loan_no: str) -> tuple[str, str]:
+    """Memo accounts of a loan's penalties: (accrued to its parties, the borrower's obligation)."""
+    return f"memo:penalties:{loan_no}", obligation_account(borrower, loan_no) + ":penalty"
+
+
+def offer_accounts(loan_no: str) -> tuple[str, str]:
+    """Memo accounts of a cancelled loan: (principal withdrawn, principal offered)."""
+    return f"memo:loans:{loan_no}:cancelled", f"memo:loans:{loan_no}:offered"
 
 
 def _party_code(party: str) -> str:
@@ -246,6 +273,35 @@ def _rate(value: Any, what: str) -> Decimal:
     return schedules.parse_rate(value, what=what)
 
 
+def refuse_reversal(conn: Connection, book_id: int, entry_id: int) -> None:
+    """Raise :class:`LoanEntryReversalError` when ``entry_id`` is one of a loan's entries.
+
+    A loan entry is known by its kind (:data:`LOAN_KINDS`) and the loan its
+    metadata names in the book. Reversing it would undo its money and memo
+    postings but not the loan's dues, bids and status written beside it.
+    """
+    row = conn.execute(select(m.JournalEntry.kind, m.JournalEntry.metadata_json).where(
+        m.JournalEntry.id == entry_id, m.JournalEntry.book_id == book_id)).first()
+    if row is None or row.kind not in LOAN_KINDS or not row.metadata_json:
+        return
+    loan_no = json.loads(row.metadata_json).get("loan")
+    if loan_no is None or conn.execute(select(m.Loan.id).where(
+            m.Loan.book_id == book_id, m.Loan.loan_no == loan_no)).first() is None:
+        return
+    if row.kind == "bid":
+        how = (f"a bid is given back by book.loans.cancel_loan({loan_no!r}, key=...), which "
+               "unfreezes every bid of a loan not yet disbursed")
+    elif row.kind == "loan_cancelled":
+        how = "a cancelled loan is not reopened: create it again under a new loan number"
+    else:
+        how = ("a loan is corrected through its own flows in book.loans (repay, pay_off, "
+               "compensate, transfer_claim), which write its entries and its dues together")
+    raise LoanEntryReversalError(
+        f"entry {entry_id} is a {row.kind} of loan {loan_no} and is not reversed: a reversal "
+        f"would leave what the loan owes whom as it was; {how}",
+        entry_id=entry_id, loan_no=loan_no, kind=row.kind)
+
+
 # --- the plan, from ledger.schedules ---------------------------------------------
 def _make_plan(principal: Decimal, annual_rate: Decimal, term: int, method: str,
                start: dt.date, term_unit: str, conventions: Mapping[str, Any]):
@@ -262,6 +318,28 @@ def _investor_shares(plan, investors: Sequence[tuple[str, int]]) -> dict[str, li
     split = schedules.split(plan, [(inv, from_minor(amount)) for inv, amount in investors])
     return {inv.investor: list(zip(inv.principal_parts, inv.interest_parts))
             for inv in split.investors}
+
+
+def scheduled_dues(loan: Mapping[str, Any], bids: Sequence[tuple[str, int]]
+                   ) -> tuple[list[dict], list[tuple[int, str, str, int]]]:
+    """The loan's plan rows and what its disbursement makes each party owed, from its terms.
+
+    ``loan`` is the loan's row with its ``terms`` read from JSON; ``bids`` each
+    investor's total bid, in investor order. Returns the plan as ``plan_json``
+    stores it and the non-zero ``(installment, component, party, amount)``
+    dues: every investor's principal and interest, the platform's periodic
+    fees. Disbursement writes these; ``verify`` compares them with the stored ones.
+    """
+    conventions = loan["terms"].get("conventions", {})
+    rows, plan = _make_plan(from_minor(loan["principal_minor"]), Decimal(loan["annual_rate"]),
+                            loan["term"], loan["method"], loan["start_date"], loan["term_unit"],
+                            conventions)
+    dues = []
+    for inv, parts in (_investor_shares(plan, bids) if bids else {}).items():
+        for seq, (principal, interest) in enumerate(parts, start=1):
+            dues += [(seq, "principal", inv, principal), (seq, "interest", inv, interest)]
+    dues += [(row["seq"], "fee", PLATFORM, row["fee"]) for row in rows]
+    return rows, [due for due in dues if due[3]]
 
 
 # --- the service ------------------------------------------------------------------
@@ -461,8 +539,10 @@ class Loans:
         return [(inv, int(total)) for inv, total in rows]
 
     def cancel_loan(self, loan_no: str, *, key: str, effective_date: dt.date | None = None,
-                    reason: str = "not fully funded in time") -> Entry | None:
-        """Cancel a loan not yet disbursed: every bid is unfrozen, in one entry."""
+                    reason: str = "not fully funded in time") -> Entry:
+        """Cancel a loan not yet disbursed, in one entry: every bid is unfrozen, and the
+        principal withdrawn from offer is recorded in memo (:func:`offer_accounts`), so a
+        loan without bids is cancelled by an entry too and a retry replays it."""
         def run(conn):
             loan = self._loan(conn, loan_no, lock=True)
             if loan["status"] not in ("bidding", "funded"):
@@ -471,9 +551,11 @@ class Loans:
             legs = []
             for investor, amount in self._bids(conn, loan["id"]):
                 legs += [(wallet(investor, "frozen"), amount), (wallet(investor), -amount)]
+            withdrawn, offered = offer_accounts(loan_no)
+            for code in (withdrawn, offered):
+                open_account(conn, self.book.book_id, code, "memo")
+            legs += [(withdrawn, loan["principal_minor"]), (offered, -loan["principal_minor"])]
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="cancelled"))
-            if not legs:
-                return None
             return self._post(conn, Draft(tuple(legs), key, "loan_cancelled", effective_date,
                                           memo=reason, metadata={"loan": loan_no}, minor=True))
         return self._run(key, _Request("loan_cancelled", {"loan": loan_no},
@@ -500,26 +582,11 @@ class Loans:
             entry = self._post(conn, Draft(
                 tuple(_merge(legs)), key, "disbursement", effective_date,
                 metadata={"loan": loan_no, "borrower": borrower}, minor=True))
-            plan = self._plan_object(loan)
-            shares = _investor_shares(plan, bids)
-            dues = []
-            for inv, rows in shares.items():
-                for seq, (principal, interest) in enumerate(rows, start=1):
-                    dues += [(seq, "principal", inv, principal), (seq, "interest", inv, interest)]
-            for row in loan["plan"]:
-                dues.append((row["seq"], "fee", PLATFORM, row["fee"]))
-            self._record_dues(conn, loan["id"], entry, dues, "disburse")
+            self._record_dues(conn, loan["id"], entry, scheduled_dues(loan, bids)[1], "disburse")
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="repaying"))
             return entry
         return self._run(key, _Request("disbursement", {"loan": loan_no},
                                        effective_date=effective_date), run)
-
-    def _plan_object(self, loan: dict):
-        conventions = loan["terms"].get("conventions", {})
-        _, plan = _make_plan(from_minor(loan["principal_minor"]), Decimal(loan["annual_rate"]),
-                             loan["term"], loan["method"], loan["start_date"], loan["term_unit"],
-                             conventions)
-        return plan
 
     def _open_memo(self, conn: Connection, loan_no: str, borrower: str, parties: Iterable[str]) -> None:
         """Open the loan's obligation and the parties' claim accounts (memo, idempotent).
@@ -646,6 +713,9 @@ class Loans:
             if comp == "principal":
                 legs += [(obligation_account(borrower, loan_no), amount),
                          (claim_account(party, loan_no), -amount)]
+            elif comp == "penalty":
+                accrued, owed = penalty_accounts(borrower, loan_no)
+                legs += [(owed, amount), (accrued, -amount)]
         if mgmt:
             legs.append((fee_account("management"), -mgmt))
         legs += list(extra_legs)
@@ -722,21 +792,16 @@ class Loans:
             if not rows:
                 return None
             total = sum(r[3] for r in rows)
-            self._open_penalty_memo(conn, loan)
+            accrued, owed = penalty_accounts(loan["borrower"], loan_no)
+            for code in (accrued, owed):
+                open_account(conn, self.book.book_id, code, "memo")
             entry = self._post(conn, Draft(
-                ((f"memo:penalties:{loan_no}", total),
-                 (obligation_account(loan["borrower"], loan_no) + ":penalty", -total)),
-                key, "penalty_accrual", as_of, metadata={"loan": loan_no, "through": as_of.isoformat()},
-                minor=True))
+                ((accrued, total), (owed, -total)), key, "penalty_accrual", as_of,
+                metadata={"loan": loan_no, "through": as_of.isoformat()}, minor=True))
             self._record_dues(conn, loan["id"], entry, rows, "accrue")
             return entry
         asked = {"loan": loan_no, "through": as_of.isoformat()}
         return self._run(key, _Request("penalty_accrual", asked, effective_date=as_of), run)
-
-    def _open_penalty_memo(self, conn: Connection, loan: dict) -> None:
-        open_account(conn, self.book.book_id, f"memo:penalties:{loan['loan_no']}", "memo")
-        open_account(conn, self.book.book_id,
-                     obligation_account(loan["borrower"], loan["loan_no"]) + ":penalty", "memo")
 
     # ---- compensation and transfers
     def compensate(self, loan_no: str, installment: int, *, key: str, on_date: dt.date,
@@ -989,4 +1054,5 @@ def _view(loan: dict, dues: Sequence, bids: Sequence[tuple[str, int]], today: dt
 
 
 __all__ = ["Loans", "LoanView", "Installment", "Position", "LoanStateError", "OverpaymentError",
-           "claim_account", "obligation_account"]
+           "LoanEntryReversalError", "LOAN_KINDS", "claim_account", "obligation_account",
+           "penalty_accounts", "offer_accounts", "refuse_reversal", "scheduled_dues"]

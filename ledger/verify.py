@@ -12,6 +12,9 @@
 * that all posted postings sum to zero per currency;
 * the custody invariant: the custody bank account(s) equal what is held for
   users and the platform (liabilities + equity + income - expenses);
+* every loan: each party's memo claim equals the principal the loan still
+  owes it, and the loan's plan and the dues its disbursement wrote are what
+  its stored terms make them;
 * that every period-close balance checkpoint equals the postings through
   its date, and every ``chain_day`` row names the last link of its date
   (as-of reports trust them).
@@ -22,6 +25,7 @@ differs; ``report.first`` is the earliest.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, case, exists, func, select
@@ -30,9 +34,11 @@ from sqlalchemy.engine import Connection
 from . import chain
 from . import models as m
 from .accounts import CREDIT_NORMAL, DEBIT_NORMAL
+from .errors import LedgerError
 from .money import format_minor
 
 CHUNK = 2000
+LOAN_CHUNK = 100   # loans whose dues are read at once: a loan of 50 investors has ~1,200
 DEFAULT_CUSTODY_PREFIX = "assets:custody"
 
 
@@ -366,7 +372,8 @@ def _check_custody(conn: Connection, book_id: int, prefix: str, problems: list[P
 
 
 def _check_loan_claims(conn: Connection, book_id: int, problems: list[Problem]) -> None:
-    """Each party's memo claim on a loan equals the principal the loan still owes it."""
+    """Each party's memo claim on a loan equals the principal the loan still owes it, and
+    each loan's schedule is what its terms make it (:func:`_check_loan_schedules`)."""
     from .loans import claim_account
 
     owed = conn.execute(
@@ -385,3 +392,97 @@ def _check_loan_claims(conn: Connection, book_id: int, problems: list[Problem]) 
         if want != have:
             problems.append(Problem("loans", f"{code}: memo claim {format_minor(have)} but the loan "
                                     f"owes {format_minor(want)} in principal", account=code))
+    _check_loan_schedules(conn, book_id, problems)
+
+
+def _check_loan_schedules(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """Each loan's stored plan, and every due its disbursement wrote (principal, interest and
+    fees, per party and installment), equal what the loan's stored terms and bids make them
+    with the code the loan was made with (:func:`ledger.loans.scheduled_dues`).
+
+    One pass over the loans, :data:`LOAN_CHUNK` at a time: their bids and disbursement dues
+    in two grouped queries, each schedule recomputed in memory.
+    """
+    from .loans import COMPONENT_ORDER
+
+    rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
+    last = None
+    while True:
+        query = select(m.Loan.__table__).where(m.Loan.book_id == book_id)
+        if last is not None:
+            query = query.where(m.Loan.id > last)
+        loans = conn.execute(query.order_by(m.Loan.id).limit(LOAN_CHUNK)).all()
+        if not loans:
+            return
+        ids = [loan.id for loan in loans]
+        last = ids[-1]
+        bids: dict[int, list[tuple[str, int]]] = {}
+        for loan_id, investor, total in conn.execute(
+                select(m.LoanBid.loan_id, m.LoanBid.investor, func.sum(m.LoanBid.amount_minor))
+                .where(m.LoanBid.loan_id.in_(ids)).group_by(m.LoanBid.loan_id, m.LoanBid.investor)
+                .order_by(m.LoanBid.loan_id, m.LoanBid.investor)):   # the order disbursement split in
+            bids.setdefault(loan_id, []).append((investor, int(total)))
+        stored: dict[int, dict[tuple[int, str, str], int]] = {}
+        entries: dict[int, int] = {}
+        for loan_id, seq, comp, party, total, entry_id in conn.execute(
+                select(m.LoanDue.loan_id, m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party,
+                       func.sum(m.LoanDue.amount_minor), func.min(m.LoanDue.entry_id))
+                .where(m.LoanDue.loan_id.in_(ids), m.LoanDue.reason == "disburse")
+                .group_by(m.LoanDue.loan_id, m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party)):
+            stored.setdefault(loan_id, {})[(seq, comp, party)] = int(total)
+            entries[loan_id] = entry_id
+        for loan in loans:
+            _check_loan_schedule(loan._asdict(), bids.get(loan.id, []), stored.get(loan.id, {}),
+                                 entries.get(loan.id), rank, problems)
+
+
+def _check_loan_schedule(loan: dict, bids: list[tuple[str, int]], stored: dict, entry_id: int | None,
+                         rank: dict[str, int], problems: list[Problem]) -> None:
+    """One loan of :func:`_check_loan_schedules`: its plan, then its disbursement's dues."""
+    from .loans import scheduled_dues
+
+    name, currency = f"loan {loan['loan_no']}", loan["currency"]
+    disbursed = loan["status"] not in ("bidding", "funded", "cancelled")
+
+    def money(value) -> str:
+        return format_minor(value, currency) if isinstance(value, int) else repr(value)
+    try:
+        loan["terms"] = json.loads(loan["terms_json"])
+        plan = {row["seq"]: row for row in json.loads(loan["plan_json"])}
+        rows, dues = scheduled_dues(loan, bids if disbursed else ())
+    except (LedgerError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        problems.append(Problem("loans", f"{name}: its stored terms and plan make no schedule: {exc}"))
+        return
+    for row in rows:
+        have = plan.pop(row["seq"], None)
+        if have is None:
+            problems.append(Problem("loans", f"{name}: installment {row['seq']} of its terms is "
+                                    "missing from its plan"))
+            continue
+        for part in ("due_date", "principal", "interest", "fee"):
+            if have.get(part) != row[part]:
+                show = str if part == "due_date" else money
+                problems.append(Problem(
+                    "loans", f"{name}, installment {row['seq']}: its plan says {part} "
+                    f"{show(have.get(part))}, its terms make it {show(row[part])}"))
+    for seq in sorted(plan, key=str):
+        problems.append(Problem("loans", f"{name}: its plan has installment {seq}, its terms do not"))
+    if not disbursed:
+        if stored:
+            problems.append(Problem("loans", f"{name} is {loan['status']}, yet dues of a disbursement "
+                                    "are recorded for it", entry_id))
+        return
+    if not stored:
+        problems.append(Problem("loans", f"{name} is {loan['status']}, yet no dues of its "
+                                "disbursement are recorded"))
+        return
+    want: dict[tuple[int, str, str], int] = {}
+    for seq, comp, party, amount in dues:
+        want[(seq, comp, party)] = want.get((seq, comp, party), 0) + amount
+    for seq, comp, party in sorted(set(want) | set(stored),
+                                   key=lambda k: (k[0], rank.get(k[1], len(rank)), k[2])):
+        have, should = stored.get((seq, comp, party), 0), want.get((seq, comp, party), 0)
+        if have != should:
+            problems.append(Problem(
+                "loans", f"{name}, installment {seq}, {comp} owed to {party}: its disbursement "
+                f"recorded {money(have)}, its terms make it {money(should)}", entry_id))

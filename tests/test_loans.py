@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal as D
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -12,9 +13,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 import ledger
 import ledger.loans
 from ledger import db
-from ledger.errors import FloatAmountError, IdempotencyConflictError, InsufficientFundsError
+from ledger.errors import FloatAmountError, IdempotencyConflictError, InsufficientFundsError, PostingError
 from ledger.flows import BANK, RISK_RESERVE, FlowError, fee_account, wallet
-from ledger.loans import LoanStateError, OverpaymentError, claim_account
+from ledger.loans import (
+    LoanEntryReversalError, LoanStateError, OverpaymentError, claim_account, obligation_account,
+    offer_accounts, penalty_accounts,
+)
 from ledger.schedules import RateCapExceededError, ScheduleError, schedule
 
 START = dt.date(2026, 1, 15)
@@ -520,3 +524,121 @@ def test_a_refused_create_loan_writes_nothing(platform):
     view = loans.create_loan("L002", "carol", "5000", "0.06", 12, key="c-carol", start=START)
     assert view.borrower == "carol"
     assert platform.balance(wallet("carol")) == 0     # the borrower's wallet is opened with it
+
+
+# --- correcting a loan, its memo accounts, the README's walk-through ------------------------
+def test_book_reverse_refuses_every_kind_of_loan_entry_and_writes_nothing(platform):
+    """Reversing a repayment left the installment paid while its money and memo claim came back
+    (verify: "memo claim 1200.00 but the loan owes 1102.72"): a loan's entries are refused."""
+    book, loans = platform, platform.loans
+    book.flows.fund_risk_reserve("20000", bank_ref="RR1", key="rr")
+    disbursed_loan(book)
+    plan = loans.loan("L001").installments
+    loans.repay("L001", plan[0].outstanding, key="r1", on_date=plan[0].due_date)
+    late = plan[1].due_date + dt.timedelta(days=10)
+    loans.accrue_penalties(late)
+    loans.compensate("L001", 2, key="comp-2", on_date=late)
+    loans.transfer_claim("L001", "inv1", "dave", share="0.5", price="10000", key="x-1", on_date=late)
+    loans.pay_off("L001", key="payoff", on_date=late)
+    loans.create_loan("L002", "dave", "5000", "0.06", 6, key="c2", start=START)
+    loans.bid("L002", "inv2", "100", key="bid-L002")
+    loans.create_loan("L003", "dave", "5000", "0.06", 6, key="c3", start=START)
+    loans.cancel_loan("L003", key="cancel-L003")
+    kinds = {"bid-inv1": "bid", "d": "disbursement", "r1": "repayment",
+             f"penalty:L001:{late}": "penalty_accrual", "comp-2": "compensation",
+             "x-1": "claim_transfer", "payoff": "payoff", "bid-L002": "bid",
+             "cancel-L003": "loan_cancelled"}
+    before = written(book)
+    for key, kind in kinds.items():
+        entry = book.entry_by_key(key)
+        assert entry.kind == kind
+        with pytest.raises(LoanEntryReversalError, match=f"entry {entry.id} is a {kind} of loan") as refused:
+            book.reverse(entry.id, key=f"undo-{key}", reason="posted in error")
+        assert isinstance(refused.value, PostingError)
+        assert (refused.value.entry_id, refused.value.kind) == (entry.id, kind)
+        assert refused.value.loan_no == entry.metadata["loan"]
+        assert written(book) == before
+    with pytest.raises(LoanEntryReversalError, match=r"book.loans.cancel_loan\('L002'"):
+        book.reverse(book.entry_by_key("bid-L002").id, key="undo-bid", reason="posted in error")
+    with pytest.raises(LoanEntryReversalError, match="its own flows in book.loans"):
+        book.reverse(book.entry_by_key("r1").id, key="undo-r1", reason="posted in error")
+    assert written(book) == before
+    assert book.verify().ok
+    # Any other entry, whatever its kind, is reversed as before.
+    topup = book.entry_by_key("topup-dave")
+    assert book.reverse(topup.id, key="undo-topup", reason="bank recalled").reverses_id == topup.id
+    same_kind = book.post([(wallet("dave"), "1"), (wallet("inv3"), "-1")], key="gift", kind="repayment")
+    assert book.reverse(same_kind.id, key="undo-gift", reason="posted in error").reverses_id == same_kind.id
+    assert book.verify().ok
+
+
+def test_a_loan_without_bids_is_cancelled_by_an_entry_and_a_retry_replays_it(platform):
+    loans = platform.loans
+    loans.create_loan("L001", "bob", "100000", "0.06", 12, key="c", start=START)
+    first = loans.cancel_loan("L001", key="cancel", effective_date=START)
+    withdrawn, offered = offer_accounts("L001")
+    assert not first.replayed and first.kind == "loan_cancelled"
+    assert {p.account: p.amount for p in first.postings} == {withdrawn: D("100000.00"),
+                                                             offered: D("-100000.00")}
+    before = written(platform)
+    again = loans.cancel_loan("L001", key="cancel", effective_date=START)
+    assert again.replayed and again.id == first.id
+    assert written(platform) == before
+    refused_as_conflict(platform, "cancel",
+                        lambda: loans.cancel_loan("L001", key="cancel", reason="borrower withdrew"),
+                        entry_id=first.id)
+    with pytest.raises(LoanStateError, match="cancelled"):
+        loans.cancel_loan("L001", key="cancel-again")
+    assert written(platform) == before
+    assert loans.loan("L001").status == "cancelled"
+    assert platform.verify().ok
+
+
+def memo_balances(book, loan_no: str) -> dict[str, D]:
+    """Every memo account of a loan (claims, obligations, penalties) and its balance."""
+    return {a.code: book.balance(a.code) for a in book.accounts("memo")
+            if a.code.split(":")[-1] == loan_no or a.code.endswith(f":{loan_no}:penalty")}
+
+
+def test_paid_penalties_leave_the_memo_accounts_and_a_settled_loan_owes_nothing_there(platform):
+    book, loans = platform, platform.loans
+    disbursed_loan(book)
+    first = loans.loan("L001").installments[0]
+    late = first.due_date + dt.timedelta(days=10)
+    loans.accrue_penalties(late)
+    penalty = loans.loan("L001", today=late).installments[0].penalty_outstanding
+    accrued, owed = penalty_accounts("bob", "L001")
+    assert penalty > 0 and book.balance(accrued) == penalty and book.balance(owed) == -penalty
+    loans.repay("L001", penalty + D("1"), key="part", on_date=late)   # the penalty is paid first
+    assert book.balance(accrued) == 0 and book.balance(owed) == 0
+    later = late + dt.timedelta(days=20)
+    loans.accrue_penalties(later)
+    owing = sum(i.penalty_outstanding for i in loans.loan("L001", today=later).installments)
+    assert book.balance(owed) == -owing < 0
+    loans.pay_off("L001", key="payoff", on_date=later)                 # pays the rest of it
+    assert loans.loan("L001", today=later).status == "settled"
+    balances = memo_balances(book, "L001")
+    assert {accrued, owed, obligation_account("bob", "L001"), claim_account("inv1", "L001")} <= set(balances)
+    assert balances == dict.fromkeys(balances, D("0.00"))
+    assert book.verify().ok
+
+
+def readme_python_block(heading: str) -> str:
+    """The first Python code block of the README's section ``heading``, as written."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_readmes_money_flows_run_as_written(book):
+    """The README's loan walk-through, run on a fresh book in the order it is written."""
+    code = readme_python_block("## P2P money flows (`book.flows`, `book.loans`)")
+    assert "loans.disburse(" in code and "loans.pay_off(" in code
+    exec(compile(code, "README.md", "exec"), {"book": book})
+    view = book.loans.loan("L001")
+    assert view.status == "settled" and view.raised == view.principal
+    assert {p.party for p in view.positions} == {"@risk_reserve", "alice", "carol", "erin"}
+    assert book.loans.loan("L002").status == "cancelled"
+    balances = memo_balances(book, "L001")
+    assert balances and balances == dict.fromkeys(balances, D("0.00"))
+    assert book.verify().ok

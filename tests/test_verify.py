@@ -8,6 +8,7 @@ each change and name the first entry where something differs.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from contextlib import contextmanager
 
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 import ledger
 from cli import main
+from ledger.money import format_minor
 
 BANK = "assets:custody:bank"
 U1 = "liabilities:users:u1:available"
@@ -212,3 +214,122 @@ def test_an_account_whose_currency_was_changed_is_found(books):
     found = [p for p in books.verify().problems if p.check == "entry"]
     assert {(p.entry_id, p.account) for p in found} == {(books.ids["e3"], FEES), (books.ids["e4"], FEES)}
     assert "is in CNY, its account income:platform:fees:service in USD" in found[0].message
+
+
+# --- loans: the plan and the dues of a disbursement are what the loan's terms make them -------
+LOAN_TABLES = ("loan", "loan_due", "loan_bid")
+INVESTORS = ("i1", "i2", "i3")
+
+
+@contextmanager
+def behind_the_loans_back(book):
+    """As :func:`behind_the_ledgers_back`, with the loan tables' triggers gone too."""
+    postgresql = book.engine.dialect.name == "postgresql"
+    if postgresql:
+        with book.engine.begin() as conn:
+            for t in LOAN_TABLES:
+                conn.exec_driver_sql(f"ALTER TABLE {t} DISABLE TRIGGER USER")
+    try:
+        with behind_the_ledgers_back(book) as conn:
+            yield conn
+    finally:
+        if postgresql:
+            with book.engine.begin() as conn:
+                for t in LOAN_TABLES:
+                    conn.exec_driver_sql(f"ALTER TABLE {t} ENABLE TRIGGER USER")
+
+
+@pytest.fixture
+def lent(db_url):
+    """Loan L1 (12,000 at 6% over 12 months, a periodic fee of 5.00) disbursed to three
+    investors and repaid once; loan L2 still bidding."""
+    book = ledger.open(db_url)
+    book.flows.open_system_accounts()
+    for user in (*INVESTORS, "b"):
+        book.flows.open_user(user)
+        book.flows.top_up(user, "10000", bank_ref=f"B-{user}", key=f"topup-{user}")
+    start = dt.date(2026, 1, 15)
+    book.loans.create_loan("L1", "b", "12000", "6%", 12, key="c1", start=start,
+                           conventions={"periodic_fee": "5"})
+    for user in INVESTORS:
+        book.loans.bid("L1", user, "4000", key=f"bid-{user}")
+    book.ids = {"disbursement": book.loans.disburse("L1", key="d1", effective_date=start).id}
+    first = book.loans.loan("L1").installments[0]
+    book.loans.repay("L1", first.outstanding, key="r1", on_date=first.due_date)
+    book.loans.create_loan("L2", "b", "3000", "6%", 6, key="c2", start=start)
+    book.loans.bid("L2", "i1", "1000", key="bid-L2")
+    assert book.verify().ok
+    yield book
+    book.dispose()
+
+
+def disbursed_dues(book, seq: int, component: str) -> dict[str, int]:
+    with book.engine.connect() as conn:
+        return dict(conn.exec_driver_sql(
+            "SELECT party, amount_minor FROM loan_due WHERE reason = 'disburse' "
+            f"AND seq = {seq} AND component = '{component}'").all())
+
+
+def loan_problems(book) -> list:
+    return [p for p in book.verify().problems if p.check == "loans"]
+
+
+def test_interest_inflated_behind_the_ledgers_back_is_found_per_party(lent):
+    """Verify passed this, and the next repayment paid investors from the inflated interest."""
+    scheduled = disbursed_dues(lent, 1, "interest")
+    with behind_the_loans_back(lent) as conn:
+        conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor + 50000 "
+                             "WHERE seq = 1 AND component = 'interest'")
+    found = loan_problems(lent)
+    assert [(p.message, p.entry_id) for p in found] == [
+        (f"loan L1, installment 1, interest owed to {party}: its disbursement recorded "
+         f"{format_minor(scheduled[party] + 50000)}, its terms make it {format_minor(scheduled[party])}",
+         lent.ids["disbursement"]) for party in INVESTORS]
+
+
+@pytest.mark.parametrize("component, party", [("fee", "@platform"), ("interest", "i2"),
+                                              ("principal", "i3")])
+def test_every_component_of_a_scheduled_due_is_checked(lent, component, party):
+    scheduled = disbursed_dues(lent, 3, component)[party]
+    with behind_the_loans_back(lent) as conn:
+        conn.exec_driver_sql(f"UPDATE loan_due SET amount_minor = amount_minor - 1 WHERE seq = 3 "
+                             f"AND component = '{component}' AND party = '{party}'")
+    messages = [p.message for p in loan_problems(lent)]
+    assert (f"loan L1, installment 3, {component} owed to {party}: its disbursement recorded "
+            f"{format_minor(scheduled - 1)}, its terms make it {format_minor(scheduled)}") in messages
+    # Principal is owed in the memo claims too: that check names the claim as well.
+    assert len(messages) == (2 if component == "principal" else 1)
+
+
+def test_a_changed_plan_or_rate_is_found_against_the_terms(lent):
+    """The loan row is not append-only (its status moves), so only verify stands here."""
+    with lent.engine.connect() as conn:
+        plan = json.loads(conn.exec_driver_sql("SELECT plan_json FROM loan WHERE loan_no = 'L1'").scalar())
+    interest = plan[1]["interest"]
+    plan[1]["interest"] += 100
+    with lent.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE loan SET plan_json = ? WHERE loan_no = 'L1'"
+                             if lent.engine.dialect.name == "sqlite" else
+                             "UPDATE loan SET plan_json = %s WHERE loan_no = 'L1'", (json.dumps(plan),))
+    assert [p.message for p in loan_problems(lent)] == [
+        f"loan L1, installment 2: its plan says interest {format_minor(interest + 100)}, its terms "
+        f"make it {format_minor(interest)}"]
+    with lent.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE loan SET annual_rate = '0.07' WHERE loan_no = 'L1'")
+    messages = [p.message for p in loan_problems(lent)]
+    assert "loan L1, installment 1: its plan says interest 60.00, its terms make it 70.00" in messages
+    assert any(m.startswith("loan L1, installment 12, interest owed to i3: its disbursement recorded")
+               for m in messages)
+
+
+def test_dues_of_a_disbursement_removed_or_added_are_found(lent):
+    with behind_the_loans_back(lent) as conn:
+        conn.exec_driver_sql("DELETE FROM loan_due WHERE reason = 'disburse' AND component <> 'principal'")
+        conn.exec_driver_sql(
+            "INSERT INTO loan_due (loan_id, seq, component, party, amount_minor, reason, entry_id, "
+            "effective_date) SELECT id, 1, 'interest', 'i1', 500, 'disburse', "
+            f"{lent.ids['disbursement']}, start_date FROM loan WHERE loan_no = 'L2'")
+    messages = [p.message for p in loan_problems(lent)]
+    assert "loan L2 is bidding, yet dues of a disbursement are recorded for it" in messages
+    assert ("loan L1, installment 12, fee owed to @platform: its disbursement recorded 0.00, its "
+            "terms make it 5.00") in messages
