@@ -839,9 +839,10 @@ class Loans:
             return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=(source, None),
                                  kind="compensation", reason="compensate", extra_legs=extra,
                                  extra_dues=moved, dues=dues, metadata=metadata)
+        # The payer's claim leg is there only when principal moved (not for an interest-only
+        # installment): the paying account and the metadata name the payer.
         return self._run(key, _Request("compensation", {"loan": loan_no, **metadata},
-                                       accounts=frozenset((source, claim_account(party, loan_no))),
-                                       effective_date=on_date), run)
+                                       accounts=frozenset((source,)), effective_date=on_date), run)
 
     def transfer_claim(self, loan_no: str, seller: str, buyer: str, *, share: Any, price: Any,
                        key: str, on_date: dt.date, fee: Any = 0) -> Entry:

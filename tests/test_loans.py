@@ -642,3 +642,15 @@ def test_the_readmes_money_flows_run_as_written(book):
     balances = memo_balances(book, "L001")
     assert balances and balances == dict.fromkeys(balances, D("0.00"))
     assert book.verify().ok
+
+
+def test_a_compensation_of_interest_only_is_replayed_by_its_retry(platform):
+    """No principal moves on an interest-only installment, so no claim leg is written."""
+    platform.flows.fund_risk_reserve("20000", bank_ref="RR1", key="rr")
+    funded_loan(platform, method="interest_only")
+    platform.loans.disburse("L001", key="d", effective_date=START)
+    late = platform.loans.loan("L001").installments[0].due_date + dt.timedelta(days=3)
+    first = platform.loans.compensate("L001", 1, key="comp-1", on_date=late)
+    again = platform.loans.compensate("L001", 1, key="comp-1", on_date=late)
+    assert again.replayed and again.id == first.id
+    assert platform.verify().ok
