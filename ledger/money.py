@@ -4,6 +4,9 @@ Amounts are signed integers of a currency's minor unit (fen for CNY) inside
 the ledger and :class:`~decimal.Decimal` at the API edge. Floats are refused
 everywhere, with :class:`~ledger.errors.FloatAmountError`; an amount finer
 than the minor unit is refused with :class:`~ledger.errors.PrecisionError`.
+One posting moves at most :data:`MAX_AMOUNT_MINOR` minor units either way
+(:func:`posting_minor`); more is an :class:`~ledger.errors.AmountError`
+naming the limit.
 
 Allocation (:func:`allocate`) splits an integer amount by weights with the
 largest-remainder rule, so the parts always add up to the whole.
@@ -11,7 +14,7 @@ largest-remainder rule, so the parts always add up to the whole.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from fractions import Fraction
 from operator import attrgetter
 from typing import Iterable, Sequence
@@ -28,6 +31,27 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 }
 
 DEFAULT_CURRENCY = "CNY"
+
+#: The largest amount one posting may move, either way, in minor units: 10**15 fen is ten
+#: trillion yuan, under a tenth of China's yearly GDP and several times everything the
+#: country's P2P platforms ever had outstanding at once, so no real payment comes near it.
+#: Balances and sums are signed 64-bit integers (at most 9.22 * 10**18): at this limit an
+#: account would need more than 9,000 maximal postings, all one way, before its balance or
+#: an entry's total could overflow, where a posting just inside 2**63 overflowed at once.
+MAX_AMOUNT_MINOR = 10 ** 15
+
+#: Digits of :data:`MAX_AMOUNT_MINOR`: an amount of 10**_LIMIT_DIGITS minor units or more is
+#: beyond the limit whatever its other digits (judged from the exponent alone).
+_LIMIT_DIGITS = len(str(MAX_AMOUNT_MINOR))
+
+#: Digits the default decimal context keeps. :func:`to_minor` refuses an amount of more
+#: minor units (the ledger's decimal arithmetic could not hold it exactly), and the fast paths
+#: take a Decimal's integer ratio only while its leading digit is within this many places of
+#: the point, so a huge or tiny exponent never builds a huge integer.
+MAX_DIGITS = 28
+
+#: A context in which scaling and normalizing never round, overflow or underflow.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def exponent(currency: str) -> int:
@@ -73,11 +97,18 @@ def to_decimal_exact(value, *, what: str = "amount") -> Decimal:
 def to_minor(value, currency: str = DEFAULT_CURRENCY, *, what: str = "amount") -> int:
     """Convert a major-unit amount (``Decimal("12.34")``) to minor units (``1234``).
 
-    Refuses floats and amounts finer than the currency's minor unit.
+    Refuses floats, amounts finer than the currency's minor unit and amounts of more than
+    :data:`MAX_DIGITS` digits of minor units (:func:`posting_minor` holds a posting to
+    :data:`MAX_AMOUNT_MINOR`).
     """
     amount = to_decimal_exact(value, what=what)
     exp = exponent(currency)
-    scaled = amount.scaleb(exp)
+    if amount and amount.adjusted() + exp >= MAX_DIGITS:   # before building a huge integer
+        raise AmountError(
+            f"{what}: {amount} {currency} is too large to be an amount "
+            f"(more than {MAX_DIGITS} digits of minor units)",
+            value=amount, currency=currency)
+    scaled = amount.scaleb(exp, EXACT)
     if scaled != scaled.to_integral_value():
         raise PrecisionError(
             f"{what}: {amount} {currency} is finer than the minor unit (at most {exp} decimal places)",
@@ -87,13 +118,41 @@ def to_minor(value, currency: str = DEFAULT_CURRENCY, *, what: str = "amount") -
     return int(scaled)
 
 
+def posting_minor(value, currency: str = DEFAULT_CURRENCY, *, what: str = "amount") -> int:
+    """:func:`to_minor` for one posting: also refuses more than :data:`MAX_AMOUNT_MINOR`
+    minor units either way, judged from the exponent first (so ``1e999999999`` costs no
+    more than ``1``)."""
+    amount = to_decimal_exact(value, what=what)
+    if amount and amount.adjusted() + exponent(currency) >= _LIMIT_DIGITS:
+        raise beyond_limit(amount, currency, what=what)
+    minor = to_minor(amount, currency, what=what)
+    if -MAX_AMOUNT_MINOR <= minor <= MAX_AMOUNT_MINOR:
+        return minor
+    raise beyond_limit(amount, currency, what=what)
+
+
+def check_posting_minor(minor: int, currency: str = DEFAULT_CURRENCY, *, what: str = "amount") -> int:
+    """``minor`` (integer minor units) unless it is beyond :data:`MAX_AMOUNT_MINOR`."""
+    if -MAX_AMOUNT_MINOR <= minor <= MAX_AMOUNT_MINOR:
+        return minor
+    raise beyond_limit(Decimal(minor).scaleb(-exponent(currency), EXACT), currency, what=what)
+
+
+def beyond_limit(amount: Decimal, currency: str, *, what: str = "amount") -> AmountError:
+    """The error for ``amount`` (major units), more than one posting may move."""
+    limit = from_minor(MAX_AMOUNT_MINOR, currency)
+    return AmountError(
+        f"{what}: {amount} {currency} is beyond the limit of ±{limit:,} {currency} per posting",
+        value=amount, currency=currency, limit=limit, limit_minor=MAX_AMOUNT_MINOR)
+
+
 _SCALES: dict[str, int] = {}
 
 
 def exact_minor(value, currency: str = DEFAULT_CURRENCY, what: str = "amount") -> int:
     """:func:`to_minor`, with a fast path for a Decimal holding a whole number of
     minor units (the usual case when plans and splits are made in bulk)."""
-    if type(value) is Decimal:
+    if type(value) is Decimal and -MAX_DIGITS < value.adjusted() < MAX_DIGITS:
         scale = _SCALES.get(currency)
         if scale is None:
             scale = _SCALES[currency] = 10 ** exponent(currency)

@@ -62,7 +62,10 @@ from .errors import (
     UnbalancedEntryError,
     ZeroAmountError,
 )
-from .money import exponent, from_minor, to_decimal_exact, to_minor
+from .money import (
+    EXACT, MAX_AMOUNT_MINOR, MAX_DIGITS, check_posting_minor, exponent, from_minor,
+    posting_minor, to_decimal_exact, to_minor,
+)
 
 MAX_KEY_LENGTH = 200
 
@@ -185,12 +188,19 @@ def _plain(value, path: str):
 
 
 def _amount_text(amount, minor: bool) -> str:
+    """An amount as the request hash sees it: exact, never rounded. A leading digit more
+    than :data:`~ledger.money.MAX_DIGITS` places from the point (never an amount the
+    ledger takes) is written in exponent form, not as a billion digits."""
     if minor:
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise AmountError(f"minor-unit amount must be an int, got {amount!r}", value=amount)
         return f"m{amount}"
     value = to_decimal_exact(amount)
-    return format(value.normalize(), "f") if value else "0"
+    if not value:
+        return "0"
+    if -MAX_DIGITS < value.adjusted() < MAX_DIGITS:
+        return format(value.normalize(EXACT), "f")
+    return str(value.normalize(EXACT))
 
 
 @dataclass(slots=True)
@@ -233,8 +243,9 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
         if not isinstance(leg[0], str):
             raise PostingError(f"posting {i}: account code must be a string", field="postings")
         amount = leg[1]
-        if not minor and type(amount) is Decimal and amount.is_finite():
-            amounts.append(format(amount.normalize(), "f") if amount else "0")
+        if (not minor and type(amount) is Decimal and amount.is_finite() and amount
+                and -MAX_DIGITS < amount.adjusted() < MAX_DIGITS):
+            amounts.append(format(amount.normalize(EXACT), "f"))
             continue
         if minor and type(amount) is int:
             amounts.append(f"m{amount}")
@@ -507,8 +518,6 @@ def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
     return results
 
 
-#: Above this size a minor-unit amount is converted by :func:`~ledger.money.to_minor` itself.
-_MINOR_LIMIT = 10 ** 18
 _SCALES: dict[str, tuple[int, Decimal, int]] = {}
 
 
@@ -541,20 +550,23 @@ def _build_entry(p: _Prepared, entry_id: int, book_id: int, accounts: Mapping[st
                 f"entry {key!r}: posting {pos} is in {currency[0]} but {code} holds {cur}",
                 key=key, account=code, currency=currency[0], account_currency=cur)
         scale, unit, shift = _scale(cur)
+        minor = None
         if d.minor:
-            minor = amount
-        else:
-            minor = None
-            if type(amount) is Decimal:   # the usual case: exact in one division
-                num, den = amount.as_integer_ratio()
-                whole, rest = divmod(num * scale, den)
-                if not rest and -_MINOR_LIMIT < whole < _MINOR_LIMIT:
-                    minor = whole
-            if minor is None:
-                try:
-                    minor = to_minor(amount, cur, what=f"posting {pos} ({code})")
-                except AmountError as exc:
-                    raise type(exc)(f"entry {key!r}: {exc}", key=key, **exc.fields) from None
+            if -MAX_AMOUNT_MINOR <= amount <= MAX_AMOUNT_MINOR:
+                minor = amount
+        elif type(amount) is Decimal and -MAX_DIGITS < amount.adjusted() < MAX_DIGITS:
+            # the usual case: exact in one division (the exponent keeps the ratio small)
+            num, den = amount.as_integer_ratio()
+            whole, rest = divmod(num * scale, den)
+            if not rest and -MAX_AMOUNT_MINOR <= whole <= MAX_AMOUNT_MINOR:
+                minor = whole
+        if minor is None:   # refused below, with the reason; or an amount of another type
+            what = f"posting {pos} ({code})"
+            try:
+                minor = (check_posting_minor(amount, cur, what=what) if d.minor
+                         else posting_minor(amount, cur, what=what))
+            except AmountError as exc:
+                raise type(exc)(f"entry {key!r}: {exc}", key=key, **exc.fields) from None
         if minor == 0:
             raise ZeroAmountError(f"entry {key!r}: posting {pos} ({code}) is zero",
                                   key=key, account=code)

@@ -10,6 +10,7 @@ import pytest
 import ledger
 from ledger.errors import (
     AlreadyReversedError,
+    AmountError,
     ClosedAccountError,
     ClosedPeriodError,
     CurrencyMismatchError,
@@ -22,6 +23,7 @@ from ledger.errors import (
     UnknownAccountError,
     ZeroAmountError,
 )
+from ledger.money import MAX_AMOUNT_MINOR
 
 BANK = "assets:custody:bank"
 U1 = "liabilities:users:u1:available"
@@ -82,6 +84,60 @@ def test_unbalanced_unknown_zero_float_precision_are_refused(chart):
 def test_unbalanced_error_names_the_difference(chart):
     with pytest.raises(UnbalancedEntryError, match="CNY off by 1.00"):
         chart.post([(BANK, D("3")), (U1, D("-2"))], key="k")
+
+
+
+def test_amounts_beyond_the_posting_limit_are_refused_naming_the_limit(chart):
+    """However an amount comes in (Decimal, text, int major or minor units), beyond
+    MAX_AMOUNT_MINOR it is an AmountError naming the posting, the amount and the limit,
+    before anything is written; the limit itself posts, and its balance reads back."""
+    top_up(chart, U1, "10", "seed")
+    before = state(chart)
+    beyond = [
+        ([(BANK, "1e30"), (U1, "-1e30")], {}),
+        ([(BANK, D("1E+400")), (U1, D("-1E+400"))], {}),
+        ([(BANK, D("1e999999999")), (U1, D("-1e999999999"))], {}),
+        ([(BANK, 10**17), (U1, -10**17)], {}),
+        ([(BANK, "92233720368547758.07"), (U1, "-92233720368547758.07")], {}),
+        ([(BANK, "10000000000000.01"), (U1, "-10000000000000.01")], {}),
+        ([(BANK, D("10000000000000.01")), (U1, D("-10000000000000.01"))], {}),
+        ([(BANK, 10**13 + 1), (U1, -(10**13 + 1))], {}),
+        ([(BANK, MAX_AMOUNT_MINOR + 1), (U1, -MAX_AMOUNT_MINOR - 1)], {"minor": True}),
+        ([(BANK, 2**63 - 1), (U1, 1 - 2**63)], {"minor": True}),
+    ]
+    for i, (postings, kw) in enumerate(beyond):
+        with pytest.raises(AmountError, match=r"posting 0 \(assets:custody:bank\): .* CNY is beyond "
+                                              r"the limit of ±10,000,000,000,000\.00 CNY") as info:
+            chart.post(postings, key=f"huge-{i}", **kw)
+        assert type(info.value) is AmountError and info.value.limit_minor == MAX_AMOUNT_MINOR
+        assert info.value.key == f"huge-{i}" and info.value.currency == "CNY"
+        assert chart.entry_by_key(f"huge-{i}") is None
+    with pytest.raises(AmountError, match="beyond the limit"):
+        chart.post_many([{"postings": [(BANK, "5"), (U1, "-5")], "key": "fine"},
+                         {"postings": [(BANK, "1e16"), (U1, "-1e16")], "key": "huge"}])
+    assert chart.entry_by_key("fine") is None
+    assert state(chart) == before
+
+    limit = D(MAX_AMOUNT_MINOR).scaleb(-2)
+    chart.post([(BANK, limit), (FEES, -limit)], key="at-limit-decimal")
+    chart.post([(BANK, f"{limit}"), (FEES, f"-{limit}")], key="at-limit-text")
+    chart.post([(BANK, MAX_AMOUNT_MINOR), (FEES, -MAX_AMOUNT_MINOR)], key="at-limit-minor",
+               minor=True)
+    assert chart.balance(BANK) == 3 * limit + 10
+    assert chart.verify().ok
+
+
+def test_amounts_with_absurd_exponents_are_refused_at_once(chart):
+    """Exponents far out of range are refused from the exponent alone (no integer of a
+    billion digits is built), and an amount hashed for idempotency is never rounded."""
+    with pytest.raises(PrecisionError):
+        chart.post([(BANK, D("1e-999999999")), (U1, D("-1e-999999999"))], key="tiny")
+    with pytest.raises(ZeroAmountError):
+        chart.post([(BANK, D("0e-999999999")), (U1, D("0E+999999999"))], key="zeros")
+    top_up(chart, U1, "1000", "k")
+    with pytest.raises(IdempotencyConflictError):
+        top_up(chart, U1, "1000.000000000000000000000000001", "k")
+    assert chart.balance(U1) == D("1000.00")
 
 
 def test_insufficient_funds_counts_pending_holds(chart):
