@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import click
 import pytest
@@ -82,6 +83,64 @@ def test_ledger_error_in_a_file_names_the_line(url):
     assert "line 2 (key 'third')" in result.output and "InsufficientFundsError" in result.output
     result = invoke("post", "-", "--db", url, input=json.dumps(bad) + "\n")
     assert result.exit_code == 2 and "unknown account" in result.output
+
+
+
+def reported(output: str) -> dict[int, str]:
+    """The problems a refused ``ledger post`` reports, by line number."""
+    found = {}
+    for text in output.replace("; line ", "\nline ").splitlines():
+        match = re.match(r"\s*(?:Error: nothing posted; )?line (\d+)\b(.*)", text)
+        if match:
+            found[int(match[1])] = match[2]
+    return found
+
+
+def test_every_bad_line_is_named_with_its_problem_and_nothing_is_posted(url):
+    assert invoke("post", "-", "--db", url, input=json.dumps({**ENTRY, "key": "earlier"}) + "\n"
+                  ).exit_code == 0
+    bank, user = "assets:custody:bank", "liabilities:users:u1:available"
+    lines = [
+        json.dumps(ENTRY),                                                          # fine
+        json.dumps({"key": "nobody", "postings": [[bank, "1"], ["liabilities:users:x:available", "-1"]]}),
+        json.dumps({"key": "fine", "postings": [[bank, "0.001"], [user, "-0.001"]]}),
+        json.dumps({"key": "uneven", "postings": [[bank, "3"], [user, "-2"]]}),
+        json.dumps({**ENTRY, "memo": "other content"}),                             # line 1's key
+        "not json",
+        json.dumps(ENTRY),                                                          # line 1 again
+        json.dumps({"key": "earlier", "postings": [[bank, "7"], [user, "-7"]]}),  # used before
+        '{"key": "huge", "postings": [["%s", 1e400], ["%s", -1e400]]}' % (bank, user),
+        json.dumps({"key": "zero", "postings": [[bank, 0], [user, 0]]}),
+        json.dumps({"key": "spend", "postings": [[user, "500"], [bank, "-500"]]}),
+    ]
+    result = invoke("post", "-", "--db", url, input="\n".join(lines) + "\n")
+    assert result.exit_code == 2, result.output
+    assert "nothing posted; 9 bad lines" in result.output
+    found = reported(result.output)
+    assert sorted(found) == [2, 3, 4, 5, 6, 8, 9, 10, 11], result.output
+    assert found[2].startswith(" (key 'nobody'): UnknownAccountError")
+    assert "PrecisionError" in found[3] and "0.001 CNY is finer than the minor unit" in found[3]
+    assert "UnbalancedEntryError" in found[4] and "CNY off by 1.00" in found[4]
+    assert "IdempotencyConflictError" in found[5] and "line 1" in found[5]
+    assert found[6].startswith(": not JSON")
+    assert "IdempotencyConflictError" in found[8] and "was used for entry" in found[8]
+    assert "AmountError" in found[9] and "beyond the limit of ±10,000,000,000,000.00 CNY" in found[9]
+    assert "ZeroAmountError" in found[10]
+    assert "InsufficientFundsError" in found[11]
+    balance = invoke("balance", "assets:custody:bank", "--db", url, "--format", "json")
+    assert json.loads(balance.output)[0]["posted"] == "100.10"   # the earlier post alone
+
+
+def test_amounts_beyond_the_limit_in_a_file_are_named_not_a_traceback(url):
+    bank, user = "assets:custody:bank", "liabilities:users:u1:available"
+    for amount in ("1e400", "1e999999999", "9" * 5000, "92233720368547758.07", "10000000000000.01"):
+        line = '{"key": "huge", "postings": [["%s", %s], ["%s", -%s]]}' % (bank, amount, user, amount)
+        result = invoke("post", "-", "--db", url, input=line + "\n")
+        assert result.exit_code == 2, result.output
+        assert "nothing posted; line 1 (key 'huge'): AmountError: " in result.output
+        assert "beyond the limit of ±10,000,000,000,000.00 CNY per posting" in result.output
+    limit = '{"key": "limit", "postings": [["%s", 10000000000000.00], ["%s", "-1e13"]]}' % (bank, user)
+    assert invoke("post", "-", "--db", url, input=limit + "\n").exit_code == 0
 
 
 def test_verify_exit_code_4_on_tampering(url, backend):

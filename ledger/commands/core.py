@@ -6,12 +6,15 @@ import datetime as dt
 import json
 import sys
 from decimal import Decimal
+from typing import NamedTuple
 
 import click
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .. import db as dbmod
-from ..errors import InputError, LedgerError
+from ..errors import IdempotencyConflictError, LedgerError
 from ..money import format_minor
+from ..postings import Draft, write
 from .common import BadInput, db_option, emit, format_option, library_errors, to_json
 
 
@@ -167,21 +170,30 @@ def post_cmd(file, db_url, fmt):
     Each line is one entry: {"key": ..., "postings": [[account, amount], ...]}
     with optional "kind", "effective_date" (YYYY-MM-DD), "external_ref",
     "memo", "metadata" and "pending". Amounts are strings or JSON numbers,
-    read exactly (never as floats). Re-running the same file posts nothing
-    new. A bad line stops the whole file; every bad line is reported.
+    read exactly (never as floats), each at most 10,000,000,000,000.00 CNY
+    (10**15 minor units) either way. Re-running the same file posts nothing
+    new. A bad line stops the whole file (exit code 2); every bad line is
+    reported with its number and its problem.
 
     Example:
 
         echo '{"key":"topup-B001","kind":"top_up","postings":[["assets:custody:bank","100.00"],["liabilities:users:u1:available","-100.00"]]}' | ledger post -
     """
-    entries, lines = read_entries(file)
+    numbered, problems = read_entries(file)
+    if not numbered and not problems:
+        raise BadInput("nothing posted; the file holds no entries")
     book = open_book(db_url)
+    if problems:
+        if numbered:
+            problems += bad_lines(book, numbered)
+        raise BadInput(nothing_posted(problems))
     try:
-        written = book.post_many(entries)
+        written = book.post_drafts([draft for _, draft in numbered])
     except LedgerError as exc:
-        key = exc.fields.get("key")
-        where = f"line {lines[key]} (key {key!r}): " if key in lines else ""
-        raise BadInput(f"nothing posted; {where}{type(exc).__name__}: {exc}") from exc
+        problems = bad_lines(book, numbered)
+        if not problems:   # not the file's fault (the books changed meanwhile, or a conflict)
+            raise
+        raise BadInput(nothing_posted(problems)) from exc
     rows = [{"id": e.id, "key": e.key, "kind": e.kind, "effective_date": e.effective_date,
              "status": "replayed" if e.replayed else "posted"} for e in written]
     new = sum(1 for e in written if not e.replayed)
@@ -193,32 +205,51 @@ _ENTRY_FIELDS = {"key", "postings", "kind", "effective_date", "external_ref", "m
                  "pending"}
 
 
-def read_entries(file) -> tuple[list[dict], dict[str, int]]:
-    """Parse and check a JSON Lines file of entries; every bad line is reported at once."""
-    entries, lines, errors = [], {}, []
+class BadLine(NamedTuple):
+    """One line of a ``ledger post`` file that cannot be posted.
+
+    Attributes:
+        line: 1-based line number in the file.
+        key: the entry's key, when the line is a well-formed entry.
+        problem: what is wrong with it.
+    """
+
+    line: int
+    key: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.key is None else f"line {self.line} (key {self.key!r})"
+        return f"{where}: {self.problem}"
+
+
+def read_entries(file) -> tuple[list[tuple[int, Draft]], list[BadLine]]:
+    """Parse and check a JSON Lines file of entries.
+
+    Returns the well-formed entries as ``(line number, Draft)`` and every line that is
+    not one as a :class:`BadLine`.
+    """
+    numbered, problems = [], []
     for number, raw in enumerate(file, start=1):
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
         if not text.strip():
             continue
         try:
-            item = json.loads(text, parse_float=Decimal)
+            item = json.loads(text, parse_float=Decimal, parse_int=_json_int)
         except json.JSONDecodeError as exc:
-            errors.append(f"line {number}: not JSON ({exc.msg} at column {exc.colno})")
+            problems.append(BadLine(number, None, f"not JSON ({exc.msg} at column {exc.colno})"))
             continue
         problem = _check_entry(item)
         if problem:
-            errors.append(f"line {number}: {problem}")
+            problems.append(BadLine(number, None, problem))
             continue
-        if isinstance(item.get("effective_date"), str):
-            item["effective_date"] = dt.date.fromisoformat(item["effective_date"])
-        item["postings"] = [tuple(p) for p in item["postings"]]
-        entries.append(item)
-        lines.setdefault(item["key"], number)
-    if errors:
-        raise InputError("nothing posted; " + "; ".join(errors), errors=errors)
-    if not entries:
-        raise InputError("nothing posted; the file holds no entries")
-    return entries, lines
+        day = item.get("effective_date")
+        numbered.append((number, Draft(
+            tuple(tuple(p) for p in item["postings"]), item["key"], item.get("kind", "transfer"),
+            dt.date.fromisoformat(day) if isinstance(day, str) else day,
+            "pending" if item.get("pending") else "posted", item.get("external_ref"),
+            item.get("memo"), item.get("metadata"))))
+    return numbered, problems
 
 
 def _check_entry(item) -> str | None:
@@ -244,6 +275,78 @@ def _check_entry(item) -> str | None:
     if "metadata" in item and not isinstance(item["metadata"], dict):
         return "field 'metadata' must be an object"
     return None
+
+
+def _json_int(text: str):
+    """A JSON integer: an int, or a Decimal when too long for one (the amount checks say why)."""
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
+
+
+def bad_lines(book, numbered: list[tuple[int, Draft]]) -> list[BadLine]:
+    """Every entry of ``numbered`` the book refuses, with the ledger's reason.
+
+    Each entry is written after the lines before it that the book takes, as a batch posts
+    them (so money an earlier line brings in may be spent), each in a savepoint rolled
+    back when refused, and the whole transaction is rolled back at the end: nothing is
+    written. Transient conflicts run it again.
+    """
+    for attempt in range(1, dbmod.MAX_ATTEMPTS + 1):
+        try:
+            with book.engine.connect() as conn:
+                transaction = conn.begin()
+                try:
+                    return _try_each(conn, book.book_id, numbered)
+                finally:
+                    transaction.rollback()
+        except DBAPIError as exc:
+            if attempt == dbmod.MAX_ATTEMPTS or not dbmod.is_retryable(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _try_each(conn, book_id: int, numbered: list[tuple[int, Draft]]) -> list[BadLine]:
+    problems = []
+    taken: dict[str, int] = {}     # key -> the line whose entry was written under it here
+    refused: dict[str, int] = {}   # key -> the refused line that used it first, none written
+    for number, draft in numbered:
+        key = draft.key
+        if key in refused:
+            problems.append(BadLine(number, key, f"the key of line {refused[key]}, which is refused"))
+            continue
+        savepoint = conn.begin_nested()
+        try:
+            write(conn, book_id, [draft])
+        except LedgerError as exc:
+            savepoint.rollback()
+            if isinstance(exc, IdempotencyConflictError) and key in taken:
+                problem = (f"IdempotencyConflictError: key {key!r} is the key of line "
+                           f"{taken[key]}, with different content")
+            else:
+                problem = f"{type(exc).__name__}: {exc}"
+            problems.append(BadLine(number, key, problem))
+        except IntegrityError as exc:
+            savepoint.rollback()
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            problems.append(BadLine(number, key, f"IntegrityViolation: the database refused it: {detail}"))
+        else:
+            savepoint.commit()
+            taken.setdefault(key, number)
+            continue
+        if key not in taken:
+            refused.setdefault(key, number)
+    return problems
+
+
+def nothing_posted(problems: list[BadLine]) -> str:
+    """The message for a refused file: every bad line, in line order."""
+    found = sorted(problems, key=lambda p: p.line)
+    if len(found) == 1:
+        return f"nothing posted; {found[0]}"
+    shown = "\n".join(f"  {p}" for p in found)
+    return f"nothing posted; {len(found)} bad lines:\n{shown}"
 
 
 @click.command("balance")
