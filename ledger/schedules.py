@@ -671,8 +671,10 @@ def _equal_installment(principal: int, terms: _Terms, rates: list[tuple[int, int
             return level, principals, interest
         if fixed or level <= floor_level:
             raise ScheduleError(
-                f"{from_minor(principal, currency)} over {count} periods is less than a fen a period: "
-                f"too small for level installments under {terms.day_count}", principal=principal)
+                f"{from_minor(principal, currency)} over {count} periods is a fen or two a period: "
+                "no level installment in whole fen repays it in exactly that many periods under "
+                f"{terms.day_count} (a fen more repays it early, interest only never does)",
+                principal=principal)
         # The rounded level payment would repay the loan before the last row (only for
         # principals of a few fen per period): pay less, down to interest only.
         level = max(level - step, floor_level)

@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from ledger import rates
@@ -238,14 +238,16 @@ def test_the_written_out_rows_equal_the_loop(principal_minor, rate, term):
 @given(principals, st.integers(0, 2000).map(lambda bp: D(bp).scaleb(-4)), st.integers(1, 120),
        st.sampled_from([EQUAL_INSTALLMENT, EQUAL_PRINCIPAL, INTEREST_ONLY]),
        st.sampled_from(["30/360", "ACT/360", "ACT/365", "ACT/ACT"]), starts)
+@example(111, D("0.1521"), 94, EQUAL_INSTALLMENT, "30/360", dt.date(2000, 1, 30))  # 1.18 fen a period
 @settings(max_examples=100)
 def test_day_count_plans_repay_exactly_the_principal(principal_minor, rate, term, method, day_count,
                                                      start):
     try:
         plan = schedule(from_minor(principal_minor), rate, term, method, day_count=day_count,
                         start=start)
-    except ScheduleError as exc:  # refused only below a fen of principal a period
-        assert method == EQUAL_INSTALLMENT and principal_minor < term, exc
+    except ScheduleError as exc:  # refused only at a fen or two of principal a period
+        assert method == EQUAL_INSTALLMENT and principal_minor < 2 * term, exc
+        assert "no level installment in whole fen repays it" in str(exc)
         return
     check_plan(plan, principal_minor)
     if method == EQUAL_INSTALLMENT:
