@@ -80,3 +80,26 @@ def test_a_refused_fee_leaves_no_fee_account_behind(flows):
     entry = flows.charge_fee("alice", "1", kind="kyc", key="f1")   # the key was never used
     assert not entry.replayed and flows.book.balance(fee_account("kyc")) == D("1.00")
     assert flows.charge_fee("alice", "1", kind="kyc", key="f1").replayed
+
+
+def test_a_hold_dated_in_a_period_closed_since_completes_on_the_day_given(flows):
+    import datetime as dt
+
+    from ledger.errors import ClosedPeriodError
+
+    book = flows.book
+    flows.top_up("alice", "500", bank_ref="B1", key="t1", effective_date=dt.date(2026, 10, 30))
+    hold = flows.withdraw("alice", "300", key="wd-1", effective_date=dt.date(2026, 10, 31))
+    paid = flows.withdraw("alice", "100", key="wd-2", effective_date=dt.date(2026, 10, 31))
+    flows.confirm_withdrawal(paid.id, bank_ref="P2", key="ok-2")          # dated the request day
+    book.close_period(dt.date(2026, 10, 31), "2026-10")
+    for complete in (lambda: flows.confirm_withdrawal(hold.id, bank_ref="P1", key="ok"),
+                     lambda: flows.fail_withdrawal(hold.id, key="f", reason="rejected")):
+        with pytest.raises(ClosedPeriodError, match=rf"pending entry {hold.id} is dated 2026-10-31, in the "
+                                                    r"period closed through 2026-10-31.*effective_date after"):
+            complete()
+    assert (book.balance(wallet("alice")), book.balance(wallet("alice"), kind="available")) == (
+        D("400.00"), D("100.00"))                                      # still held, nothing written
+    assert flows.confirm_withdrawal(paid.id, bank_ref="P2", key="ok-2").replayed   # a retry replays
+    done = flows.confirm_withdrawal(hold.id, bank_ref="P1", key="ok", effective_date=dt.date(2026, 11, 2))
+    assert done.effective_date == dt.date(2026, 11, 2) and book.verify().ok
