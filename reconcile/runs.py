@@ -167,22 +167,31 @@ def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through:
 
 
 def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
-                account_id: int) -> tuple[list[BankItem], list[LedgerItem]]:
-    """The items the breaks of the account's last run named that are still unmatched:
-    bank lines of ``bank_account`` and posted postings of the account, whatever their date.
+                account_id: int, through: dt.date) -> tuple[list[BankItem], list[LedgerItem]]:
+    """The items earlier runs left open that are still unmatched, whatever their age (up
+    to ``through``, the run's date): the bank lines of ``bank_account`` named by the breaks
+    of the last run of that bank account against ``account``, and the account's posted
+    postings named by the breaks of its last run.
 
     A run reads the items of its window; an item its lookback no longer reaches
     would otherwise leave the open breaks without a word while still unmatched.
     """
-    last = conn.execute(select(func.max(m.ReconRun.id)).where(
-        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)).scalar()
-    if last is None:
+    runs = conn.execute(select(m.ReconRun.id, m.ReconRun.summary_json).where(
+        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
+        .order_by(m.ReconRun.id.desc()).limit(RUNS_LOOKED_AT)).all()
+    if not runs:
         return [], []
+    # Runs before the summary named its bank account count as this account's.
+    last_bank = next((i for i, summary in runs
+                      if json.loads(summary).get("bank_account", bank_account) == bank_account), None)
     bank_ids, posting_ids = set(), set()
-    for banks, postings in conn.execute(select(m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
-                                        .where(m.ReconBreak.run_id == last)):
-        bank_ids.update(json.loads(banks))
-        posting_ids.update(json.loads(postings))
+    for run_id, banks, postings in conn.execute(
+            select(m.ReconBreak.run_id, m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
+            .where(m.ReconBreak.run_id.in_({runs[0].id, last_bank} - {None}))):
+        if run_id == last_bank:
+            bank_ids.update(json.loads(banks))
+        if run_id == runs[0].id:
+            posting_ids.update(json.loads(postings))
     bank: list[BankItem] = []
     postings_: list[LedgerItem] = []
     day_of = date_reader(conn)
@@ -191,11 +200,17 @@ def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
                     for i, booked, amount, cur, ref, e2e, value, batch, text in select_rows(
                         conn, _bank_line_items().where(m.BankLine.book_id == book_id,
                                                        m.BankLine.account == bank_account,
+                                                       m.BankLine.booking_date <= through,
                                                        m.BankLine.id.in_(chunk))))
     for chunk in _chunks(sorted(posting_ids), SIDE_CHUNK):
         postings_.extend(_ledger_items(conn, _posting_items().where(
-            m.Posting.account_id == account_id, m.Posting.id.in_(chunk))))
+            m.Posting.account_id == account_id, m.Posting.effective_date <= through,
+            m.Posting.id.in_(chunk))))
     return bank, postings_
+
+
+#: How many of an account's latest runs :func:`_still_open` looks through for its bank account's.
+RUNS_LOOKED_AT = 100
 
 
 def _join_items(items: list, more: list) -> None:
@@ -391,7 +406,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 # What the last run left open stays in the run however old it grows:
                 # read by id, it joins the window's items it is not already among.
                 old_bank, old_postings = _still_open(source, book.book_id, account, bank_account,
-                                                     acct.id)
+                                                     acct.id, day)
             if ledger_side is not None:
                 ledger_items, ledger_minor = ledger_side.result()
                 writer.check()
@@ -406,7 +421,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             if writer is not None:
                 writer.finish()
         proof = _balance_proof(acct, ledger_minor, statements, result)
-        summary = _summary(result, proof, imported)
+        summary = {"bank_account": bank_account, **_summary(result, proof, imported)}
         run_id = conn.execute(insert(m.ReconRun).values(
             book_id=book.book_id, account_code=account, statement_date=day, started_at=utcnow(),
             summary_json=json.dumps(summary, default=str)).returning(m.ReconRun.id)).scalar_one()
@@ -673,18 +688,20 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
         raise BreakResolutionError("a resolution needs the name of who resolved it", break_id=break_id)
 
     def run(conn):
-        views = [_break_view(conn, row, _latest_runs(conn, book.book_id)) for row in conn.execute(
-            _breaks_query(book.book_id).where(m.ReconBreak.id == break_id))]
-        if not views:
+        latest = _latest_runs(conn, book.book_id)
+        rows = conn.execute(_breaks_query(book.book_id).where(m.ReconBreak.id == break_id)).all()
+        if not rows:
             raise BreakResolutionError(f"no break {break_id}", break_id=break_id)
-        brk = views[0]
+        brk = _break_view(conn, rows[0], latest)
         if brk.state in ("resolved", "cleared"):
             raise BreakResolutionError(f"break {break_id} is already {brk.state}", break_id=break_id)
         if brk.state == "superseded":
-            raise BreakResolutionError(
-                f"break {break_id} is superseded: a later run of the account reported its items "
-                "again; resolve the open break (ledger breaks list)", break_id=break_id)
-        run_row = conn.execute(select(m.ReconRun.account_code, m.ReconRun.id)
+            again = _reported_again(conn, brk, latest[rows[0].account_code])
+            if again is not None:
+                raise BreakResolutionError(
+                    f"break {break_id} is superseded: break {again} of a later run names its items "
+                    f"again; resolve that one", break_id=break_id, open_break=again)
+        run_row = conn.execute(select(m.ReconRun.account_code, m.ReconRun.id, m.ReconRun.summary_json)
                                .where(m.ReconRun.id == brk.run_id)).one()
         entry_id = match_id = None
         if action == "adjust":
@@ -699,6 +716,18 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
             entry_id=entry_id, match_id=match_id))
     book._write(run)
     return list_breaks(book, state=None, break_id=break_id)[0]
+
+
+def _reported_again(conn, brk: BreakView, latest_run: int) -> int | None:
+    """The break of ``latest_run`` that names one of ``brk``'s items, if one does: the one to
+    resolve instead (an older break whose items no later run named is resolved itself)."""
+    banks, postings = set(brk.bank_line_ids), set(brk.posting_ids)
+    for other, bank_ids, posting_ids in conn.execute(
+            select(m.ReconBreak.id, m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
+            .where(m.ReconBreak.run_id == latest_run).order_by(m.ReconBreak.id)):
+        if not banks.isdisjoint(json.loads(bank_ids)) or not postings.isdisjoint(json.loads(posting_ids)):
+            return other
+    return None
 
 
 def _is_platform_account(code: str) -> bool:
@@ -753,10 +782,7 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None,
         bank_total = sum(b["amount_minor"] for b in brk.bank_lines)
         ledger_total = amount
     elif brk.posting_ids and not brk.bank_line_ids:
-        amount = conn.execute(select(m.BankLine.amount_minor).where(
-            m.BankLine.id == other, m.BankLine.book_id == book.book_id)).scalar()
-        if amount is None:
-            raise BreakResolutionError(f"no bank line {other} in this book", break_id=brk.id)
+        amount = _bank_line_to_match(conn, book, brk, run_row, other)
         bank_ids, posting_ids = (other,), brk.posting_ids
         bank_total = amount
         ledger_total = sum(conn.execute(select(m.Posting.amount_minor).where(
@@ -808,6 +834,27 @@ def _posting_to_match(conn, book, brk: BreakView, run_row, posting_id: int) -> i
         raise BreakResolutionError(
             f"posting {posting_id} is a pending hold, not money that moved: match the bank line "
             "with the posting that completed it", break_id=brk.id)
+    return row.amount_minor
+
+
+def _bank_line_to_match(conn, book, brk: BreakView, run_row, bank_line_id: int) -> int:
+    """The amount of ``bank_line_id`` when a break's postings may be matched with it: a line
+    of this book, of the bank account the run reconciled, in the ledger account's currency."""
+    row = conn.execute(select(m.BankLine.amount_minor, m.BankLine.account, m.BankLine.currency)
+                       .where(m.BankLine.id == bank_line_id, m.BankLine.book_id == book.book_id)).first()
+    if row is None:
+        raise BreakResolutionError(f"no bank line {bank_line_id} in this book", break_id=brk.id)
+    bank_account = json.loads(run_row.summary_json).get("bank_account")
+    if bank_account is not None and row.account != bank_account:
+        raise BreakResolutionError(
+            f"bank line {bank_line_id} is of bank account {row.account}, not of {bank_account} "
+            f"(the one this break's run reconciled)", break_id=brk.id)
+    currency = conn.execute(select(m.Account.currency).where(
+        m.Account.book_id == book.book_id, m.Account.code == run_row.account_code)).scalar_one()
+    if row.currency != currency:
+        raise BreakResolutionError(
+            f"bank line {bank_line_id} is in {row.currency}, {run_row.account_code} in {currency}",
+            break_id=brk.id)
     return row.amount_minor
 
 

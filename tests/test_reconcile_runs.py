@@ -962,3 +962,39 @@ def test_an_ambiguous_break_with_several_items_each_side_is_resolved_by_a_pair(d
     nxt = reconcile_parsed(day_book, [parsed("day.csv", statement, opening=0)])  # the rest, unique now
     assert [(mt.rule, mt.bank_ids, mt.ledger_ids) for mt in nxt.result.matches] == [
         ("amount_date", (brk.bank_ids[1],), (brk.ledger_ids[0],))]
+
+
+def test_a_run_for_an_earlier_day_takes_nothing_dated_after_it(day_book):
+    reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])   # the fee stays open
+    before = DAY - dt.timedelta(days=1)
+    run = reconcile_parsed(day_book, [parsed("thu.csv", [line(1, 100, "T1", day=before)], opening=0,
+                                             day=before)], dry_run=True)
+    assert [b.bank_ids for b in run.result.breaks] == [(run.imported.line_ids[0],)]
+    assert not run.result.matches and run.balance["ledger_balance_minor"] == 0
+
+
+def test_an_older_break_whose_items_no_later_run_names_is_resolved_itself(day_book):
+    first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    fee = next(i for i, b in zip(first.break_ids, first.result.breaks) if b.type == "in_bank_not_in_ledger")
+    # another bank account's statement reconciled against the same ledger account
+    other = reconcile_parsed(day_book, [parsed("b.csv", [line(1, 700, "S1")], opening=0,
+                                               account="6222002")])
+    assert fee not in {b.id for b in list_breaks(day_book)}        # superseded by the later run
+    assert not any(set(b.bank_ids) & set(first.result.breaks[first.break_ids.index(fee)].bank_ids)
+                   for b in other.result.breaks)
+    done = resolve(day_book, fee, action="adjust", account="expenses:platform:bank_fees",
+                   note="bank fee", by="Li Na")
+    assert done.state == "resolved"
+    again = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])  # bank 1 again
+    assert "in_bank_not_in_ledger" not in {b.type for b in again.result.breaks}
+
+
+def test_match_with_takes_only_a_bank_line_of_the_runs_bank_account(day_book):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    transit = next(i for i, b in zip(run.break_ids, run.result.breaks) if b.type == "in_transit")
+    day_book.open_account("assets:custody:bank2", "asset")
+    other = reconcile_parsed(day_book, [parsed("b.csv", [line(1, 2000, "S1")], opening=0,
+                                               account="6222002")], account="assets:custody:bank2")
+    with pytest.raises(BreakResolutionError, match=r"is of bank account 6222002, not of 6222001"):
+        resolve(day_book, transit, action="match-with", match_with=other.imported.line_ids[0],
+                note="n", by="Li Na")
