@@ -227,7 +227,8 @@ class Book:
         from .loans import refuse_reversal
 
         def build(conn, replay_of):
-            refuse_reversal(conn, self.book_id, entry_id)
+            if replay_of is None:   # a retry of a reversal already written replays it
+                refuse_reversal(conn, self.book_id, entry_id)
             return reversal_draft(conn, self.book_id, entry_id, key=key, reason=reason,
                                   effective_date=effective_date, replay_of=replay_of)
         return self._complete(key, build)

@@ -25,7 +25,7 @@ import datetime as dt
 from typing import Any
 
 from .errors import IdempotencyConflictError, LedgerError
-from .money import DEFAULT_CURRENCY, from_minor, to_minor
+from .money import DEFAULT_CURRENCY, from_minor, posting_minor
 from .accounts import open_account
 from .postings import Draft, Entry
 
@@ -51,8 +51,9 @@ def fee_account(kind: str) -> str:
 
 def positive_minor(amount: Any, what: str, currency: str = DEFAULT_CURRENCY,
                    allow_zero: bool = False) -> int:
-    """An amount in minor units that must be positive (or zero when allowed)."""
-    minor = to_minor(amount, currency, what=what)
+    """An amount in minor units that must be positive (or zero when allowed), and no more
+    than one posting may move (a loan's principal is posted whole when it is cancelled)."""
+    minor = posting_minor(amount, currency, what=what)
     if minor < 0 or (minor == 0 and not allow_zero):
         raise FlowError(f"{what} must be {'zero or more' if allow_zero else 'positive'}, got {amount}",
                         field=what)

@@ -398,7 +398,9 @@ def _check_loan_claims(conn: Connection, book_id: int, problems: list[Problem]) 
 def _check_loan_schedules(conn: Connection, book_id: int, problems: list[Problem]) -> None:
     """Each loan's stored plan, and every due its disbursement wrote (principal, interest and
     fees, per party and installment), equal what the loan's stored terms and bids make them
-    with the code the loan was made with (:func:`ledger.loans.scheduled_dues`).
+    with the schedule code of this version (:func:`ledger.loans.scheduled_dues`), which
+    the disbursement uses too: a change to its rounding must keep existing loans' plans,
+    or verify reports every loan it changes.
 
     One pass over the loans, :data:`LOAN_CHUNK` at a time: their bids and disbursement dues
     in two grouped queries, each schedule recomputed in memory.

@@ -654,3 +654,31 @@ def test_a_compensation_of_interest_only_is_replayed_by_its_retry(platform):
     again = platform.loans.compensate("L001", 1, key="comp-1", on_date=late)
     assert again.replayed and again.id == first.id
     assert platform.verify().ok
+
+
+def test_a_loan_beyond_what_one_posting_may_move_is_refused_before_anything_is_written(platform):
+    from ledger.errors import AmountError
+
+    with platform.engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM account")).scalar()
+    with pytest.raises(AmountError, match="principal: 20000000000000 CNY is beyond the limit"):
+        platform.loans.create_loan("L9", "carol", "20000000000000", "0.06", 12, key="create-L9",
+                                   start=START)
+    with platform.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM account")).scalar() == before
+        assert conn.execute(text("SELECT count(*) FROM loan")).scalar() == 0
+
+
+def test_a_reversal_written_before_loan_entries_were_refused_still_replays(platform):
+    """A book may hold a reversal of a loan entry from before the refusal: its retry replays."""
+    from ledger.postings import reversal_draft
+
+    book = platform
+    funded_loan(book)
+    bid = book.entry_by_key("bid-inv1")
+    first = book._complete("undo-bid", lambda conn, replay_of: reversal_draft(
+        conn, book.book_id, bid.id, key="undo-bid", reason="posted in error", replay_of=replay_of))
+    again = book.reverse(bid.id, key="undo-bid", reason="posted in error")
+    assert again.replayed and again.id == first.id
+    with pytest.raises(LoanEntryReversalError):
+        book.reverse(book.entry_by_key("bid-inv2").id, key="undo-bid-2", reason="posted in error")
