@@ -115,14 +115,20 @@ def test_every_bad_line_is_named_with_its_problem_and_nothing_is_posted(url):
     ]
     result = invoke("post", "-", "--db", url, input="\n".join(lines) + "\n")
     assert result.exit_code == 2, result.output
-    assert "nothing posted; 9 bad lines" in result.output
+    # A line that is not an entry is named first, before anything is tried against the ledger.
     found = reported(result.output)
-    assert sorted(found) == [2, 3, 4, 5, 6, 8, 9, 10, 11], result.output
+    assert sorted(found) == [6] and found[6].startswith(": not JSON"), result.output
+    assert "the well-formed lines were not tried against the ledger yet" in result.output
+    lines[5] = ""                                                 # mended (numbers stay)
+    result = invoke("post", "-", "--db", url, input="\n".join(lines) + "\n")
+    assert result.exit_code == 2, result.output
+    assert "nothing posted; 8 bad lines" in result.output
+    found = reported(result.output)
+    assert sorted(found) == [2, 3, 4, 5, 8, 9, 10, 11], result.output
     assert found[2].startswith(" (key 'nobody'): UnknownAccountError")
     assert "PrecisionError" in found[3] and "0.001 CNY is finer than the minor unit" in found[3]
     assert "UnbalancedEntryError" in found[4] and "CNY off by 1.00" in found[4]
     assert "IdempotencyConflictError" in found[5] and "line 1" in found[5]
-    assert found[6].startswith(": not JSON")
     assert "IdempotencyConflictError" in found[8] and "was used for entry" in found[8]
     assert "AmountError" in found[9] and "beyond the limit of ±10,000,000,000,000.00 CNY" in found[9]
     assert "ZeroAmountError" in found[10]

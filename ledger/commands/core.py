@@ -173,7 +173,8 @@ def post_cmd(file, db_url, fmt):
     read exactly (never as floats), each at most 10,000,000,000,000.00 CNY
     (10**15 minor units) either way. Re-running the same file posts nothing
     new. A bad line stops the whole file (exit code 2); every bad line is
-    reported with its number and its problem.
+    reported with its number and its problem (lines that are not entries
+    first, before anything is tried against the ledger).
 
     Example:
 
@@ -182,11 +183,13 @@ def post_cmd(file, db_url, fmt):
     numbered, problems = read_entries(file)
     if not numbered and not problems:
         raise BadInput("nothing posted; the file holds no entries")
-    book = open_book(db_url)
     if problems:
-        if numbered:
-            problems += bad_lines(book, numbered)
-        raise BadInput(nothing_posted(problems))
+        # Lines that are not entries are named first, without touching the database (the
+        # entry-by-entry check below holds the write lock for as long as it runs).
+        note = ("; the well-formed lines were not tried against the ledger yet"
+                if numbered else "")
+        raise BadInput(nothing_posted(problems) + note)
+    book = open_book(db_url)
     try:
         written = book.post_drafts([draft for _, draft in numbered])
     except LedgerError as exc:
