@@ -43,7 +43,7 @@ from itertools import islice, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from sys import intern
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import exists, func, insert, select
@@ -159,11 +159,15 @@ def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through:
             query = query.where(~m.BankLine.id.between(lo, hi))
         else:
             skip = {i for i, _ in added}
-    day_of = date_reader(conn)
-    fresh.extend(BankItem(i, day_of(booked), amount, cur, ref, e2e, day_of(value), batch, text)
-                 for i, booked, amount, cur, ref, e2e, value, batch, text in select_rows(conn, query)
-                 if i not in skip)
+    fresh.extend(item for item in _bank_items(conn, query) if item[0] not in skip)
     return fresh
+
+
+def _bank_items(conn: Connection, query) -> Iterator[BankItem]:
+    """The rows of a :func:`_bank_line_items` query as matching items."""
+    day_of = date_reader(conn)
+    return (BankItem(i, day_of(booked), amount, cur, ref, e2e, day_of(value), batch, text)
+            for i, booked, amount, cur, ref, e2e, value, batch, text in select_rows(conn, query))
 
 
 def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
@@ -194,14 +198,10 @@ def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
             posting_ids.update(json.loads(postings))
     bank: list[BankItem] = []
     postings_: list[LedgerItem] = []
-    day_of = date_reader(conn)
     for chunk in _chunks(sorted(bank_ids), SIDE_CHUNK):
-        bank.extend(BankItem(i, day_of(booked), amount, cur, ref, e2e, day_of(value), batch, text)
-                    for i, booked, amount, cur, ref, e2e, value, batch, text in select_rows(
-                        conn, _bank_line_items().where(m.BankLine.book_id == book_id,
-                                                       m.BankLine.account == bank_account,
-                                                       m.BankLine.booking_date <= through,
-                                                       m.BankLine.id.in_(chunk))))
+        bank.extend(_bank_items(conn, _bank_line_items().where(
+            m.BankLine.book_id == book_id, m.BankLine.account == bank_account,
+            m.BankLine.booking_date <= through, m.BankLine.id.in_(chunk))))
     for chunk in _chunks(sorted(posting_ids), SIDE_CHUNK):
         postings_.extend(_ledger_items(conn, _posting_items().where(
             m.Posting.account_id == account_id, m.Posting.effective_date <= through,
@@ -421,7 +421,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             if writer is not None:
                 writer.finish()
         proof = _balance_proof(acct, ledger_minor, statements, result)
-        summary = {"bank_account": bank_account, **_summary(result, proof, imported)}
+        summary = _summary(result, proof, imported, bank_account)
         run_id = conn.execute(insert(m.ReconRun).values(
             book_id=book.book_id, account_code=account, statement_date=day, started_at=utcnow(),
             summary_json=json.dumps(summary, default=str)).returning(m.ReconRun.id)).scalar_one()
@@ -512,10 +512,11 @@ def _balance_proof(account, balance: int, statements, result: matching.MatchResu
     return proof
 
 
-def _summary(result: matching.MatchResult, proof: dict, imported: ImportResult) -> dict:
+def _summary(result: matching.MatchResult, proof: dict, imported: ImportResult,
+             bank_account: str) -> dict:
     s = result.summary
     return {
-        "bank_lines": s.bank_lines, "ledger_items": s.ledger_items,
+        "bank_account": bank_account, "bank_lines": s.bank_lines, "ledger_items": s.ledger_items,
         "matched_bank_lines": s.matched_bank_lines, "matched_ledger_items": s.matched_ledger_items,
         "matches_by_rule": {r.rule: r.count for r in s.matches},
         "breaks_by_type": {b.type: b.count for b in s.breaks},
