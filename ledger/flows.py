@@ -24,9 +24,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from .accounts import open_account
 from .errors import IdempotencyConflictError, LedgerError
 from .money import DEFAULT_CURRENCY, from_minor, posting_minor
-from .accounts import open_account
 from .postings import Draft, Entry
 
 BANK = "assets:custody:bank"
