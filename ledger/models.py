@@ -563,6 +563,8 @@ class ReconBreak(Base):
     """A difference found by a run, naming both sides."""
 
     __tablename__ = "recon_break"
+    # A run's breaks are read by run: the open ones, and those a run carries to the next.
+    __table_args__ = (Index("ix_recon_break_run_id", "run_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     """Surrogate key."""
