@@ -43,10 +43,10 @@ from itertools import islice, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from sys import intern
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
-from sqlalchemy import exists, func, insert, select
+from sqlalchemy import and_, exists, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -170,47 +170,50 @@ def _bank_items(conn: Connection, query) -> Iterator[BankItem]:
             for i, booked, amount, cur, ref, e2e, value, batch, text in select_rows(conn, query))
 
 
+
+class _Carried(NamedTuple):
+    """What earlier runs left open, as :func:`_still_open` reads it for a run."""
+
+    bank: list          #: BankItems of the run's bank account dated up to the run's date
+    postings: list      #: LedgerItems of the run's ledger account dated up to its date
+    elsewhere: dict     #: ids of the rest still unmatched: ``bank_line_ids``, ``posting_ids``
+
+
 def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
-                account_id: int, through: dt.date) -> tuple[list[BankItem], list[LedgerItem]]:
-    """The items earlier runs left open that are still unmatched, whatever their age (up
-    to ``through``, the run's date): the bank lines of ``bank_account`` named by the breaks
-    of the last run of that bank account against ``account``, and the account's posted
-    postings named by the breaks of its last run.
+                account_id: int, through: dt.date) -> _Carried:
+    """The items the account's last run left open that are still unmatched, whatever their
+    age: those its breaks named, and those it carried without reporting them.
 
-    A run reads the items of its window; an item its lookback no longer reaches
-    would otherwise leave the open breaks without a word while still unmatched.
+    A run reads the items of its window; an item its lookback no longer reaches would
+    otherwise leave the open breaks without a word while still unmatched. What this run
+    cannot take (a line of another bank account, an item dated after its date) is kept in
+    ``elsewhere`` for its summary, so the next run takes it up again: the chain never breaks.
     """
-    runs = conn.execute(select(m.ReconRun.id, m.ReconRun.summary_json).where(
+    last = conn.execute(select(m.ReconRun.id, m.ReconRun.summary_json).where(
         m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
-        .order_by(m.ReconRun.id.desc()).limit(RUNS_LOOKED_AT)).all()
-    if not runs:
-        return [], []
-    # Runs before the summary named its bank account count as this account's.
-    last_bank = next((i for i, summary in runs
-                      if json.loads(summary).get("bank_account", bank_account) == bank_account), None)
-    bank_ids, posting_ids = set(), set()
-    for run_id, banks, postings in conn.execute(
-            select(m.ReconBreak.run_id, m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
-            .where(m.ReconBreak.run_id.in_({runs[0].id, last_bank} - {None}))):
-        if run_id == last_bank:
-            bank_ids.update(json.loads(banks))
-        if run_id == runs[0].id:
-            posting_ids.update(json.loads(postings))
-    bank: list[BankItem] = []
-    postings_: list[LedgerItem] = []
+        .order_by(m.ReconRun.id.desc()).limit(1)).first()
+    if last is None:
+        return _Carried([], [], {})
+    kept = json.loads(last.summary_json).get("open_elsewhere", {})
+    bank_ids, posting_ids = set(kept.get("bank_line_ids", ())), set(kept.get("posting_ids", ()))
+    for banks, postings in conn.execute(select(m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
+                                        .where(m.ReconBreak.run_id == last.id)):
+        bank_ids.update(json.loads(banks))
+        posting_ids.update(json.loads(postings))
+    bank, postings_, later_bank, later_postings = [], [], [], []
+    mine = and_(m.BankLine.account == bank_account, m.BankLine.booking_date <= through)
     for chunk in _chunks(sorted(bank_ids), SIDE_CHUNK):
-        bank.extend(_bank_items(conn, _bank_line_items().where(
-            m.BankLine.book_id == book_id, m.BankLine.account == bank_account,
-            m.BankLine.booking_date <= through, m.BankLine.id.in_(chunk))))
+        lines = _bank_line_items().where(m.BankLine.book_id == book_id, m.BankLine.id.in_(chunk))
+        bank.extend(_bank_items(conn, lines.where(mine)))
+        later_bank += conn.execute(lines.with_only_columns(m.BankLine.id).where(~mine)).scalars()
     for chunk in _chunks(sorted(posting_ids), SIDE_CHUNK):
-        postings_.extend(_ledger_items(conn, _posting_items().where(
-            m.Posting.account_id == account_id, m.Posting.effective_date <= through,
-            m.Posting.id.in_(chunk))))
-    return bank, postings_
-
-
-#: How many of an account's latest runs :func:`_still_open` looks through for its bank account's.
-RUNS_LOOKED_AT = 100
+        items = _posting_items().where(m.Posting.account_id == account_id, m.Posting.id.in_(chunk))
+        postings_ += _ledger_items(conn, items.where(m.Posting.effective_date <= through))
+        later_postings += conn.execute(items.with_only_columns(m.Posting.id).where(
+            m.Posting.effective_date > through)).scalars()
+    elsewhere = {name: sorted(ids) for name, ids in (("bank_line_ids", later_bank),
+                                                     ("posting_ids", later_postings)) if ids}
+    return _Carried(bank, postings_, elsewhere)
 
 
 def _join_items(items: list, more: list) -> None:
@@ -405,15 +408,15 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 carried_ids = _carried(source, book.book_id, account)
                 # What the last run left open stays in the run however old it grows:
                 # read by id, it joins the window's items it is not already among.
-                old_bank, old_postings = _still_open(source, book.book_id, account, bank_account,
-                                                     acct.id, day)
+                carried_over = _still_open(source, book.book_id, account, bank_account, acct.id,
+                                           day)
             if ledger_side is not None:
                 ledger_items, ledger_minor = ledger_side.result()
                 writer.check()
             else:
                 ledger_items, ledger_minor = _read_ledger_side(conn, acct, day, since)
-            _join_items(bank_items, old_bank)
-            _join_items(ledger_items, old_postings)
+            _join_items(bank_items, carried_over.bank)
+            _join_items(ledger_items, carried_over.postings)
             carried = [item for item in ledger_items if item.id in carried_ids]
             result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
                                     carried=carried)
@@ -421,7 +424,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             if writer is not None:
                 writer.finish()
         proof = _balance_proof(acct, ledger_minor, statements, result)
-        summary = _summary(result, proof, imported, bank_account)
+        summary = _summary(result, proof, imported, bank_account, carried_over.elsewhere)
         run_id = conn.execute(insert(m.ReconRun).values(
             book_id=book.book_id, account_code=account, statement_date=day, started_at=utcnow(),
             summary_json=json.dumps(summary, default=str)).returning(m.ReconRun.id)).scalar_one()
@@ -513,9 +516,10 @@ def _balance_proof(account, balance: int, statements, result: matching.MatchResu
 
 
 def _summary(result: matching.MatchResult, proof: dict, imported: ImportResult,
-             bank_account: str) -> dict:
+             bank_account: str, open_elsewhere: dict) -> dict:
     s = result.summary
     return {
+        "open_elsewhere": open_elsewhere,   # open items the run could not take: the next one does
         "bank_account": bank_account, "bank_lines": s.bank_lines, "ledger_items": s.ledger_items,
         "matched_bank_lines": s.matched_bank_lines, "matched_ledger_items": s.matched_ledger_items,
         "matches_by_rule": {r.rule: r.count for r in s.matches},
@@ -697,11 +701,13 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
         if brk.state in ("resolved", "cleared"):
             raise BreakResolutionError(f"break {break_id} is already {brk.state}", break_id=break_id)
         if brk.state == "superseded":
-            again = _reported_again(conn, brk, latest[rows[0].account_code])
+            again = _reported_again(conn, book.book_id, brk, rows[0].account_code)
             if again is not None:
+                newer, resolved = again
                 raise BreakResolutionError(
-                    f"break {break_id} is superseded: break {again} of a later run names its items "
-                    f"again; resolve that one", break_id=break_id, open_break=again)
+                    f"break {break_id} is superseded: break {newer} of a later run names its items "
+                    + ("again and is resolved" if resolved else "again; resolve that one"),
+                    break_id=break_id, newer_break=newer)
         run_row = conn.execute(select(m.ReconRun.account_code, m.ReconRun.id, m.ReconRun.summary_json)
                                .where(m.ReconRun.id == brk.run_id)).one()
         entry_id = match_id = None
@@ -719,15 +725,23 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
     return list_breaks(book, state=None, break_id=break_id)[0]
 
 
-def _reported_again(conn, brk: BreakView, latest_run: int) -> int | None:
-    """The break of ``latest_run`` that names one of ``brk``'s items, if one does: the one to
-    resolve instead (an older break whose items no later run named is resolved itself)."""
+def _reported_again(conn, book_id: int, brk: BreakView, account: str) -> tuple[int, bool] | None:
+    """The newest break of a later run of ``account`` that names one of ``brk``'s items, and
+    whether it is resolved, if one does: the one to resolve instead (an older break whose
+    items no later run named is resolved itself)."""
     banks, postings = set(brk.bank_line_ids), set(brk.posting_ids)
-    for other, bank_ids, posting_ids in conn.execute(
-            select(m.ReconBreak.id, m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
-            .where(m.ReconBreak.run_id == latest_run).order_by(m.ReconBreak.id)):
-        if not banks.isdisjoint(json.loads(bank_ids)) or not postings.isdisjoint(json.loads(posting_ids)):
-            return other
+    later = conn.execute(select(m.ReconRun.id).where(
+        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account,
+        m.ReconRun.id > brk.run_id).order_by(m.ReconRun.id.desc())).scalars().all()
+    for run_id in later:
+        for other, bank_ids, posting_ids, resolved in conn.execute(
+                select(m.ReconBreak.id, m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids,
+                       m.ReconResolution.id)
+                .outerjoin(m.ReconResolution, m.ReconResolution.break_id == m.ReconBreak.id)
+                .where(m.ReconBreak.run_id == run_id).order_by(m.ReconBreak.id)):
+            if (not banks.isdisjoint(json.loads(bank_ids))
+                    or not postings.isdisjoint(json.loads(posting_ids))):
+                return other, resolved is not None
     return None
 
 

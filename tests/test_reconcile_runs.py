@@ -998,3 +998,50 @@ def test_match_with_takes_only_a_bank_line_of_the_runs_bank_account(day_book):
     with pytest.raises(BreakResolutionError, match=r"is of bank account 6222002, not of 6222001"):
         resolve(day_book, transit, action="match-with", match_with=other.imported.line_ids[0],
                 note="n", by="Li Na")
+
+
+def _fee_line_id(run):
+    return next(b.bank_ids[0] for b in run.result.breaks if b.type == "in_bank_not_in_ledger")
+
+
+def test_what_a_backdated_run_or_another_bank_account_cannot_take_is_kept_for_the_next_run(day_book):
+    first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    fee = _fee_line_id(first)
+    before = DAY - dt.timedelta(days=1)
+    back = reconcile_parsed(day_book, [parsed("thu.csv", [line(1, 100, "T1", day=before)], opening=0,
+                                              day=before)])
+    assert fee not in {i for b in back.result.breaks for i in b.bank_ids}   # dated after the run
+    other = reconcile_parsed(day_book, [parsed("b.csv", [line(1, 700, "S1")], opening=0,
+                                               account="6222002")])           # another bank account
+    assert fee not in {i for b in other.result.breaks for i in b.bank_ids}
+    later = DAY + dt.timedelta(days=6)
+    run = reconcile_parsed(day_book, [parsed("later.csv", [line(1, 900, "L1", day=later)],
+                                             opening=0, day=later)], lookback_days=2)
+    assert fee in {i for b in run.result.breaks for i in b.bank_ids}         # taken up again
+    assert fee in {i for b in list_breaks(day_book) for i in b.bank_line_ids}
+
+
+def test_a_superseded_break_points_at_the_newest_break_that_names_its_items(day_book):
+    first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    second = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    x, y = (next(i for i, b in zip(r.break_ids, r.result.breaks) if b.type == "in_bank_not_in_ledger")
+            for r in (first, second))
+    reconcile_parsed(day_book, [parsed("b.csv", [line(1, 700, "S1")], opening=0, account="6222002")])
+    with pytest.raises(BreakResolutionError, match=f"break {y} of a later run names its items again; "
+                                                   "resolve that one"):
+        resolve(day_book, x, action="accept-timing", note="n", by="Li Na")
+    resolve(day_book, y, action="accept-timing", note="the bank books it late", by="Li Na")
+    with pytest.raises(BreakResolutionError, match=f"break {y} of a later run names its items again "
+                                                   "and is resolved"):
+        resolve(day_book, x, action="accept-timing", note="n", by="Li Na")
+
+
+def test_match_with_takes_no_bank_line_in_another_currency(day_book):
+    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    transit = next(i for i, b in zip(run.break_ids, run.result.breaks) if b.type == "in_transit")
+    day_book.open_account("assets:custody:usd", "asset", currency="USD")
+    usd = reconcile_parsed(day_book, [parsed("usd.csv", [line(1, 2000, "U1")], opening=0,
+                                             currency="USD")], account="assets:custody:usd")
+    with pytest.raises(BreakResolutionError, match=r"is in USD, assets:custody:bank in CNY"):
+        resolve(day_book, transit, action="match-with", match_with=usd.imported.line_ids[0],
+                note="n", by="Li Na")
