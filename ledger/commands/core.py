@@ -186,7 +186,7 @@ def post_cmd(file, db_url, fmt):
     if problems:
         # Lines that are not entries are named first, without touching the database (the
         # entry-by-entry check below holds the write lock for as long as it runs).
-        note = ("; the well-formed lines were not tried against the ledger yet"
+        note = ("\n(the well-formed lines were not tried against the ledger yet)"
                 if numbered else "")
         raise BadInput(nothing_posted(problems) + note)
     book = open_book(db_url)
