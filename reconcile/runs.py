@@ -386,6 +386,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 "ledger account that holds the custody bank's money (open it, or name the "
                 "right one)", account=account) from None
         _check_statements(parsed, acct, account)
+        _check_bank_account(conn, book.book_id, account, bank_account)
         since = day - dt.timedelta(days=lookback_days)
         with ExitStack() as threads:
             writer = ledger_side = None
@@ -442,6 +443,20 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
     except _DryRun:
         pass
     return outcome["result"]
+
+
+def _check_bank_account(conn: Connection, book_id: int, account: str, bank_account: str) -> None:
+    """A ledger account is reconciled against one bank account: the one its last run named
+    (its balance is proved against that account's closing balance)."""
+    last = conn.execute(select(m.ReconRun.id, m.ReconRun.summary_json).where(
+        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
+        .order_by(m.ReconRun.id.desc()).limit(1)).first()
+    known = json.loads(last.summary_json).get("bank_account") if last is not None else None
+    if known is not None and known != bank_account:
+        raise ReconcileError(
+            f"{account} is reconciled against bank account {known} (run {last.id}); these "
+            f"statements are of bank account {bank_account}: reconcile them against the ledger "
+            "account that holds that bank account's money (--account)", account=account)
 
 
 def _check_statements(parsed: Sequence, acct, account: str) -> None:

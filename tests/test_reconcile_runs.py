@@ -976,17 +976,19 @@ def test_a_run_for_an_earlier_day_takes_nothing_dated_after_it(day_book):
 def test_an_older_break_whose_items_no_later_run_names_is_resolved_itself(day_book):
     first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
     fee = next(i for i, b in zip(first.break_ids, first.result.breaks) if b.type == "in_bank_not_in_ledger")
-    # another bank account's statement reconciled against the same ledger account
-    other = reconcile_parsed(day_book, [parsed("b.csv", [line(1, 700, "S1")], opening=0,
-                                               account="6222002")])
+    before = DAY - dt.timedelta(days=1)     # a late statement for the day before: cannot take the fee
+    back = reconcile_parsed(day_book, [parsed("thu.csv", [line(1, 100, "T1", day=before)], opening=0,
+                                              day=before)])
     assert fee not in {b.id for b in list_breaks(day_book)}        # superseded by the later run
     assert not any(set(b.bank_ids) & set(first.result.breaks[first.break_ids.index(fee)].bank_ids)
-                   for b in other.result.breaks)
+                   for b in back.result.breaks)
     done = resolve(day_book, fee, action="adjust", account="expenses:platform:bank_fees",
                    note="bank fee", by="Li Na")
     assert done.state == "resolved"
-    again = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])  # bank 1 again
-    assert "in_bank_not_in_ledger" not in {b.type for b in again.result.breaks}
+    again = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    fee_line = first.result.breaks[first.break_ids.index(fee)].bank_ids[0]
+    assert fee_line not in {i for b in again.result.breaks for i in b.bank_ids}   # matched now
+    assert back.imported.line_ids[0] in {i for b in again.result.breaks for i in b.bank_ids}
 
 
 def test_match_with_takes_only_a_bank_line_of_the_runs_bank_account(day_book):
@@ -1004,16 +1006,13 @@ def _fee_line_id(run):
     return next(b.bank_ids[0] for b in run.result.breaks if b.type == "in_bank_not_in_ledger")
 
 
-def test_what_a_backdated_run_or_another_bank_account_cannot_take_is_kept_for_the_next_run(day_book):
+def test_what_a_backdated_run_cannot_take_is_kept_for_the_next_run(day_book):
     first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
     fee = _fee_line_id(first)
     before = DAY - dt.timedelta(days=1)
     back = reconcile_parsed(day_book, [parsed("thu.csv", [line(1, 100, "T1", day=before)], opening=0,
                                               day=before)])
     assert fee not in {i for b in back.result.breaks for i in b.bank_ids}   # dated after the run
-    other = reconcile_parsed(day_book, [parsed("b.csv", [line(1, 700, "S1")], opening=0,
-                                               account="6222002")])           # another bank account
-    assert fee not in {i for b in other.result.breaks for i in b.bank_ids}
     later = DAY + dt.timedelta(days=6)
     run = reconcile_parsed(day_book, [parsed("later.csv", [line(1, 900, "L1", day=later)],
                                              opening=0, day=later)], lookback_days=2)
@@ -1021,12 +1020,25 @@ def test_what_a_backdated_run_or_another_bank_account_cannot_take_is_kept_for_th
     assert fee in {i for b in list_breaks(day_book) for i in b.bank_line_ids}
 
 
+def test_a_ledger_account_is_reconciled_against_one_bank_account(day_book):
+    reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
+    before = _counts(day_book)
+    with pytest.raises(ReconcileError, match=r"assets:custody:bank is reconciled against bank account "
+                                             r"6222001 \(run \d+\); these statements are of bank "
+                                             r"account 6222002"):
+        reconcile_parsed(day_book, [parsed("b.csv", [line(1, 700, "S1")], opening=0,
+                                           account="6222002")])
+    assert _counts(day_book) == before
+
+
 def test_a_superseded_break_points_at_the_newest_break_that_names_its_items(day_book):
     first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
     second = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
     x, y = (next(i for i, b in zip(r.break_ids, r.result.breaks) if b.type == "in_bank_not_in_ledger")
             for r in (first, second))
-    reconcile_parsed(day_book, [parsed("b.csv", [line(1, 700, "S1")], opening=0, account="6222002")])
+    before = DAY - dt.timedelta(days=1)     # the newest run names the fee nowhere
+    reconcile_parsed(day_book, [parsed("thu.csv", [line(1, 100, "T1", day=before)], opening=0,
+                                       day=before)])
     with pytest.raises(BreakResolutionError, match=f"break {y} of a later run names its items again; "
                                                    "resolve that one"):
         resolve(day_book, x, action="accept-timing", note="n", by="Li Na")
