@@ -37,7 +37,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, literal, select, text, union_all
+from sqlalchemy import and_, exists, func, insert, literal, select, text, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -57,6 +57,8 @@ class ClosedPeriod:
         closed_at: UTC time of the close.
         closed_by: who closed it, if given.
         checkpointed_accounts: accounts with a balance checkpoint at the close.
+        open_pending: pending entries dated in the closed periods and not completed yet
+            (ids, first 100): each is completed later with a date after the close.
     """
 
     label: str
@@ -64,6 +66,7 @@ class ClosedPeriod:
     closed_at: dt.datetime
     closed_by: str | None
     checkpointed_accounts: int
+    open_pending: tuple[int, ...] = ()
 
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -117,7 +120,14 @@ def close_period(conn: Connection, book_id: int, through: dt.date, label: str,
         closed_by=closed_by).returning(m.ClosedPeriod.id)).scalar_one()
     written = _write_checkpoint(conn, book_id, period_id, through)
     chain.seal(conn, book_id)  # every entry of the closed periods gets its link now
-    return ClosedPeriod(label, through, now, closed_by, written)
+    completion = m.JournalEntry.__table__.alias("completion")
+    open_pending = tuple(conn.execute(
+        select(m.JournalEntry.id).where(
+            m.JournalEntry.book_id == book_id, m.JournalEntry.phase == "pending",
+            m.JournalEntry.effective_date <= through,
+            ~exists().where(completion.c.pending_id == m.JournalEntry.id))
+        .order_by(m.JournalEntry.id).limit(100)).scalars())
+    return ClosedPeriod(label, through, now, closed_by, written, open_pending)
 
 
 def _write_checkpoint(conn: Connection, book_id: int, period_id: int, through: dt.date) -> int:

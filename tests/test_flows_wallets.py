@@ -92,7 +92,16 @@ def test_a_hold_dated_in_a_period_closed_since_completes_on_the_day_given(flows)
     hold = flows.withdraw("alice", "300", key="wd-1", effective_date=dt.date(2026, 10, 31))
     paid = flows.withdraw("alice", "100", key="wd-2", effective_date=dt.date(2026, 10, 31))
     flows.confirm_withdrawal(paid.id, bank_ref="P2", key="ok-2")          # dated the request day
-    book.close_period(dt.date(2026, 10, 31), "2026-10")
+    from click.testing import CliRunner
+
+    from cli import main
+
+    closed = CliRunner().invoke(main, ["period", "close", "2026-10", "--db",
+                                       book.engine.url.render_as_string(hide_password=False)],
+                                catch_exceptions=False)
+    assert closed.exit_code == 0, closed.output
+    assert (f"warning: pending entries dated in the closed period are still open ({hold.id}): "
+            "their holds stay until each is completed with a date after 2026-10-31") in closed.output
     for complete in (lambda: flows.confirm_withdrawal(hold.id, bank_ref="P1", key="ok"),
                      lambda: flows.fail_withdrawal(hold.id, key="f", reason="rejected")):
         with pytest.raises(ClosedPeriodError, match=rf"pending entry {hold.id} is dated 2026-10-31, in the "

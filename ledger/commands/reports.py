@@ -336,6 +336,11 @@ def period_close_cmd(period, closed_by, db_url):
     closed = book.close_period(through, label, closed_by, today=today)
     click.echo(f"closed {closed.label} through {closed.closed_through}: "
                f"{closed.checkpointed_accounts} account balances checkpointed")
+    if closed.open_pending:
+        shown = ", ".join(map(str, closed.open_pending))
+        click.echo(f"warning: pending entries dated in the closed period are still open ({shown}"
+                   f"{', ...' if len(closed.open_pending) == 100 else ''}): their holds stay until "
+                   f"each is completed with a date after {closed.closed_through}", err=True)
 
 
 @period_group.command("list")
