@@ -77,7 +77,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from itertools import compress, islice, repeat
 from operator import eq, is_not, itemgetter, lt, not_
@@ -502,19 +502,25 @@ class MatchResult(NamedTuple):
 def match(bank: Iterable[BankItem], ledger: Iterable[LedgerItem], *,
           statement_date: Optional[date] = None,
           config: MatchConfig = DEFAULT_CONFIG,
-          carried: Iterable[LedgerItem] = ()) -> MatchResult:
+          carried: Iterable[LedgerItem] = (),
+          repeats_of: Optional[Mapping[Any, tuple]] = None) -> MatchResult:
     """Run the cascade over one statement's bank lines and the unmatched postings.
 
     ``statement_date`` is the statement's last day: unmatched postings dated
     on it or later are ``in_transit`` (without it, none are). ``carried``
     are yesterday's in-transit postings (see :func:`carry_forward`); a
     carried posting that also appears in ``ledger`` (same id) counts once.
+    ``repeats_of``: bank line id -> ``(id, amount_minor)`` of the earlier line
+    it repeats when that one is not among ``bank`` (matched by an earlier run,
+    say): the line is a ``duplicate`` as if both were given.
     Raises :class:`MatchInputError` listing every problem with the input.
     """
     with _collector_paused():
         work = _prepare(_as_list(bank), _as_list(ledger), _as_list(carried), statement_date,
                         config)
         _find_repeats(work)
+        if repeats_of:
+            _known_repeats(work, repeats_of)
         _pass_exact_reference(work)
         _pass_reference_breaks(work)
         _pass_batch(work)
@@ -954,6 +960,15 @@ def _find_repeats(w: _Work) -> None:
             w.repeats.append((bi, earlier))
 
 
+def _known_repeats(w: _Work, repeats_of: Mapping[Any, tuple]) -> None:
+    """Lines that repeat an earlier line not among the items: set aside, as repeats are."""
+    for bi, item in enumerate(w.bank):
+        earlier = repeats_of.get(item[0])
+        if earlier is not None and not w.b_done[bi]:
+            w.b_done[bi] = 1
+            w.repeats.append((bi, tuple(earlier)))
+
+
 def _pass_exact_reference(w: _Work) -> None:
     """Rule 1: reference equal, currency and amount equal, dates within the window.
 
@@ -1355,12 +1370,14 @@ def _leftovers(w: _Work) -> None:
                        f"{_side(w, 'ledger', [li])} has no bank line")
     for bi, first in w.repeats:
         ref = w.bank[bi].bank_ref
-        same = "same" if w.b_amt[bi] == w.b_amt[first] else "a different"
+        # an earlier line among the items (its position), or one outside them (id, amount)
+        first_id, first_amount = first if type(first) is tuple else (w.b_id[first], w.b_amt[first])
+        same = "same" if w.b_amt[bi] == first_amount else "a different"
         w.b_done[bi] = 0
         _add_break(w, DUPLICATE, [bi], [],
                    f"{_side(w, 'bank', [bi])} repeats bank reference {ref!r} of bank line "
-                   f"{w.b_id[first]!r} ({same} amount); the repeat is reported, not matched",
-                   duplicate_of=w.b_id[first])
+                   f"{first_id!r} ({same} amount); the repeat is reported, not matched",
+                   duplicate_of=first_id)
 
 
 # --- building the result -----------------------------------------------------

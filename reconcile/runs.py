@@ -177,6 +177,7 @@ class _Carried(NamedTuple):
     bank: list          #: BankItems of the run's bank account dated up to the run's date
     postings: list      #: LedgerItems of the run's ledger account dated up to its date
     elsewhere: dict     #: ids of the rest still unmatched: ``bank_line_ids``, ``posting_ids``
+    repeats_of: dict    #: line reported as a duplicate -> (id, amount) of the line it repeats
 
 
 def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
@@ -193,13 +194,28 @@ def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
         m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
         .order_by(m.ReconRun.id.desc()).limit(1)).first()
     if last is None:
-        return _Carried([], [], {})
+        return _Carried([], [], {}, {})
     kept = json.loads(last.summary_json).get("open_elsewhere", {})
     bank_ids, posting_ids = set(kept.get("bank_line_ids", ())), set(kept.get("posting_ids", ()))
-    for banks, postings in conn.execute(select(m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids)
-                                        .where(m.ReconBreak.run_id == last.id)):
-        bank_ids.update(json.loads(banks))
+    duplicates = {}
+    for kind, banks, postings, detail in conn.execute(
+            select(m.ReconBreak.type, m.ReconBreak.bank_line_ids, m.ReconBreak.posting_ids,
+                   m.ReconBreak.detail_json).where(m.ReconBreak.run_id == last.id)):
+        banks = json.loads(banks)
+        bank_ids.update(banks)
         posting_ids.update(json.loads(postings))
+        if kind == matching.DUPLICATE and len(banks) == 1:
+            earlier = json.loads(detail).get("duplicate_of")
+            if type(earlier) is int:
+                duplicates[banks[0]] = earlier
+    # A repeat stays one when the line it repeats has been matched since (it is not
+    # among the run's items then): matching is told which line and amount it repeats.
+    amounts = {}
+    for chunk in _chunks(sorted(set(duplicates.values())), SIDE_CHUNK):
+        amounts.update(conn.execute(select(m.BankLine.id, m.BankLine.amount_minor)
+                                    .where(m.BankLine.id.in_(chunk))).all())
+    repeats_of = {line: (earlier, amounts[earlier]) for line, earlier in duplicates.items()
+                  if earlier in amounts}
     bank, postings_, later_bank, later_postings = [], [], [], []
     mine = and_(m.BankLine.account == bank_account, m.BankLine.booking_date <= through)
     for chunk in _chunks(sorted(bank_ids), SIDE_CHUNK):
@@ -213,7 +229,7 @@ def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
             m.Posting.effective_date > through)).scalars()
     elsewhere = {name: sorted(ids) for name, ids in (("bank_line_ids", later_bank),
                                                      ("posting_ids", later_postings)) if ids}
-    return _Carried(bank, postings_, elsewhere)
+    return _Carried(bank, postings_, elsewhere, repeats_of)
 
 
 def _join_items(items: list, more: list) -> None:
@@ -420,7 +436,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             _join_items(ledger_items, carried_over.postings)
             carried = [item for item in ledger_items if item.id in carried_ids]
             result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
-                                    carried=carried)
+                                    carried=carried, repeats_of=carried_over.repeats_of)
             del bank_items, ledger_items, carried
             if writer is not None:
                 writer.finish()

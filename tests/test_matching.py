@@ -675,3 +675,19 @@ def test_postings_the_bank_books_a_day_late_clear_the_next_day(postings, start, 
     assert second.is_reconciled
     assert all(m.rule == CARRIED_FORWARD for m in second.matches)
     assert len(second.matches) == len(tomorrow_lines)
+
+
+def test_a_line_known_to_repeat_one_outside_the_run_is_a_duplicate():
+    """The line it repeats was matched by an earlier run, so is not among the items."""
+    bank = [line(2, 500, ref="S1", e2e="T1"), line(3, 700, ref="S2", e2e="T2")]
+    ledger = [post(2, 700, ref="T2")]        # T1's posting went with the line repeated
+    result = match(bank, ledger, repeats_of={2: (1, 400)})
+    assert [(b.type, b.bank_ids, b.duplicate_of) for b in result.breaks] == [(DUPLICATE, (2,), 1)]
+    assert "of bank line 1 (a different amount)" in result.breaks[0].detail
+    assert [(m.bank_ids, m.ledger_ids) for m in result.matches] == [((3,), (2,))]
+    check_exclusive(result, bank, ledger)
+    # a line whose earlier twin is among the items is told apart by the items themselves
+    twins = [line(1, 500, ref="S1", e2e="T1"), *bank]
+    both = match(twins, [post(1, 500, ref="T1"), *ledger], repeats_of={2: (1, 500)})
+    assert [(b.type, b.bank_ids, b.duplicate_of) for b in both.breaks] == [(DUPLICATE, (2,), 1)]
+    assert match(bank, ledger, repeats_of={}).breaks == match(bank, ledger).breaks

@@ -1057,3 +1057,16 @@ def test_match_with_takes_no_bank_line_in_another_currency(day_book):
     with pytest.raises(BreakResolutionError, match=r"is in USD, assets:custody:bank in CNY"):
         resolve(day_book, transit, action="match-with", match_with=usd.imported.line_ids[0],
                 note="n", by="Li Na")
+
+
+def test_a_repeat_stays_a_duplicate_when_the_line_it_repeats_was_matched_earlier(day_book):
+    b1 = line(1, 10000, "B1", description="top-up alice")
+    first = reconcile_parsed(day_book, [parsed("a.csv", [b1, b1._replace(source_position="line 2")],
+                                               opening=0)])
+    (dup,) = [b for b in first.result.breaks if b.type == "duplicate"]
+    original = dup.duplicate_of
+    overlapping = parsed("b.csv", [b1, line(2, -3000, "P1")], opening=0)   # B1 known, P1 new
+    run = reconcile_parsed(day_book, [overlapping])
+    again = [b for b in run.result.breaks if dup.bank_ids[0] in b.bank_ids]
+    assert [(b.type, b.duplicate_of) for b in again] == [("duplicate", original)]
+    assert "repeats bank reference 'B1' of bank line" in again[0].detail
