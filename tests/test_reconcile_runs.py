@@ -991,13 +991,18 @@ def test_an_older_break_whose_items_no_later_run_names_is_resolved_itself(day_bo
     assert back.imported.line_ids[0] in {i for b in again.result.breaks for i in b.bank_ids}
 
 
-def test_match_with_takes_only_a_bank_line_of_the_runs_bank_account(day_book):
+@pytest.mark.parametrize("code, account, currency, refusal", [
+    ("assets:custody:bank2", "6222002", None, r"is of bank account 6222002, not of 6222001"),
+    ("assets:custody:usd", None, "USD", r"is in USD, assets:custody:bank in CNY"),
+], ids=["another bank account", "another currency"])
+def test_match_with_takes_only_a_bank_line_of_the_runs_bank_account_and_currency(
+        day_book, code, account, currency, refusal):
     run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
     transit = next(i for i, b in zip(run.break_ids, run.result.breaks) if b.type == "in_transit")
-    day_book.open_account("assets:custody:bank2", "asset")
-    other = reconcile_parsed(day_book, [parsed("b.csv", [line(1, 2000, "S1")], opening=0,
-                                               account="6222002")], account="assets:custody:bank2")
-    with pytest.raises(BreakResolutionError, match=r"is of bank account 6222002, not of 6222001"):
+    day_book.open_account(code, "asset", currency=currency or "CNY")
+    other = reconcile_parsed(day_book, [parsed("other.csv", [line(1, 2000, "S1")], opening=0,
+                                               account=account, currency=currency)], account=code)
+    with pytest.raises(BreakResolutionError, match=refusal):
         resolve(day_book, transit, action="match-with", match_with=other.imported.line_ids[0],
                 note="n", by="Li Na")
 
@@ -1046,17 +1051,6 @@ def test_a_superseded_break_points_at_the_newest_break_that_names_its_items(day_
     with pytest.raises(BreakResolutionError, match=f"break {y} of a later run names its items again "
                                                    "and is resolved"):
         resolve(day_book, x, action="accept-timing", note="n", by="Li Na")
-
-
-def test_match_with_takes_no_bank_line_in_another_currency(day_book):
-    run = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
-    transit = next(i for i, b in zip(run.break_ids, run.result.breaks) if b.type == "in_transit")
-    day_book.open_account("assets:custody:usd", "asset", currency="USD")
-    usd = reconcile_parsed(day_book, [parsed("usd.csv", [line(1, 2000, "U1")], opening=0,
-                                             currency="USD")], account="assets:custody:usd")
-    with pytest.raises(BreakResolutionError, match=r"is in USD, assets:custody:bank in CNY"):
-        resolve(day_book, transit, action="match-with", match_with=usd.imported.line_ids[0],
-                note="n", by="Li Na")
 
 
 def test_a_repeat_stays_a_duplicate_when_the_line_it_repeats_was_matched_earlier(day_book):
