@@ -26,6 +26,7 @@ differs; ``report.first`` is the earliest.
 from __future__ import annotations
 
 import json
+import hashlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, case, exists, func, select
@@ -70,6 +71,9 @@ class VerifyReport:
         chain_head: last chain hash (what an auditor writes down).
         custody: the custody invariant's figures, minor units by currency.
         problems: everything found wrong, earliest first.
+        accounts_anchor: ``"<highest account id>:<digest>"`` of the chart of accounts
+            (:func:`accounts_digest`), written down beside the chain head: the
+            entries' hashes cover account ids, the digest what each id means.
     """
 
     book: str
@@ -78,6 +82,7 @@ class VerifyReport:
     chain_head: str
     custody: dict = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
+    accounts_anchor: str = ""
 
     @property
     def ok(self) -> bool:
@@ -91,11 +96,19 @@ class VerifyReport:
 
 
 def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
-                custody_prefix: str = DEFAULT_CUSTODY_PREFIX) -> VerifyReport:
-    """Verify ``book`` (a :class:`ledger.book.Book`); see the module docstring."""
+                custody_prefix: str = DEFAULT_CUSTODY_PREFIX,
+                accounts_anchor: str | None = None) -> VerifyReport:
+    """Verify ``book`` (a :class:`ledger.book.Book`); see the module docstring.
+
+    ``accounts_anchor``: an earlier report's :attr:`VerifyReport.accounts_anchor`; the
+    accounts it covers must still be exactly what they were then.
+    """
     sealed_now = book.seal() if seal else 0
     with book.reading() as conn:
         problems: list[Problem] = []
+        anchor = _accounts_anchor(conn, book.book_id)
+        if accounts_anchor:
+            _check_accounts_anchor(conn, book.book_id, accounts_anchor, problems)
         count, head = _check_chain(conn, book.book_id, from_entry, problems)
         _check_unlinked(conn, book.book_id, problems)
         _check_entries(conn, book.book_id, problems)
@@ -105,7 +118,42 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         _check_loan_claims(conn, book.book_id, problems)
         _check_checkpoints(conn, book.book_id, problems)
         _check_chain_days(conn, book.book_id, problems)
-    return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems))
+    return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems), anchor)
+
+
+def accounts_digest(conn: Connection, book_id: int, through_id: int) -> str:
+    """SHA-256 of the identity of every account of the book up to id ``through_id``, in id
+    order: id, code, type, currency, the no-overdraft rule and the opening time. Accounts
+    are only ever added (migration 0010), so a digest written down stays true."""
+    digest = hashlib.sha256()
+    for row in conn.execute(select(m.Account.id, m.Account.code, m.Account.type, m.Account.currency,
+                                   m.Account.is_no_overdraft, m.Account.opened_at)
+                            .where(m.Account.book_id == book_id, m.Account.id <= through_id)
+                            .order_by(m.Account.id)):
+        i, code, type_, currency, no_overdraft, opened = row
+        digest.update(chain.canonical_json(
+            [int(i), code, type_, currency, bool(no_overdraft),
+             opened.isoformat(timespec="microseconds")]).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _accounts_anchor(conn: Connection, book_id: int) -> str:
+    last = conn.execute(select(func.max(m.Account.id)).where(m.Account.book_id == book_id)).scalar()
+    return f"{last or 0}:{accounts_digest(conn, book_id, last or 0)}"
+
+
+def _check_accounts_anchor(conn: Connection, book_id: int, anchor: str,
+                           problems: list[Problem]) -> None:
+    through, _, digest = anchor.partition(":")
+    if not through.isdigit() or len(digest) != 64:
+        problems.append(Problem("accounts", f"{anchor!r} is not an accounts anchor "
+                                "(<highest account id>:<digest>, as verify prints it)"))
+        return
+    if accounts_digest(conn, book_id, int(through)) != digest:
+        problems.append(Problem(
+            "accounts", f"the accounts up to id {through} are not what they were when the anchor "
+            "was written down: one was changed (code, type, currency, no-overdraft rule or "
+            "opening time) or removed"))
 
 
 def _check_chain(conn: Connection, book_id: int, from_entry: int | None,

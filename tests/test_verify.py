@@ -333,3 +333,28 @@ def test_dues_of_a_disbursement_removed_or_added_are_found(lent):
     assert "loan L2 is bidding, yet dues of a disbursement are recorded for it" in messages
     assert ("loan L1, installment 12, fee owed to @platform: its disbursement recorded 0.00, its "
             "terms make it 5.00") in messages
+
+
+def test_an_account_changed_behind_the_ledgers_back_is_found_by_the_anchor_written_down(books):
+    """Swapping two wallets' codes keeps every entry's hash (they cover account ids): the
+    accounts anchor an auditor wrote down beside the chain head tells."""
+    anchor = books.verify().accounts_anchor
+    assert books.verify(accounts_anchor=anchor).ok
+    books.open_account("liabilities:users:u3:available", "liability", no_overdraft=True)
+    assert books.verify(accounts_anchor=anchor).ok          # accounts are added, never changed
+    assert books.verify().accounts_anchor != anchor
+    with behind_the_ledgers_back(books) as conn:
+        conn.exec_driver_sql(f"UPDATE account SET code = 'swap' WHERE code = '{U1}'")
+        conn.exec_driver_sql(f"UPDATE account SET code = '{U1}' WHERE code = '{U2}'")
+        conn.exec_driver_sql(f"UPDATE account SET code = '{U2}' WHERE code = 'swap'")
+    assert books.verify().ok                                # nothing else can see it
+    problem = first(books, accounts_anchor=anchor)
+    assert problem.check == "accounts" and "up to id" in problem.message
+    url = books.engine.url.render_as_string(False)
+    result = CliRunner().invoke(main, ["verify", "--db", url, "--accounts-anchor", anchor],
+                                catch_exceptions=False)
+    assert result.exit_code == 4 and "[accounts] the accounts up to id" in result.output
+    bad = CliRunner().invoke(main, ["verify", "--db", url, "--accounts-anchor", "x"],
+                             catch_exceptions=False)
+    assert bad.exit_code == 2 and "give ID:DIGEST as verify prints it" in bad.output
+    assert "is not an accounts anchor" in first(books, accounts_anchor="x").message
