@@ -180,7 +180,7 @@ class _Carried(NamedTuple):
     repeats_of: dict    #: line reported as a duplicate -> (id, amount) of the line it repeats
 
 
-def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
+def _still_open(conn: Connection, book_id: int, last: _LastRun | None, bank_account: str,
                 account_id: int, through: dt.date) -> _Carried:
     """The items the account's last run left open that are still unmatched, whatever their
     age: those its breaks named, and those it carried without reporting them.
@@ -190,12 +190,9 @@ def _still_open(conn: Connection, book_id: int, account: str, bank_account: str,
     cannot take (a line of another bank account, an item dated after its date) is kept in
     ``elsewhere`` for its summary, so the next run takes it up again: the chain never breaks.
     """
-    last = conn.execute(select(m.ReconRun.id, m.ReconRun.summary_json).where(
-        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
-        .order_by(m.ReconRun.id.desc()).limit(1)).first()
     if last is None:
         return _Carried([], [], {}, {})
-    kept = json.loads(last.summary_json).get("open_elsewhere", {})
+    kept = last.summary.get("open_elsewhere", {})
     bank_ids, posting_ids = set(kept.get("bank_line_ids", ())), set(kept.get("posting_ids", ()))
     duplicates = {}
     for kind, banks, postings, detail in conn.execute(
@@ -330,12 +327,19 @@ def _break_sides(conn: Connection, breaks: Sequence[matching.Break]) -> tuple[di
     return bank, ledger
 
 
-def _carried(conn: Connection, book_id: int, account: str) -> set[int]:
-    """Postings the previous run of the account left in transit."""
-    row = conn.execute(select(m.ReconRun.summary_json).where(
+class _LastRun(NamedTuple):
+    """The account's last run: its id and its summary (what it left in transit, the bank
+    account it reconciled, the open items it kept for the next run)."""
+
+    id: int
+    summary: dict
+
+
+def _last_run(conn: Connection, book_id: int, account: str) -> _LastRun | None:
+    row = conn.execute(select(m.ReconRun.id, m.ReconRun.summary_json).where(
         m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
-        .order_by(m.ReconRun.id.desc()).limit(1)).scalar()
-    return set(json.loads(row).get("in_transit_posting_ids", [])) if row else set()
+        .order_by(m.ReconRun.id.desc()).limit(1)).first()
+    return None if row is None else _LastRun(row.id, json.loads(row.summary_json))
 
 
 def reconcile(book, paths: Sequence[str | Path], *, account: str = CUSTODY,
@@ -402,7 +406,8 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 "ledger account that holds the custody bank's money (open it, or name the "
                 "right one)", account=account) from None
         _check_statements(parsed, acct, account)
-        _check_bank_account(conn, book.book_id, account, bank_account)
+        last = _last_run(conn, book.book_id, account)
+        _check_bank_account(last, account, bank_account)
         since = day - dt.timedelta(days=lookback_days)
         with ExitStack() as threads:
             writer = ledger_side = None
@@ -422,11 +427,11 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
             with book.reading() if writer is not None else nullcontext(conn) as source:
                 bank_items = _open_bank_lines(source, book.book_id, bank_account, day, since, added)
                 del added
-                carried_ids = _carried(source, book.book_id, account)
-                # What the last run left open stays in the run however old it grows:
-                # read by id, it joins the window's items it is not already among.
-                carried_over = _still_open(source, book.book_id, account, bank_account, acct.id,
-                                           day)
+                # Postings the last run left in transit, and what it left open: that stays
+                # in the run however old it grows (read by id, it joins the window's items
+                # it is not already among).
+                carried_ids = set(last.summary.get("in_transit_posting_ids", ())) if last else set()
+                carried_over = _still_open(source, book.book_id, last, bank_account, acct.id, day)
             if ledger_side is not None:
                 ledger_items, ledger_minor = ledger_side.result()
                 writer.check()
@@ -461,13 +466,10 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
     return outcome["result"]
 
 
-def _check_bank_account(conn: Connection, book_id: int, account: str, bank_account: str) -> None:
+def _check_bank_account(last: _LastRun | None, account: str, bank_account: str) -> None:
     """A ledger account is reconciled against one bank account: the one its last run named
     (its balance is proved against that account's closing balance)."""
-    last = conn.execute(select(m.ReconRun.id, m.ReconRun.summary_json).where(
-        m.ReconRun.book_id == book_id, m.ReconRun.account_code == account)
-        .order_by(m.ReconRun.id.desc()).limit(1)).first()
-    known = json.loads(last.summary_json).get("bank_account") if last is not None else None
+    known = last.summary.get("bank_account") if last is not None else None
     if known is not None and known != bank_account:
         raise ReconcileError(
             f"{account} is reconciled against bank account {known} (run {last.id}); these "
