@@ -624,6 +624,13 @@ def _write_new(conn: Connection, book_id: int, batch: list[_Prepared],
     for entry_id, p in zip(ids, batch):
         d = p.draft
         if through is not None and p.effective_date <= through:
+            if d.pending_id is not None:   # a commit or void, dated its pending entry's day by default
+                raise ClosedPeriodError(
+                    f"entry {d.key!r}: completing pending entry {d.pending_id} on "
+                    f"{p.effective_date}, in the period closed through {through}: give the "
+                    f"completion the day it happened (effective_date after {through}); the hold "
+                    "stays until then", key=d.key, effective_date=p.effective_date,
+                    closed_through=through, pending_id=d.pending_id)
             raise ClosedPeriodError(
                 f"entry {d.key!r}: effective date {p.effective_date} is in a period closed "
                 f"through {through}; post the correction into an open period",
@@ -1189,7 +1196,6 @@ def commit_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, amo
     """The entry that commits pending ``entry_id`` (all of it, ``amount``, or ``postings``)."""
     pend = open_pending(conn, book_id, entry_id, replay_of=replay_of)
     legs = _commit_legs(pend, amount, postings)
-    _completion_day(conn, book_id, pend, effective_date, key, replay_of)
     return Draft(legs, key, pend.kind, effective_date or pend.effective_date, "commit",
                  external_ref if external_ref is not None else pend.external_ref,
                  memo if memo is not None else pend.memo,
@@ -1197,29 +1203,11 @@ def commit_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, amo
                  pending_id=entry_id, minor=True, releases=tuple(pending_holds(conn, entry_id)))
 
 
-def _completion_day(conn: Connection, book_id: int, pend: Entry, effective_date: dt.date | None,
-                    key: str, replay_of: int | None) -> None:
-    """A completion takes its pending entry's date unless given one; when that date has
-    since been closed, say which date to give instead (the hold stays until then). A
-    retry of a completion already written is answered by the write path as before."""
-    if effective_date is not None or replay_of is not None:
-        return
-    through = closed_through(conn, book_id)
-    if through is not None and pend.effective_date <= through:
-        raise ClosedPeriodError(
-            f"entry {key!r}: pending entry {pend.id} is dated {pend.effective_date}, in the period "
-            f"closed through {through}, so its completion cannot take that date: give it the day "
-            f"it happened (effective_date after {through}); the hold stays until then",
-            key=key, effective_date=pend.effective_date, closed_through=through,
-            pending_id=pend.id)
-
-
 def void_draft(conn: Connection, book_id: int, entry_id: int, *, key: str,
                effective_date: dt.date | None = None, memo: str | None = None,
                replay_of: int | None = None) -> Draft:
     """The entry that voids pending ``entry_id`` (no postings; releases its holds)."""
     pend = open_pending(conn, book_id, entry_id, replay_of=replay_of)
-    _completion_day(conn, book_id, pend, effective_date, key, replay_of)
     return Draft((), key, pend.kind, effective_date or pend.effective_date, "void",
                  pend.external_ref, memo, None, pending_id=entry_id, minor=True,
                  releases=tuple(pending_holds(conn, entry_id)))

@@ -104,8 +104,8 @@ def test_a_hold_dated_in_a_period_closed_since_completes_on_the_day_given(flows)
             "their holds stay until each is completed with a date after 2026-10-31") in closed.output
     for complete in (lambda: flows.confirm_withdrawal(hold.id, bank_ref="P1", key="ok"),
                      lambda: flows.fail_withdrawal(hold.id, key="f", reason="rejected")):
-        with pytest.raises(ClosedPeriodError, match=rf"pending entry {hold.id} is dated 2026-10-31, in the "
-                                                    r"period closed through 2026-10-31.*effective_date after"):
+        with pytest.raises(ClosedPeriodError, match=rf"completing pending entry {hold.id} on 2026-10-31, in "
+                                                    r"the period closed through 2026-10-31.*effective_date after"):
             complete()
     assert (book.balance(wallet("alice")), book.balance(wallet("alice"), kind="available")) == (
         D("400.00"), D("100.00"))                                      # still held, nothing written
