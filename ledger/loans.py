@@ -268,11 +268,6 @@ def _differences(entry: Entry, request: _Request) -> list[str]:
     return found
 
 
-def _rate(value: Any, what: str) -> Decimal:
-    """A rate written as ``schedule()`` takes it (``"6%"``, ``"0.06"``, a Decimal)."""
-    return schedules.parse_rate(value, what=what)
-
-
 def refuse_reversal(conn: Connection, book_id: int, entry_id: int) -> None:
     """Raise :class:`LoanEntryReversalError` when ``entry_id`` is one of a loan's entries.
 
@@ -452,7 +447,7 @@ class Loans:
         (or another loan) under it raise :class:`~ledger.errors.IdempotencyConflictError`.
         """
         principal_minor = positive_minor(principal, "principal")
-        rate = _rate(annual_rate, "annual_rate")
+        rate = schedules.parse_rate(annual_rate, what="annual_rate")
         fee_minor = positive_minor(upfront_fee, "upfront_fee", allow_zero=True)
         if fee_minor >= principal_minor:
             raise FlowError("upfront fee must be smaller than the principal", field="upfront_fee")
@@ -461,9 +456,11 @@ class Loans:
                                      term_unit, conventions)
         if check_rate_cap:
             schedules.check_rate_cap(plan, start, upfront_fee=from_minor(fee_minor))
-        rates = {"management_fee_rate": _rate(management_fee_rate, "management_fee_rate"),
+        rates = {"management_fee_rate": schedules.parse_rate(management_fee_rate,
+                                                             what="management_fee_rate"),
                  "penalty_multiple": to_decimal_exact(penalty_multiple, what="penalty_multiple"),
-                 "prepayment_fee_rate": _rate(prepayment_fee_rate, "prepayment_fee_rate")}
+                 "prepayment_fee_rate": schedules.parse_rate(prepayment_fee_rate,
+                                                             what="prepayment_fee_rate")}
         terms = {"upfront_fee_minor": fee_minor, **{k: str(v) for k, v in rates.items()},
                  "conventions": {k: str(v) for k, v in conventions.items()}}
         # What a retry asks for: the loan's columns and terms (rates compare by value).

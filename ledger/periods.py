@@ -58,7 +58,8 @@ class ClosedPeriod:
         closed_by: who closed it, if given.
         checkpointed_accounts: accounts with a balance checkpoint at the close.
         open_pending: pending entries dated in the closed periods and not completed yet
-            (ids, first 100): each is completed later with a date after the close.
+            (ids, the first :data:`OPEN_PENDING_SHOWN`): each is completed later with a
+            date after the close.
     """
 
     label: str
@@ -68,6 +69,9 @@ class ClosedPeriod:
     checkpointed_accounts: int
     open_pending: tuple[int, ...] = ()
 
+
+#: How many open pending entries a close names at most (:attr:`ClosedPeriod.open_pending`).
+OPEN_PENDING_SHOWN = 100
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _YEAR = re.compile(r"^(\d{4})$")
@@ -126,7 +130,7 @@ def close_period(conn: Connection, book_id: int, through: dt.date, label: str,
             m.JournalEntry.book_id == book_id, m.JournalEntry.phase == "pending",
             m.JournalEntry.effective_date <= through,
             ~exists().where(completion.c.pending_id == m.JournalEntry.id))
-        .order_by(m.JournalEntry.id).limit(100)).scalars())
+        .order_by(m.JournalEntry.id).limit(OPEN_PENDING_SHOWN)).scalars())
     return ClosedPeriod(label, through, now, closed_by, written, open_pending)
 
 

@@ -106,9 +106,7 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
     sealed_now = book.seal() if seal else 0
     with book.reading() as conn:
         problems: list[Problem] = []
-        anchor = _accounts_anchor(conn, book.book_id)
-        if accounts_anchor:
-            _check_accounts_anchor(conn, book.book_id, accounts_anchor, problems)
+        anchor = _accounts(conn, book.book_id, accounts_anchor or None, problems)
         count, head = _check_chain(conn, book.book_id, from_entry, problems)
         _check_unlinked(conn, book.book_id, problems)
         _check_entries(conn, book.book_id, problems)
@@ -121,39 +119,46 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
     return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems), anchor)
 
 
-def accounts_digest(conn: Connection, book_id: int, through_id: int) -> str:
-    """SHA-256 of the identity of every account of the book up to id ``through_id``, in id
-    order: id, code, type, currency, the no-overdraft rule and the opening time. Accounts
-    are only ever added (migration 0010), so a digest written down stays true."""
-    digest = hashlib.sha256()
+def accounts_digest(conn: Connection, book_id: int,
+                    through_id: int | None = None) -> tuple[int, str, str | None]:
+    """SHA-256 of the identity of every account of the book, in id order: id, code, type,
+    currency, the no-overdraft rule and the opening time. Accounts are only ever added
+    (migration 0010), so a digest written down stays true.
+
+    Returns ``(highest id, digest of all, digest up to id through_id)`` in one pass over
+    the accounts (the last is None without ``through_id``).
+    """
+    digest, last, upto = hashlib.sha256(), 0, None
     for row in conn.execute(select(m.Account.id, m.Account.code, m.Account.type, m.Account.currency,
                                    m.Account.is_no_overdraft, m.Account.opened_at)
-                            .where(m.Account.book_id == book_id, m.Account.id <= through_id)
-                            .order_by(m.Account.id)):
+                            .where(m.Account.book_id == book_id).order_by(m.Account.id)):
         i, code, type_, currency, no_overdraft, opened = row
+        if through_id is not None and upto is None and i > through_id:
+            upto = digest.hexdigest()
         digest.update(chain.canonical_json(
             [int(i), code, type_, currency, bool(no_overdraft),
              opened.isoformat(timespec="microseconds")]).encode() + b"\n")
-    return digest.hexdigest()
+        last = int(i)
+    full = digest.hexdigest()
+    return last, full, (full if upto is None and through_id is not None else upto)
 
 
-def _accounts_anchor(conn: Connection, book_id: int) -> str:
-    last = conn.execute(select(func.max(m.Account.id)).where(m.Account.book_id == book_id)).scalar()
-    return f"{last or 0}:{accounts_digest(conn, book_id, last or 0)}"
-
-
-def _check_accounts_anchor(conn: Connection, book_id: int, anchor: str,
-                           problems: list[Problem]) -> None:
-    through, _, digest = anchor.partition(":")
-    if not through.isdigit() or len(digest) != 64:
-        problems.append(Problem("accounts", f"{anchor!r} is not an accounts anchor "
-                                "(<highest account id>:<digest>, as verify prints it)"))
-        return
-    if accounts_digest(conn, book_id, int(through)) != digest:
+def _accounts(conn: Connection, book_id: int, anchor: str | None, problems: list[Problem]) -> str:
+    """This book's accounts anchor; ``anchor``, one written down earlier, checked on the way."""
+    through = digest = None
+    if anchor is not None:
+        through, _, digest = anchor.partition(":")
+        if not through.isdigit() or len(digest) != 64:
+            problems.append(Problem("accounts", f"{anchor!r} is not an accounts anchor "
+                                    "(<highest account id>:<digest>, as verify prints it)"))
+            through = None
+    last, full, upto = accounts_digest(conn, book_id, None if through is None else int(through))
+    if through is not None and upto != digest:
         problems.append(Problem(
             "accounts", f"the accounts up to id {through} are not what they were when the anchor "
             "was written down: one was changed (code, type, currency, no-overdraft rule or "
             "opening time) or removed"))
+    return f"{last}:{full}"
 
 
 def _check_chain(conn: Connection, book_id: int, from_entry: int | None,

@@ -339,7 +339,7 @@ def period_close_cmd(period, closed_by, db_url):
     if closed.open_pending:
         shown = ", ".join(map(str, closed.open_pending))
         click.echo(f"warning: pending entries dated in the closed period are still open ({shown}"
-                   f"{', ...' if len(closed.open_pending) == 100 else ''}): their holds stay until "
+                   f"{', ...' if len(closed.open_pending) == periods.OPEN_PENDING_SHOWN else ''}): their holds stay until "
                    f"each is completed with a date after {closed.closed_through}", err=True)
 
 
