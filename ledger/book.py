@@ -143,7 +143,7 @@ class Book:
         Each item is a :class:`Draft` or a mapping with the keyword arguments
         of :meth:`post` (``postings``, ``key``, ``kind``, ...).
         """
-        drafts = [e if isinstance(e, Draft) else _draft_from_mapping(e) for e in entries]
+        drafts = [e if isinstance(e, Draft) else draft_from_mapping(e) for e in entries]
         return self.post_drafts(drafts)
 
     def post_drafts(self, drafts: Sequence[Draft], *,
@@ -298,7 +298,9 @@ _DRAFT_FIELDS = {"postings", "key", "kind", "effective_date", "external_ref", "m
                  "pending"}
 
 
-def _draft_from_mapping(item: Mapping[str, Any]) -> Draft:
+def draft_from_mapping(item: Mapping[str, Any]) -> Draft:
+    """A :class:`Draft` from the keyword arguments of :meth:`Book.post` as a mapping
+    (``postings``, ``key``, ``kind``, ...): what ``post_many`` and ``ledger post`` take."""
     if not _DRAFT_FIELDS.issuperset(item):
         unknown = set(item) - _DRAFT_FIELDS
         raise PostingError(f"unknown entry field(s): {', '.join(sorted(unknown))}", fields=sorted(unknown))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .. import db as dbmod
 from ..errors import IdempotencyConflictError, LedgerError
+from ..book import draft_from_mapping
 from ..money import format_minor
 from ..postings import Draft, write
 from .common import BadInput, db_option, emit, format_option, library_errors, to_json
@@ -248,11 +249,9 @@ def read_entries(file) -> tuple[list[tuple[int, Draft]], list[BadLine]]:
             problems.append(BadLine(number, None, problem))
             continue
         day = item.get("effective_date")
-        numbered.append((number, Draft(
-            tuple(tuple(p) for p in item["postings"]), item["key"], item.get("kind", "transfer"),
-            dt.date.fromisoformat(day) if isinstance(day, str) else day,
-            "pending" if item.get("pending") else "posted", item.get("external_ref"),
-            item.get("memo"), item.get("metadata"))))
+        if isinstance(day, str):
+            item["effective_date"] = dt.date.fromisoformat(day)
+        numbered.append((number, draft_from_mapping(item)))
     return numbered, problems
 
 
