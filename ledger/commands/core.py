@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 import click
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from .. import db as dbmod
 from ..errors import IdempotencyConflictError, LedgerError
@@ -296,18 +296,21 @@ def bad_lines(book, numbered: list[tuple[int, Draft]]) -> list[BadLine]:
     back when refused, and the whole transaction is rolled back at the end: nothing is
     written. Transient conflicts run it again.
     """
-    for attempt in range(1, dbmod.MAX_ATTEMPTS + 1):
-        try:
-            with book.engine.connect() as conn:
-                transaction = conn.begin()
-                try:
-                    return _try_each(conn, book.book_id, numbered)
-                finally:
-                    transaction.rollback()
-        except DBAPIError as exc:
-            if attempt == dbmod.MAX_ATTEMPTS or not dbmod.is_retryable(exc):
-                raise
-    raise AssertionError("unreachable")
+    def run(conn):
+        raise _Tried(_try_each(conn, book.book_id, numbered))   # the raise rolls it all back
+    try:
+        dbmod.write_transaction(book.engine, run)
+    except _Tried as tried:
+        return tried.problems
+    raise AssertionError("the trial transaction ended without its rollback")
+
+
+class _Tried(Exception):
+    """Carries :func:`bad_lines`' findings out of the transaction it rolls back."""
+
+    def __init__(self, problems: list[BadLine]):
+        super().__init__()
+        self.problems = problems
 
 
 def _try_each(conn, book_id: int, numbered: list[tuple[int, Draft]]) -> list[BadLine]:
