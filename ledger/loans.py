@@ -70,6 +70,10 @@ COMPONENT_ORDER = ("penalty", "fee", "interest", "principal")
 # The kinds of entry the loan flows write; each carries its loan number in ``metadata["loan"]``.
 LOAN_KINDS = ("bid", "loan_cancelled", "disbursement", "repayment", "payoff", "compensation",
               "claim_transfer", "penalty_accrual")
+#: The kinds of entry that write dues of each reason (``loan_due.reason``).
+DUE_ENTRY_KINDS = {"disburse": ("disbursement",), "repay": ("repayment", "payoff"),
+                   "waive": ("payoff",), "compensate": ("compensation",),
+                   "accrue": ("penalty_accrual",), "transfer": ("claim_transfer",)}
 _INSERT_DUES_PG = text(
     "INSERT INTO loan_due (loan_id, seq, component, party, amount_minor, reason, entry_id, "
     "effective_date) SELECT :loan_id, v.seq, v.component, v.party, v.amount_minor, v.reason, "
@@ -702,7 +706,7 @@ class Loans:
             if comp == "interest" and not party.startswith("@") and rate:
                 before = received.get(party, 0)
                 received[party] = before + amount
-                fee = _round(Decimal(before + amount) * rate) - _round(Decimal(before) * rate)
+                fee = management_fee(before, amount, rate)
                 mgmt += fee
                 pay -= fee
             if pay:
@@ -909,6 +913,13 @@ def _round(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def management_fee(received_before: int, interest: int, rate: Decimal) -> int:
+    """The management fee kept from ``interest`` paid to an investor who had received
+    ``received_before`` of the loan's interest: ``rate`` on the running total, rounded
+    once, less what the total before it was charged (so per-payment rounding never drifts)."""
+    return _round(Decimal(received_before + interest) * rate) - _round(Decimal(received_before) * rate)
+
+
 def _merge(legs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
     """Sum legs per account (first-seen order), dropping zeros."""
     totals: dict[str, int] = {}
@@ -1052,5 +1063,6 @@ def _view(loan: dict, dues: Sequence, bids: Sequence[tuple[str, int]], today: dt
 
 
 __all__ = ["Loans", "LoanView", "Installment", "Position", "LoanStateError", "OverpaymentError",
-           "LoanEntryReversalError", "LOAN_KINDS", "claim_account", "obligation_account",
-           "penalty_accounts", "offer_accounts", "refuse_reversal", "scheduled_dues"]
+           "LoanEntryReversalError", "LOAN_KINDS", "DUE_ENTRY_KINDS", "claim_account", "obligation_account",
+           "penalty_accounts", "offer_accounts", "party_account", "management_fee", "refuse_reversal",
+           "scheduled_dues"]

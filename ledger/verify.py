@@ -13,8 +13,12 @@
 * the custody invariant: the custody bank account(s) equal what is held for
   users and the platform (liabilities + equity + income - expenses);
 * every loan: each party's memo claim equals the principal the loan still
-  owes it, and the loan's plan and the dues its disbursement wrote are what
-  its stored terms make them;
+  owes it, its memo penalty account the penalties it still owes; the loan's
+  plan and the dues its disbursement wrote are what its stored terms make
+  them; every due names the entry that wrote it, and what the dues of a
+  repayment, compensation, penalty accrual or claim transfer say moved is
+  what that entry moved (party by party, management fee included); no
+  loan entry is without its dues;
 * that every period-close balance checkpoint equals the postings through
   its date, and every ``chain_day`` row names the last link of its date
   (as-of reports trust them).
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import hashlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.engine import Connection
@@ -445,7 +450,30 @@ def _check_loan_claims(conn: Connection, book_id: int, problems: list[Problem]) 
         if want != have:
             problems.append(Problem("loans", f"{code}: memo claim {format_minor(have)} but the loan "
                                     f"owes {format_minor(want)} in principal", account=code))
+    _check_memo_penalties(conn, book_id, problems)
     _check_loan_schedules(conn, book_id, problems)
+
+
+def _check_memo_penalties(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """A loan's memo penalty account holds the penalties it still owes (accrued less paid)."""
+    from .loans import penalty_accounts
+
+    owed = conn.execute(
+        select(m.Loan.loan_no, m.Loan.borrower, func.sum(m.LoanDue.amount_minor))
+        .join(m.LoanDue, m.LoanDue.loan_id == m.Loan.id)
+        .where(m.Loan.book_id == book_id, m.LoanDue.component == "penalty")
+        .group_by(m.Loan.loan_no, m.Loan.borrower))
+    expected = {penalty_accounts(borrower, loan_no)[0]: int(total) for loan_no, borrower, total in owed}
+    held = dict(conn.execute(
+        select(m.Account.code, func.coalesce(func.sum(m.Posting.amount_minor), 0))
+        .outerjoin(m.Posting, and_(m.Posting.account_id == m.Account.id, m.Posting.is_pending.is_(False)))
+        .where(m.Account.book_id == book_id, m.Account.code.startswith("memo:penalties:"))
+        .group_by(m.Account.code)).all())
+    for code in sorted(set(expected) | set(held)):
+        want, have = expected.get(code, 0), int(held.get(code, 0))
+        if want != have:
+            problems.append(Problem("loans", f"{code}: memo penalties {format_minor(have)} but the "
+                                    f"loan owes {format_minor(want)} in penalties", account=code))
 
 
 def _check_loan_schedules(conn: Connection, book_id: int, problems: list[Problem]) -> None:
@@ -462,12 +490,14 @@ def _check_loan_schedules(conn: Connection, book_id: int, problems: list[Problem
 
     rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
     last = None
+    with_dues: set[int] = set()
     while True:
         query = select(m.Loan.__table__).where(m.Loan.book_id == book_id)
         if last is not None:
             query = query.where(m.Loan.id > last)
         loans = conn.execute(query.order_by(m.Loan.id).limit(LOAN_CHUNK)).all()
         if not loans:
+            _check_loan_entries_have_dues(conn, book_id, with_dues, problems)
             return
         ids = [loan.id for loan in loans]
         last = ids[-1]
@@ -489,6 +519,7 @@ def _check_loan_schedules(conn: Connection, book_id: int, problems: list[Problem
         for loan in loans:
             _check_loan_schedule(loan._asdict(), bids.get(loan.id, []), stored.get(loan.id, {}),
                                  entries.get(loan.id), rank, problems)
+        _check_loan_movements(conn, book_id, loans, with_dues, problems)
 
 
 def _check_loan_schedule(loan: dict, bids: list[tuple[str, int]], stored: dict, entry_id: int | None,
@@ -541,3 +572,224 @@ def _check_loan_schedule(loan: dict, bids: list[tuple[str, int]], stored: dict, 
             problems.append(Problem(
                 "loans", f"{name}, installment {seq}, {comp} owed to {party}: its disbursement "
                 f"recorded {money(have)}, its terms make it {money(should)}", entry_id))
+
+
+#: Entries looked up at once by id (well under every database's parameter limit).
+ID_CHUNK = 1000
+
+
+def _by_ids(conn: Connection, query_for, ids) -> list:
+    """The rows of ``query_for(chunk)`` for every :data:`ID_CHUNK` of ``ids``."""
+    ids = sorted(ids)
+    rows: list = []
+    for start in range(0, len(ids), ID_CHUNK):
+        rows += conn.execute(query_for(ids[start:start + ID_CHUNK])).all()
+    return rows
+
+
+def _check_loan_movements(conn: Connection, book_id: int, loans: list, with_dues: set[int],
+                          problems: list[Problem]) -> None:
+    """Every due of ``loans`` names the entry that wrote it (an entry of the book, of the
+    kind its reason belongs to, naming the loan, dated as the due), and what the dues
+    written after the disbursement say moved is what their entry moved (:func:`_check_moved`).
+    Adds the ids of the entries that wrote dues to ``with_dues``."""
+    from .loans import DUE_ENTRY_KINDS
+
+    by_id = {loan.id: loan for loan in loans}
+    groups = conn.execute(
+        select(m.LoanDue.loan_id, m.LoanDue.entry_id, m.LoanDue.reason,
+               func.min(m.LoanDue.effective_date), func.max(m.LoanDue.effective_date))
+        .where(m.LoanDue.loan_id.in_(list(by_id)))
+        .group_by(m.LoanDue.loan_id, m.LoanDue.entry_id, m.LoanDue.reason)).all()
+    entries = {row.id: row for row in _by_ids(conn, lambda chunk: select(
+        m.JournalEntry.id, m.JournalEntry.book_id, m.JournalEntry.kind, m.JournalEntry.effective_date,
+        m.JournalEntry.external_ref, m.JournalEntry.metadata_json)
+        .where(m.JournalEntry.id.in_(chunk)), {g[1] for g in groups})}
+    sound: dict[int, dict[int, object]] = {}   # loan id -> entries whose identity holds
+    for loan_id, entry_id, reason, first_day, last_day in groups:
+        loan, entry = by_id[loan_id], entries.get(entry_id)
+        name = f"loan {loan.loan_no}"
+        with_dues.add(entry_id)
+        if entry is None or entry.book_id != book_id:
+            problems.append(Problem("loans", f"{name}: dues ({reason}) name entry {entry_id}, which "
+                                    "is not an entry of this book", entry_id))
+            continue
+        meta = _metadata(entry.metadata_json)
+        kinds = DUE_ENTRY_KINDS.get(reason)
+        found = []
+        if kinds is None:
+            found.append(f"their reason {reason!r} is none a loan writes")
+        elif entry.kind not in kinds:
+            found.append(f"it is a {entry.kind} entry, not a {' or '.join(kinds)}")
+        if meta.get("loan") != loan.loan_no:
+            found.append(f"it names loan {meta.get('loan')!r}")
+        if not first_day == last_day == entry.effective_date:
+            days = str(first_day) if first_day == last_day else f"{first_day} to {last_day}"
+            found.append(f"it is dated {entry.effective_date}, its dues {days}")
+        if found:
+            problems.append(Problem("loans", f"{name}: dues ({reason}) name entry {entry_id}, but "
+                                    + "; ".join(found), entry_id))
+        elif reason != "disburse":
+            sound.setdefault(loan_id, {})[entry_id] = entry
+    if sound:
+        _check_moved(conn, [by_id[i] for i in sorted(sound)], sound, problems)
+
+
+def _metadata(text: str | None) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, object]],
+                 problems: list[Problem]) -> None:
+    """What the dues of each repayment, payoff, compensation, penalty accrual and claim
+    transfer say moved, against the entry that wrote them (whose content the chain covers):
+
+    * a payment: the dues it settled sum to the entry's ``paid_minor``; each party's
+      account received what it was paid less the management fee, recomputed on the
+      party's running total of interest received as the payment did, and the fees sum
+      to the entry's ``management_fee_minor``; what a compensation moved to its payer
+      is exactly what it paid the investors; a payoff waives only interest and fees;
+    * a penalty accrual: its dues sum to what the entry accrued on the memo account;
+    * a claim transfer: per installment and component, what left the seller named in
+      the entry is what reached its buyer.
+    """
+    from .loans import (COMPONENT_ORDER, RISK_RESERVE_PARTY, management_fee, party_account,
+                        penalty_accounts)
+    from .flows import BANK, RISK_RESERVE, fee_account, wallet
+
+    ids = [loan.id for loan in loans]
+    rows: dict[int, list] = {}
+    for entry_id, seq, comp, party, amount, reason in conn.execute(
+            select(m.LoanDue.entry_id, m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party,
+                   m.LoanDue.amount_minor, m.LoanDue.reason)
+            .where(m.LoanDue.loan_id.in_(ids), m.LoanDue.reason != "disburse")
+            .order_by(m.LoanDue.entry_id, m.LoanDue.id)):
+        rows.setdefault(entry_id, []).append((seq, comp, party, int(amount), reason))
+    legs: dict[int, dict[str, int]] = {}
+    for entry_id, code, total in _by_ids(conn, lambda chunk: select(
+            m.Posting.entry_id, m.Account.code, func.sum(m.Posting.amount_minor))
+            .join(m.Account, m.Account.id == m.Posting.account_id)
+            .where(m.Posting.entry_id.in_(chunk), m.Posting.is_pending.is_(False))
+            .group_by(m.Posting.entry_id, m.Account.code), rows):
+        legs.setdefault(entry_id, {})[code] = int(total)
+    rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
+    for loan in loans:
+        name, currency = f"loan {loan.loan_no}", loan.currency
+        rate = Decimal(_metadata(loan.terms_json).get("management_fee_rate", "0"))
+        received: dict[str, int] = {}   # interest each party received so far, in entry order
+
+        def wrong(entry_id: int, what: str) -> None:
+            problems.append(Problem("loans", f"{name}, entry {entry_id}: {what}", entry_id))
+
+        def money(value: int) -> str:
+            return format_minor(value, currency)
+        for entry_id, entry in sorted(sound[loan.id].items()):
+            meta, moved, posted = _metadata(entry.metadata_json), rows.get(entry_id, []), legs.get(entry_id, {})
+            if entry.kind in ("repayment", "payoff", "compensation"):
+                paid: dict[str, int] = {}
+                interest: dict[str, int] = {}
+                to_payer: dict[tuple[int, str], int] = {}
+                settled: dict[tuple[int, str], int] = {}
+                payer = None
+                if entry.kind == "compensation":
+                    payer = RISK_RESERVE_PARTY if meta.get("payer") == "risk_reserve" else meta.get("payer")
+                for seq, comp, party, amount, reason in moved:
+                    if reason == "waive":
+                        if entry.kind != "payoff" or amount > 0 or comp not in ("interest", "fee"):
+                            wrong(entry_id, f"waives {money(-amount)} of {comp} of installment {seq} "
+                                  f"owed to {party}, which a {entry.kind} never does")
+                    elif amount < 0:
+                        paid[party] = paid.get(party, 0) - amount
+                        settled[(seq, comp)] = settled.get((seq, comp), 0) - amount
+                        if comp == "interest":
+                            interest[party] = interest.get(party, 0) - amount
+                    elif entry.kind == "compensation" and party == payer and comp in ("principal", "interest"):
+                        to_payer[(seq, comp)] = to_payer.get((seq, comp), 0) + amount
+                    else:
+                        wrong(entry_id, f"makes {party} owed {money(amount)} more {comp} of installment "
+                              f"{seq}, which a {entry.kind} never does")
+                if entry.kind == "compensation":
+                    for seq, comp in sorted(set(settled) | set(to_payer),
+                                            key=lambda k: (k[0], rank.get(k[1], len(rank)))):
+                        if settled.get((seq, comp), 0) != to_payer.get((seq, comp), 0):
+                            wrong(entry_id, f"paid the investors {money(settled.get((seq, comp), 0))} of "
+                                  f"{comp} of installment {seq} but moved {money(to_payer.get((seq, comp), 0))} "
+                                  f"of it to the payer {payer}")
+                fees = {p: management_fee(received.get(p, 0), got, rate) if rate and not p.startswith("@")
+                        else 0 for p, got in interest.items()}
+                for p, got in interest.items():
+                    received[p] = received.get(p, 0) + got
+                total, fee_total = sum(paid.values()), sum(fees.values())
+                if meta.get("paid_minor") != total:
+                    wrong(entry_id, f"its dues settle {money(total)}, the entry says it paid "
+                          f"{_shown(meta.get('paid_minor'), money)}")
+                if meta.get("management_fee_minor") != fee_total:
+                    wrong(entry_id, f"the management fee on the interest its dues pay is {money(fee_total)}, "
+                          f"the entry kept {_shown(meta.get('management_fee_minor'), money)}")
+                if entry.kind == "compensation":
+                    source = RISK_RESERVE if meta.get("payer") == "risk_reserve" else wallet(str(meta.get("payer")))
+                else:
+                    source = BANK if entry.external_ref else wallet(loan.borrower)
+                expected: dict[str, int] = {}
+                for p, got in paid.items():
+                    code = party_account(p)
+                    expected[code] = expected.get(code, 0) - (got - fees.get(p, 0))
+                skip = {source, fee_account("management"), fee_account("prepayment")}
+                for code in sorted(expected):
+                    if code not in skip and posted.get(code, 0) != expected[code]:
+                        wrong(entry_id, f"its dues pay {code} {money(-expected[code])}, the entry paid it "
+                              f"{money(-posted.get(code, 0))}")
+            elif entry.kind == "penalty_accrual":
+                accrued = sum(a for _, comp, _, a, _ in moved if comp == "penalty" and a > 0)
+                odd = [r for r in moved if r[1] != "penalty" or r[3] < 0]
+                if odd:
+                    seq, comp, party, amount, _ = odd[0]
+                    wrong(entry_id, f"a penalty accrual moves {money(amount)} of {comp} of installment "
+                          f"{seq} owed to {party}")
+                memo = penalty_accounts(loan.borrower, loan.loan_no)[0]
+                if posted.get(memo, 0) != accrued:
+                    wrong(entry_id, f"its dues accrue {money(accrued)} of penalties, the entry "
+                          f"{money(posted.get(memo, 0))} on {memo}")
+            elif entry.kind == "claim_transfer":
+                seller, buyer = meta.get("seller"), meta.get("buyer")
+                net: dict[tuple[int, str], int] = {}
+                for seq, comp, party, amount, _ in moved:
+                    if party != (seller if amount < 0 else buyer):
+                        wrong(entry_id, f"moves {money(abs(amount))} of {comp} of installment {seq} "
+                              f"{'from' if amount < 0 else 'to'} {party}; the entry transfers from "
+                              f"{seller} to {buyer}")
+                    net[(seq, comp)] = net.get((seq, comp), 0) + amount
+                for (seq, comp), left in sorted(net.items()):
+                    if left:
+                        wrong(entry_id, f"moves {money(left)} more {comp} of installment {seq} to the "
+                              "buyer than it takes from the seller" if left > 0 else
+                              f"takes {money(-left)} more {comp} of installment {seq} from the seller "
+                              "than it gives the buyer")
+
+
+def _shown(value, money) -> str:
+    return money(value) if type(value) is int else repr(value)
+
+
+def _check_loan_entries_have_dues(conn: Connection, book_id: int, with_dues: set[int],
+                                  problems: list[Problem]) -> None:
+    """Every loan entry of a kind that writes dues has some (a deleted due is found). A
+    loan entry is known as :func:`ledger.loans.refuse_reversal` knows it: by its kind and
+    the loan of the book its metadata names (an entry posted by hand with such a kind
+    and no loan is not one)."""
+    from .loans import DUE_ENTRY_KINDS
+
+    kinds = sorted({k for ks in DUE_ENTRY_KINDS.values() for k in ks})
+    loan_nos = set(conn.execute(select(m.Loan.loan_no).where(m.Loan.book_id == book_id)).scalars())
+    for entry_id, kind, metadata in conn.execute(
+            select(m.JournalEntry.id, m.JournalEntry.kind, m.JournalEntry.metadata_json)
+            .where(m.JournalEntry.book_id == book_id, m.JournalEntry.kind.in_(kinds))
+            .order_by(m.JournalEntry.id)):
+        loan = _metadata(metadata).get("loan")
+        if entry_id not in with_dues and isinstance(loan, str) and loan in loan_nos:
+            problems.append(Problem("loans", f"{kind} entry {entry_id} of loan {loan}: none of the "
+                                    "loan's dues were recorded by it", entry_id))

@@ -279,7 +279,7 @@ def test_interest_inflated_behind_the_ledgers_back_is_found_per_party(lent):
     scheduled = disbursed_dues(lent, 1, "interest")
     with behind_the_loans_back(lent) as conn:
         conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor + 50000 "
-                             "WHERE seq = 1 AND component = 'interest'")
+                             "WHERE seq = 1 AND component = 'interest' AND reason = 'disburse'")
     found = loan_problems(lent)
     assert [(p.message, p.entry_id) for p in found] == [
         (f"loan L1, installment 1, interest owed to {party}: its disbursement recorded "
@@ -333,6 +333,140 @@ def test_dues_of_a_disbursement_removed_or_added_are_found(lent):
     assert "loan L2 is bidding, yet dues of a disbursement are recorded for it" in messages
     assert ("loan L1, installment 12, fee owed to @platform: its disbursement recorded 0.00, its "
             "terms make it 5.00") in messages
+
+
+# --- loans: what the dues of every later entry say moved is what the entry moved ---------
+@pytest.fixture
+def worked(db_url):
+    """Loan L1 (12,000 at 6% over 12 months, a 10% management fee) repaid once, its second
+    installment left overdue: penalties accrued, then compensated by the risk reserve;
+    half of i1's claim sold to i4; the third installment repaid late. Entry ids by key
+    in ``book.ids``."""
+    book = ledger.open(db_url)
+    book.flows.open_system_accounts()
+    for user in (*INVESTORS, "i4", "b"):
+        book.flows.open_user(user)
+        book.flows.top_up(user, "20000", bank_ref=f"B-{user}", key=f"topup-{user}")
+    book.flows.fund_risk_reserve("5000", bank_ref="RR", key="rr")
+    start = dt.date(2026, 1, 15)
+    book.loans.create_loan("L1", "b", "12000", "6%", 12, key="c1", start=start,
+                           management_fee_rate="0.10")
+    for user in INVESTORS:
+        book.loans.bid("L1", user, "4000", key=f"bid-{user}")
+    book.loans.disburse("L1", key="d1", effective_date=start)
+    plan = book.loans.loan("L1").installments
+    book.loans.repay("L1", plan[0].outstanding, key="r1", on_date=plan[0].due_date)
+    late = plan[1].due_date + dt.timedelta(days=9)
+    book.loans.accrue_penalties(late)
+    book.loans.compensate("L1", 2, key="comp", on_date=late)
+    book.loans.transfer_claim("L1", "i1", "i4", share="0.5", price="2000", key="x1", on_date=late)
+    book.loans.repay("L1", "3000", key="r3", on_date=plan[2].due_date + dt.timedelta(days=2))
+    book.ids = {key: book.entry_by_key(key).id
+                for key in ("topup-b", "r1", "comp", "x1", "r3", f"penalty:L1:{late}")}
+    book.ids["penalty"] = book.ids.pop(f"penalty:L1:{late}")
+    assert book.verify().ok, book.verify().problems
+    yield book
+    book.dispose()
+
+
+def loan_messages(book) -> list[str]:
+    return [p.message for p in loan_problems(book)]
+
+
+def test_interest_a_repayment_paid_one_investor_moved_to_another_is_found(worked):
+    """The dues are not in the hash chain: moving what a repayment settled from one investor
+    to another changed who the loan still owed, and verify passed it."""
+    r1 = worked.ids["r1"]
+    with behind_the_loans_back(worked) as conn:
+        conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor + 100 WHERE reason = "
+                             f"'repay' AND entry_id = {r1} AND component = 'interest' AND party = 'i1'")
+        conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor - 100 WHERE reason = "
+                             f"'repay' AND entry_id = {r1} AND component = 'interest' AND party = 'i2'")
+    found = [m for m in loan_messages(worked) if m.startswith(f"loan L1, entry {r1}: its dues pay")]
+    assert len(found) == 2
+    assert found[0].startswith(f"loan L1, entry {r1}: its dues pay liabilities:users:i1:available ")
+    assert found[1].startswith(f"loan L1, entry {r1}: its dues pay liabilities:users:i2:available ")
+
+
+def test_a_changed_settlement_is_found_against_what_the_entry_paid(worked):
+    r3 = worked.ids["r3"]
+    with behind_the_loans_back(worked) as conn:
+        conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor - 1 WHERE reason = "
+                             f"'repay' AND entry_id = {r3} AND component = 'principal' AND party = 'i3' "
+                             "AND seq = 3")
+    owed, claim = claim_of(worked, "i3")
+    assert loan_messages(worked) == [
+        f"memo:claims:i3:L1: memo claim {format_minor(claim)} but the loan owes "
+        f"{format_minor(owed)} in principal",
+        f"loan L1, entry {r3}: its dues settle 3000.01, the entry says it paid 3000.00",
+        "loan L1, entry %d: its dues pay liabilities:users:i3:available %s, the entry paid it %s"
+        % ((r3,) + tuple(format_minor(v) for v in paid_to(worked, r3, "i3", extra=1)))]
+    assert owed == claim - 1
+
+
+def claim_of(book, party: str) -> tuple[int, int]:
+    """(principal the dues say L1 owes ``party``, its memo claim)."""
+    with book.engine.connect() as conn:
+        owed = conn.exec_driver_sql("SELECT SUM(amount_minor) FROM loan_due WHERE "
+                                    f"component = 'principal' AND party = '{party}'").scalar()
+    return owed, int(book.balance(f"memo:claims:{party}:L1") * 100)
+
+
+def paid_to(book, entry_id: int, user: str, extra: int) -> tuple[int, int]:
+    """(what the dues now say ``user`` was paid net of fee, what the entry paid)."""
+    with book.engine.connect() as conn:
+        posted = conn.exec_driver_sql(
+            "SELECT -SUM(p.amount_minor) FROM posting p JOIN account a ON a.id = p.account_id "
+            f"WHERE p.entry_id = {entry_id} AND a.code = 'liabilities:users:{user}:available'").scalar()
+    return posted + extra, posted
+
+
+def test_a_due_pointed_at_another_entry_and_dues_deleted_are_found(worked):
+    r1, r3, topup = worked.ids["r1"], worked.ids["r3"], worked.ids["topup-b"]
+    with behind_the_loans_back(worked) as conn:
+        conn.exec_driver_sql(f"UPDATE loan_due SET entry_id = {topup} WHERE entry_id = {r1}")
+        conn.exec_driver_sql(f"DELETE FROM loan_due WHERE entry_id = {r3}")
+    messages = loan_messages(worked)
+    kind = worked.entry(topup).kind
+    assert (f"loan L1: dues (repay) name entry {topup}, but it is a {kind} entry, not a repayment "
+            f"or payoff; it names loan None; it is dated {worked.entry(topup).effective_date}, its "
+            f"dues {worked.entry(r1).effective_date}") in messages
+    assert f"repayment entry {r1} of loan L1: none of the loan's dues were recorded by it" in messages
+    assert f"repayment entry {r3} of loan L1: none of the loan's dues were recorded by it" in messages
+
+
+def test_changed_penalties_are_found_at_the_accrual_and_in_the_memo_account(worked):
+    accrual = worked.ids["penalty"]
+    with behind_the_loans_back(worked) as conn:
+        accrued = conn.exec_driver_sql(
+            f"SELECT SUM(amount_minor) FROM loan_due WHERE entry_id = {accrual}").scalar()
+        conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor + 700 "
+                             f"WHERE entry_id = {accrual} AND party = 'i2'")
+    assert loan_messages(worked) == [
+        f"memo:penalties:L1: memo penalties 0.00 but the loan owes 7.00 in penalties",
+        f"loan L1, entry {accrual}: its dues accrue {format_minor(accrued + 700)} of penalties, the "
+        f"entry {format_minor(accrued)} on memo:penalties:L1"]
+
+
+def test_a_claim_transfer_to_someone_else_is_found(worked):
+    x1 = worked.ids["x1"]
+    with behind_the_loans_back(worked) as conn:
+        conn.exec_driver_sql(f"UPDATE loan_due SET party = 'i3' WHERE entry_id = {x1} AND party = 'i4' "
+                             "AND component = 'interest' AND seq = 12")
+    found = [m for m in loan_messages(worked) if f"entry {x1}" in m]
+    assert len(found) == 1 and found[0].startswith(f"loan L1, entry {x1}: moves ")
+    assert found[0].endswith(" of interest of installment 12 to i3; the entry transfers from i1 to i4")
+
+
+def test_a_compensation_that_moved_more_to_its_payer_than_it_paid_is_found(worked):
+    comp = worked.ids["comp"]
+    with behind_the_loans_back(worked) as conn:
+        conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor + 5 WHERE entry_id = "
+                             f"{comp} AND party = '@risk_reserve' AND component = 'interest'")
+    found = [m for m in loan_messages(worked) if f"entry {comp}" in m]
+    assert len(found) == 1
+    assert found[0].startswith(f"loan L1, entry {comp}: paid the investors ")
+    assert found[0].endswith(" of interest of installment 2 but moved " + found[0].split(" but moved ")[1])
 
 
 def test_an_account_changed_behind_the_ledgers_back_is_found_by_the_anchor_written_down(books):
