@@ -115,6 +115,7 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         count, head = _check_chain(conn, book.book_id, from_entry, problems)
         _check_unlinked(conn, book.book_id, problems)
         _check_entries(conn, book.book_id, problems)
+        _check_stored_forms(conn, book.book_id, problems)
         _check_stored_balances(conn, book.book_id, problems)
         _check_totals(conn, book.book_id, problems)
         custody = _check_custody(conn, book.book_id, custody_prefix, problems)
@@ -295,6 +296,57 @@ def _check_entries(conn: Connection, book_id: int, problems: list[Problem]) -> N
     )
     for (entry_id,) in orphans:
         problems.append(Problem("entry", f"postings of entry {entry_id} have no header", entry_id))
+
+
+#: How each hashed column of the entries is stored on SQLite, as SQL conditions (``{c}``:
+#: the column). SQLite keeps whatever value it is given; the content hash is taken of
+#: the values as Python reads them (``int()``, ``bool()``, ``date.fromisoformat``), the
+#: reports add and compare them in SQL. A value written in another form that reads back
+#: the same (an ``is_pending`` of ``''``, an amount of ``500.7``, a day as ``2026-W40-7``)
+#: keeps every hash while the reports see something else: only the canonical forms pass.
+_INTEGER = "typeof({c}) = 'integer'"
+_TEXT = "typeof({c}) = 'text'"
+_DAY = "typeof({c}) = 'text' AND {c} IS date({c})"
+_STORED_FORMS = {
+    "journal_entry": (("id", "id", _INTEGER), ("book_id", "id", _INTEGER),
+                      ("effective_date", "id", _DAY), ("posting_count", "id", _INTEGER),
+                      ("created_at", "id", _TEXT + " AND {c} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-"
+                       "[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]'"
+                       " AND datetime({c}) IS substr({c}, 1, 19)"),
+                      ("idempotency_key", "id", _TEXT), ("request_hash", "id", _TEXT),
+                      ("kind", "id", _TEXT), ("phase", "id", _TEXT),
+                      ("external_ref", "id", "{c} IS NULL OR " + _TEXT),
+                      ("memo", "id", "{c} IS NULL OR " + _TEXT),
+                      ("metadata_json", "id", "{c} IS NULL OR " + _TEXT),
+                      ("pending_id", "id", "{c} IS NULL OR " + _INTEGER),
+                      ("reverses_id", "id", "{c} IS NULL OR " + _INTEGER)),
+    "posting": (("entry_id", "entry_id", _INTEGER), ("position", "entry_id", _INTEGER),
+                ("account_id", "entry_id", _INTEGER), ("amount_minor", "entry_id", _INTEGER),
+                ("currency", "entry_id", _TEXT), ("effective_date", "entry_id", _DAY),
+                ("is_pending", "entry_id", _INTEGER + " AND {c} IN (0, 1)")),
+}
+
+
+def _check_stored_forms(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """On SQLite, every hashed column of the entries and postings holds its value in the
+    one form the ledger writes (:data:`_STORED_FORMS`); PostgreSQL's column types allow
+    no other."""
+    if conn.dialect.name != "sqlite":
+        return
+    for table, checks in _STORED_FORMS.items():
+        for column, entry_column, form in checks:
+            rule = form.format(c=column)
+            scope = ("book_id = ?" if table == "journal_entry" else
+                     "entry_id IN (SELECT id FROM journal_entry WHERE book_id = ?)")
+            rows = conn.exec_driver_sql(
+                f"SELECT {entry_column}, typeof({column}), quote({column}) FROM {table} "
+                f"WHERE {scope} AND NOT ({rule}) ORDER BY {entry_column} LIMIT 100",
+                (book_id,)).all()
+            for entry_id, kind, value in rows:
+                where = "its header" if table == "journal_entry" else "a posting"
+                problems.append(Problem("entry", f"entry {entry_id}: {where} holds {column} as "
+                                        f"{kind} {value}, not in the form the ledger writes",
+                                        entry_id))
 
 
 def _check_stored_balances(conn: Connection, book_id: int, problems: list[Problem]) -> None:

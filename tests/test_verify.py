@@ -216,6 +216,38 @@ def test_an_account_whose_currency_was_changed_is_found(books):
     assert "is in CNY, its account income:platform:fees:service in USD" in found[0].message
 
 
+@pytest.mark.parametrize("sql, column, stored", [
+    # read back as False: the entry drops out of every balance, its hash unchanged
+    ("UPDATE posting SET is_pending = '' WHERE entry_id = {e}", "is_pending", "text ''"),
+    # an ISO week date Python reads as the same day: out of every as-of report
+    ("UPDATE posting SET effective_date = '2026-W40-7' WHERE entry_id = {e};"
+     "UPDATE journal_entry SET effective_date = '2026-W40-7' WHERE id = {e}", "effective_date",
+     "text '2026-W40-7'"),
+    # int() reads 700 where SQL adds 700.7: the balances drift by fen
+    ("UPDATE posting SET amount_minor = amount_minor + 0.7 WHERE entry_id = {e} AND amount_minor > 0",
+     "amount_minor", "real"),
+])
+def test_a_value_stored_in_another_form_that_reads_back_the_same_is_found(books, sql, column, stored):
+    """SQLite keeps any value in any column; the content hash is of the values as Python reads
+    them, the reports add them in SQL. Each of these kept every hash and changed the trial
+    balance, and verify said OK."""
+    if books.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's column types take no other form")
+    e4 = books.ids["e4"]
+    reported = ("SELECT SUM(ABS(amount_minor)) FROM posting WHERE is_pending = 0 "
+                "AND effective_date <= '2026-12-31'")   # what the as-of reports add up
+    with books.engine.connect() as conn:
+        before = conn.exec_driver_sql(reported).scalar()
+    with behind_the_ledgers_back(books) as conn:
+        for statement in sql.format(e=e4).split(";"):
+            conn.exec_driver_sql(statement)
+        assert conn.exec_driver_sql(reported).scalar() != before
+    problems = books.verify().problems
+    assert problems and problems[0].entry_id == e4
+    assert any(p.message.startswith(f"entry {e4}: a posting holds {column} as {stored}")
+               and p.message.endswith(", not in the form the ledger writes") for p in problems)
+
+
 # --- loans: the plan and the dues of a disbursement are what the loan's terms make them -------
 LOAN_TABLES = ("loan", "loan_due", "loan_bid")
 INVESTORS = ("i1", "i2", "i3")
@@ -443,7 +475,7 @@ def test_changed_penalties_are_found_at_the_accrual_and_in_the_memo_account(work
         conn.exec_driver_sql("UPDATE loan_due SET amount_minor = amount_minor + 700 "
                              f"WHERE entry_id = {accrual} AND party = 'i2'")
     assert loan_messages(worked) == [
-        f"memo:penalties:L1: memo penalties 0.00 but the loan owes 7.00 in penalties",
+        "memo:penalties:L1: memo penalties 0.00 but the loan owes 7.00 in penalties",
         f"loan L1, entry {accrual}: its dues accrue {format_minor(accrued + 700)} of penalties, the "
         f"entry {format_minor(accrued)} on memo:penalties:L1"]
 
