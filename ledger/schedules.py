@@ -785,21 +785,33 @@ def _fee_on(amount: int, rate, rounding: str) -> int:
 
 def payoff(plan: Plan, on_date: dt.date, *, prepayment_fee_rate="0",
            day_count: str | None = None) -> Payoff:
-    """The amount that repays ``plan`` in full on ``on_date``.
+    """The amount that repays ``plan`` in full on ``on_date``, as the ledger's
+    ``Loans.pay_off`` settles it.
 
     Installments due before ``on_date`` are taken as paid. The payoff is
-    the principal outstanding, the interest accrued on it from the current
-    period's start to ``on_date`` (under the plan's day count; for
-    ``monthly`` plans the period's interest pro rata by days; or under
-    ``day_count`` when given), and a prepayment fee of
-    ``prepayment_fee_rate`` x the principal outstanding. Periodic fees of
-    the current period are not included.
+    the principal outstanding; the interest of the current period accrued
+    to ``on_date``: the row's interest pro rata by the days elapsed of its
+    period (or, with ``day_count``, the principal outstanding x the rate x
+    the year fraction under that day count); and a prepayment fee of
+    ``prepayment_fee_rate`` x the principal paid before it is due. On a due
+    date that installment is due, not prepaid: its interest is paid in full
+    and the fee is charged on the principal after it. Periodic fees of the
+    current period are not included.
     """
     on_date = _date(on_date, "on_date")
     k, bounds, balance = _locate(plan, on_date)
-    interest = _accrued(plan, k, bounds, on_date, balance, day_count)
-    fee = _fee_on(balance, prepayment_fee_rate, plan.rounding)
+    if day_count is None:
+        interest = _pro_rata(plan.interest_parts[k], bounds[k], bounds[k + 1], on_date, plan.rounding)
+    else:
+        interest = _accrued(plan, k, bounds, on_date, balance, day_count)
+    prepaid = balance - plan.principal_parts[k] if on_date == bounds[k + 1] else balance
+    fee = _fee_on(prepaid, prepayment_fee_rate, plan.rounding)
     return Payoff(on_date, plan.offset + k + 1, balance, interest, fee, plan.currency)
+
+
+def _pro_rata(amount: int, begin: dt.date, end: dt.date, on_date: dt.date, rounding: str) -> int:
+    """``amount`` x the days from ``begin`` to ``on_date`` / the days from ``begin`` to ``end``."""
+    return rdiv(amount * (on_date - begin).days, (end - begin).days, rounding)
 
 
 class Repricing(NamedTuple):
@@ -835,7 +847,9 @@ def reprice(plan: Plan, on_date: dt.date, amount, *, keep: str = KEEP_TERM,
     On a due date, that installment is paid as scheduled and the prepayment
     reduces the balance after it; between due dates, the current period is
     recomputed on the reduced balance and the prepaid principal's interest
-    since the period began is paid with it (as :func:`payoff` accrues it).
+    since the period began is paid with it (by days under the plan's day
+    count, or under ``day_count``; for ``monthly`` plans the period's rate
+    pro rata by days).
     A fee of ``prepayment_fee_rate`` x ``amount`` is charged.
 
     ``keep="term"``: the same due dates, a lower payment. ``keep="payment"``:

@@ -380,6 +380,33 @@ def test_payoff_on_a_due_date_is_that_installment_and_the_balance_after_it():
         payoff(plan, dt.date(2025, 2, 1))
 
 
+def test_payoff_on_a_due_date_charges_the_fee_on_the_principal_due_later():
+    plan = schedule("100000", "0.06", 12, start=dt.date(2026, 1, 15))
+    first = plan.rows[0]
+    quote = payoff(plan, first.due_date, prepayment_fee_rate="0.01")
+    # The installment due that day is paid as scheduled, not prepaid: no fee on its principal.
+    assert (quote.seq, quote.principal, quote.interest) == (1, D("100000.00"), first.interest)
+    assert first.closing == D("91893.36") and quote.fee == D("918.93")
+    assert payoff(plan, dt.date(2026, 2, 14), prepayment_fee_rate="0.01").fee == D("1000.00")
+    assert payoff(plan, dt.date(2026, 2, 16), prepayment_fee_rate="0.01").fee == D("918.93")
+    last = payoff(plan, plan.rows[-1].due_date, prepayment_fee_rate="0.01")
+    assert last.principal == plan.rows[-1].principal and last.fee == 0
+    by_days = payoff(plan, first.due_date, prepayment_fee_rate="0.01", day_count="ACT/365")
+    assert by_days.fee == D("918.93")
+
+
+def test_payoff_accrues_the_rows_own_interest_pro_rata_by_days():
+    plan = schedule("100000", "0.06", 12, start=dt.date(2026, 1, 15))
+    # 459.47 x 11/28 = 180.5060 (the rate on the balance, 91893.36 x 0.5% x 11/28, is 180.5048)
+    assert plan.rows[1].interest == D("459.47")
+    assert payoff(plan, dt.date(2026, 2, 26)).interest == D("180.51")
+    # Under 30/360 a row's interest is a twelfth of a year's; it accrues by actual days.
+    ep = schedule("100000", "0.06", 12, EQUAL_PRINCIPAL, start=dt.date(2026, 1, 15), day_count="30/360")
+    assert ep.rows[0].interest == D("500.00")
+    assert payoff(ep, dt.date(2026, 1, 16)).interest == D("16.13")  # 500.00 x 1/31
+    assert payoff(ep, dt.date(2026, 1, 16), day_count="30/360").interest == D("16.67")
+
+
 def test_reprice_keep_term_lowers_the_payment_on_the_same_dates():
     plan = schedule("100000", "0.06", 12, start=JAN31)
     result = reprice(plan, dt.date(2024, 7, 31), "20000", keep="term")
@@ -419,6 +446,50 @@ def test_reprice_mid_period_charges_the_prepaid_parts_interest():
         reprice(plan, dt.date(2024, 3, 15), "91893.36")
     with pytest.raises(ScheduleError, match="keep"):
         reprice(plan, dt.date(2024, 3, 15), "1000", keep="both")
+
+
+PAYOFF_LOANS = [
+    # (method, term, term_unit, conventions, prepayment fee rate)
+    (EQUAL_INSTALLMENT, 12, "month", {}, "0.01"),
+    (EQUAL_PRINCIPAL, 12, "month", {"day_count": "30/360", "periodic_fee": "10"}, "0.02"),
+    (INTEREST_ONLY, 6, "month", {"day_count": "ACT/365"}, "0.005"),
+    (BULLET, 6, "month", {}, "0.03"),
+    (INTEREST_ONLY, 100, "day", {}, "0"),
+    (BULLET, 75, "day", {"day_count": "ACT/ACT"}, "0.0125"),
+]
+
+
+def test_payoff_agrees_with_the_ledgers_quote_on_every_day_of_a_loans_life(book):
+    """Each installment is repaid on its due date, after that day's quote."""
+    f = book.flows
+    f.open_system_accounts()
+    for user in ("inv1", "inv2", "bob"):
+        f.open_user(user)
+        f.top_up(user, "1000000", bank_ref=f"B-{user}", key=f"topup-{user}")
+    start = dt.date(2026, 1, 15)
+    for n, (method, term, unit, conventions, fee_rate) in enumerate(PAYOFF_LOANS):
+        loan = f"L{n}"
+        book.loans.create_loan(loan, "bob", "100000", "0.06", term, key=f"create-{loan}", method=method,
+                               start=start, term_unit=unit, conventions=conventions,
+                               prepayment_fee_rate=fee_rate)
+        book.loans.bid(loan, "inv1", "66666.67", key=f"bid-{loan}-1")
+        book.loans.bid(loan, "inv2", "33333.33", key=f"bid-{loan}-2")
+        book.loans.disburse(loan, key=f"disburse-{loan}", effective_date=start)
+        plan = schedule("100000", "0.06", term, method, start=start, term_unit=unit, **conventions)
+        due = {row.due_date: row for row in plan.rows}
+        day, found = start, []
+        while day <= plan.rows[-1].due_date:
+            quote = book.loans.payoff_quote(loan, day)
+            ours = payoff(plan, day, prepayment_fee_rate=fee_rate)
+            theirs = (quote["principal"], quote["interest"], quote["prepayment_fee"],
+                      quote["total"] - quote["fees_and_penalties"])
+            if (ours.principal, ours.interest, ours.fee, ours.total) != theirs:
+                found.append((day, (ours.principal, ours.interest, ours.fee, ours.total), theirs))
+            if day in due:
+                book.loans.repay(loan, due[day].payment, key=f"repay-{loan}-{day}", on_date=day)
+            day += dt.timedelta(days=1)
+        assert found == [], (method, term, unit, conventions)
+        assert book.loans.loan(loan).status == "settled"
 
 
 # --- penalty -----------------------------------------------------------------------------------------
