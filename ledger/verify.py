@@ -79,6 +79,8 @@ class VerifyReport:
         accounts_anchor: ``"<highest account id>:<digest>"`` of the chart of accounts
             (:func:`accounts_digest`), written down beside the chain head: the
             entries' hashes cover account ids, the digest what each id means.
+        head_seq: the chain's last link (with :attr:`chain_head`, what an auditor
+            writes down as ``SEQ:HASH``; 0 for an empty chain).
     """
 
     book: str
@@ -88,6 +90,12 @@ class VerifyReport:
     custody: dict = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
     accounts_anchor: str = ""
+    head_seq: int = 0
+
+    @property
+    def chain_anchor(self) -> str:
+        """``"<last link>:<its hash>"``: the chain head as :func:`verify_book` takes it back."""
+        return f"{self.head_seq}:{self.chain_head}"
 
     @property
     def ok(self) -> bool:
@@ -102,17 +110,24 @@ class VerifyReport:
 
 def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
                 custody_prefix: str = DEFAULT_CUSTODY_PREFIX,
-                accounts_anchor: str | None = None) -> VerifyReport:
+                accounts_anchor: str | None = None, chain_anchor: str | None = None) -> VerifyReport:
     """Verify ``book`` (a :class:`ledger.book.Book`); see the module docstring.
 
     ``accounts_anchor``: an earlier report's :attr:`VerifyReport.accounts_anchor`; the
     accounts it covers must still be exactly what they were then.
+    ``chain_anchor``: an earlier report's :attr:`VerifyReport.chain_anchor` (``SEQ:HASH``);
+    that link must still be in the chain with that hash. The hashes use no secret: only
+    a head kept outside the database shows entries cut from the end of the chain, or a
+    chain recomputed from an altered entry on.
     """
     sealed_now = book.seal() if seal else 0
     with book.reading() as conn:
         problems: list[Problem] = []
         anchor = _accounts(conn, book.book_id, accounts_anchor or None, problems)
+        if chain_anchor:
+            _check_chain_anchor(conn, book.book_id, chain_anchor, problems)
         count, head = _check_chain(conn, book.book_id, from_entry, problems)
+        head_seq = chain.chain_head(conn, book.book_id)[0]
         _check_unlinked(conn, book.book_id, problems)
         _check_entries(conn, book.book_id, problems)
         _check_stored_forms(conn, book.book_id, problems)
@@ -122,7 +137,8 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         _check_loan_claims(conn, book.book_id, problems)
         _check_checkpoints(conn, book.book_id, problems)
         _check_chain_days(conn, book.book_id, problems)
-    return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems), anchor)
+    return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems), anchor,
+                        head_seq)
 
 
 def accounts_digest(conn: Connection, book_id: int,
@@ -165,6 +181,26 @@ def _accounts(conn: Connection, book_id: int, anchor: str | None, problems: list
             "was written down: one was changed (code, type, currency, no-overdraft rule or "
             "opening time) or removed"))
     return f"{last}:{full}"
+
+
+def _check_chain_anchor(conn: Connection, book_id: int, anchor: str, problems: list[Problem]) -> None:
+    """The link an earlier chain head names is still there, with that hash."""
+    seq, _, digest = anchor.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        problems.append(Problem("chain", f"{anchor!r} is not a chain head (<link>:<hash>, as "
+                                "verify prints it)"))
+        return
+    row = conn.execute(select(m.ChainLink.entry_id, m.ChainLink.chain_hash).where(
+        m.ChainLink.book_id == book_id, m.ChainLink.seq == int(seq))).first()
+    if row is None:
+        last = chain.chain_head(conn, book_id)[0]
+        problems.append(Problem("chain", f"link {seq} of the chain head written down is gone: the "
+                                f"chain now ends at link {last} (entries were cut from its end)"))
+    elif row.chain_hash != digest:
+        problems.append(Problem("chain", f"link {seq} (entry {row.entry_id}) now carries "
+                                f"{row.chain_hash[:12]}…, not the head {digest[:12]}… written down: "
+                                "the chain was recomputed after an entry up to it was changed",
+                                row.entry_id))
 
 
 def _check_chain(conn: Connection, book_id: int, from_entry: int | None,

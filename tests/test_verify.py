@@ -235,6 +235,75 @@ def test_an_account_whose_currency_was_changed_is_found(books):
     assert "is in CNY, its account income:platform:fees:service in USD" in found[0].message
 
 
+def test_entries_cut_from_the_end_of_the_chain_are_found_by_the_head_written_down(books):
+    """Verify checks the chain link by link: with the newest entries and their links gone,
+    what is left is a sound shorter chain. Only a head kept outside the database tells."""
+    book = books
+    written_down = book.verify().chain_anchor
+    assert written_down.startswith("5:")
+    e6 = book.post([(BANK, "5000.00"), (FEES, "-5000.00")], key="e6",
+                   effective_date=dt.date(2026, 10, 9)).id
+    later = book.verify().chain_anchor
+    assert later.startswith("6:") and book.verify(chain_anchor=written_down).ok   # it grew
+    with behind_the_ledgers_back(book) as conn:
+        conn.exec_driver_sql(f"DELETE FROM chain_link WHERE entry_id = {e6}")
+        conn.exec_driver_sql("DELETE FROM chain_day WHERE effective_date = '2026-10-09'")
+        conn.exec_driver_sql(f"DELETE FROM posting WHERE entry_id = {e6}")
+        conn.exec_driver_sql(f"DELETE FROM journal_entry WHERE id = {e6}")
+    assert book.verify().ok    # sound, and shorter
+    assert [p.message for p in book.verify(chain_anchor=later).problems] == [
+        "link 6 of the chain head written down is gone: the chain now ends at link 5 (entries "
+        "were cut from its end)"]
+    url = book.engine.url.render_as_string(False)
+    result = CliRunner().invoke(main, ["verify", "--db", url, "--chain-head", later])
+    assert result.exit_code == 4 and "link 6 of the chain head written down is gone" in result.output
+    result = CliRunner().invoke(main, ["verify", "--db", url, "--chain-head", written_down])
+    assert result.exit_code == 0, result.output
+    assert f"5 entries in the chain, head {written_down}" in result.output
+    bad = CliRunner().invoke(main, ["verify", "--db", url, "--chain-head", "5"])
+    assert bad.exit_code == 2 and "--chain-head '5': give SEQ:HASH as verify prints it" in bad.output
+
+
+def test_a_chain_recomputed_after_an_entry_was_changed_is_found_by_the_head_written_down(books):
+    """The hashes use no secret: whoever can write the tables can change an entry and
+    recompute its hash and every link after it. The chain is sound again; the head is not."""
+    from ledger import chain
+
+    book = books
+    written_down = book.verify().chain_anchor
+    e2 = book.ids["e2"]
+    with behind_the_ledgers_back(book) as conn:
+        conn.exec_driver_sql(f"UPDATE journal_entry SET memo = 'nothing to see' WHERE id = {e2}")
+        links = conn.exec_driver_sql("SELECT seq, entry_id, prev_hash FROM chain_link "
+                                     "ORDER BY seq").all()
+        prev = links[0].prev_hash
+        for seq, entry_id, _ in links:
+            header = dict(conn.exec_driver_sql(
+                f"SELECT * FROM journal_entry WHERE id = {entry_id}").mappings().one())
+            for column in ("effective_date", "created_at"):
+                value = header[column]
+                if isinstance(value, str):
+                    header[column] = (dt.date.fromisoformat(value) if column == "effective_date"
+                                      else dt.datetime.fromisoformat(value))
+            rows = conn.exec_driver_sql(
+                "SELECT position, account_id, amount_minor, currency, is_pending FROM posting "
+                f"WHERE entry_id = {entry_id}").all()
+            content = chain.content_hash(header, rows)
+            link = chain.link_hash(prev, content)
+            conn.exec_driver_sql(f"UPDATE journal_entry SET content_hash = '{content}' "
+                                 f"WHERE id = {entry_id}")
+            conn.exec_driver_sql(f"UPDATE chain_link SET prev_hash = '{prev}', chain_hash = "
+                                 f"'{link}' WHERE seq = {seq}")
+            prev = link
+    rewritten = book.verify()
+    assert rewritten.ok, rewritten.problems     # every link follows, every hash matches
+    problems = book.verify(chain_anchor=written_down).problems
+    assert len(problems) == 1
+    assert problems[0].message.startswith(f"link 5 (entry {book.ids['e5']}) now carries ")
+    assert problems[0].message.endswith("written down: the chain was recomputed after an entry up "
+                                        "to it was changed")
+
+
 @pytest.mark.parametrize("sql, column, stored", [
     # read back as False: the entry drops out of every balance, its hash unchanged
     ("UPDATE posting SET is_pending = '' WHERE entry_id = {e}", "is_pending", "text ''"),

@@ -382,35 +382,43 @@ def balance_cmd(code, as_of, db_url, fmt):
 @click.option("--no-seal", is_flag=True, help="Do not seal queued entries first (read only).")
 @click.option("--accounts-anchor", metavar="ID:DIGEST",
               help="An accounts anchor an earlier verify printed: those accounts must be unchanged.")
+@click.option("--chain-head", metavar="SEQ:HASH",
+              help="A chain head an earlier verify printed: that link must still carry that hash.")
 @db_option
 @format_option
 @library_errors
-def verify_cmd(from_entry, no_seal, accounts_anchor, db_url, fmt):
+def verify_cmd(from_entry, no_seal, accounts_anchor, chain_head, db_url, fmt):
     """Verify the books: hash chain, balances, totals, custody invariant.
 
     Exit code 0 when everything checks, 4 when anything was altered or does
     not add up (the first problem is named with its entry id). Write down
-    the chain head and the accounts anchor it prints: a later verify given
-    --accounts-anchor finds any account changed since (the entries' hashes
-    cover account ids; the anchor covers what each id means).
+    the chain head and the accounts anchor it prints, outside the database:
+    a later verify given --chain-head finds entries cut from the end of the
+    chain or a chain recomputed after an entry was changed (the hashes use
+    no secret), and given --accounts-anchor any account changed since (the
+    entries' hashes cover account ids; the anchor covers what each id means).
 
     Example:
 
-        ledger verify --db sqlite:///ledger.db --accounts-anchor 42:3f1c...
+        ledger verify --db sqlite:///ledger.db --chain-head 1234:9b2e... --accounts-anchor 42:3f1c...
     """
     if accounts_anchor is not None and not re.fullmatch(r"\d+:[0-9a-f]{64}", accounts_anchor):
         raise BadInput(f"--accounts-anchor {accounts_anchor!r}: give ID:DIGEST as verify prints it")
+    if chain_head is not None and not re.fullmatch(r"\d+:[0-9a-f]{64}", chain_head):
+        raise BadInput(f"--chain-head {chain_head!r}: give SEQ:HASH as verify prints it")
     book = open_book(db_url)
-    report = book.verify(seal=not no_seal, from_entry=from_entry, accounts_anchor=accounts_anchor)
+    report = book.verify(seal=not no_seal, from_entry=from_entry, accounts_anchor=accounts_anchor,
+                         chain_anchor=chain_head)
     if fmt == "json":
         click.echo(to_json({
             "book": report.book, "ok": report.ok, "entries": report.entries,
-            "chain_head": report.chain_head, "accounts_anchor": report.accounts_anchor,
+            "chain_head": report.chain_head, "chain_anchor": report.chain_anchor,
+            "accounts_anchor": report.accounts_anchor,
             "custody": report.custody,
             "problems": [{"check": p.check, "entry_id": p.entry_id, "account": p.account,
                           "message": p.message} for p in report.problems]}))
     else:
-        click.echo(f"book {report.book}: {report.entries} entries in the chain, head {report.chain_head}")
+        click.echo(f"book {report.book}: {report.entries} entries in the chain, head {report.chain_anchor}")
         click.echo(f"accounts anchor {report.accounts_anchor}")
         for currency, f in sorted(report.custody.items()):
             click.echo(f"custody {currency}: bank {format_minor(f['custody_minor'], currency)} = "
