@@ -359,19 +359,55 @@ def _annuity(a: int, b: int, n: int) -> tuple[int, int]:
 
 # --- due dates ---------------------------------------------------------------------------------------
 
+#: The last date a due date can fall on.
+LAST_DATE = dt.date.max
+
+
+#: A start in this year or before has every term's due dates on or before the last date.
+_YEAR_FIT_FOR_ANY_TERM = LAST_DATE.year - MAX_TERM[MONTH] // MONTHS_PER_YEAR - 1
+
+
+def _past_last_date(start: dt.date, term: int, unit: str) -> ScheduleError:
+    return ScheduleError(f"due dates run past {LAST_DATE}: {term} {unit}{'s' if term != 1 else ''} "
+                         f"from {start}", start=start, term=term, term_unit=unit)
+
+
+def _check_last_due_date(start: dt.date, term: int, unit: str) -> None:
+    """Refuse a term whose last due date would fall after 9999-12-31 (a start late in year 9999
+    or so: the equal-installment paths compute no date when building a plan)."""
+    if unit == MONTH:
+        if (start.year - LAST_DATE.year) * MONTHS_PER_YEAR + start.month - LAST_DATE.month + term > 0:
+            raise _past_last_date(start, term, unit)
+    elif term > (LAST_DATE - start).days:
+        raise _past_last_date(start, term, unit)
+
+
 @lru_cache(maxsize=65536)
 def _month_dates(start: dt.date, first: int, count: int) -> tuple[dt.date, ...]:
-    """``start`` plus ``first``, ``first + 1``, ... months (``count`` dates), each from the start."""
-    return tuple(start + relativedelta(months=k) for k in range(first, first + count))
+    """``start`` plus ``first``, ``first + 1``, ... months (``count`` dates), each from the start.
+
+    Raises :class:`ScheduleError` when the last of them would fall after 9999-12-31.
+    """
+    try:
+        return tuple(start + relativedelta(months=k) for k in range(first, first + count))
+    except (ValueError, OverflowError):
+        raise _past_last_date(start, first + count - 1, MONTH) from None
 
 
 @lru_cache(maxsize=4096)
 def _day_term_dates(start: dt.date, days: int) -> tuple[dt.date, ...]:
-    """Monthly dates strictly before maturity, then maturity (``start`` + ``days``)."""
+    """Monthly dates strictly before maturity, then maturity (``start`` + ``days``).
+
+    Raises :class:`ScheduleError` when maturity would fall after 9999-12-31.
+    """
+    if days > (LAST_DATE - start).days:
+        raise _past_last_date(start, days, DAY)
     maturity = start + dt.timedelta(days=days)
+    # Past the month maturity falls in, start + k months is after it (and may be past the last date).
+    months = (maturity.year - start.year) * 12 + maturity.month - start.month
     out = []
     k = 1
-    while (due := start + relativedelta(months=k)) < maturity:
+    while k <= months and (due := start + relativedelta(months=k)) < maturity:
         out.append(due)
         k += 1
     out.append(maturity)
@@ -454,6 +490,8 @@ def schedule(principal, annual_rate, term: int, method: str = EQUAL_INSTALLMENT,
         raise ScheduleError(f"principal must be positive, not {principal}", value=principal)
     if type(start) is not dt.date:
         start = _date(start, "start")
+    if start.year > _YEAR_FIT_FOR_ANY_TERM:
+        _check_last_due_date(start, terms.term, terms.term_unit)
     fee = 0
     if periodic_fee is not None or periodic_fee_rate is not None:
         fee = _fee_minor(periodic_fee, periodic_fee_rate, principal_minor, terms)

@@ -355,6 +355,33 @@ def test_split_refusals():
         split(plan, ["a"])
 
 
+@pytest.mark.parametrize("term, method, unit, words", [
+    (2, EQUAL_INSTALLMENT, "month", "2 months from 9999-12-01"),
+    (1, EQUAL_PRINCIPAL, "month", "1 month from 9999-12-01"),
+    (1, BULLET, "month", "1 month from 9999-12-01"),
+    (60, BULLET, "day", "60 days from 9999-12-01"),
+    (31, INTEREST_ONLY, "day", "31 days from 9999-12-01"),
+])
+def test_due_dates_past_9999_12_31_are_refused_naming_the_start_and_term(term, method, unit, words):
+    start = dt.date(9999, 12, 1)
+    with pytest.raises(ScheduleError, match=f"due dates run past 9999-12-31: {words}") as refused:
+        schedule("1000", "0.06", term, method, start=start, term_unit=unit)
+    assert (refused.value.start, refused.value.term, refused.value.term_unit) == (start, term, unit)
+
+
+def test_due_dates_up_to_9999_12_31_are_kept():
+    assert schedule("1000", "0.06", 1, start=dt.date(9999, 11, 30)).due_dates == (dt.date(9999, 12, 30),)
+    # A term in days ending this side of the last date: no monthly date after it is computed.
+    for method in (BULLET, INTEREST_ONLY):
+        plan = schedule("1000", "0.06", 20, method, start=dt.date(9999, 12, 1), term_unit="day")
+        assert plan.due_dates == (dt.date(9999, 12, 21),)
+    plan = schedule("1000", "0.06", 30, INTEREST_ONLY, start=dt.date(9999, 12, 1), term_unit="day")
+    assert plan.due_dates == (dt.date(9999, 12, 31),)
+    plan = schedule("1000", "0.06", 45, INTEREST_ONLY, start=dt.date(9999, 11, 15), term_unit="day")
+    assert plan.due_dates == (dt.date(9999, 12, 15), dt.date(9999, 12, 30))
+    assert payoff(plan, dt.date(9999, 12, 31) - dt.timedelta(days=1)).principal == D("1000.00")
+
+
 # --- early repayment --------------------------------------------------------------------------------
 
 def test_payoff_mid_period_accrues_the_periods_interest_by_days():

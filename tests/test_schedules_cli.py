@@ -7,6 +7,7 @@ import io
 import json
 from decimal import Decimal
 
+import pytest
 from click.testing import CliRunner
 
 from ledger.commands.schedule import schedule_cmd
@@ -93,3 +94,18 @@ def test_bad_input_exits_2_with_a_message():
     assert result.exit_code == 2 and "--start" in result.output
     result = invoke("--principal", "1e400x", "--rate", "6%", "--months", "12")
     assert result.exit_code == 2 and "principal" in result.output
+
+
+@pytest.mark.parametrize("term", [["--months", "2"], ["--days", "60", "--method", "bullet"]])
+def test_due_dates_past_9999_12_31_exit_2_with_a_message(term):
+    result = invoke("--principal", "1000", "--rate", "6%", *term, "--start", "9999-12-01")
+    assert result.exit_code == 2
+    assert "ScheduleError: due dates run past 9999-12-31" in result.output
+    assert "from 9999-12-01" in result.output and "Traceback" not in result.output
+
+
+def test_months_0_is_refused_as_a_term_in_months():
+    result = invoke("--principal", "1000", "--rate", "6%", "--months", "0", "--start", "2026-01-31")
+    assert result.exit_code == 2
+    assert "term must be a whole number of months from 1 to 1200, not 0" in result.output
+
