@@ -1196,6 +1196,7 @@ def commit_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, amo
     """The entry that commits pending ``entry_id`` (all of it, ``amount``, or ``postings``)."""
     pend = open_pending(conn, book_id, entry_id, replay_of=replay_of)
     legs = _commit_legs(pend, amount, postings)
+    _not_before(effective_date, pend, "committed")
     return Draft(legs, key, pend.kind, effective_date or pend.effective_date, "commit",
                  external_ref if external_ref is not None else pend.external_ref,
                  memo if memo is not None else pend.memo,
@@ -1208,6 +1209,7 @@ def void_draft(conn: Connection, book_id: int, entry_id: int, *, key: str,
                replay_of: int | None = None) -> Draft:
     """The entry that voids pending ``entry_id`` (no postings; releases its holds)."""
     pend = open_pending(conn, book_id, entry_id, replay_of=replay_of)
+    _not_before(effective_date, pend, "voided")
     return Draft((), key, pend.kind, effective_date or pend.effective_date, "void",
                  pend.external_ref, memo, None, pending_id=entry_id, minor=True,
                  releases=tuple(pending_holds(conn, entry_id)))
@@ -1225,9 +1227,23 @@ def reversal_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, r
     if done is not None and done != replay_of:
         raise AlreadyReversedError(f"entry {entry_id} was already reversed by entry {done}",
                                    entry_id=entry_id, reversed_by=done)
+    _not_before(effective_date, original, "reversed")
+    if effective_date is None and original.effective_date > dt.date.today():
+        effective_date = original.effective_date   # not before what it undoes
     legs = tuple((p.account, -p.amount_minor) for p in original.postings)
     return Draft(legs, key, "reversal", effective_date, "posted", original.external_ref, reason,
                  {"reverses": entry_id, "reason": reason}, reverses_id=entry_id, minor=True)
+
+
+def _not_before(day: dt.date | None, entry: Entry, done: str) -> None:
+    """A completion or reversal is not dated before the entry it completes or undoes: the
+    balances as of a day in between would show money moved before it was asked for (a
+    no-overdraft wallet below zero on a statement)."""
+    if day is not None and day < entry.effective_date:
+        raise PostingError(
+            f"entry {entry.id} is dated {entry.effective_date}; it cannot be {done} as of {day}, "
+            "before it (give its date or a later one)", entry_id=entry.id,
+            effective_date=day)
 
 
 def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] | None) -> tuple:

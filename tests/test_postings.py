@@ -18,6 +18,7 @@ from ledger.errors import (
     IdempotencyConflictError,
     InsufficientFundsError,
     PendingStateError,
+    PostingError,
     PrecisionError,
     UnbalancedEntryError,
     UnknownAccountError,
@@ -188,6 +189,41 @@ def test_void_releases_the_hold(chart):
     assert chart.balance(U1W) == D("0.00")
     with pytest.raises(PendingStateError):
         chart.commit_pending(pending.id, key="w-late")
+
+
+def test_a_completion_or_reversal_dated_before_its_entry_is_refused(chart):
+    """A withdrawal held on 10-20 was committed as of 10-10, a transfer of 10-20 reversed as of
+    10-02: the balances as of a day in between showed money moved before it was asked for."""
+    day = dt.date(2026, 10, 20)
+    top_up(chart, U1, "100", "t1", effective_date=dt.date(2026, 10, 1))
+    hold = chart.post([(U1, D("60")), (U1W, D("-60"))], key="w", pending=True, effective_date=day)
+    moved = chart.post([(U1, D("5")), (U2, D("-5"))], key="x", effective_date=day)
+    count = entries(chart)
+    early = dt.date(2026, 10, 10)
+    for call, done in ((lambda: chart.commit_pending(hold.id, key="c", effective_date=early), "committed"),
+                       (lambda: chart.void_pending(hold.id, key="v", effective_date=early), "voided"),
+                       (lambda: chart.reverse(moved.id, key="r", reason="error", effective_date=early),
+                        "reversed")):
+        entry = hold if done != "reversed" else moved
+        with pytest.raises(PostingError, match=rf"entry {entry.id} is dated 2026-10-20; it cannot be "
+                                               rf"{done} as of 2026-10-10, before it"):
+            call()
+    assert entries(chart) == count
+    assert chart.balance(U1, as_of=dt.date(2026, 10, 15)) == D("100.00")
+    assert chart.commit_pending(hold.id, key="c", effective_date=day).effective_date == day
+    assert chart.reverse(moved.id, key="r", reason="error", effective_date=day).effective_date == day
+
+
+def entries(book) -> int:
+    with book.engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT COUNT(*) FROM journal_entry").scalar()
+
+
+def test_an_entry_dated_ahead_is_reversed_as_of_its_own_date_by_default(chart):
+    ahead = dt.date.today() + dt.timedelta(days=30)
+    top_up(chart, U1, "100", "t1")
+    moved = chart.post([(U1, D("5")), (U2, D("-5"))], key="x", effective_date=ahead)
+    assert chart.reverse(moved.id, key="r", reason="error").effective_date == ahead
 
 
 def test_commit_amount_above_pending_is_refused(chart):
