@@ -1,4 +1,4 @@
-"""The ``ledger schedule`` command, driven with click's CliRunner."""
+"""The ``ledger schedule`` command (and the plan refusals of ``ledger loan create``), driven with click's CliRunner."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
+import ledger
+from cli import main
 from ledger.commands.schedule import schedule_cmd
 
 PLAN = ["--principal", "100000", "--rate", "6%", "--months", "12", "--start", "2024-01-31"]
@@ -109,3 +111,32 @@ def test_months_0_is_refused_as_a_term_in_months():
     assert result.exit_code == 2
     assert "term must be a whole number of months from 1 to 1200, not 0" in result.output
 
+
+def ledger_cli(db_url, *args):
+    return CliRunner().invoke(main, [*args, "--db", db_url], catch_exceptions=False)
+
+
+LOAN = ["loan", "create", "L1", "--borrower", "bob", "--principal", "1000", "--rate", "6%"]
+
+
+@pytest.mark.parametrize("term, start, words", [
+    (["--months", "0"], "2026-01-31", "term must be a whole number of months from 1 to 1200, not 0"),
+    (["--days", "0", "--method", "bullet"], "2026-01-31",
+     "term must be a whole number of days from 1 to 3660, not 0"),
+    (["--months", "2"], "9999-12-01", "due dates run past 9999-12-31: 2 months from 9999-12-01"),
+    (["--days", "60", "--method", "bullet"], "9999-12-01",
+     "due dates run past 9999-12-31: 60 days from 9999-12-01"),
+])
+def test_loan_create_refuses_terms_no_plan_is_made_of_exit_2(db_url, term, start, words):
+    result = ledger_cli(db_url, *LOAN, *term, "--start", start, "--key", "c1")
+    assert result.exit_code == 2, result.output
+    assert f"ScheduleError: {words}" in result.output
+    book = ledger.open(db_url)
+    try:
+        assert book.loans.loans() == []
+    finally:
+        book.dispose()
+    result = ledger_cli(db_url, *LOAN, "--days", "20", "--method", "bullet", "--start", "9999-12-01",
+                        "--key", "c2")
+    assert result.exit_code == 0, result.output
+    assert "loan L1: 1000.00 over 20 day(s)" in result.output

@@ -185,15 +185,22 @@ def loan_create_cmd(loan_no, borrower, principal, rate, months, days, method, st
 
         ledger loan create L001 --borrower bob --principal 100000 --rate 6% --months 12 --start 2026-11-22 --key loan-L001
     """
+    from ..schedules import ScheduleError
+    from .common import BadInput
+
     if (months is None) == (days is None):
         raise click.UsageError("give exactly one of --months or --days")
+    in_months = months is not None   # --months 0 is a term in months, refused as one
     book = open_book(db_url)
     book.flows.open_system_accounts()
-    view = book.loans.create_loan(
-        loan_no, borrower, principal, _rate(rate), months or days, key=key,
-        method=method.replace("-", "_"), start=parse_date(start, "--start"),
-        term_unit="month" if months else "day", upfront_fee=upfront_fee,
-        management_fee_rate=_rate(management_fee_rate))
+    try:
+        view = book.loans.create_loan(
+            loan_no, borrower, principal, _rate(rate), months if in_months else days, key=key,
+            method=method.replace("-", "_"), start=parse_date(start, "--start"),
+            term_unit="month" if in_months else "day", upfront_fee=upfront_fee,
+            management_fee_rate=_rate(management_fee_rate))
+    except ScheduleError as exc:   # terms no plan can be made of: bad input, as for `ledger schedule`
+        raise BadInput(f"{type(exc).__name__}: {exc}") from exc
     click.echo(f"loan {view.loan_no}: {view.principal} over {view.term} {view.term_unit}(s), "
                f"status {view.status}")
 
