@@ -83,7 +83,7 @@ from . import periods
 from .accounts import PREFIX_TYPES
 from .errors import ReportError
 from .money import exponent, format_minor, from_minor
-from .reports import Footer, footer
+from .reports import Footer, check_range, footer
 
 STREAM_CHUNK = 2000
 
@@ -280,7 +280,11 @@ def _record(row: tuple, postings: list[JournalPosting]) -> JournalRecord:
 
 def iter_journal(book, date_from: dt.date | None = None,
                  date_to: dt.date | None = None) -> Iterator[JournalRecord]:
-    """:func:`stream_journal` over ``book`` in one read transaction (a consistent snapshot)."""
+    """:func:`stream_journal` over ``book`` in one read transaction (a consistent snapshot).
+
+    A period that starts after it ends is refused (:class:`ReportError`).
+    """
+    check_range(date_from, date_to)
     with book.reading() as conn:
         yield from stream_journal(conn, book.book_id, date_from, date_to)
 
@@ -294,10 +298,13 @@ def write_journal(book, fh: IO[str], *, fmt: str = "csv", date_from: dt.date | N
 
     The entries and the footer (as of ``date_to``, see :class:`ledger.reports.Footer`)
     are read in one read transaction, so the footer's last entry and chain
-    hash describe exactly the snapshot the entries come from.
+    hash describe exactly the snapshot the entries come from. A period that
+    starts after it ends is refused (:class:`ReportError`), as the statements
+    refuse it, before anything is written.
     """
     if fmt not in JOURNAL_FORMATS:
         raise ReportError(f"journal format must be 'csv' or 'jsonl', got {fmt!r}", fmt=fmt)
+    check_range(date_from, date_to)
     writer = write_journal_csv if fmt == "csv" else write_journal_jsonl
     with book.reading() as conn:
         foot = footer(conn, book.book_id, book.name, date_to)

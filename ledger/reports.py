@@ -323,12 +323,13 @@ def account_statement(book, code: str, date_from: dt.date, date_to: dt.date) -> 
     """The statement of one account over ``[date_from, date_to]``."""
     from .accounts import get_account
 
-    _check_range(date_from, date_to)
+    check_range(date_from, date_to)
     with reading(book) as conn:
         account = get_account(conn, book.book_id, code)
         sign = normal_sign(account.type)
-        opening = sign * periods.account_posted_sum(
-            conn, book.book_id, account.id, date_from - dt.timedelta(days=1))
+        before = day_before(date_from)
+        opening = 0 if before is None else sign * periods.account_posted_sum(
+            conn, book.book_id, account.id, before)
         rows = conn.execute(
             select(m.Posting.effective_date, m.Posting.entry_id, m.JournalEntry.kind,
                    m.JournalEntry.external_ref, m.JournalEntry.memo, m.Posting.amount_minor)
@@ -349,10 +350,16 @@ def account_statement(book, code: str, date_from: dt.date, date_to: dt.date) -> 
                             running, tuple(movements), foot)
 
 
-def _check_range(date_from: dt.date, date_to: dt.date) -> None:
-    if date_from > date_to:
+def check_range(date_from: dt.date | None, date_to: dt.date | None) -> None:
+    """Refuse a period that starts after it ends (an open end is never refused)."""
+    if date_from is not None and date_to is not None and date_from > date_to:
         raise ReportError(f"the period starts ({date_from}) after it ends ({date_to})",
                           date_from=date_from, date_to=date_to)
+
+
+def day_before(day: dt.date) -> dt.date | None:
+    """The day before ``day``; None for the earliest date (nothing can be dated before it)."""
+    return None if day == dt.date.min else day - dt.timedelta(days=1)
 
 
 # --- balance sheet and income statement ---------------------------------------------
@@ -483,11 +490,12 @@ class IncomeStatement:
 def income_statement(book, date_from: dt.date, date_to: dt.date,
                      depth: int | None = None) -> IncomeStatement:
     """Income and expenses over ``[date_from, date_to]`` (balance at the end less at the start)."""
-    _check_range(date_from, date_to)
+    check_range(date_from, date_to)
     with reading(book) as conn:
         accounts = _accounts(conn, book.book_id)
         end = periods.posted_sums(conn, book.book_id, date_to)
-        start = periods.posted_sums(conn, book.book_id, date_from - dt.timedelta(days=1))
+        before = day_before(date_from)
+        start = {} if before is None else periods.posted_sums(conn, book.book_id, before)
         foot = footer(conn, book.book_id, book.name, date_to)
     moved = {a: end.get(a, 0) - start.get(a, 0) for a in set(end) | set(start)}
     lines = _lines(accounts, moved, INCOME_TYPES, depth)
@@ -501,5 +509,5 @@ def income_statement(book, date_from: dt.date, date_to: dt.date,
 __all__ = [
     "Footer", "footer", "TrialBalance", "TrialBalanceRow", "trial_balance", "build_trial_balance",
     "Movement", "AccountStatement", "account_statement", "Line", "BalanceSheet", "balance_sheet",
-    "IncomeStatement", "income_statement", "money", "rollup_code",
+    "IncomeStatement", "income_statement", "money", "rollup_code", "check_range", "day_before",
 ]

@@ -1,9 +1,10 @@
-"""What auditors open must be safe to open: CSV cells.
+"""What auditors open must be safe to open: CSV cells, dates.
 
 A memo, reference, key or metadata value is written by whoever posted the
 entry. In a CSV file it must stay text in a spreadsheet (no formula) and
 must never start a physical line of its own (which could forge the ``# ``
-footer auditors read).
+footer auditors read). A period from the earliest date works; one that ends
+before it starts is refused.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 from decimal import Decimal
 
+import pytest
 from click.testing import CliRunner
 
 import ledger
-from ledger import exports
 from cli import main
+from ledger import exports, reports
+from ledger.errors import ReportError
 
 D = dt.date
 BANK = "assets:custody:bank"
@@ -155,3 +159,36 @@ def test_emit_csv_uses_the_same_rule(db_url, capsys):
     assert result.exit_code == 0, result.output
     result = invoke("period", "list", "--format", "csv", "--db", db_url)
     assert next(csv.reader(io.StringIO(result.output.splitlines()[1])))[3] == "'=cmd|'/C calc'!A0"
+
+
+# --- periods: the earliest date, a reversed range ------------------------------------------
+def test_the_earliest_date_starts_a_statement_and_an_income_statement(book, db_url):
+    hostile_book(book)
+    st = reports.account_statement(book, U1, D.min, D(2026, 10, 31))
+    assert st.opening_minor == 0 and len(st.movements) == len(HOSTILE) + 2
+    assert st.closing_minor == reports.account_statement(book, U1, D(2026, 1, 1), D(2026, 10, 31)).closing_minor
+    inc = reports.income_statement(book, D.min, D.max)
+    assert inc.totals["CNY"]["income"] == 50
+    result = invoke("statement", U1, "--from", "0001-01-01", "--to", "2026-10-31", "--format", "json",
+                    "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["opening"] == {"minor": 0, "amount": "0.00"}
+    result = invoke("income-statement", "--from", "0001-01-01", "--to", "9999-12-31", "--format", "json",
+                    "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["totals"]["CNY"]["net_income"]["minor"] == 50
+
+
+def test_journal_refuses_a_period_that_ends_before_it_starts(book, db_url):
+    hostile_book(book)
+    with pytest.raises(ReportError, match="starts"):
+        exports.write_journal(book, io.StringIO(), date_from=D(2026, 10, 31), date_to=D(2026, 10, 1))
+    with pytest.raises(ReportError, match="starts"):
+        list(exports.iter_journal(book, D(2026, 10, 31), D(2026, 10, 1)))
+    for cmd in (["journal"], ["journal", "--format", "jsonl"],
+                ["statement", U1], ["income-statement"]):
+        result = invoke(*cmd, "--from", "2026-10-31", "--to", "2026-10-01", "--db", db_url)
+        assert result.exit_code == 1, (cmd, result.output)
+        assert "the period starts (2026-10-31) after it ends (2026-10-01)" in result.output
+        assert "entries" not in result.output
+    assert invoke("journal", "--from", "2026-10-01", "--to", "2026-10-01", "--db", db_url).exit_code == 0

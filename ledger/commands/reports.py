@@ -155,8 +155,9 @@ def journal_cmd(date_from, date_to, fmt, output, no_seal, db_url):
 
         ledger journal --from 2026-11-01 --to 2026-11-30 --format jsonl --output nov.jsonl
     """
-    book = _book(db_url, no_seal)
     dates = {"date_from": parse_date(date_from, "--from"), "date_to": parse_date(date_to, "--to")}
+    rp.check_range(dates["date_from"], dates["date_to"])  # before any file is created
+    book = _book(db_url, no_seal)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as fh:
             count = exports.write_journal(book, fh, fmt=fmt, **dates)
