@@ -166,7 +166,19 @@ def _check_text(value, what: str, max_len: int | None = None, required: bool = F
         raise PostingError(f"{what} must be a non-empty string, got {value!r}", field=what)
     if max_len and len(value) > max_len:
         raise PostingError(f"{what} is longer than {max_len} characters", field=what)
+    _encodable(value, what)
     return value
+
+
+def _encodable(value: str, what: str) -> None:
+    """Text is stored and hashed as UTF-8: a lone surrogate (half of a pair, as a bad
+    decoder leaves it) is refused by name, not by the encoder's traceback."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PostingError(f"{what} is not valid text: character {exc.start} is a lone "
+                               f"surrogate {value[exc.start]!r}", field=what) from None
 
 
 def _plain(value, path: str):
@@ -179,10 +191,17 @@ def _plain(value, path: str):
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{path}.{k}") for k, v in value.items()}
+        plain = {}
+        for k, v in value.items():
+            _encodable(str(k), f"metadata key {k!r}")
+            plain[str(k)] = _plain(v, f"{path}.{k}")
+        return plain
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if value is None or isinstance(value, (str, int, bool)):
+    if isinstance(value, str):
+        _encodable(value, f"metadata {path}")
+        return value
+    if value is None or isinstance(value, (int, bool)):
         return value
     raise PostingError(f"metadata {path}: {type(value).__name__} is not JSON data", field="metadata")
 
@@ -262,8 +281,16 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
     text = _request_text(draft, amounts, metadata_json)
     if text is None:
         text = canonical_json(_request_doc(draft, amounts, metadata_json))
-    return _Prepared(draft, hashlib.sha256(text.encode()).hexdigest(), metadata_json, effective,
-                     amounts)
+    try:
+        encoded = text.encode()
+    except UnicodeEncodeError:
+        for what, value in (("key", draft.key), ("kind", draft.kind), ("memo", draft.memo),
+                            ("external_ref", draft.external_ref),
+                            *((f"posting {i} account", leg[0]) for i, leg in enumerate(legs))):
+            if type(value) is str:
+                _encodable(value, what)
+        raise
+    return _Prepared(draft, hashlib.sha256(encoded).hexdigest(), metadata_json, effective, amounts)
 
 
 def _request_doc(draft: Draft, amounts: list[str], metadata_json: str | None) -> dict:

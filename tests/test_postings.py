@@ -214,6 +214,16 @@ def test_a_completion_or_reversal_dated_before_its_entry_is_refused(chart):
     assert chart.reverse(moved.id, key="r", reason="error", effective_date=day).effective_date == day
 
 
+@pytest.mark.parametrize("field, value", [("memo", "refund \ud800"), ("external_ref", "B\udc00"),
+                                          ("metadata", {"note": "\ud83d"}), ("metadata", {"\udc00": 1})])
+def test_text_with_a_lone_surrogate_is_refused_by_name(chart, field, value):
+    """It was a UnicodeEncodeError from the request hash (a traceback from ledger post)."""
+    before = entries(chart)
+    with pytest.raises(PostingError, match="is not valid text: character .* is a lone surrogate"):
+        chart.post([(BANK, D("1")), (FEES, D("-1"))], key="odd", **{field: value})
+    assert entries(chart) == before
+
+
 def entries(book) -> int:
     with book.engine.connect() as conn:
         return conn.exec_driver_sql("SELECT COUNT(*) FROM journal_entry").scalar()
