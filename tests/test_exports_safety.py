@@ -1,10 +1,10 @@
-"""What auditors open must be safe to open: CSV cells, dates.
+"""What auditors open must be safe to open: CSV cells, output paths, dates.
 
 A memo, reference, key or metadata value is written by whoever posted the
 entry. In a CSV file it must stay text in a spreadsheet (no formula) and
 must never start a physical line of its own (which could forge the ``# ``
-footer auditors read). A period from the earliest date works; one that ends
-before it starts is refused.
+footer auditors read). Bad output paths, databases and dates are refused
+with exit code 2 and a message, not a traceback.
 """
 
 from __future__ import annotations
@@ -192,3 +192,39 @@ def test_journal_refuses_a_period_that_ends_before_it_starts(book, db_url):
         assert "the period starts (2026-10-31) after it ends (2026-10-01)" in result.output
         assert "entries" not in result.output
     assert invoke("journal", "--from", "2026-10-01", "--to", "2026-10-01", "--db", db_url).exit_code == 0
+
+
+# --- clear errors instead of tracebacks ------------------------------------------------------------
+def test_output_into_a_missing_directory_is_refused_clearly(tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    book = ledger.open(url)
+    book.open_account(BANK, "asset")
+    book.open_account(U1, "liability")
+    book.post([(BANK, "1.00"), (U1, "-1.00")], key="a", effective_date=D(2026, 10, 1))
+    book.dispose()
+    missing = tmp_path / "no" / "such"
+    for args in (["journal"], ["journal", "--format", "jsonl"], ["export", "beancount"],
+                 ["trial-balance", "--format", "csv"], ["trial-balance", "--format", "json"],
+                 ["trial-balance", "--format", "xlsx"],
+                 ["statement", U1, "--from", "2026-10-01", "--to", "2026-10-31", "--format", "xlsx"]):
+        target = missing / "out.file"
+        result = CliRunner().invoke(main, [*args, "-o", str(target), "--db", url])
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert "Traceback" not in result.output and str(target) in result.output, result.output
+        assert "No such file or directory" in result.output or "cannot" in result.output
+    assert not missing.exists()
+
+
+def test_a_database_that_cannot_be_opened_is_refused_clearly(tmp_path):
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("hello, these are not the books\n" * 10)
+    cases = [(f"sqlite:///{tmp_path / 'no' / 'such' / 'x.db'}", "unable to open database file"),
+             (f"sqlite:///{not_a_db}", "not a database"),
+             ("postgresql+psycopg2://nobody:secret@127.0.0.1:1/ledger", "cannot connect")]
+    for url, why in cases:
+        for args in (["journal"], ["trial-balance"], ["verify"], ["balance", U1]):
+            result = CliRunner().invoke(main, [*args, "--db", url])
+            assert result.exit_code == 2, (url, args, result.output, result.exception)
+            assert why in result.output and "Traceback" not in result.output, result.output
+            assert "secret" not in result.output  # a password in the URL is not shown
+    assert not (tmp_path / "no").exists()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import io
 import json
+import sqlite3
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Sequence
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import InputError, LedgerError
 
@@ -50,7 +52,12 @@ def format_option(func: Callable) -> Callable:
 
 
 def library_errors(func: Callable) -> Callable:
-    """Turn library errors into clean CLI errors (exit 2 for bad input, 1 otherwise)."""
+    """Turn library errors into clean CLI errors (exit 2 for bad input, 1 otherwise).
+
+    A ``--db`` that cannot be opened (a SQLite file in a missing directory,
+    a file that is not a database, a PostgreSQL server that cannot be
+    reached) is bad input too: exit 2, naming the database and the reason.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -60,8 +67,48 @@ def library_errors(func: Callable) -> Callable:
             raise BadInput(str(exc)) from exc
         except LedgerError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+        except DBAPIError as exc:
+            problem = database_problem(exc)
+            if problem is None:
+                raise
+            raise BadInput(f"--db {_shown_url(kwargs.get('db_url'))}: {problem}") from exc
 
     return wrapper
+
+
+_CONNECT_FAILED = ("connection to server", "could not connect", "could not translate host name")
+
+
+def database_problem(exc: DBAPIError) -> str | None:
+    """Why the database of ``--db`` cannot be used at all, or None for any other error.
+
+    Only errors that say the database cannot be opened or reached qualify;
+    everything else (a refused write, a lost race) is left to propagate.
+    """
+    orig = exc.orig
+    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if isinstance(orig, sqlite3.Error):
+        if "unable to open database file" in message:
+            return f"{message} (is the path right, and does its directory exist?)"
+        if "not a database" in message:
+            return f"the file is not a SQLite database ({message})"
+        return None
+    if getattr(orig, "pgcode", "") is None and message.startswith(_CONNECT_FAILED):
+        return f"cannot connect to the database: {message}"
+    return None
+
+
+def _shown_url(db_url: str | None) -> str:
+    """The database URL as given (or resolved), its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ..db import resolve_url
+
+    try:
+        return make_url(resolve_url(db_url)).render_as_string(hide_password=True)
+    except ArgumentError:  # unparsable: it could not have been opened, so this is not reached
+        return "URL"
 
 
 def _json_default(value: Any):

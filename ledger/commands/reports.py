@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import sys
+from contextlib import contextmanager
 
 import click
 from sqlalchemy.exc import DBAPIError
@@ -46,9 +47,32 @@ def _book(db_url, no_seal: bool):
     return book
 
 
+def _cannot_write(output: str, exc: OSError) -> BadInput:
+    why = exc.strerror or str(exc)
+    return BadInput(f"--output {output}: cannot write the file: {why}")
+
+
+@contextmanager
+def _output_file(output: str | None, *, newline: str | None = ""):
+    """``--output FILE`` opened for writing (standard output without it).
+
+    A file that cannot be created (a missing directory, no permission) is
+    bad input: exit code 2 with the reason, not a traceback.
+    """
+    if not output:
+        yield sys.stdout
+        return
+    try:
+        fh = open(output, "w", encoding="utf-8", newline=newline)
+    except OSError as exc:
+        raise _cannot_write(output, exc) from exc
+    with fh:
+        yield fh
+
+
 def _write_text(text: str, output: str | None) -> None:
     if output:
-        with open(output, "w", encoding="utf-8", newline="") as fh:
+        with _output_file(output) as fh:
             fh.write(text)
         click.echo(f"written to {output}", err=True)
     else:
@@ -56,9 +80,15 @@ def _write_text(text: str, output: str | None) -> None:
 
 
 def _xlsx(report, output: str | None) -> None:
+    from xlsxwriter.exceptions import FileCreateError
+
     if not output:
         raise BadInput("--format xlsx needs --output FILE")
-    exports.write_xlsx(report, output)
+    try:
+        exports.write_xlsx(report, output)
+    except FileCreateError as exc:
+        cause = exc.args[0] if exc.args and isinstance(exc.args[0], OSError) else OSError(str(exc))
+        raise _cannot_write(output, cause) from exc
     click.echo(f"written to {output}", err=True)
 
 
@@ -158,11 +188,8 @@ def journal_cmd(date_from, date_to, fmt, output, no_seal, db_url):
     dates = {"date_from": parse_date(date_from, "--from"), "date_to": parse_date(date_to, "--to")}
     rp.check_range(dates["date_from"], dates["date_to"])  # before any file is created
     book = _book(db_url, no_seal)
-    if output:
-        with open(output, "w", encoding="utf-8", newline="") as fh:
-            count = exports.write_journal(book, fh, fmt=fmt, **dates)
-    else:
-        count = exports.write_journal(book, sys.stdout, fmt=fmt, **dates)
+    with _output_file(output) as fh:
+        count = exports.write_journal(book, fh, fmt=fmt, **dates)
     click.echo(f"{count} entries", err=True)
 
 
@@ -294,11 +321,8 @@ def export_beancount_cmd(memo, output, no_seal, db_url):
         ledger export beancount --output books.beancount
     """
     book = _book(db_url, no_seal)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            count = exports.write_beancount(book, fh, memo=memo)
-    else:
-        count = exports.write_beancount(book, sys.stdout, memo=memo)
+    with _output_file(output, newline=None) as fh:
+        count = exports.write_beancount(book, fh, memo=memo)
     click.echo(f"{count} transactions", err=True)
 
 
