@@ -61,8 +61,10 @@ lines are always the report's own.
 XLSX
 ----
 Reports become workbooks through XlsxWriter: amounts are numeric cells
-(written from ``Decimal``, so the file holds the exact decimal text) with a
-``#,##0.00`` number format, never text.
+(written from ``Decimal``, so the file holds the exact decimal text) with
+the number format of their currency's minor unit (``#,##0.00`` for CNY,
+``#,##0`` for JPY, ``#,##0.000`` for KWD), totals and closing balances in
+bold with the same format; never text.
 """
 
 from __future__ import annotations
@@ -526,13 +528,23 @@ def _write_transaction(fh: IO[str], r: JournalRecord, names: dict[str, str], mem
 
 
 # --- XLSX ------------------------------------------------------------------------------
+XLSX_EXPONENTS = (0, 2, 3)
+"""Minor-unit exponents with their own number format (others are shown with 2 decimals)."""
+
+
+def _num_format(exp: int) -> str:
+    """``#,##0`` with one ``0`` per decimal of the minor unit: ``#,##0.00`` for CNY."""
+    return "#,##0" + ("." + "0" * exp if exp else "")
+
+
 def _formats(workbook):
     return {
         "title": workbook.add_format({"bold": True, "font_size": 12}),
         "head": workbook.add_format({"bold": True, "bottom": 1}),
-        "total": workbook.add_format({"bold": True, "top": 1, "num_format": "#,##0.00"}),
-        "money": {e: workbook.add_format({"num_format": "#,##0" + ("." + "0" * e if e else "")})
-                  for e in (0, 2, 3)},
+        "total": workbook.add_format({"bold": True, "top": 1}),
+        "money": {e: workbook.add_format({"num_format": _num_format(e)}) for e in XLSX_EXPONENTS},
+        "total_money": {e: workbook.add_format({"bold": True, "top": 1, "num_format": _num_format(e)})
+                        for e in XLSX_EXPONENTS},
         "date": workbook.add_format({"num_format": "yyyy-mm-dd"}),
     }
 
@@ -573,8 +585,10 @@ def write_xlsx(report, fh) -> None:
         workbook.close()
 
 
-def _money_fmt(fmt, currency: str):
-    return fmt["money"].get(exponent(currency), fmt["money"][2])
+def _money_fmt(fmt, currency: str, *, total: bool = False):
+    """The number format of an amount in ``currency`` (bold with a rule above for a total)."""
+    formats = fmt["total_money" if total else "money"]
+    return formats.get(exponent(currency), formats[2])
 
 
 def _xlsx_trial_balance(workbook, tb, fmt) -> None:
@@ -596,8 +610,8 @@ def _xlsx_trial_balance(workbook, tb, fmt) -> None:
     for cur, (debit, credit) in sorted(tb.totals.items()):
         ws.write_string(row, 0, "Total", fmt["total"])
         ws.write_string(row, 2, cur, fmt["total"])
-        ws.write_number(row, 3, _num(debit, cur), fmt["total"])
-        ws.write_number(row, 4, _num(credit, cur), fmt["total"])
+        ws.write_number(row, 3, _num(debit, cur), _money_fmt(fmt, cur, total=True))
+        ws.write_number(row, 4, _num(credit, cur), _money_fmt(fmt, cur, total=True))
         row += 1
     ws.set_column(0, 0, 48)
     ws.set_column(1, 2, 10)
@@ -626,7 +640,8 @@ def _xlsx_statement(workbook, st, fmt) -> None:
         ws.write_number(row, 6, _num(mv.balance_minor, st.currency), money_fmt)
         row += 1
     ws.write_string(row, 0, "Closing balance", fmt["total"])
-    ws.write_number(row, 6, _num(st.closing_minor, st.currency), fmt["total"])
+    ws.write_number(row, 6, _num(st.closing_minor, st.currency),
+                    _money_fmt(fmt, st.currency, total=True))
     ws.set_column(0, 0, 16)
     ws.set_column(2, 4, 20)
     ws.set_column(5, 6, 18)
@@ -656,7 +671,7 @@ def _xlsx_lines(workbook, report, fmt) -> None:
         for name, value in totals.items():
             ws.write_string(row, 0, f"Total {name.replace('_', ' ')}", fmt["total"])
             ws.write_string(row, 2, cur, fmt["total"])
-            ws.write_number(row, 3, _num(value, cur), fmt["total"])
+            ws.write_number(row, 3, _num(value, cur), _money_fmt(fmt, cur, total=True))
             row += 1
     ws.set_column(0, 0, 48)
     ws.set_column(3, 3, 18)

@@ -1,4 +1,4 @@
-"""What auditors open must be safe to open: CSV cells, output paths, dates.
+"""What auditors open must be safe to open: CSV cells, output paths, dates, XLSX formats.
 
 A memo, reference, key or metadata value is written by whoever posted the
 entry. In a CSV file it must stay text in a spreadsheet (no formula) and
@@ -14,7 +14,9 @@ import datetime as dt
 import io
 import json
 import re
+import zipfile
 from decimal import Decimal
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
@@ -228,3 +230,90 @@ def test_a_database_that_cannot_be_opened_is_refused_clearly(tmp_path):
             assert why in result.output and "Traceback" not in result.output, result.output
             assert "secret" not in result.output  # a password in the URL is not shown
     assert not (tmp_path / "no").exists()
+
+
+# --- XLSX number formats ---------------------------------------------------------------------------
+BUILTIN_FORMATS = {0: "General", 3: "#,##0", 4: "#,##0.00"}
+
+
+def sheet_cells(data: bytes) -> dict[str, tuple[str, str, bool]]:
+    """``{"D5": (value, number format, bold)}`` for every number cell of the first sheet."""
+    ns = {"x": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        sheet = ElementTree.fromstring(z.read("xl/worksheets/sheet1.xml"))
+        styles = ElementTree.fromstring(z.read("xl/styles.xml"))
+    codes = dict(BUILTIN_FORMATS)
+    for nf in styles.iterfind("x:numFmts/x:numFmt", ns):
+        codes[int(nf.get("numFmtId"))] = nf.get("formatCode")
+    bold = [f.find("x:b", ns) is not None for f in styles.iterfind("x:fonts/x:font", ns)]
+    xfs = [(codes[int(xf.get("numFmtId", 0))], bold[int(xf.get("fontId", 0))])
+           for xf in styles.iterfind("x:cellXfs/x:xf", ns)]
+    out = {}
+    for c in sheet.iterfind(".//x:c", ns):
+        v = c.find("x:v", ns)
+        if c.get("t") is None and v is not None:
+            out[c.get("r")] = (v.text, *xfs[int(c.get("s", 0))])
+    return out
+
+
+def multi_currency_book(book):
+    for cur in ("JPY", "KWD", "CNY"):
+        low = cur.lower()
+        book.open_account(f"assets:bank:{low}", "asset", currency=cur)
+        book.open_account(f"liabilities:users:{low}", "liability", currency=cur)
+        book.open_account(f"income:fees:{low}", "income", currency=cur)
+    book.post([("assets:bank:jpy", "1234567"), ("liabilities:users:jpy", "-1234567")], key="j1",
+              effective_date=D(2026, 10, 2))
+    book.post([("liabilities:users:jpy", "300"), ("income:fees:jpy", "-300")], key="j2",
+              effective_date=D(2026, 10, 3))
+    book.post([("assets:bank:kwd", "12.345"), ("liabilities:users:kwd", "-12.345")], key="k1",
+              effective_date=D(2026, 10, 2))
+    book.post([("liabilities:users:kwd", "0.125"), ("income:fees:kwd", "-0.125")], key="k2",
+              effective_date=D(2026, 10, 3))
+    book.post([("assets:bank:cny", "8.50"), ("income:fees:cny", "-8.50")], key="c1",
+              effective_date=D(2026, 10, 3))
+    return book
+
+
+WANT = {"JPY": "#,##0", "KWD": "#,##0.000", "CNY": "#,##0.00"}
+
+
+def xlsx_of(report) -> bytes:
+    out = io.BytesIO()
+    exports.write_xlsx(report, out)
+    return out.getvalue()
+
+
+def test_xlsx_totals_use_the_minor_unit_of_their_currency(book):
+    multi_currency_book(book)
+    tb = reports.trial_balance(book)
+    cells = sheet_cells(xlsx_of(tb))
+    totals = {cur: row for row, cur in enumerate(sorted(tb.totals), start=4 + len(tb.rows))}
+    for cur, row in totals.items():
+        for col in "DE":
+            value, code, bold = cells[f"{col}{row}"]
+            assert (code, bold) == (WANT[cur], True), (cur, col, value)
+    assert cells[f"D{totals['JPY']}"][0] == "1234567"
+    assert cells[f"E{totals['KWD']}"][0] == "12.345"
+    for r in range(4, 4 + len(tb.rows)):  # rows: their currency's format, not bold
+        cur = tb.rows[r - 4].currency
+        assert cells[f"D{r}"][1:] == (WANT[cur], False)
+
+    for cur, code in (("JPY", "jpy"), ("KWD", "kwd")):
+        st = reports.account_statement(book, f"liabilities:users:{code}", D(2026, 10, 1), D(2026, 10, 31))
+        cells = sheet_cells(xlsx_of(st))
+        closing = f"G{5 + len(st.movements)}"
+        assert cells[closing][1:] == (WANT[cur], True)
+        assert cells[closing][0] == {"JPY": "1234267", "KWD": "12.220"}[cur]
+        assert cells["G4"][1:] == (WANT[cur], False)  # opening
+
+    for report in (reports.balance_sheet(book), reports.income_statement(book, D(2026, 10, 1),
+                                                                         D(2026, 10, 31))):
+        cells = sheet_cells(xlsx_of(report))
+        first_total = 4 + len(report.lines)
+        row = first_total
+        for cur, totals_ in sorted(report.totals.items()):
+            for _ in totals_:
+                assert cells[f"D{row}"][1:] == (WANT[cur], True), (type(report).__name__, cur, row)
+                row += 1
+        assert row > first_total + 2
