@@ -48,7 +48,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import BigInteger, and_, case, cast, func, insert, or_, select, text, update
@@ -63,6 +63,7 @@ from .errors import IdempotencyConflictError, LedgerError, PostingError
 from .flows import BANK, RISK_RESERVE, WALLET_PARTS, FlowError, fee_account, positive_minor, wallet
 from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact, to_minor
 from .postings import Draft, Entry, find_replay, write
+from .rates import HALF_UP, normalize_rounding, rdiv
 
 PLATFORM = "@platform"
 RISK_RESERVE_PARTY = "@risk_reserve"
@@ -139,7 +140,8 @@ class Installment:
         seq: number, from 1.
         due_date: date due.
         principal, interest, fee: scheduled amounts (Decimal).
-        paid: amount repaid to date (all components).
+        paid: amount the borrower repaid to date (all components; a compensation by a
+            guarantor or the risk reserve pays the investors, not the installment).
         outstanding: amount still owed (principal, interest, fee, penalty).
         penalty_outstanding: overdue penalty still owed.
         status: paid, due, overdue or future.
@@ -392,10 +394,10 @@ class Loans:
         return entry
 
     def _dues(self, conn: Connection, loan_id: int,
-              received: dict[str, int] | None = None) -> dict[tuple[int, str, str], int]:
+              received: dict[tuple[int, str], int] | None = None) -> dict[tuple[int, str, str], int]:
         """What the loan owes, by (installment, component, party); fills ``received``, when
-        given, with each party's interest received to date (:meth:`_interest_received`),
-        from the same query."""
+        given, with the interest each party received to date of each installment
+        (:meth:`_interest_received`), from the same query."""
         paid = case((and_(m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate"))),
                      -m.LoanDue.amount_minor), else_=0)
         # bigint sums: PostgreSQL's sum of bigints is numeric, which the driver reads as Decimal
@@ -416,7 +418,7 @@ class Loans:
             if total:
                 dues[(seq, comp, party)] = int(total)
             if received is not None and comp == "interest" and got:
-                received[party] = received.get(party, 0) + int(got)
+                received[(seq, party)] = int(got)
         return dues
 
     def _record_dues(self, conn: Connection, loan_id: int, entry: Entry, rows: Iterable[tuple],
@@ -635,7 +637,7 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
-            received: dict[str, int] = {}
+            received: dict[tuple[int, str], int] = {}
             dues = self._dues(conn, loan["id"], received)
             owed = sum(v for v in dues.values() if v > 0)
             if minor > owed:
@@ -689,24 +691,30 @@ class Loans:
                  reason: str, extra_legs: Sequence[tuple[str, int]] = (),
                  extra_dues: Sequence[tuple] = (),
                  dues: Mapping[tuple[int, str, str], int],
-                 received: dict[str, int] | None = None,
+                 received: dict[tuple[int, str], int] | None = None,
                  metadata: Mapping[str, Any] | None = None) -> Entry:
         loan_no, borrower = loan["loan_no"], loan["borrower"]
         rate = Decimal(loan["terms"]["management_fee_rate"])
+        rounding = loan_rounding(loan["terms"])
         total = sum(p[3] for p in payments)
         source_account, source_ref = source
         legs: list[tuple[str, int]] = [(source_account, total)] if total else []
         mgmt = 0
-        # The management fee is the rate on each investor's running total of
-        # interest received, rounded once: per-payment rounding cannot drift.
-        if received is None:
-            received = self._interest_received(conn, loan["id"]) if rate else {}
+        # The management fee is the rate on each investor's running total of the
+        # interest that bears it, rounded once: per-payment rounding cannot drift.
+        charged: dict[str, int] = {}
+        if rate:
+            recovered = self._compensated(conn, loan["id"])
+            for (seq, party), got in (self._interest_received(conn, loan["id"]) if received is None
+                                      else received).items():
+                if charges_management_fee(party, seq, recovered):
+                    charged[party] = charged.get(party, 0) + got
         for seq, comp, party, amount in payments:
             pay = amount
-            if comp == "interest" and not party.startswith("@") and rate:
-                before = received.get(party, 0)
-                received[party] = before + amount
-                fee = management_fee(before, amount, rate)
+            if comp == "interest" and rate and charges_management_fee(party, seq, recovered):
+                before = charged.get(party, 0)
+                charged[party] = before + amount
+                fee = management_fee(before, amount, rate, rounding)
                 mgmt += fee
                 pay -= fee
             if pay:
@@ -734,13 +742,21 @@ class Loans:
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="settled"))
         return entry
 
-    def _interest_received(self, conn: Connection, loan_id: int) -> dict[str, int]:
+    def _compensated(self, conn: Connection, loan_id: int) -> set[tuple[int, str]]:
+        """``(installment, payer)`` of every compensation of the loan so far."""
+        return {(seq, party) for seq, party in conn.execute(
+            select(m.LoanDue.seq, m.LoanDue.party).where(
+                m.LoanDue.loan_id == loan_id, m.LoanDue.reason == "compensate",
+                m.LoanDue.amount_minor > 0).distinct())}
+
+    def _interest_received(self, conn: Connection, loan_id: int) -> dict[tuple[int, str], int]:
+        """The interest each party received to date, by ``(installment, party)``."""
         rows = conn.execute(
-            select(m.LoanDue.party, func.sum(m.LoanDue.amount_minor))
+            select(m.LoanDue.seq, m.LoanDue.party, func.sum(m.LoanDue.amount_minor))
             .where(m.LoanDue.loan_id == loan_id, m.LoanDue.component == "interest",
                    m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate")))
-            .group_by(m.LoanDue.party))
-        return {party: -int(total) for party, total in rows}
+            .group_by(m.LoanDue.seq, m.LoanDue.party))
+        return {(seq, party): -int(total) for seq, party, total in rows}
 
     def accrue_penalties(self, as_of: dt.date) -> list[Entry]:
         """Penalty interest on overdue principal of every repaying loan, through ``as_of``.
@@ -821,10 +837,21 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying", loan_no=loan_no)
             inst = next((r for r in loan["plan"] if r["seq"] == installment), None)
-            if inst is None or dt.date.fromisoformat(inst["due_date"]) >= on_date:
+            if inst is None:
+                raise LoanStateError(f"loan {loan_no} has no installment {installment} (its "
+                                     f"installments are 1 to {len(loan['plan'])})", loan_no=loan_no)
+            if dt.date.fromisoformat(inst["due_date"]) >= on_date:
                 raise LoanStateError(f"installment {installment} of loan {loan_no} is not overdue "
                                      f"on {on_date}", loan_no=loan_no)
             dues = self._dues(conn, loan["id"])
+            if any(seq == installment and comp in ("principal", "interest") and p == party
+                   and amount > 0 for (seq, comp, p), amount in dues.items()):
+                # Its recovery would mix its own interest (which bears the management fee)
+                # with what it paid the others (charged when it paid them).
+                raise LoanStateError(
+                    f"{payer} holds a claim on installment {installment} of loan {loan_no}: a payer "
+                    "compensates the claims of others, not an installment it is owed itself",
+                    loan_no=loan_no, payer=payer)
             payments = [(seq, comp, p, amount) for (seq, comp, p), amount in sorted(dues.items())
                         if seq == installment and comp in ("principal", "interest") and amount > 0
                         and not p.startswith("@") and p != party]
@@ -848,6 +875,8 @@ class Loans:
     def transfer_claim(self, loan_no: str, seller: str, buyer: str, *, share: Any, price: Any,
                        key: str, on_date: dt.date, fee: Any = 0) -> Entry:
         """Move ``share`` (0 < share <= 1) of the seller's claim on future installments to the buyer."""
+        if seller == buyer:
+            raise FlowError(f"{seller} cannot sell a claim to itself", field="buyer")
         fraction = to_decimal_exact(share, what="share")
         if not 0 < fraction <= 1:
             raise FlowError(f"share must be in (0, 1], got {fraction}", field="share")
@@ -909,15 +938,28 @@ class Loans:
                                      .order_by(m.Loan.loan_no)).scalars())
 
 
-def _round(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def management_fee(received_before: int, interest: int, rate: Decimal) -> int:
+def management_fee(received_before: int, interest: int, rate: Decimal, rounding: str = HALF_UP) -> int:
     """The management fee kept from ``interest`` paid to an investor who had received
     ``received_before`` of the loan's interest: ``rate`` on the running total, rounded
-    once, less what the total before it was charged (so per-payment rounding never drifts)."""
-    return _round(Decimal(received_before + interest) * rate) - _round(Decimal(received_before) * rate)
+    once with the loan's ``rounding`` (as :func:`ledger.schedules.split` shows it in the
+    investor's plan), less what the total before it was charged (so per-payment rounding
+    never drifts)."""
+    num, den = rate.as_integer_ratio()
+    return rdiv((received_before + interest) * num, den, rounding) - rdiv(received_before * num, den, rounding)
+
+
+def charges_management_fee(party: str, seq: int, recovered: set[tuple[int, str]]) -> bool:
+    """Whether interest of installment ``seq`` paid to ``party`` bears the management fee:
+    an investor's does; the platform's parties' (``@...``) do not, nor does a payer's
+    recovery of an installment it compensated (``recovered``: the ``(installment,
+    payer)`` of every compensation so far), whose interest was charged when the payer
+    paid it to the investors."""
+    return not party.startswith("@") and (seq, party) not in recovered
+
+
+def loan_rounding(terms: Mapping[str, Any]) -> str:
+    """The rounding of a loan's plan (its conventions' ``rounding``, half-up by default)."""
+    return normalize_rounding((terms.get("conventions") or {}).get("rounding", HALF_UP))
 
 
 def _merge(legs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -990,7 +1032,7 @@ def _payoff(loan: dict, dues: Mapping[tuple[int, str, str], int], on_date: dt.da
             # Interest accrues on the period's scheduled interest; what the borrower paid of it
             # in advance counts towards the accrued part (and is not given back).
             scheduled = next(r["interest"] for r in plan if r["seq"] == current)
-            accrued = int((Decimal(scheduled) * days / period).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            accrued = rdiv(scheduled * days, period, loan_rounding(loan["terms"]))
             accrued = min(total, max(0, accrued - (scheduled - total)))
             parts = allocate(accrued, [o for _, o in parties]) if accrued else [0] * len(parties)
             for (party, owed), part in zip(parties, parts):
@@ -999,8 +1041,8 @@ def _payoff(loan: dict, dues: Mapping[tuple[int, str, str], int], on_date: dt.da
                 if owed - part:
                     waived.append((current, "interest", party, -(owed - part), "waive"))
     outstanding_principal = sum(a for s, c, p, a in payments if c == "principal" and due[s] > on_date)
-    rate = Decimal(loan["terms"].get("prepayment_fee_rate", "0"))
-    fee = int((Decimal(outstanding_principal) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    num, den = Decimal(loan["terms"].get("prepayment_fee_rate", "0")).as_integer_ratio()
+    fee = rdiv(outstanding_principal * num, den, loan_rounding(loan["terms"]))
     return payments, waived, fee
 
 
@@ -1018,7 +1060,8 @@ def _view(loan: dict, dues: Sequence, bids: Sequence[tuple[str, int]], today: dt
     for seq, comp, party, reason, amount in dues:
         outstanding[(seq, comp)] = outstanding.get((seq, comp), 0) + amount
         if reason in ("repay", "compensate") and amount < 0:
-            paid[seq] = paid.get(seq, 0) - amount
+            if reason == "repay":   # a compensation pays the investors, not the installment
+                paid[seq] = paid.get(seq, 0) - amount
             if comp in ("principal", "interest", "penalty"):
                 p(party)[f"{comp}_received"] += -amount
         if comp == "principal":

@@ -745,8 +745,8 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
     * a claim transfer: per installment and component, what left the seller named in
       the entry is what reached its buyer.
     """
-    from .loans import (COMPONENT_ORDER, RISK_RESERVE_PARTY, management_fee, party_account,
-                        penalty_accounts)
+    from .loans import (COMPONENT_ORDER, RISK_RESERVE_PARTY, charges_management_fee, loan_rounding,
+                        management_fee, party_account, penalty_accounts)
     from .flows import BANK, RISK_RESERVE, fee_account, wallet
 
     ids = [loan.id for loan in loans]
@@ -767,8 +767,11 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
     rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
     for loan in loans:
         name, currency = f"loan {loan.loan_no}", loan.currency
-        rate = Decimal(_metadata(loan.terms_json).get("management_fee_rate", "0"))
-        received: dict[str, int] = {}   # interest each party received so far, in entry order
+        terms = _metadata(loan.terms_json)
+        rate = Decimal(terms.get("management_fee_rate", "0"))
+        rounding = loan_rounding(terms)
+        received: dict[str, int] = {}   # interest bearing the fee each party received so far
+        recovered: set[tuple[int, str]] = set()   # (installment, payer) compensated so far
 
         def wrong(entry_id: int, what: str) -> None:
             problems.append(Problem("loans", f"{name}, entry {entry_id}: {what}", entry_id))
@@ -779,7 +782,7 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
             meta, moved, posted = _metadata(entry.metadata_json), rows.get(entry_id, []), legs.get(entry_id, {})
             if entry.kind in ("repayment", "payoff", "compensation"):
                 paid: dict[str, int] = {}
-                interest: dict[str, int] = {}
+                fees: dict[str, int] = {}
                 to_payer: dict[tuple[int, str], int] = {}
                 settled: dict[tuple[int, str], int] = {}
                 payer = None
@@ -793,8 +796,12 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
                     elif amount < 0:
                         paid[party] = paid.get(party, 0) - amount
                         settled[(seq, comp)] = settled.get((seq, comp), 0) - amount
-                        if comp == "interest":
-                            interest[party] = interest.get(party, 0) - amount
+                        if (comp == "interest" and rate   # as the payment charged it, row by row
+                                and charges_management_fee(party, seq, recovered)):
+                            before = received.get(party, 0)
+                            received[party] = before - amount
+                            fees[party] = fees.get(party, 0) + management_fee(
+                                before, -amount, rate, rounding)
                     elif entry.kind == "compensation" and party == payer and comp in ("principal", "interest"):
                         to_payer[(seq, comp)] = to_payer.get((seq, comp), 0) + amount
                     else:
@@ -807,10 +814,7 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
                             wrong(entry_id, f"paid the investors {money(settled.get((seq, comp), 0))} of "
                                   f"{comp} of installment {seq} but moved {money(to_payer.get((seq, comp), 0))} "
                                   f"of it to the payer {payer}")
-                fees = {p: management_fee(received.get(p, 0), got, rate) if rate and not p.startswith("@")
-                        else 0 for p, got in interest.items()}
-                for p, got in interest.items():
-                    received[p] = received.get(p, 0) + got
+                recovered.update((seq, payer) for seq, _ in to_payer)
                 total, fee_total = sum(paid.values()), sum(fees.values())
                 if meta.get("paid_minor") != total:
                     wrong(entry_id, f"its dues settle {money(total)}, the entry says it paid "

@@ -49,7 +49,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, text
 
 import ledger
 from ledger import models as m
@@ -616,9 +616,11 @@ class FlowsMachine(RuleBasedStateMachine):
         owed = sum(a for (s, c, p), a in self.dues(loan_no).items()
                    if s == inst.seq and c in ("principal", "interest") and a > 0
                    and not p.startswith("@") and p != party)
+        holds = any(s == inst.seq and c in ("principal", "interest") and p == party and a > 0
+                    for (s, c, p), a in self.dues(loan_no).items())
         call, args = self.book.loans.compensate, (loan_no, inst.seq)
         kwargs = {"key": self.key("comp"), "on_date": self.today, "payer": payer}
-        if inst.due_date >= self.today or not owed:
+        if inst.due_date >= self.today or not owed or holds:
             self.refused(LoanStateError, call, *args, **kwargs)
             return
         if funded:
@@ -777,12 +779,25 @@ class FlowsMachine(RuleBasedStateMachine):
                            p.interest_received, p.penalty_received) >= 0, p
                 assert balance[claim_account(p.party, loan_no)] == minor(p.outstanding_principal), p
                 if not p.party.startswith("@"):
-                    management += fee_on(minor(p.interest_received), loan["rate"])
+                    recovered = self.recovered_interest(loan_no, p.party)
+                    management += fee_on(minor(p.interest_received) - recovered, loan["rate"])
             assert sum(p.outstanding_principal for p in view.positions) == view.outstanding_principal
             assert -balance[obligation_account(view.borrower, loan_no)] == minor(view.outstanding_principal)
             if state == "settled":
                 assert all(i.status == "paid" for i in view.installments)
         return management
+
+    def recovered_interest(self, loan_no: str, party: str) -> int:
+        """Interest ``party`` received on installments it compensated: a payer's recovery,
+        charged no management fee (the investors' interest was charged when it paid them)."""
+        with self.book.engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT COALESCE(-SUM(d.amount_minor), 0) FROM loan_due d JOIN loan l ON l.id = d.loan_id "
+                "WHERE l.loan_no = :no AND d.party = :party AND d.component = 'interest' "
+                "AND d.amount_minor < 0 AND d.reason IN ('repay', 'compensate') AND EXISTS ("
+                "SELECT 1 FROM loan_due c WHERE c.loan_id = d.loan_id AND c.seq = d.seq "
+                "AND c.party = d.party AND c.reason = 'compensate' AND c.amount_minor > 0)"),
+                {"no": loan_no, "party": party}).scalar()
 
     @invariant()
     def verifies_every_few_steps(self):

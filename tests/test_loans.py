@@ -682,3 +682,71 @@ def test_a_reversal_written_before_loan_entries_were_refused_still_replays(platf
     assert again.replayed and again.id == first.id
     with pytest.raises(LoanEntryReversalError):
         book.reverse(book.entry_by_key("bid-inv2").id, key="undo-bid-2", reason="posted in error")
+
+
+# --- the management fee: charged once, with the loan's rounding ------------------------
+@pytest.mark.parametrize("payer", ["dave", "risk_reserve"])
+def test_a_payer_recovers_the_whole_installment_it_compensated(platform, payer):
+    """A guarantor's recovery was charged the management fee again on interest already
+    charged when it paid the investors (50.00 on an installment of 8606.64); the risk
+    reserve's was not."""
+    book, loans = platform, platform.loans
+    if payer == "risk_reserve":
+        book.flows.fund_risk_reserve("50000", bank_ref="RR", key="rr")
+    funded_loan(book, management_fee_rate="0.10")
+    loans.disburse("L001", key="d", effective_date=START)
+    first = loans.loan("L001").installments[0]
+    source = wallet(payer) if payer != "risk_reserve" else RISK_RESERVE
+    fees = fee_account("management")
+    fee_before, before = book.balance(fees), book.balance(source)
+    loans.compensate("L001", 1, key="comp", on_date=first.due_date + dt.timedelta(days=3), payer=payer)
+    charged = book.balance(fees) - fee_before
+    assert charged == D("50.01")    # 10% of the investors' interest of 500.00, rounded per investor
+    paid_out = before - book.balance(source)
+    assert paid_out == first.principal + first.interest
+    loans.repay("L001", first.outstanding, key="r1", on_date=first.due_date + dt.timedelta(days=10))
+    assert book.balance(source) == before                     # all of it came back
+    assert book.balance(fees) - fee_before == charged         # and no second fee
+    view = loans.loan("L001")
+    assert view.installments[0].paid == first.principal + first.interest   # not twice that
+    assert view.installments[0].status == "paid"
+    assert book.verify().ok
+
+
+def test_a_payer_owed_on_the_installment_cannot_compensate_it(platform):
+    """Its recovery would mix its own interest, which bears the management fee, with what it
+    paid the others (charged then); nothing is written."""
+    book, loans = platform, platform.loans
+    loans.create_loan("L001", "bob", "3000", "0.12", 3, key="c", start=START, management_fee_rate="0.10")
+    loans.bid("L001", "inv1", "2000", key="b1")
+    loans.bid("L001", "inv2", "1000", key="b2")
+    loans.disburse("L001", key="d", effective_date=START)
+    late = loans.loan("L001").installments[0].due_date + dt.timedelta(days=5)
+    before = written(book)
+    with pytest.raises(LoanStateError, match="inv1 holds a claim on installment 1 of loan L001: a "
+                                             "payer compensates the claims of others"):
+        loans.compensate("L001", 1, key="comp", on_date=late, payer="inv1")
+    with pytest.raises(LoanStateError, match=r"loan L001 has no installment 9 \(its installments are 1 to 3\)"):
+        loans.compensate("L001", 9, key="comp", on_date=late, payer="dave")
+    with pytest.raises(FlowError, match="inv1 cannot sell a claim to itself"):
+        loans.transfer_claim("L001", "inv1", "inv1", share="0.5", price="100", key="x", on_date=START)
+    assert written(book) == before
+
+
+def test_the_management_fee_rounds_as_the_loan_does_so_investors_get_their_plans_net(platform):
+    """The fee was always rounded half up: a loan rounding down paid each investor a fen
+    less than its receivable plan showed."""
+    from ledger import schedules
+
+    book, loans = platform, platform.loans
+    funded_loan(book, management_fee_rate="0.10", conventions={"rounding": "DOWN"})
+    loans.disburse("L001", key="d", effective_date=START)
+    plan = schedules.schedule("100000", "0.06", 12, start=START, rounding="DOWN")
+    split = schedules.split(plan, list(INVESTORS.items()), management_fee_rate="0.10")
+    before = {inv: book.balance(wallet(inv)) for inv in INVESTORS}
+    for seq, inst in enumerate(loans.loan("L001").installments[:3]):
+        loans.repay("L001", inst.outstanding, key=f"r{seq}", on_date=inst.due_date)
+        for inv in split.investors:
+            got = book.balance(wallet(inv.investor)) - before[inv.investor]
+            assert got == sum(row.net for row in inv.rows[:seq + 1]), (seq, inv.investor)
+    assert book.verify().ok
