@@ -94,6 +94,13 @@ def normal_sign(account_type: str) -> int:
     )
 
 
+def is_segment(text: str) -> bool:
+    """Whether ``text`` can be one segment of an account code (letters, digits, ``_``,
+    ``-`` and ``.``, not starting with ``-`` or ``.``): what an id that names accounts
+    (a user, a loan number) must be."""
+    return isinstance(text, str) and _SEGMENT.match(text) is not None and "\n" not in text
+
+
 def validate_code(code: str) -> str:
     """Return ``code`` if it is a well-formed account code, else raise."""
     if not isinstance(code, str) or not code:

@@ -57,7 +57,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import models as m
 from . import schedules
-from .accounts import open_account, utcnow, validate_code
+from .accounts import is_segment, open_account, utcnow, validate_code
 from .chain import canonical_json
 from .errors import IdempotencyConflictError, LedgerError, PostingError
 from .flows import BANK, RISK_RESERVE, WALLET_PARTS, FlowError, fee_account, positive_minor, wallet
@@ -304,6 +304,10 @@ def refuse_reversal(conn: Connection, book_id: int, entry_id: int) -> None:
 
 
 # --- the plan, from ledger.schedules ---------------------------------------------
+#: What a loan's ``conventions`` may set: the keyword arguments of
+#: :func:`ledger.schedules.schedule` beyond the loan's own terms.
+CONVENTIONS = ("day_count", "rounding", "installment_multiple", "periodic_fee", "periodic_fee_rate")
+
 def _make_plan(principal: Decimal, annual_rate: Decimal, term: int, method: str,
                start: dt.date, term_unit: str, conventions: Mapping[str, Any]):
     """The borrower's plan (:func:`ledger.schedules.schedule`) and its rows in minor units."""
@@ -452,23 +456,39 @@ class Loans:
         The same key again returns the loan when the terms are the same; other terms
         (or another loan) under it raise :class:`~ledger.errors.IdempotencyConflictError`.
         """
+        for value, what, limit in ((loan_no, "loan number", 64), (borrower, "borrower", 100)):
+            if not is_segment(value) or len(value) > limit:
+                raise FlowError(f"{what} {value!r} must be 1 to {limit} letters, digits, '_', '-' "
+                                "or '.' (not starting with '-' or '.'): it names the loan's accounts",
+                                field="loan_no" if what == "loan number" else what)
+        if type(start) is not dt.date:
+            raise FlowError(f"start must be a date, not {start!r}", field="start")
         principal_minor = positive_minor(principal, "principal")
         rate = schedules.parse_rate(annual_rate, what="annual_rate")
         fee_minor = positive_minor(upfront_fee, "upfront_fee", allow_zero=True)
         if fee_minor >= principal_minor:
             raise FlowError("upfront fee must be smaller than the principal", field="upfront_fee")
-        conventions = dict(conventions or {})
+        # Stored as text, and the plan is made from that text: what verify and the
+        # disbursement rebuild it from later.
+        conventions = {k: str(v) for k, v in dict(conventions or {}).items()}
+        unknown = sorted(set(conventions) - set(CONVENTIONS))
+        if unknown:
+            raise FlowError(f"conventions {', '.join(map(repr, unknown))}: not one of "
+                            f"{', '.join(CONVENTIONS)}", field="conventions")
         plan_rows, plan = _make_plan(from_minor(principal_minor), rate, term, method, start,
                                      term_unit, conventions)
+        method, term_unit = plan.method, plan.term_unit   # stored by their own names, not aliases
         if check_rate_cap:
             schedules.check_rate_cap(plan, start, upfront_fee=from_minor(fee_minor))
         rates = {"management_fee_rate": schedules.parse_rate(management_fee_rate,
                                                              what="management_fee_rate"),
-                 "penalty_multiple": to_decimal_exact(penalty_multiple, what="penalty_multiple"),
+                 # as the nightly accrual reads it (schedules.penalty): 0 to 100 times the rate
+                 "penalty_multiple": schedules.parse_rate(penalty_multiple, what="penalty_multiple",
+                                                          maximum=Decimal(100)),
                  "prepayment_fee_rate": schedules.parse_rate(prepayment_fee_rate,
                                                              what="prepayment_fee_rate")}
         terms = {"upfront_fee_minor": fee_minor, **{k: str(v) for k, v in rates.items()},
-                 "conventions": {k: str(v) for k, v in conventions.items()}}
+                 "conventions": conventions}
         # What a retry asks for: the loan's columns and terms (rates compare by value).
         asked = {"borrower": borrower, "principal_minor": principal_minor, "annual_rate": rate,
                  "term": term, "term_unit": term_unit, "method": method, "start_date": start,

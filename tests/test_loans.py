@@ -750,3 +750,39 @@ def test_the_management_fee_rounds_as_the_loan_does_so_investors_get_their_plans
             got = book.balance(wallet(inv.investor)) - before[inv.investor]
             assert got == sum(row.net for row in inv.rows[:seq + 1]), (seq, inv.investor)
     assert book.verify().ok
+
+
+# --- create_loan takes only terms its later flows can carry out -----------------------
+@pytest.mark.parametrize("changes, error, message", [
+    ({"loan_no": "L 1"}, FlowError, "loan number 'L 1' must be 1 to 64 letters, digits"),
+    ({"loan_no": "L/1"}, FlowError, "loan number 'L/1' must be"),
+    ({"loan_no": "L:1"}, FlowError, "loan number 'L:1' must be"),
+    ({"loan_no": "x" * 65}, FlowError, "must be 1 to 64 letters"),
+    ({"borrower": "bob smith"}, FlowError, "borrower 'bob smith' must be"),
+    ({"start": "2026-01-15"}, FlowError, "start must be a date, not '2026-01-15'"),
+    ({"penalty_multiple": "-1"}, ScheduleError, "penalty_multiple"),
+    ({"penalty_multiple": "101"}, ScheduleError, "penalty_multiple"),
+    ({"conventions": {"day_count": None}}, ScheduleError, "day count 'None'"),
+    ({"conventions": {"dayc": "ACT/365"}}, FlowError, "conventions 'dayc': not one of day_count"),
+])
+def test_a_loan_its_later_flows_could_not_carry_out_is_refused_at_creation(platform, changes, error,
+                                                                          message):
+    """A loan number with a space was created and bid on; its disbursement and its
+    cancellation then both failed on the memo account code, and the bids stayed frozen
+    for good. A penalty multiple of -1 stopped the nightly accrual for every loan after it."""
+    book = platform
+    before = written(book)
+    args = {"loan_no": "L1", "borrower": "bob", "start": START, **changes}
+    with pytest.raises(error, match=message):
+        book.loans.create_loan(args.pop("loan_no"), args.pop("borrower"), "1000", "0.06", 3,
+                               key="c", **args)
+    assert written(book) == before
+
+
+def test_a_method_or_term_unit_given_by_an_alias_is_stored_by_its_name(platform):
+    loans = platform.loans
+    view = loans.create_loan("L1", "bob", "1000", "0.06", 3, key="c", start=START,
+                             method="等额本息", term_unit="months")
+    assert (view.method, view.term_unit) == ("equal_installment", "month")
+    again = loans.create_loan("L1", "bob", "1000", "0.06", 3, key="c", start=START)   # a retry
+    assert again.loan_no == "L1"
