@@ -64,6 +64,7 @@ from .flows import BANK, RISK_RESERVE, WALLET_PARTS, FlowError, fee_account, pos
 from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact, to_minor
 from .postings import Draft, Entry, find_replay, write
 from .rates import HALF_UP, normalize_rounding, rdiv
+from .splits import running_shares
 
 PLATFORM = "@platform"
 RISK_RESERVE_PARTY = "@risk_reserve"
@@ -915,9 +916,18 @@ class Loans:
             dues = self._dues(conn, loan["id"])
             future = {r["seq"] for r in loan["plan"] if dt.date.fromisoformat(r["due_date"]) > on_date}
             moves = []
-            for (seq, comp, party), amount in sorted(dues.items()):
-                if party == seller and seq in future and comp in ("principal", "interest") and amount > 0:
-                    part = amount if fraction == 1 else allocate(amount, [fraction, 1 - fraction])[0]
+            num, den = fraction.as_integer_ratio()
+            for comp in ("principal", "interest"):
+                held = [(seq, amount) for (seq, c, party), amount in sorted(dues.items())
+                        if party == seller and seq in future and c == comp and amount > 0]
+                if not held:
+                    continue
+                # The share of each installment on the running total of the seller's claim:
+                # the buyer's total is its share of the whole within a fen, not a fen more
+                # for every installment that splits unevenly.
+                parts = ([a for _, a in held] if num == den else
+                         running_shares([a for _, a in held], [num, den - num])[0])
+                for (seq, _), part in zip(held, parts):
                     if part:
                         moves += [(seq, comp, seller, -part), (seq, comp, buyer, part)]
             principal = sum(a for _, c, p, a in moves if c == "principal" and p == buyer)

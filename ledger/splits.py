@@ -25,7 +25,7 @@ from decimal import Decimal
 from itertools import accumulate, chain, repeat, starmap
 from math import gcd
 from operator import add, attrgetter, floordiv, itemgetter, mod, mul, sub
-from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .rates import DOWN, HALF_EVEN, HALF_UP, ScheduleError, parse_rate, rdiv
 if TYPE_CHECKING:
     from .schedules import Plan
 
-__all__ = ["Split", "InvestorPlan", "InvestorRow", "split", "split_many"]
+__all__ = ["Split", "InvestorPlan", "InvestorRow", "split", "split_many", "running_shares"]
 
 _new = tuple.__new__  # builds a NamedTuple from a tuple without re-checking the arguments
 _alloc = object.__new__
@@ -690,6 +690,16 @@ def _reference_result(plan: Plan, ids: list, weights: list[int], rate: Decimal) 
     return Split(plan, tuple(
         InvestorPlan(inv, funded, p, i, f, dates, offset, cur)
         for inv, funded, p, i, f in zip(ids, weights, principal, interest, fees)), rate)
+
+
+def running_shares(amounts: Sequence[int], weights: Sequence[int]) -> list[tuple[int, ...]]:
+    """``amounts`` (minor units, in order) shared among positive integer ``weights``: per
+    weight, its part of each amount, by largest remainder on the running totals (ties to
+    the first weight), so that each one's total is its exact share of the whole within
+    one minor unit, and no part is negative."""
+    if not amounts:
+        return [()] * len(weights)
+    return _running_shares(tuple(amounts), list(weights))
 
 
 def _running_shares(amounts: tuple[int, ...], weights: list[int]) -> list[tuple[int, ...]]:

@@ -68,7 +68,7 @@ from ledger.loans import (
     claim_account,
     obligation_account,
 )
-from ledger.money import allocate, from_minor, to_minor
+from ledger.money import from_minor, to_minor
 from ledger.rates import RateCapExceededError
 from tests.pgserver import drop_database
 
@@ -100,6 +100,15 @@ loan_terms = st.fixed_dictionaries(LOAN_TERMS)
 
 def minor(value: Decimal) -> int:
     return to_minor(value)
+
+
+def buyers_share(held: int, fraction: Decimal) -> int:
+    """The buyer's part of a seller's ``held`` principal: its exact share, the fen left
+    over to whichever side's share has the larger remainder (to the buyer on a tie)."""
+    num, den = fraction.as_integer_ratio()
+    buyer, buyer_left = divmod(held * num, den)
+    seller, seller_left = divmod(held * (den - num), den)
+    return buyer + (1 if buyer + seller < held and buyer_left >= seller_left else 0)
 
 
 def fee_on(interest_minor: int, rate: Decimal) -> int:
@@ -655,10 +664,9 @@ class FlowsMachine(RuleBasedStateMachine):
         seller = self.pick(holders, seller) if holders and seller % 4 else self.pick(BUYERS, seller)
         buyer = self.pick(BUYERS, buyer)
         fraction = Decimal(share)
-        moved = 0
-        for (s, c, p), a in dues.items():
-            if p == seller and s in future and c == "principal" and a > 0:
-                moved += a if fraction == 1 else allocate(a, [fraction, 1 - fraction])[0]
+        held = sum(a for (s, c, p), a in dues.items()
+                   if p == seller and s in future and c == "principal" and a > 0)
+        moved = buyers_share(held, fraction)
         price = max(1, int((Decimal(moved) * Decimal(markup)).to_integral_value(ROUND_HALF_UP)))
         fee_minor = int((Decimal(price) * Decimal(fee)).to_integral_value(ROUND_HALF_UP))
         call, args = self.book.loans.transfer_claim, (loan_no, seller, buyer)

@@ -786,3 +786,19 @@ def test_a_method_or_term_unit_given_by_an_alias_is_stored_by_its_name(platform)
     assert (view.method, view.term_unit) == ("equal_installment", "month")
     again = loans.create_loan("L1", "bob", "1000", "0.06", 3, key="c", start=START)   # a retry
     assert again.loan_no == "L1"
+
+
+def test_half_a_claim_sold_is_half_within_a_fen(platform):
+    """Each installment was split on its own, the odd fen to the buyer every time: of a
+    claim of 33,333.33 the buyer of half got 16,666.69 and 546.65 of its 1,093.24 interest."""
+    book, loans = platform, platform.loans
+    disbursed_loan(book)
+    loans.transfer_claim("L001", "inv1", "dave", share="0.5", price="16666.66", key="x",
+                         on_date=START + dt.timedelta(days=1))
+    view = loans.loan("L001")
+    seller, buyer = (next(p for p in view.positions if p.party == who) for who in ("inv1", "dave"))
+    assert seller.outstanding_principal + buyer.outstanding_principal == D("33333.33")
+    assert buyer.outstanding_principal in (D("16666.66"), D("16666.67"))
+    total_interest = seller.outstanding_interest + buyer.outstanding_interest
+    assert abs(buyer.outstanding_interest * 2 - total_interest) <= D("0.01")
+    assert book.verify().ok
