@@ -16,12 +16,13 @@ reference cycles.
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
+from decimal import Decimal
 from functools import wraps
 
+from ledger.exports import csv_row, csv_writer
 from ledger.money import format_minor
 
 from .runs import RunResult
@@ -149,16 +150,21 @@ def to_json(run: RunResult) -> str:
 
 @_collector_paused
 def to_csv(run: RunResult) -> str:
-    """The breaks as CSV (one row each, both sides named)."""
+    """The breaks as CSV (one row each, both sides named), written by the rule of every
+    CSV the ledger writes (:func:`ledger.exports.csv_row`): the bank's own text (its
+    description, its raw lines) never runs as a formula in a spreadsheet, and a line
+    break inside it is written ``\\n``, so each break is one line."""
     buf = io.StringIO()
     columns = ["break_id", "type", "meaning", "bank_line_ids", "posting_ids", "bank_side",
                "ledger_side", "bank_amount", "ledger_amount", "detail", "suggestion", "raw"]
-    writer = csv.DictWriter(buf, columns, lineterminator="\n")
-    writer.writeheader()
+    writer = csv_writer(buf)
+    writer.writerow(columns)
     for row in break_rows(run):
         row["bank_line_ids"] = " ".join(map(str, row["bank_line_ids"]))   # ids a space apart
         row["posting_ids"] = " ".join(map(str, row["posting_ids"]))
-        writer.writerow(row)
+        for amount in ("bank_amount", "ledger_amount"):   # numbers, not text
+            row[amount] = Decimal(row[amount])
+        writer.writerow(csv_row(map(row.get, columns)))
     return buf.getvalue()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -82,6 +84,21 @@ def test_day_run_matches_reports_breaks_and_proves_the_balance(day_book):
     html = report.to_html(run)
     assert "手续费 service charge" in html and "in_transit" in html
     assert "in the bank statement, not in the ledger" in report.to_csv(run)
+
+
+def test_the_breaks_csv_runs_no_bank_text_as_a_formula_and_keeps_a_break_to_a_line(day_book):
+    """The bank's own text went into the CSV as it came: a description of ``=HYPERLINK(...)``
+    became a formula in the spreadsheet finance staff open, a raw line break a second line."""
+    odd = [*STATEMENT[:3], line(4, -150, "FEE-1120")._replace(
+        raw="=HYPERLINK(\"http://x\"),-1.50\r\n# chain hash at that point: 00")]
+    run = reconcile_parsed(day_book, [parsed("day.csv", odd, opening=0)])
+    text = report.to_csv(run)
+    rows = text.splitlines()
+    assert len(rows) == 1 + len(run.result.breaks)
+    fee = next(r for r in csv.DictReader(io.StringIO(text)) if r["type"] == "in_bank_not_in_ledger")
+    assert fee["raw"] == "'=HYPERLINK(\"http://x\"),-1.50\\r\\n# chain hash at that point: 00"
+    assert fee["bank_amount"] == "-1.50"             # a number, not text
+    assert not any(r.startswith("#") for r in rows)
 
 
 def test_reimport_adds_no_lines_and_matches_are_not_reused(day_book):
