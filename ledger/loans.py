@@ -61,7 +61,7 @@ from .accounts import is_segment, open_account, utcnow, validate_code
 from .chain import canonical_json
 from .errors import IdempotencyConflictError, LedgerError, PostingError
 from .flows import BANK, RISK_RESERVE, WALLET_PARTS, FlowError, fee_account, positive_minor, wallet
-from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact, to_minor
+from .money import DEFAULT_CURRENCY, allocate, from_minor, to_decimal_exact
 from .postings import Draft, Entry, find_replay, write
 from .rates import HALF_UP, normalize_rounding, rdiv
 from .splits import running_shares
@@ -658,6 +658,7 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
+            self._accrue(conn, loan, on_date)   # the penalty to the day is part of what is owed
             received: dict[tuple[int, str], int] = {}
             dues = self._dues(conn, loan["id"], received)
             owed = sum(v for v in dues.values() if v > 0)
@@ -678,7 +679,11 @@ class Loans:
         """What repays the whole loan on ``on_date`` (see :meth:`pay_off`), in Decimal."""
         with self.book.reading() as conn:
             loan = self._loan(conn, loan_no)
-            payments, waived, fee = _payoff(loan, self._dues(conn, loan["id"]), on_date)
+            dues = self._dues(conn, loan["id"])
+            if loan["status"] == "repaying":   # with the penalty pay_off accrues to the day
+                for seq, comp, party, amount in self._penalties_due(conn, loan, on_date, dues):
+                    dues[(seq, comp, party)] = dues.get((seq, comp, party), 0) + amount
+            payments, waived, fee = _payoff(loan, dues, on_date)
         return {"on_date": on_date, "total": from_minor(sum(a for _, _, _, a in payments) + fee),
                 "principal": from_minor(sum(a for _, c, _, a in payments if c == "principal")),
                 "interest": from_minor(sum(a for _, c, _, a in payments if c == "interest")),
@@ -697,6 +702,7 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
+            self._accrue(conn, loan, on_date)
             dues = self._dues(conn, loan["id"])
             payments, waived, fee = _payoff(loan, dues, on_date)
             source = (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)
@@ -800,46 +806,81 @@ class Loans:
         return entries
 
     def _accrue_one(self, loan_no: str, as_of: dt.date) -> Entry | None:
-        key = f"penalty:{loan_no}:{as_of.isoformat()}"
-
-        def run(conn):
-            loan = self._loan(conn, loan_no, lock=True)
-            dues = self._dues(conn, loan["id"])
-            last = conn.execute(select(func.max(m.LoanDue.effective_date)).where(
-                m.LoanDue.loan_id == loan["id"], m.LoanDue.reason == "accrue")).scalar()
-            rows = []
-            for inst in loan["plan"]:
-                due = dt.date.fromisoformat(inst["due_date"])
-                start = max(due, last) if last else due
-                if as_of <= start:
-                    continue
-                owners = [(party, amount) for (seq, comp, party), amount in sorted(dues.items())
-                          if seq == inst["seq"] and comp == "principal" and amount > 0]
-                overdue = sum(a for _, a in owners)
-                if not overdue:
-                    continue
-                # One penalty on the installment's overdue principal, rounded once,
-                # then shared by largest remainder among whoever is owed that principal.
-                total = to_minor(schedules.penalty(
-                    from_minor(overdue), start, as_of, annual_rate=loan["annual_rate"],
-                    multiple=loan["terms"]["penalty_multiple"]))
-                if total:
-                    for (party, _), part in zip(owners, allocate(total, [a for _, a in owners])):
-                        if part:
-                            rows.append((inst["seq"], "penalty", party, part))
-            if not rows:
-                return None
-            total = sum(r[3] for r in rows)
-            accrued, owed = penalty_accounts(loan["borrower"], loan_no)
-            for code in (accrued, owed):
-                open_account(conn, self.book.book_id, code, "memo")
-            entry = self._post(conn, Draft(
-                ((accrued, total), (owed, -total)), key, "penalty_accrual", as_of,
-                metadata={"loan": loan_no, "through": as_of.isoformat()}, minor=True))
-            self._record_dues(conn, loan["id"], entry, rows, "accrue")
-            return entry
         asked = {"loan": loan_no, "through": as_of.isoformat()}
-        return self._run(key, _Request("penalty_accrual", asked, effective_date=as_of), run)
+        return self._run(_penalty_key(loan_no, as_of),
+                         _Request("penalty_accrual", asked, effective_date=as_of),
+                         lambda conn: self._accrue(conn, self._loan(conn, loan_no, lock=True), as_of))
+
+    def _accrue(self, conn: Connection, loan: dict, as_of: dt.date) -> Entry | None:
+        """Accrue the loan's penalties through ``as_of`` in this transaction (an entry and its
+        dues), or None when nothing more is due (:meth:`_penalties_due`). Repayments, payoffs
+        and compensations call it first, so what they settle or move includes the penalty
+        to their day, whenever the nightly accrual last ran."""
+        rows = self._penalties_due(conn, loan, as_of)
+        key = _penalty_key(loan["loan_no"], as_of)
+        if not rows or find_replay(conn, self.book.book_id, key) is not None:
+            return None
+        total = sum(r[3] for r in rows)
+        accrued, owed = penalty_accounts(loan["borrower"], loan["loan_no"])
+        for code in (accrued, owed):
+            open_account(conn, self.book.book_id, code, "memo")
+        entry = self._post(conn, Draft(
+            ((accrued, total), (owed, -total)), key, "penalty_accrual", as_of,
+            metadata={"loan": loan["loan_no"], "through": as_of.isoformat()}, minor=True))
+        self._record_dues(conn, loan["id"], entry, rows, "accrue")
+        return entry
+
+    def _penalties_due(self, conn: Connection, loan: dict, as_of: dt.date,
+                       dues: Mapping[tuple[int, str, str], int] | None = None) -> list[tuple]:
+        """The penalty dues an accrual through ``as_of`` writes: per overdue installment, the
+        penalty on its principal as it stood each day since its due date (a day's penalty on
+        what was still owed at the end of the day before: paid on the due date, none),
+        summed exactly and rounded once, less what earlier accruals wrote; shared by largest
+        remainder among whoever is owed that principal. So the total is what
+        :func:`ledger.schedules.penalty` gives for the days overdue, however often the
+        accrual runs and whatever was paid in between."""
+        if dues is None:
+            dues = self._dues(conn, loan["id"])
+        moves: dict[int, list[tuple[dt.date, int]]] = {}
+        for seq, day, amount in conn.execute(
+                select(m.LoanDue.seq, m.LoanDue.effective_date, func.sum(m.LoanDue.amount_minor))
+                .where(m.LoanDue.loan_id == loan["id"], m.LoanDue.component == "principal")
+                .group_by(m.LoanDue.seq, m.LoanDue.effective_date)):
+            moves.setdefault(seq, []).append((day, int(amount)))
+        accrued = {seq: int(total) for seq, total in conn.execute(
+            select(m.LoanDue.seq, func.sum(m.LoanDue.amount_minor)).where(
+                m.LoanDue.loan_id == loan["id"], m.LoanDue.component == "penalty",
+                m.LoanDue.reason == "accrue").group_by(m.LoanDue.seq))}
+        factor = (schedules.parse_rate(loan["annual_rate"], what="annual_rate")
+                  * schedules.parse_rate(loan["terms"]["penalty_multiple"], what="penalty_multiple",
+                                         maximum=Decimal(100)))
+        num, den = factor.as_integer_ratio()
+        den *= schedules.PENALTY_DAYS_PER_YEAR
+        rows = []
+        for inst in loan["plan"]:
+            seq, due = inst["seq"], dt.date.fromisoformat(inst["due_date"])
+            if as_of <= due:
+                continue
+            # principal-days overdue: what was owed at the end of each day from the due date
+            # to the day before ``as_of``
+            history = sorted(moves.get(seq, ()))
+            outstanding = sum(a for day, a in history if day <= due)
+            since, days = due, 0
+            for day, amount in history:
+                if due < day < as_of:
+                    days += outstanding * (day - since).days
+                    outstanding += amount
+                    since = day
+            days += outstanding * (as_of - since).days
+            more = rdiv(days * num, den, HALF_UP) - accrued.get(seq, 0)
+            owners = [(party, amount) for (s, comp, party), amount in sorted(dues.items())
+                      if s == seq and comp == "principal" and amount > 0]
+            if more <= 0 or not owners:
+                continue
+            for (party, _), part in zip(owners, allocate(more, [a for _, a in owners])):
+                if part:
+                    rows.append((seq, "penalty", party, part))
+        return rows
 
     # ---- compensation and transfers
     def compensate(self, loan_no: str, installment: int, *, key: str, on_date: dt.date,
@@ -864,6 +905,8 @@ class Loans:
             if dt.date.fromisoformat(inst["due_date"]) >= on_date:
                 raise LoanStateError(f"installment {installment} of loan {loan_no} is not overdue "
                                      f"on {on_date}", loan_no=loan_no)
+            # The investors' penalty to the day stays theirs; from then on it accrues to the payer.
+            self._accrue(conn, loan, on_date)
             dues = self._dues(conn, loan["id"])
             if any(seq == installment and comp in ("principal", "interest") and p == party
                    and amount > 0 for (seq, comp, p), amount in dues.items()):
@@ -966,6 +1009,11 @@ class Loans:
         with self.book.reading() as conn:
             return list(conn.execute(select(m.Loan.loan_no).where(m.Loan.book_id == self.book.book_id)
                                      .order_by(m.Loan.loan_no)).scalars())
+
+
+def _penalty_key(loan_no: str, as_of: dt.date) -> str:
+    """The key of the accrual of a loan's penalties through a day (one a day at most)."""
+    return f"penalty:{loan_no}:{as_of.isoformat()}"
 
 
 def management_fee(received_before: int, interest: int, rate: Decimal, rounding: str = HALF_UP) -> int:

@@ -545,7 +545,8 @@ class FlowsMachine(RuleBasedStateMachine):
             self.today = max(self.today, due)
         elif how == "late":
             self.today = max(self.today, due + dt.timedelta(days=late))
-            self.accrue_penalties()
+        # A repayment accrues the penalty to its day first: what it owes includes it.
+        self.accrue_penalties()
         view = self.view(loan_no)
         owed = self.owed(view)
         amount = minor(view.next_due.outstanding)

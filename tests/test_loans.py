@@ -176,9 +176,14 @@ def test_compensation_pays_investors_and_moves_the_claim(platform):
     assert gained == first.principal + first.interest
     assert book.balance(RISK_RESERVE) == D("20000.00") - gained
     assert book.balance(claim_account("@risk_reserve", "L001")) == first.principal
-    # The borrower's later payment of installment 1 goes to the risk reserve.
-    book.loans.repay("L001", first.principal + first.interest, key="late-1", on_date=late)
+    # The borrower's later payment of installment 1 goes to the risk reserve; the penalty of
+    # its 30 days overdue (accrued by the compensation) to the investors owed it then.
+    owed = book.loans.loan("L001").installments[0]
+    assert owed.penalty_outstanding > 0
+    assert owed.outstanding == first.principal + first.interest + owed.penalty_outstanding
+    book.loans.repay("L001", owed.outstanding, key="late-1", on_date=late)
     assert book.balance(RISK_RESERVE) == D("20000.00")
+    assert sum(book.balance(wallet(inv)) - before[inv] for inv in INVESTORS) == gained + owed.penalty_outstanding
     assert book.balance(claim_account("@risk_reserve", "L001")) == 0
     assert book.verify().ok
     with pytest.raises(LoanStateError):
@@ -704,11 +709,14 @@ def test_a_payer_recovers_the_whole_installment_it_compensated(platform, payer):
     assert charged == D("50.01")    # 10% of the investors' interest of 500.00, rounded per investor
     paid_out = before - book.balance(source)
     assert paid_out == first.principal + first.interest
-    loans.repay("L001", first.outstanding, key="r1", on_date=first.due_date + dt.timedelta(days=10))
-    assert book.balance(source) == before                     # all of it came back
+    later = first.due_date + dt.timedelta(days=10)
+    loans.accrue_penalties(later)    # the installment with its penalty to the day
+    owed = loans.loan("L001").installments[0].outstanding
+    loans.repay("L001", owed, key="r1", on_date=later)
+    assert book.balance(source) >= before                     # all it paid came back
     assert book.balance(fees) - fee_before == charged         # and no second fee
     view = loans.loan("L001")
-    assert view.installments[0].paid == first.principal + first.interest   # not twice that
+    assert view.installments[0].paid == owed                  # what the borrower paid, once
     assert view.installments[0].status == "paid"
     assert book.verify().ok
 
@@ -802,3 +810,66 @@ def test_half_a_claim_sold_is_half_within_a_fen(platform):
     total_interest = seller.outstanding_interest + buyer.outstanding_interest
     assert abs(buyer.outstanding_interest * 2 - total_interest) <= D("0.01")
     assert book.verify().ok
+
+
+# --- penalties: what the days overdue make them, however often the accrual runs ---------
+def one_investor_loan(book, principal="1200"):
+    book.loans.create_loan("L001", "bob", principal, "0.06", 12, key="c", start=START)
+    book.loans.bid("L001", "inv1", principal, key="b")
+    book.loans.disburse("L001", key="d", effective_date=START)
+    return book.loans.loan("L001").installments[0]
+
+
+def penalty_accrued(book) -> D:
+    return book.balance(penalty_accounts("bob", "L001")[0])
+
+
+def test_the_penalty_is_the_same_accrued_nightly_or_once(platform):
+    """Each nightly run rounded its own day: 30 runs gave 0.60 where one run gave 0.73."""
+    from ledger import schedules
+
+    first = one_investor_loan(platform)
+    for day in range(1, 26):   # the second installment falls due on day 28
+        platform.loans.accrue_penalties(first.due_date + dt.timedelta(days=day))
+    expected = schedules.penalty(first.principal, first.due_date,
+                                 first.due_date + dt.timedelta(days=25), annual_rate="0.06",
+                                 multiple="1.5")
+    assert expected == D("0.61")   # 25 nightly runs rounding each day gave 0.50
+    assert penalty_accrued(platform) == expected
+    assert platform.verify().ok
+
+
+def test_a_late_repayment_pays_the_penalty_to_its_day_without_a_nightly_run(platform):
+    """Repaid twenty days late with no accrual in between, the installment went out paid and
+    the penalty was never charged."""
+    from ledger import schedules
+
+    first = one_investor_loan(platform)
+    late = first.due_date + dt.timedelta(days=20)
+    penalty = schedules.penalty(first.principal, first.due_date, late, annual_rate="0.06",
+                                multiple="1.5")
+    quote = platform.loans.payoff_quote("L001", late)
+    assert quote["fees_and_penalties"] == penalty
+    platform.loans.repay("L001", first.outstanding + penalty, key="r", on_date=late)
+    assert penalty_accrued(platform) == 0       # accrued by the repayment, and paid by it
+    view = platform.loans.loan("L001", today=late)
+    assert view.installments[0].status == "paid"
+    assert view.installments[0].paid == first.outstanding + penalty
+    # the day's accrual is the one the repayment wrote
+    assert all(entry.replayed for entry in platform.loans.accrue_penalties(late))
+    assert platform.verify().ok
+
+
+def test_principal_paid_part_way_accrues_on_what_was_owed_each_day(platform):
+    """The accrual charged the days since the last run on the principal owed at the end."""
+    first = one_investor_loan(platform)
+    tenth, twentyfifth = (first.due_date + dt.timedelta(days=n) for n in (10, 25))
+    platform.loans.repay("L001", first.interest + D("50.00"), key="part", on_date=tenth,
+                         order=("interest", "principal", "fee", "penalty"))
+    platform.loans.accrue_penalties(twentyfifth)
+    # the whole principal for 10 days, 50.00 less for the 15 after: summed, rounded once
+    principal = int(first.principal * 100)
+    days = principal * 10 + (principal - 5000) * 15
+    owed = (D(days) * D("0.06") * D("1.5") / 360).quantize(D(1), rounding=ROUND_HALF_UP) / 100
+    assert penalty_accrued(platform) == owed
+    assert platform.verify().ok
