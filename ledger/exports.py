@@ -451,6 +451,10 @@ def write_beancount(book, fh: IO[str], *, memo: str = "include") -> int:
         first, last = conn.execute(
             select(func.min(m.JournalEntry.effective_date), func.max(m.JournalEntry.effective_date))
             .where(m.JournalEntry.book_id == book.book_id)).one()
+        if last == dt.date.max:
+            raise ReportError("an entry is dated 9999-12-31: the export's balance assertions are "
+                              "dated the day after the last entry, and there is none",
+                              effective_date=last)
         kept = [a for a in accounts if memo == "include" or a.type != "memo"]
         names = beancount_names((a.code, a.type) for a in kept)
         dates = [a.opened_at.date() for a in kept] + ([first] if first else [])

@@ -524,3 +524,14 @@ def test_cli_reports(db_url, tmp_path):
 def test_cli_db_roles_refused_on_sqlite(tmp_path):
     result = invoke("db", "roles", "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert result.exit_code == 2 and "not supported on sqlite" in result.output
+
+
+def test_beancount_export_of_an_entry_dated_on_the_last_day_there_is_says_so(book):
+    """It was an OverflowError: the balance assertions are dated the day after the last entry."""
+    book.open_account(BANK, "asset")
+    book.open_account(U1, "liability")
+    book.post([(BANK, "1.00"), (U1, "-1.00")], key="far", effective_date=dt.date.max)
+    buf = io.StringIO()
+    with pytest.raises(ReportError, match="an entry is dated 9999-12-31"):
+        exports.write_beancount(book, buf)
+    assert buf.getvalue() == ""
