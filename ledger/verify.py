@@ -527,17 +527,9 @@ def _check_loan_claims(conn: Connection, book_id: int, problems: list[Problem]) 
         .join(m.LoanDue, m.LoanDue.loan_id == m.Loan.id)
         .where(m.Loan.book_id == book_id, m.LoanDue.component == "principal")
         .group_by(m.Loan.loan_no, m.LoanDue.party))
-    expected = {claim_account(party, loan_no): int(total) for loan_no, party, total in owed}
-    claims = dict(conn.execute(
-        select(m.Account.code, func.coalesce(func.sum(m.Posting.amount_minor), 0))
-        .outerjoin(m.Posting, and_(m.Posting.account_id == m.Account.id, m.Posting.is_pending.is_(False)))
-        .where(m.Account.book_id == book_id, m.Account.code.startswith("memo:claims:"))
-        .group_by(m.Account.code)).all())
-    for code in sorted(set(expected) | set(claims)):
-        want, have = expected.get(code, 0), int(claims.get(code, 0))
-        if want != have:
-            problems.append(Problem("loans", f"{code}: memo claim {format_minor(have)} but the loan "
-                                    f"owes {format_minor(want)} in principal", account=code))
+    _check_memo(conn, book_id, "memo:claims:",
+                {claim_account(party, loan_no): int(total) for loan_no, party, total in owed},
+                ("memo claim", "principal"), problems)
     _check_memo_penalties(conn, book_id, problems)
     _check_loan_schedules(conn, book_id, problems)
 
@@ -551,17 +543,24 @@ def _check_memo_penalties(conn: Connection, book_id: int, problems: list[Problem
         .join(m.LoanDue, m.LoanDue.loan_id == m.Loan.id)
         .where(m.Loan.book_id == book_id, m.LoanDue.component == "penalty")
         .group_by(m.Loan.loan_no, m.Loan.borrower))
-    expected = {penalty_accounts(borrower, loan_no)[0]: int(total) for loan_no, borrower, total in owed}
+    _check_memo(conn, book_id, "memo:penalties:",
+                {penalty_accounts(borrower, loan_no)[0]: int(total) for loan_no, borrower, total in owed},
+                ("memo penalties", "penalties"), problems)
+
+
+def _check_memo(conn: Connection, book_id: int, prefix: str, expected: dict[str, int],
+                words: tuple[str, str], problems: list[Problem]) -> None:
+    """Every memo account under ``prefix`` holds what the loans' dues say (``expected``)."""
     held = dict(conn.execute(
         select(m.Account.code, func.coalesce(func.sum(m.Posting.amount_minor), 0))
         .outerjoin(m.Posting, and_(m.Posting.account_id == m.Account.id, m.Posting.is_pending.is_(False)))
-        .where(m.Account.book_id == book_id, m.Account.code.startswith("memo:penalties:"))
+        .where(m.Account.book_id == book_id, m.Account.code.startswith(prefix))
         .group_by(m.Account.code)).all())
     for code in sorted(set(expected) | set(held)):
         want, have = expected.get(code, 0), int(held.get(code, 0))
         if want != have:
-            problems.append(Problem("loans", f"{code}: memo penalties {format_minor(have)} but the "
-                                    f"loan owes {format_minor(want)} in penalties", account=code))
+            problems.append(Problem("loans", f"{code}: {words[0]} {format_minor(have)} but the loan "
+                                    f"owes {format_minor(want)} in {words[1]}", account=code))
 
 
 def _check_loan_schedules(conn: Connection, book_id: int, problems: list[Problem]) -> None:
