@@ -658,9 +658,9 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
-            self._accrue(conn, loan, on_date)   # the penalty to the day is part of what is owed
             received: dict[tuple[int, str], int] = {}
             dues = self._dues(conn, loan["id"], received)
+            self._accrue(conn, loan, on_date, dues)   # the penalty to the day is part of what is owed
             owed = sum(v for v in dues.values() if v > 0)
             if minor > owed:
                 raise OverpaymentError(
@@ -702,8 +702,8 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
-            self._accrue(conn, loan, on_date)
             dues = self._dues(conn, loan["id"])
+            self._accrue(conn, loan, on_date, dues)
             payments, waived, fee = _payoff(loan, dues, on_date)
             source = (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)
             extra = [(source[0], fee), (fee_account("prepayment"), -fee)] if fee else []
@@ -811,12 +811,14 @@ class Loans:
                          _Request("penalty_accrual", asked, effective_date=as_of),
                          lambda conn: self._accrue(conn, self._loan(conn, loan_no, lock=True), as_of))
 
-    def _accrue(self, conn: Connection, loan: dict, as_of: dt.date) -> Entry | None:
+    def _accrue(self, conn: Connection, loan: dict, as_of: dt.date,
+                dues: dict[tuple[int, str, str], int] | None = None) -> Entry | None:
         """Accrue the loan's penalties through ``as_of`` in this transaction (an entry and its
         dues), or None when nothing more is due (:meth:`_penalties_due`). Repayments, payoffs
         and compensations call it first, so what they settle or move includes the penalty
-        to their day, whenever the nightly accrual last ran."""
-        rows = self._penalties_due(conn, loan, as_of)
+        to their day, whenever the nightly accrual last ran; ``dues``, what they read the
+        loan to owe, is brought up to date with what it accrues."""
+        rows = self._penalties_due(conn, loan, as_of, dues)
         key = _penalty_key(loan["loan_no"], as_of)
         if not rows or find_replay(conn, self.book.book_id, key) is not None:
             return None
@@ -828,6 +830,9 @@ class Loans:
             ((accrued, total), (owed, -total)), key, "penalty_accrual", as_of,
             metadata={"loan": loan["loan_no"], "through": as_of.isoformat()}, minor=True))
         self._record_dues(conn, loan["id"], entry, rows, "accrue")
+        if dues is not None:
+            for seq, comp, party, amount in rows:
+                dues[(seq, comp, party)] = dues.get((seq, comp, party), 0) + amount
         return entry
 
     def _penalties_due(self, conn: Connection, loan: dict, as_of: dt.date,
@@ -841,6 +846,10 @@ class Loans:
         accrual runs and whatever was paid in between."""
         if dues is None:
             dues = self._dues(conn, loan["id"])
+        overdue = {inst["seq"] for inst in loan["plan"] if dt.date.fromisoformat(inst["due_date"]) < as_of}
+        if not any(seq in overdue and comp == "principal" and amount > 0
+                   for (seq, comp, _), amount in dues.items()):
+            return []   # no principal overdue: none to charge (the usual repayment on time)
         moves: dict[int, list[tuple[dt.date, int]]] = {}
         for seq, day, amount in conn.execute(
                 select(m.LoanDue.seq, m.LoanDue.effective_date, func.sum(m.LoanDue.amount_minor))
@@ -906,8 +915,8 @@ class Loans:
                 raise LoanStateError(f"installment {installment} of loan {loan_no} is not overdue "
                                      f"on {on_date}", loan_no=loan_no)
             # The investors' penalty to the day stays theirs; from then on it accrues to the payer.
-            self._accrue(conn, loan, on_date)
             dues = self._dues(conn, loan["id"])
+            self._accrue(conn, loan, on_date, dues)
             if any(seq == installment and comp in ("principal", "interest") and p == party
                    and amount > 0 for (seq, comp, p), amount in dues.items()):
                 # Its recovery would mix its own interest (which bears the management fee)
