@@ -348,6 +348,16 @@ def scheduled_dues(loan: Mapping[str, Any], bids: Sequence[tuple[str, int]]
     return rows, [due for due in dues if due[3]]
 
 
+@dataclass
+class _FeeBasis:
+    """What the management fee of a payment is computed on, read with the loan's dues
+    (:meth:`Loans._dues`): the interest each party received to date, by ``(installment,
+    party)``, and the ``(installment, payer)`` of every compensation so far."""
+
+    received: dict[tuple[int, str], int] = field(default_factory=dict)
+    recovered: set[tuple[int, str]] = field(default_factory=set)
+
+
 # --- the service ------------------------------------------------------------------
 class Loans:
     """Loan flows of one book (``book.loans``)."""
@@ -399,31 +409,35 @@ class Loans:
         return entry
 
     def _dues(self, conn: Connection, loan_id: int,
-              received: dict[tuple[int, str], int] | None = None) -> dict[tuple[int, str, str], int]:
-        """What the loan owes, by (installment, component, party); fills ``received``, when
-        given, with the interest each party received to date of each installment
-        (:meth:`_interest_received`), from the same query."""
+              basis: _FeeBasis | None = None) -> dict[tuple[int, str, str], int]:
+        """What the loan owes, by (installment, component, party); fills ``basis``, when
+        given, with what a payment's management fee is computed on, from the same query."""
         paid = case((and_(m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate"))),
                      -m.LoanDue.amount_minor), else_=0)
+        moved = case((and_(m.LoanDue.amount_minor > 0, m.LoanDue.reason == "compensate"), 1), else_=0)
         # bigint sums: PostgreSQL's sum of bigints is numeric, which the driver reads as Decimal
         total = cast(func.sum(m.LoanDue.amount_minor), BigInteger)
         got = cast(func.sum(paid), BigInteger)
-        # Only what is still owed, and the interest received when it is asked for: the
-        # settled installments of a long loan are most of its rows.
+        compensated = func.max(moved)
+        # Only what is still owed, and the fee basis when it is asked for: the settled
+        # installments of a long loan are most of its rows.
         wanted = total != 0
-        if received is not None:
-            wanted = or_(wanted, and_(m.LoanDue.component == "interest", got != 0))
+        if basis is not None:
+            wanted = or_(wanted, and_(m.LoanDue.component == "interest", got != 0), compensated == 1)
         rows = conn.execute(
-            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, total, got)
+            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, total, got, compensated)
             .where(m.LoanDue.loan_id == loan_id)
             .group_by(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party)
             .having(wanted)).all()
         dues = {}
-        for seq, comp, party, total, got in rows:
+        for seq, comp, party, total, got, by_payer in rows:
             if total:
                 dues[(seq, comp, party)] = int(total)
-            if received is not None and comp == "interest" and got:
-                received[(seq, party)] = int(got)
+            if basis is not None:
+                if comp == "interest" and got:
+                    basis.received[(seq, party)] = int(got)
+                if by_payer:
+                    basis.recovered.add((seq, party))
         return dues
 
     def _record_dues(self, conn: Connection, loan_id: int, entry: Entry, rows: Iterable[tuple],
@@ -658,8 +672,8 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
-            received: dict[tuple[int, str], int] = {}
-            dues = self._dues(conn, loan["id"], received)
+            basis = _FeeBasis()
+            dues = self._dues(conn, loan["id"], basis)
             self._accrue(conn, loan, on_date, dues)   # the penalty to the day is part of what is owed
             owed = sum(v for v in dues.values() if v > 0)
             if minor > owed:
@@ -669,7 +683,7 @@ class Loans:
             payments = _allocate_payment(dues, minor, order)
             return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=(
                 (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)),
-                kind="repayment", reason="repay", dues=dues, received=received,
+                kind="repayment", reason="repay", dues=dues, basis=basis,
                 metadata={"order": list(order)})
         return self._run(key, _Request("repayment", {"loan": loan_no, "paid_minor": minor,
                                                      "order": list(order)},
@@ -702,14 +716,15 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
-            dues = self._dues(conn, loan["id"])
+            basis = _FeeBasis()
+            dues = self._dues(conn, loan["id"], basis)
             self._accrue(conn, loan, on_date, dues)
             payments, waived, fee = _payoff(loan, dues, on_date)
             source = (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)
             extra = [(source[0], fee), (fee_account("prepayment"), -fee)] if fee else []
             return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=source,
                                  kind="payoff", reason="repay", extra_legs=extra, extra_dues=waived,
-                                 dues=dues)
+                                 dues=dues, basis=basis)
         return self._run(key, _Request("payoff", {"loan": loan_no}, effective_date=on_date,
                                        external_ref=bank_ref), run)
 
@@ -717,8 +732,7 @@ class Loans:
                  key: str, on_date: dt.date, source: tuple[str, str | None], kind: str,
                  reason: str, extra_legs: Sequence[tuple[str, int]] = (),
                  extra_dues: Sequence[tuple] = (),
-                 dues: Mapping[tuple[int, str, str], int],
-                 received: dict[tuple[int, str], int] | None = None,
+                 dues: Mapping[tuple[int, str, str], int], basis: _FeeBasis,
                  metadata: Mapping[str, Any] | None = None) -> Entry:
         loan_no, borrower = loan["loan_no"], loan["borrower"]
         rate = Decimal(loan["terms"]["management_fee_rate"])
@@ -730,10 +744,9 @@ class Loans:
         # The management fee is the rate on each investor's running total of the
         # interest that bears it, rounded once: per-payment rounding cannot drift.
         charged: dict[str, int] = {}
+        recovered = basis.recovered
         if rate:
-            recovered = self._compensated(conn, loan["id"])
-            for (seq, party), got in (self._interest_received(conn, loan["id"]) if received is None
-                                      else received).items():
+            for (seq, party), got in basis.received.items():
                 if charges_management_fee(party, seq, recovered):
                     charged[party] = charged.get(party, 0) + got
         for seq, comp, party, amount in payments:
@@ -768,22 +781,6 @@ class Loans:
         if not any(v > 0 for v in left.values()):
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="settled"))
         return entry
-
-    def _compensated(self, conn: Connection, loan_id: int) -> set[tuple[int, str]]:
-        """``(installment, payer)`` of every compensation of the loan so far."""
-        return {(seq, party) for seq, party in conn.execute(
-            select(m.LoanDue.seq, m.LoanDue.party).where(
-                m.LoanDue.loan_id == loan_id, m.LoanDue.reason == "compensate",
-                m.LoanDue.amount_minor > 0).distinct())}
-
-    def _interest_received(self, conn: Connection, loan_id: int) -> dict[tuple[int, str], int]:
-        """The interest each party received to date, by ``(installment, party)``."""
-        rows = conn.execute(
-            select(m.LoanDue.seq, m.LoanDue.party, func.sum(m.LoanDue.amount_minor))
-            .where(m.LoanDue.loan_id == loan_id, m.LoanDue.component == "interest",
-                   m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate")))
-            .group_by(m.LoanDue.seq, m.LoanDue.party))
-        return {(seq, party): -int(total) for seq, party, total in rows}
 
     def accrue_penalties(self, as_of: dt.date) -> list[Entry]:
         """Penalty interest on overdue principal of every repaying loan, through ``as_of``.
@@ -915,7 +912,8 @@ class Loans:
                 raise LoanStateError(f"installment {installment} of loan {loan_no} is not overdue "
                                      f"on {on_date}", loan_no=loan_no)
             # The investors' penalty to the day stays theirs; from then on it accrues to the payer.
-            dues = self._dues(conn, loan["id"])
+            basis = _FeeBasis()
+            dues = self._dues(conn, loan["id"], basis)
             self._accrue(conn, loan, on_date, dues)
             if any(seq == installment and comp in ("principal", "interest") and p == party
                    and amount > 0 for (seq, comp, p), amount in dues.items()):
@@ -939,7 +937,7 @@ class Loans:
                      (obligation_account(loan["borrower"], loan_no), -principal_moved)]
             return self._pay_out(conn, loan, payments, key=key, on_date=on_date, source=(source, None),
                                  kind="compensation", reason="compensate", extra_legs=extra,
-                                 extra_dues=moved, dues=dues, metadata=metadata)
+                                 extra_dues=moved, dues=dues, basis=basis, metadata=metadata)
         # The payer's claim leg is there only when principal moved (not for an interest-only
         # installment): the paying account and the metadata name the payer.
         return self._run(key, _Request("compensation", {"loan": loan_no, **metadata},
