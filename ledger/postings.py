@@ -1254,9 +1254,8 @@ def reversal_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, r
     if done is not None and done != replay_of:
         raise AlreadyReversedError(f"entry {entry_id} was already reversed by entry {done}",
                                    entry_id=entry_id, reversed_by=done)
-    _not_before(effective_date, original, "reversed")
-    if effective_date is None and original.effective_date > dt.date.today():
-        effective_date = original.effective_date   # not before what it undoes
+    # Given no date, it is dated today (the request keeps no date, so a retry replays).
+    _not_before(effective_date or dt.date.today(), original, "reversed")
     legs = tuple((p.account, -p.amount_minor) for p in original.postings)
     return Draft(legs, key, "reversal", effective_date, "posted", original.external_ref, reason,
                  {"reverses": entry_id, "reason": reason}, reverses_id=entry_id, minor=True)

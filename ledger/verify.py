@@ -170,7 +170,7 @@ def _accounts(conn: Connection, book_id: int, anchor: str | None, problems: list
     through = digest = None
     if anchor is not None:
         through, _, digest = anchor.partition(":")
-        if not through.isdigit() or len(digest) != 64:
+        if not (through.isascii() and through.isdigit()) or len(digest) != 64:
             problems.append(Problem("accounts", f"{anchor!r} is not an accounts anchor "
                                     "(<highest account id>:<digest>, as verify prints it)"))
             through = None
@@ -186,9 +186,14 @@ def _accounts(conn: Connection, book_id: int, anchor: str | None, problems: list
 def _check_chain_anchor(conn: Connection, book_id: int, anchor: str, problems: list[Problem]) -> None:
     """The link an earlier chain head names is still there, with that hash."""
     seq, _, digest = anchor.partition(":")
-    if not seq.isdigit() or len(digest) != 64:
+    if not (seq.isascii() and seq.isdigit()) or len(digest) != 64:
         problems.append(Problem("chain", f"{anchor!r} is not a chain head (<link>:<hash>, as "
                                 "verify prints it)"))
+        return
+    if int(seq) == 0:   # written down while the book was empty: every chain starts there
+        if digest != chain.GENESIS:
+            problems.append(Problem("chain", f"link 0 is the chain's start, {chain.GENESIS[:12]}…, "
+                                    f"not {digest[:12]}…"))
         return
     row = conn.execute(select(m.ChainLink.entry_id, m.ChainLink.chain_hash).where(
         m.ChainLink.book_id == book_id, m.ChainLink.seq == int(seq))).first()

@@ -229,11 +229,13 @@ def entries(book) -> int:
         return conn.exec_driver_sql("SELECT COUNT(*) FROM journal_entry").scalar()
 
 
-def test_an_entry_dated_ahead_is_reversed_as_of_its_own_date_by_default(chart):
+def test_an_entry_dated_ahead_is_reversed_as_of_its_date_or_later_not_today(chart):
     ahead = dt.date.today() + dt.timedelta(days=30)
     top_up(chart, U1, "100", "t1")
     moved = chart.post([(U1, D("5")), (U2, D("-5"))], key="x", effective_date=ahead)
-    assert chart.reverse(moved.id, key="r", reason="error").effective_date == ahead
+    with pytest.raises(PostingError, match=f"it cannot be reversed as of {dt.date.today()}, before it"):
+        chart.reverse(moved.id, key="r", reason="error")      # given no date: today
+    assert chart.reverse(moved.id, key="r", reason="error", effective_date=ahead).effective_date == ahead
 
 
 def test_commit_amount_above_pending_is_refused(chart):

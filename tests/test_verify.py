@@ -264,6 +264,22 @@ def test_entries_cut_from_the_end_of_the_chain_are_found_by_the_head_written_dow
     assert bad.exit_code == 2 and "--chain-head '5': give SEQ:HASH as verify prints it" in bad.output
 
 
+def test_a_chain_head_of_an_empty_book_holds_and_a_malformed_one_is_named(db_url):
+    book = ledger.open(db_url)
+    book.open_account(BANK, "asset")
+    book.open_account(FEES, "income")
+    empty = book.verify().chain_anchor
+    assert empty.startswith("0:")
+    book.post([(BANK, "1.00"), (FEES, "-1.00")], key="e1")
+    assert book.verify(chain_anchor=empty).ok
+    assert [p.message for p in book.verify(chain_anchor="0:" + "0" * 63 + "1").problems][0].startswith(
+        "link 0 is the chain's start")
+    for odd in ("²:" + "0" * 64, "x", "1:short"):
+        assert [p.message for p in book.verify(chain_anchor=odd).problems] == [
+            f"{odd!r} is not a chain head (<link>:<hash>, as verify prints it)"]
+    book.dispose()
+
+
 def test_a_chain_recomputed_after_an_entry_was_changed_is_found_by_the_head_written_down(books):
     """The hashes use no secret: whoever can write the tables can change an entry and
     recompute its hash and every link after it. The chain is sound again; the head is not."""
