@@ -771,7 +771,7 @@ class Loans:
         entry = self._post(conn, Draft(
             tuple(_merge(legs)), key, kind, on_date, external_ref=source_ref,
             metadata={"loan": loan_no, "paid_minor": total, "management_fee_minor": mgmt,
-                      **(metadata or {})}, minor=True))
+                      "fee_rule": FEE_RULE, **(metadata or {})}, minor=True))
         rows = [(s, c, p, -a) for s, c, p, a in payments] + list(extra_dues)
         self._record_dues(conn, loan["id"], entry, rows, reason)
         # What is left owing: the dues read before (``dues``) moved by the rows just written.
@@ -1033,6 +1033,13 @@ def management_fee(received_before: int, interest: int, rate: Decimal, rounding:
     return rdiv((received_before + interest) * num, den, rounding) - rdiv(received_before * num, den, rounding)
 
 
+#: The rule a payment's management fee was computed by, in its entry's metadata
+#: (``fee_rule``; verify recomputes each entry by its own rule). Entries without it
+#: were charged by rule 1: every investor's interest (a payer's recovery too), rounded
+#: half up. Rule 2: :func:`charges_management_fee`, rounded as the loan's plan.
+FEE_RULE = 2
+
+
 def charges_management_fee(party: str, seq: int, recovered: set[tuple[int, str]]) -> bool:
     """Whether interest of installment ``seq`` paid to ``party`` bears the management fee:
     an investor's does; the platform's parties' (``@...``) do not, nor does a payer's
@@ -1192,5 +1199,6 @@ def _view(loan: dict, dues: Sequence, bids: Sequence[tuple[str, int]], today: dt
 
 __all__ = ["Loans", "LoanView", "Installment", "Position", "LoanStateError", "OverpaymentError",
            "LoanEntryReversalError", "LOAN_KINDS", "DUE_ENTRY_KINDS", "claim_account", "obligation_account",
-           "penalty_accounts", "offer_accounts", "party_account", "management_fee", "refuse_reversal",
+           "penalty_accounts", "offer_accounts", "party_account", "management_fee", "FEE_RULE",
+           "charges_management_fee", "loan_rounding", "refuse_reversal",
            "scheduled_dues"]

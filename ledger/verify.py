@@ -749,8 +749,8 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
     * a claim transfer: per installment and component, what left the seller named in
       the entry is what reached its buyer.
     """
-    from .loans import (COMPONENT_ORDER, RISK_RESERVE_PARTY, charges_management_fee, loan_rounding,
-                        management_fee, party_account, penalty_accounts)
+    from .loans import (COMPONENT_ORDER, FEE_RULE, RISK_RESERVE_PARTY, charges_management_fee,
+                        loan_rounding, management_fee, party_account, penalty_accounts)
     from .flows import BANK, RISK_RESERVE, fee_account, wallet
 
     ids = [loan.id for loan in loans]
@@ -774,7 +774,9 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
         terms = _metadata(loan.terms_json)
         rate = Decimal(terms.get("management_fee_rate", "0"))
         rounding = loan_rounding(terms)
-        received: dict[str, int] = {}   # interest bearing the fee each party received so far
+        # the running totals of interest each rule charges the fee on, each party's so far
+        received: dict[str, int] = {}       # rule 2 (ledger.loans.FEE_RULE)
+        received_1: dict[str, int] = {}     # rule 1: every investor's interest, half up
         recovered: set[tuple[int, str]] = set()   # (installment, payer) compensated so far
 
         def wrong(entry_id: int, what: str) -> None:
@@ -790,6 +792,7 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
                 to_payer: dict[tuple[int, str], int] = {}
                 settled: dict[tuple[int, str], int] = {}
                 payer = None
+                rule = meta.get("fee_rule", 1)
                 if entry.kind == "compensation":
                     payer = RISK_RESERVE_PARTY if meta.get("payer") == "risk_reserve" else meta.get("payer")
                 for seq, comp, party, amount, reason in moved:
@@ -800,12 +803,19 @@ def _check_moved(conn: Connection, loans: list, sound: dict[int, dict[int, objec
                     elif amount < 0:
                         paid[party] = paid.get(party, 0) - amount
                         settled[(seq, comp)] = settled.get((seq, comp), 0) - amount
-                        if (comp == "interest" and rate   # as the payment charged it, row by row
-                                and charges_management_fee(party, seq, recovered)):
-                            before = received.get(party, 0)
-                            received[party] = before - amount
-                            fees[party] = fees.get(party, 0) + management_fee(
-                                before, -amount, rate, rounding)
+                        if comp == "interest" and rate:   # as the payment charged it, row by row
+                            fee = 0
+                            if not party.startswith("@"):
+                                before = received_1.get(party, 0)
+                                received_1[party] = before - amount
+                                if rule != FEE_RULE:
+                                    fee = management_fee(before, -amount, rate)
+                            if charges_management_fee(party, seq, recovered):
+                                before = received.get(party, 0)
+                                received[party] = before - amount
+                                if rule == FEE_RULE:
+                                    fee = management_fee(before, -amount, rate, rounding)
+                            fees[party] = fees.get(party, 0) + fee
                     elif entry.kind == "compensation" and party == payer and comp in ("principal", "interest"):
                         to_payer[(seq, comp)] = to_payer.get((seq, comp), 0) + amount
                     else:

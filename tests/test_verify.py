@@ -628,3 +628,39 @@ def test_an_account_changed_behind_the_ledgers_back_is_found_by_the_anchor_writt
                              catch_exceptions=False)
     assert bad.exit_code == 2 and "give ID:DIGEST as verify prints it" in bad.output
     assert "is not an accounts anchor" in first(books, accounts_anchor="x").message
+
+
+def test_payments_charged_by_the_earlier_fee_rule_verify_beside_later_ones(db_url, monkeypatch):
+    """Entries written before the management fee rounded as the loan and spared a payer's
+    recovery were reported as altered. Each entry is checked by the rule it names."""
+    from decimal import Decimal, ROUND_HALF_UP
+    from ledger import loans as loans_module
+
+    book = ledger.open(db_url)
+    book.flows.open_system_accounts()
+    for user in (*INVESTORS, "g", "b"):
+        book.flows.open_user(user)
+        book.flows.top_up(user, "100000", bank_ref=f"B-{user}", key=f"topup-{user}")
+    start = dt.date(2026, 1, 15)
+    book.loans.create_loan("L1", "b", "10000.01", "6%", 12, key="c1", start=start,
+                           management_fee_rate="0.15", conventions={"rounding": "DOWN"})
+    for user, amount in zip(INVESTORS, ("3333.33", "3333.34", "3333.34")):
+        book.loans.bid("L1", user, amount, key=f"bid-{user}")
+    book.loans.disburse("L1", key="d1", effective_date=start)
+    plan = book.loans.loan("L1", today=start).installments
+    with monkeypatch.context() as earlier:   # rule 1: every investor's interest, half up
+        earlier.setattr(loans_module, "FEE_RULE", 1)
+        earlier.setattr(loans_module, "charges_management_fee", lambda party, seq, _: not party.startswith("@"))
+        earlier.setattr(loans_module, "management_fee", lambda before, interest, rate, rounding=None: (
+            int((Decimal(before + interest) * rate).quantize(Decimal(1), ROUND_HALF_UP))
+            - int((Decimal(before) * rate).quantize(Decimal(1), ROUND_HALF_UP))))
+        for inst in plan[:3]:
+            book.loans.repay("L1", inst.outstanding, key=f"r{inst.seq}", on_date=inst.due_date)
+        late = plan[3].due_date + dt.timedelta(days=5)
+        book.loans.compensate("L1", 4, key="comp", on_date=late, payer="g")
+        book.loans.repay("L1", "1000", key="rec", on_date=late + dt.timedelta(days=3))
+    assert book.verify().ok, book.verify().problems
+    book.loans.repay("L1", "3000", key="now", on_date=plan[5].due_date)   # rule 2 from here
+    assert book.entry_by_key("now").metadata["fee_rule"] == loans_module.FEE_RULE
+    assert book.verify().ok, book.verify().problems
+    book.dispose()
