@@ -788,34 +788,48 @@ class Loans:
         Idempotent per loan and date: running it twice for a date posts once.
         Penalty accrues daily at the contract rate times the loan's penalty
         multiple over 360 days (:func:`ledger.schedules.penalty`), on each
-        installment's overdue principal, from the due date (or the last
-        accrual) to ``as_of``, and is owed to whoever is owed that principal.
+        installment's overdue principal from its due date to ``as_of``, and
+        is owed to whoever was owed that principal each day (:meth:`_penalties_due`).
+
+        Each loan accrues in its own transaction: one that cannot (terms that make
+        no penalty) stops no other. Those are named together at the end in a
+        :class:`LoanStateError` whose ``accrued`` holds the entries of the others.
         """
         with self.book.reading() as conn:
             loan_nos = list(conn.execute(select(m.Loan.loan_no).where(
                 m.Loan.book_id == self.book.book_id, m.Loan.status == "repaying")
                 .order_by(m.Loan.loan_no)).scalars())
-        entries = []
+        entries, failed = [], []
         for loan_no in loan_nos:
-            entry = self._accrue_one(loan_no, as_of)
+            try:
+                entry = self._accrue_one(loan_no, as_of)
+            except LoanStateError as exc:
+                failed.append(str(exc))
+                continue
             if entry is not None:
                 entries.append(entry)
+        if failed:
+            raise LoanStateError(f"penalties through {as_of} not accrued for {len(failed)} loan(s) "
+                                 f"({'; '.join(failed)}); the other {len(loan_nos) - len(failed)} "
+                                 "accrued", accrued=tuple(entries), failed=tuple(failed))
         return entries
 
     def _accrue_one(self, loan_no: str, as_of: dt.date) -> Entry | None:
         asked = {"loan": loan_no, "through": as_of.isoformat()}
         return self._run(_penalty_key(loan_no, as_of),
                          _Request("penalty_accrual", asked, effective_date=as_of),
-                         lambda conn: self._accrue(conn, self._loan(conn, loan_no, lock=True), as_of))
+                         lambda conn: self._accrue(conn, self._loan(conn, loan_no, lock=True), as_of,
+                                                   strict=True))
 
     def _accrue(self, conn: Connection, loan: dict, as_of: dt.date,
-                dues: dict[tuple[int, str, str], int] | None = None) -> Entry | None:
+                dues: dict[tuple[int, str, str], int] | None = None, *,
+                strict: bool = False) -> Entry | None:
         """Accrue the loan's penalties through ``as_of`` in this transaction (an entry and its
         dues), or None when nothing more is due (:meth:`_penalties_due`). Repayments, payoffs
         and compensations call it first, so what they settle or move includes the penalty
         to their day, whenever the nightly accrual last ran; ``dues``, what they read the
         loan to owe, is brought up to date with what it accrues."""
-        rows = self._penalties_due(conn, loan, as_of, dues)
+        rows = self._penalties_due(conn, loan, as_of, dues, strict=strict)
         key = _penalty_key(loan["loan_no"], as_of)
         if not rows or find_replay(conn, self.book.book_id, key) is not None:
             return None
@@ -833,57 +847,66 @@ class Loans:
         return entry
 
     def _penalties_due(self, conn: Connection, loan: dict, as_of: dt.date,
-                       dues: Mapping[tuple[int, str, str], int] | None = None) -> list[tuple]:
+                       dues: Mapping[tuple[int, str, str], int] | None = None, *,
+                       strict: bool = False) -> list[tuple]:
         """The penalty dues an accrual through ``as_of`` writes: per overdue installment, the
         penalty on its principal as it stood each day since its due date (a day's penalty on
         what was still owed at the end of the day before: paid on the due date, none),
-        summed exactly and rounded once, less what earlier accruals wrote; shared by largest
-        remainder among whoever is owed that principal. So the total is what
-        :func:`ledger.schedules.penalty` gives for the days overdue, however often the
-        accrual runs and whatever was paid in between."""
+        summed exactly and rounded once, less what earlier accruals wrote. So the total is
+        what :func:`ledger.schedules.penalty` gives for the days overdue, however often the
+        accrual runs and whatever was paid in between. It is shared by largest remainder
+        among the parties in proportion to what each is still entitled to: the penalty on
+        the principal it was owed each of those days, less what it was given before (so
+        each party's share too is within a fen of its exact share, and whoever was owed
+        the principal on a day gets that day's penalty).
+
+        A loan whose stored terms make no penalty (a multiple outside 0 to 100, which
+        ``create_loan`` now refuses) accrues none; with ``strict`` (the nightly accrual)
+        that is an error naming the loan."""
+        try:
+            factor = (schedules.parse_rate(loan["annual_rate"], what="annual_rate")
+                      * schedules.parse_rate(loan["terms"]["penalty_multiple"],
+                                             what="penalty_multiple", maximum=Decimal(100)))
+        except LedgerError as exc:
+            if strict:
+                raise LoanStateError(f"loan {loan['loan_no']}: its terms make no penalty: {exc}",
+                                     loan_no=loan["loan_no"]) from None
+            return []
         if dues is None:
             dues = self._dues(conn, loan["id"])
         overdue = {inst["seq"] for inst in loan["plan"] if dt.date.fromisoformat(inst["due_date"]) < as_of}
         if not any(seq in overdue and comp == "principal" and amount > 0
                    for (seq, comp, _), amount in dues.items()):
             return []   # no principal overdue: none to charge (the usual repayment on time)
-        moves: dict[int, list[tuple[dt.date, int]]] = {}
-        for seq, day, amount in conn.execute(
-                select(m.LoanDue.seq, m.LoanDue.effective_date, func.sum(m.LoanDue.amount_minor))
+        moves: dict[int, dict[str, list[tuple[dt.date, int]]]] = {}
+        for seq, party, day, amount in conn.execute(
+                select(m.LoanDue.seq, m.LoanDue.party, m.LoanDue.effective_date,
+                       func.sum(m.LoanDue.amount_minor))
                 .where(m.LoanDue.loan_id == loan["id"], m.LoanDue.component == "principal")
-                .group_by(m.LoanDue.seq, m.LoanDue.effective_date)):
-            moves.setdefault(seq, []).append((day, int(amount)))
-        accrued = {seq: int(total) for seq, total in conn.execute(
-            select(m.LoanDue.seq, func.sum(m.LoanDue.amount_minor)).where(
+                .group_by(m.LoanDue.seq, m.LoanDue.party, m.LoanDue.effective_date)):
+            moves.setdefault(seq, {}).setdefault(party, []).append((day, int(amount)))
+        accrued: dict[tuple[int, str], int] = {(seq, party): int(total) for seq, party, total in conn.execute(
+            select(m.LoanDue.seq, m.LoanDue.party, func.sum(m.LoanDue.amount_minor)).where(
                 m.LoanDue.loan_id == loan["id"], m.LoanDue.component == "penalty",
-                m.LoanDue.reason == "accrue").group_by(m.LoanDue.seq))}
-        factor = (schedules.parse_rate(loan["annual_rate"], what="annual_rate")
-                  * schedules.parse_rate(loan["terms"]["penalty_multiple"], what="penalty_multiple",
-                                         maximum=Decimal(100)))
+                m.LoanDue.reason == "accrue").group_by(m.LoanDue.seq, m.LoanDue.party))}
         num, den = factor.as_integer_ratio()
         den *= schedules.PENALTY_DAYS_PER_YEAR
         rows = []
         for inst in loan["plan"]:
             seq, due = inst["seq"], dt.date.fromisoformat(inst["due_date"])
-            if as_of <= due:
+            if seq not in overdue:
                 continue
-            # principal-days overdue: what was owed at the end of each day from the due date
-            # to the day before ``as_of``
-            history = sorted(moves.get(seq, ()))
-            outstanding = sum(a for day, a in history if day <= due)
-            since, days = due, 0
-            for day, amount in history:
-                if due < day < as_of:
-                    days += outstanding * (day - since).days
-                    outstanding += amount
-                    since = day
-            days += outstanding * (as_of - since).days
-            more = rdiv(days * num, den, HALF_UP) - accrued.get(seq, 0)
-            owners = [(party, amount) for (s, comp, party), amount in sorted(dues.items())
-                      if s == seq and comp == "principal" and amount > 0]
-            if more <= 0 or not owners:
+            # each party's principal-days overdue: what it was owed at the end of each day
+            # from the due date to the day before ``as_of``
+            days = {party: _principal_days(history, due, as_of)
+                    for party, history in sorted(moves.get(seq, {}).items())}
+            given = {party: a for (s, party), a in accrued.items() if s == seq}
+            more = rdiv(sum(days.values()) * num, den, HALF_UP) - sum(given.values())
+            owed = {party: d * num - given.get(party, 0) * den for party, d in days.items()}
+            owed = {party: e for party, e in owed.items() if e > 0}
+            if more <= 0 or not owed:
                 continue
-            for (party, _), part in zip(owners, allocate(more, [a for _, a in owners])):
+            for party, part in zip(owed, allocate(more, list(owed.values()))):
                 if part:
                     rows.append((seq, "penalty", party, part))
         return rows
@@ -1052,6 +1075,20 @@ def charges_management_fee(party: str, seq: int, recovered: set[tuple[int, str]]
 def loan_rounding(terms: Mapping[str, Any]) -> str:
     """The rounding of a loan's plan (its conventions' ``rounding``, half-up by default)."""
     return normalize_rounding((terms.get("conventions") or {}).get("rounding", HALF_UP))
+
+
+def _principal_days(history: Iterable[tuple[dt.date, int]], due: dt.date, as_of: dt.date) -> int:
+    """Σ, over the days from ``due`` to the day before ``as_of``, of the principal owed at
+    the end of the day, from its movements ``(day, amount)``."""
+    history = sorted(history)
+    outstanding = sum(a for day, a in history if day <= due)
+    since, total = due, 0
+    for day, amount in history:
+        if due < day < as_of:
+            total += outstanding * (day - since).days
+            outstanding += amount
+            since = day
+    return total + outstanding * (as_of - since).days
 
 
 def _merge(legs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
