@@ -674,7 +674,7 @@ class Loans:
                                      loan_no=loan_no, status=loan["status"])
             basis = _FeeBasis()
             dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues)   # the penalty to the day is part of what is owed
+            self._accrue(conn, loan, on_date, dues, flow="repayment")   # the penalty to the day is owed
             owed = sum(v for v in dues.values() if v > 0)
             if minor > owed:
                 raise OverpaymentError(
@@ -718,7 +718,7 @@ class Loans:
                                      loan_no=loan_no, status=loan["status"])
             basis = _FeeBasis()
             dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues)
+            self._accrue(conn, loan, on_date, dues, flow="payoff")
             payments, waived, fee = _payoff(loan, dues, on_date)
             source = (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)
             extra = [(source[0], fee), (fee_account("prepayment"), -fee)] if fee else []
@@ -823,12 +823,20 @@ class Loans:
 
     def _accrue(self, conn: Connection, loan: dict, as_of: dt.date,
                 dues: dict[tuple[int, str, str], int] | None = None, *,
-                strict: bool = False) -> Entry | None:
+                strict: bool = False, flow: str | None = None) -> Entry | None:
         """Accrue the loan's penalties through ``as_of`` in this transaction (an entry and its
         dues), or None when nothing more is due (:meth:`_penalties_due`). Repayments, payoffs
         and compensations call it first, so what they settle or move includes the penalty
         to their day, whenever the nightly accrual last ran; ``dues``, what they read the
         loan to owe, is brought up to date with what it accrues."""
+        if flow is not None:
+            last = conn.execute(select(func.max(m.LoanDue.effective_date)).where(
+                m.LoanDue.loan_id == loan["id"], m.LoanDue.reason == "accrue")).scalar()
+            if last is not None and last > as_of:
+                raise LoanStateError(
+                    f"loan {loan['loan_no']} has penalties accrued through {last}: a {flow} dated "
+                    f"{as_of}, before that, would leave penalties charged for days it had paid "
+                    f"(date it {last} or later)", loan_no=loan["loan_no"], accrued_through=last)
         rows = self._penalties_due(conn, loan, as_of, dues, strict=strict)
         key = _penalty_key(loan["loan_no"], as_of)
         if not rows or find_replay(conn, self.book.book_id, key) is not None:
@@ -937,7 +945,7 @@ class Loans:
             # The investors' penalty to the day stays theirs; from then on it accrues to the payer.
             basis = _FeeBasis()
             dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues)
+            self._accrue(conn, loan, on_date, dues, flow="compensation")
             if any(seq == installment and comp in ("principal", "interest") and p == party
                    and amount > 0 for (seq, comp, p), amount in dues.items()):
                 # Its recovery would mix its own interest (which bears the management fee)

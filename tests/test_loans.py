@@ -926,3 +926,20 @@ def test_a_loan_whose_terms_make_no_penalty_is_still_repaid_and_stops_no_other(p
     assert [e.metadata["loan"] for e in refused.value.accrued] == ["L2"]
     loans.repay("L1", first.outstanding, key="r1", on_date=late)     # repaid, without a penalty
     assert loans.loan("L1").installments[0].status == "paid"
+
+
+def test_a_payment_dated_before_the_last_accrual_is_refused(platform):
+    """Penalties accrued through day 20; a repayment dated day 10 would have left ten days'
+    penalty charged on principal it had paid."""
+    first = one_investor_loan(platform)
+    platform.loans.accrue_penalties(first.due_date + dt.timedelta(days=20))
+    before = written(platform)
+    early = first.due_date + dt.timedelta(days=10)
+    for flow, call in (("repayment", lambda: platform.loans.repay("L001", "10", key="r", on_date=early)),
+                       ("payoff", lambda: platform.loans.pay_off("L001", key="p", on_date=early)),
+                       ("compensation", lambda: platform.loans.compensate("L001", 1, key="c", on_date=early,
+                                                                          payer="dave"))):
+        with pytest.raises(LoanStateError, match=f"has penalties accrued through "
+                                                 f"{first.due_date + dt.timedelta(days=20)}: a {flow} dated"):
+            call()
+    assert written(platform) == before
