@@ -349,13 +349,15 @@ def scheduled_dues(loan: Mapping[str, Any], bids: Sequence[tuple[str, int]]
 
 
 @dataclass
-class _FeeBasis:
-    """What the management fee of a payment is computed on, read with the loan's dues
-    (:meth:`Loans._dues`): the interest each party received to date, by ``(installment,
-    party)``, and the ``(installment, payer)`` of every compensation so far."""
+class _Paid:
+    """What a payment needs of the loan's history beyond what it owes, read with its dues
+    (:meth:`Loans._dues`): for the management fee, the interest each party received to
+    date, by ``(installment, party)``, and the ``(installment, payer)`` of every
+    compensation so far; the day penalties were last accrued through (None: never)."""
 
     received: dict[tuple[int, str], int] = field(default_factory=dict)
     recovered: set[tuple[int, str]] = field(default_factory=set)
+    accrued_through: dt.date | None = None
 
 
 # --- the service ------------------------------------------------------------------
@@ -409,12 +411,13 @@ class Loans:
         return entry
 
     def _dues(self, conn: Connection, loan_id: int,
-              basis: _FeeBasis | None = None) -> dict[tuple[int, str, str], int]:
+              basis: _Paid | None = None) -> dict[tuple[int, str, str], int]:
         """What the loan owes, by (installment, component, party); fills ``basis``, when
         given, with what a payment's management fee is computed on, from the same query."""
         paid = case((and_(m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate"))),
                      -m.LoanDue.amount_minor), else_=0)
         moved = case((and_(m.LoanDue.amount_minor > 0, m.LoanDue.reason == "compensate"), 1), else_=0)
+        accrued = func.max(case((m.LoanDue.reason == "accrue", m.LoanDue.effective_date), else_=None))
         # bigint sums: PostgreSQL's sum of bigints is numeric, which the driver reads as Decimal
         total = cast(func.sum(m.LoanDue.amount_minor), BigInteger)
         got = cast(func.sum(paid), BigInteger)
@@ -423,14 +426,16 @@ class Loans:
         # installments of a long loan are most of its rows.
         wanted = total != 0
         if basis is not None:
-            wanted = or_(wanted, and_(m.LoanDue.component == "interest", got != 0), compensated == 1)
+            wanted = or_(wanted, and_(m.LoanDue.component == "interest", got != 0), compensated == 1,
+                         m.LoanDue.component == "penalty")
         rows = conn.execute(
-            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, total, got, compensated)
+            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, total, got, compensated,
+                   accrued)
             .where(m.LoanDue.loan_id == loan_id)
             .group_by(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party)
             .having(wanted)).all()
         dues = {}
-        for seq, comp, party, total, got, by_payer in rows:
+        for seq, comp, party, total, got, by_payer, last_accrual in rows:
             if total:
                 dues[(seq, comp, party)] = int(total)
             if basis is not None:
@@ -438,6 +443,9 @@ class Loans:
                     basis.received[(seq, party)] = int(got)
                 if by_payer:
                     basis.recovered.add((seq, party))
+                if last_accrual is not None:
+                    if basis.accrued_through is None or last_accrual > basis.accrued_through:
+                        basis.accrued_through = last_accrual
         return dues
 
     def _record_dues(self, conn: Connection, loan_id: int, entry: Entry, rows: Iterable[tuple],
@@ -672,9 +680,9 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
-            basis = _FeeBasis()
+            basis = _Paid()
             dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues, flow="repayment")   # the penalty to the day is owed
+            self._accrue(conn, loan, on_date, dues, flow="repayment", paid=basis)   # the penalty to the day is owed
             owed = sum(v for v in dues.values() if v > 0)
             if minor > owed:
                 raise OverpaymentError(
@@ -716,9 +724,9 @@ class Loans:
             if loan["status"] != "repaying":
                 raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
                                      loan_no=loan_no, status=loan["status"])
-            basis = _FeeBasis()
+            basis = _Paid()
             dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues, flow="payoff")
+            self._accrue(conn, loan, on_date, dues, flow="payoff", paid=basis)
             payments, waived, fee = _payoff(loan, dues, on_date)
             source = (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)
             extra = [(source[0], fee), (fee_account("prepayment"), -fee)] if fee else []
@@ -732,7 +740,7 @@ class Loans:
                  key: str, on_date: dt.date, source: tuple[str, str | None], kind: str,
                  reason: str, extra_legs: Sequence[tuple[str, int]] = (),
                  extra_dues: Sequence[tuple] = (),
-                 dues: Mapping[tuple[int, str, str], int], basis: _FeeBasis,
+                 dues: Mapping[tuple[int, str, str], int], basis: _Paid,
                  metadata: Mapping[str, Any] | None = None) -> Entry:
         loan_no, borrower = loan["loan_no"], loan["borrower"]
         rate = Decimal(loan["terms"]["management_fee_rate"])
@@ -823,15 +831,15 @@ class Loans:
 
     def _accrue(self, conn: Connection, loan: dict, as_of: dt.date,
                 dues: dict[tuple[int, str, str], int] | None = None, *,
-                strict: bool = False, flow: str | None = None) -> Entry | None:
+                strict: bool = False, flow: str | None = None, paid: _Paid | None = None
+                ) -> Entry | None:
         """Accrue the loan's penalties through ``as_of`` in this transaction (an entry and its
         dues), or None when nothing more is due (:meth:`_penalties_due`). Repayments, payoffs
         and compensations call it first, so what they settle or move includes the penalty
         to their day, whenever the nightly accrual last ran; ``dues``, what they read the
         loan to owe, is brought up to date with what it accrues."""
         if flow is not None:
-            last = conn.execute(select(func.max(m.LoanDue.effective_date)).where(
-                m.LoanDue.loan_id == loan["id"], m.LoanDue.reason == "accrue")).scalar()
+            last = paid.accrued_through
             if last is not None and last > as_of:
                 raise LoanStateError(
                     f"loan {loan['loan_no']} has penalties accrued through {last}: a {flow} dated "
@@ -943,9 +951,9 @@ class Loans:
                 raise LoanStateError(f"installment {installment} of loan {loan_no} is not overdue "
                                      f"on {on_date}", loan_no=loan_no)
             # The investors' penalty to the day stays theirs; from then on it accrues to the payer.
-            basis = _FeeBasis()
+            basis = _Paid()
             dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues, flow="compensation")
+            self._accrue(conn, loan, on_date, dues, flow="compensation", paid=basis)
             if any(seq == installment and comp in ("principal", "interest") and p == party
                    and amount > 0 for (seq, comp, p), amount in dues.items()):
                 # Its recovery would mix its own interest (which bears the management fee)
