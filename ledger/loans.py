@@ -413,7 +413,8 @@ class Loans:
     def _dues(self, conn: Connection, loan_id: int,
               basis: _Paid | None = None) -> dict[tuple[int, str, str], int]:
         """What the loan owes, by (installment, component, party); fills ``basis``, when
-        given, with what a payment's management fee is computed on, from the same query."""
+        given, with what a payment needs of the loan's history (:class:`_Paid`), from the
+        same query."""
         paid = case((and_(m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate"))),
                      -m.LoanDue.amount_minor), else_=0)
         moved = case((and_(m.LoanDue.amount_minor > 0, m.LoanDue.reason == "compensate"), 1), else_=0)
@@ -422,7 +423,7 @@ class Loans:
         total = cast(func.sum(m.LoanDue.amount_minor), BigInteger)
         got = cast(func.sum(paid), BigInteger)
         compensated = func.max(moved)
-        # Only what is still owed, and the fee basis when it is asked for: the settled
+        # Only what is still owed, and the history when it is asked for: the settled
         # installments of a long loan are most of its rows.
         wanted = total != 0
         if basis is not None:
