@@ -418,7 +418,6 @@ class Loans:
         paid = case((and_(m.LoanDue.amount_minor < 0, m.LoanDue.reason.in_(("repay", "compensate"))),
                      -m.LoanDue.amount_minor), else_=0)
         moved = case((and_(m.LoanDue.amount_minor > 0, m.LoanDue.reason == "compensate"), 1), else_=0)
-        accrued = func.max(case((m.LoanDue.reason == "accrue", m.LoanDue.effective_date), else_=None))
         # bigint sums: PostgreSQL's sum of bigints is numeric, which the driver reads as Decimal
         total = cast(func.sum(m.LoanDue.amount_minor), BigInteger)
         got = cast(func.sum(paid), BigInteger)
@@ -430,23 +429,25 @@ class Loans:
             wanted = or_(wanted, and_(m.LoanDue.component == "interest", got != 0), compensated == 1,
                          m.LoanDue.component == "penalty")
         rows = conn.execute(
-            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, total, got, compensated,
-                   accrued)
+            select(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party, total, got, compensated)
             .where(m.LoanDue.loan_id == loan_id)
             .group_by(m.LoanDue.seq, m.LoanDue.component, m.LoanDue.party)
             .having(wanted)).all()
         dues = {}
-        for seq, comp, party, total, got, by_payer, last_accrual in rows:
+        penalised = False
+        for seq, comp, party, total, got, by_payer in rows:
             if total:
                 dues[(seq, comp, party)] = int(total)
             if basis is not None:
                 if comp == "interest" and got:
                     basis.received[(seq, party)] = int(got)
+                elif comp == "penalty":
+                    penalised = True
                 if by_payer:
                     basis.recovered.add((seq, party))
-                if last_accrual is not None:
-                    if basis.accrued_through is None or last_accrual > basis.accrued_through:
-                        basis.accrued_through = last_accrual
+        if penalised:   # only a loan with penalties has accrued them (a rare look-up)
+            basis.accrued_through = conn.execute(select(func.max(m.LoanDue.effective_date)).where(
+                m.LoanDue.loan_id == loan_id, m.LoanDue.reason == "accrue")).scalar()
         return dues
 
     def _record_dues(self, conn: Connection, loan_id: int, entry: Entry, rows: Iterable[tuple],
