@@ -523,39 +523,32 @@ def _check_custody(conn: Connection, book_id: int, prefix: str, problems: list[P
 
 
 def _check_loan_claims(conn: Connection, book_id: int, problems: list[Problem]) -> None:
-    """Each party's memo claim on a loan equals the principal the loan still owes it, and
-    each loan's schedule is what its terms make it (:func:`_check_loan_schedules`)."""
-    from .loans import claim_account
+    """Each party's memo claim on a loan equals the principal the loan still owes it, each
+    loan's memo penalty account the penalties it still owes (accrued less paid), and each
+    loan's schedule is what its terms make it (:func:`_check_loan_schedules`)."""
+    from .loans import claim_account, penalty_accounts
 
-    owed = conn.execute(
-        select(m.Loan.loan_no, m.LoanDue.party, func.sum(m.LoanDue.amount_minor))
-        .join(m.LoanDue, m.LoanDue.loan_id == m.Loan.id)
-        .where(m.Loan.book_id == book_id, m.LoanDue.component == "principal")
-        .group_by(m.Loan.loan_no, m.LoanDue.party))
-    _check_memo(conn, book_id, "memo:claims:",
-                {claim_account(party, loan_no): int(total) for loan_no, party, total in owed},
+    _check_memo(conn, book_id, "principal", "memo:claims:",
+                lambda loan_no, borrower, party: claim_account(party, loan_no),
                 ("memo claim", "principal"), problems)
-    _check_memo_penalties(conn, book_id, problems)
+    _check_memo(conn, book_id, "penalty", "memo:penalties:",
+                lambda loan_no, borrower, party: penalty_accounts(borrower, loan_no)[0],
+                ("memo penalties", "penalties"), problems)
     _check_loan_schedules(conn, book_id, problems)
 
 
-def _check_memo_penalties(conn: Connection, book_id: int, problems: list[Problem]) -> None:
-    """A loan's memo penalty account holds the penalties it still owes (accrued less paid)."""
-    from .loans import penalty_accounts
-
-    owed = conn.execute(
-        select(m.Loan.loan_no, m.Loan.borrower, func.sum(m.LoanDue.amount_minor))
-        .join(m.LoanDue, m.LoanDue.loan_id == m.Loan.id)
-        .where(m.Loan.book_id == book_id, m.LoanDue.component == "penalty")
-        .group_by(m.Loan.loan_no, m.Loan.borrower))
-    _check_memo(conn, book_id, "memo:penalties:",
-                {penalty_accounts(borrower, loan_no)[0]: int(total) for loan_no, borrower, total in owed},
-                ("memo penalties", "penalties"), problems)
-
-
-def _check_memo(conn: Connection, book_id: int, prefix: str, expected: dict[str, int],
+def _check_memo(conn: Connection, book_id: int, component: str, prefix: str, account_of,
                 words: tuple[str, str], problems: list[Problem]) -> None:
-    """Every memo account under ``prefix`` holds what the loans' dues say (``expected``)."""
+    """Every memo account under ``prefix`` holds what the loans' dues of ``component`` say
+    (``account_of(loan_no, borrower, party)``: the account a due is kept in)."""
+    expected: dict[str, int] = {}
+    for loan_no, borrower, party, total in conn.execute(
+            select(m.Loan.loan_no, m.Loan.borrower, m.LoanDue.party, func.sum(m.LoanDue.amount_minor))
+            .join(m.LoanDue, m.LoanDue.loan_id == m.Loan.id)
+            .where(m.Loan.book_id == book_id, m.LoanDue.component == component)
+            .group_by(m.Loan.loan_no, m.Loan.borrower, m.LoanDue.party)):
+        code = account_of(loan_no, borrower, party)
+        expected[code] = expected.get(code, 0) + int(total)
     held = dict(conn.execute(
         select(m.Account.code, func.coalesce(func.sum(m.Posting.amount_minor), 0))
         .outerjoin(m.Posting, and_(m.Posting.account_id == m.Account.id, m.Posting.is_pending.is_(False)))
