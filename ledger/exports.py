@@ -103,13 +103,19 @@ def _escape(match: re.Match) -> str:
     return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
 
 
+def one_line(value: str) -> str:
+    """``value`` with its line breaks (and a backslash) written as escapes: text that can
+    take no line of its own in a CSV row or a printed table."""
+    if "\\" in value or not value.isprintable():
+        value = _ESCAPED.sub(_escape, value)
+    return value
+
+
 def csv_text(value: str) -> str:
     """A text cell as CSV must hold it: no formula, no line break (see the module docstring)."""
     if value.startswith(FORMULA_STARTS):
         value = "'" + value
-    if "\\" in value or not value.isprintable():
-        value = _ESCAPED.sub(_escape, value)
-    return value
+    return one_line(value)
 
 
 def csv_cell(value: Any):

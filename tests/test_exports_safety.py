@@ -317,3 +317,16 @@ def test_xlsx_totals_use_the_minor_unit_of_their_currency(book):
                 assert cells[f"D{row}"][1:] == (WANT[cur], True), (type(report).__name__, cur, row)
                 row += 1
         assert row > first_total + 2
+
+
+def test_a_printed_table_keeps_each_row_to_a_line(db_url):
+    """A memo's line break printed as it was: a row could print a line that reads as the
+    table's footer (``chain hash at that point: 000...``)."""
+    book = hostile_book(ledger.open(db_url))
+    book.dispose()
+    result = invoke("statement", U1, "--from", "2026-10-01", "--to", "2026-10-31", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line for line in lines if line.startswith(("chain hash", "# chain hash"))] == [
+        line for line in lines[-3:] if line.startswith("chain hash")]     # the footer's alone
+    assert "ok\\n# chain hash at that point: " + "0" * 64 in result.output

@@ -125,11 +125,15 @@ def to_json(data: Any) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell: one line whatever the text holds (a memo's line break printed as
+    ``\\n`` cannot make a line that looks like the table's footer)."""
     if value is None:
         return ""
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    return str(value)
+    from ..exports import one_line
+
+    return one_line(str(value))
 
 
 def render_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
