@@ -21,19 +21,24 @@ Money moves only through the one posting path, as entries that balance:
   payment) pays, in order penalty -> fees -> interest -> principal, overdue
   installments first; each party is paid its exact share (largest
   remainder over what each is owed), less the platform's management fee on
-  investors' interest; memo claims shrink with principal repaid;
+  investors' interest (rounded as the loan's plan; a payer's recovery of an
+  installment it compensated bears none); memo claims shrink with principal
+  repaid;
 * compensate: the risk reserve or a guarantor pays investors an installment
   in full and takes over their claim on it;
 * transfer_claim: the buyer pays the price, the seller receives it less a
-  fee, the claim on future installments moves;
+  fee, the claim on future installments moves (shared on running totals);
 * penalties accrue in memo (``memo:penalties:<loan>`` against the
   obligation's ``:penalty`` account) and the memo shrinks as they are paid.
+  An accrual charges what the days overdue make the penalty, whenever it
+  runs; repay, pay_off and compensate accrue to their own day first.
 
 A loan's entries and its dues move together, so none of its entries is
 reversed by :meth:`ledger.book.Book.reverse` (which would leave the dues as
 they were): :func:`refuse_reversal` names the entry and how the loan is
 corrected instead. ``verify`` recomputes what disbursement made each party
-owed from the loan's stored terms (:func:`scheduled_dues`).
+owed from the loan's stored terms (:func:`scheduled_dues`) and checks every
+later due against the entry that wrote it.
 
 Every call carries an idempotency key. A retry (the same operation on the
 same loan, party, amount, date and other arguments) returns the first
@@ -671,7 +676,9 @@ class Loans:
 
         Amounts beyond what is due by ``on_date`` pay the next installments in
         advance; more than the loan owes is refused. With ``bank_ref`` the
-        money comes straight from the bank into custody.
+        money comes straight from the bank into custody. Penalties are accrued
+        to ``on_date`` first (in the same transaction), so what is owed includes
+        them; a date before the loan's last accrual is refused.
         """
         minor = positive_minor(amount, "amount")
         if sorted(order) != sorted(COMPONENT_ORDER):
