@@ -253,19 +253,21 @@ def _show(name: str, value: Any) -> str:
     return str(from_minor(value)) if name.endswith("_minor") and isinstance(value, int) else str(value)
 
 
+def _difference(name: str, have: Any, want: Any) -> str | None:
+    """``"<name> <have>, not <want>"`` when a stored value is not what a retry asks for
+    (a Decimal asked for compares by value with the text stored), else None."""
+    same = (to_decimal_exact(have) == want if isinstance(want, Decimal) and isinstance(have, str)
+            else have == want)
+    return None if same else f"{name} {_show(name, have)}, not {_show(name, want)}"
+
+
 def _differences(entry: Entry, request: _Request) -> list[str]:
     """How ``entry`` differs from what ``request`` would have written; empty for a retry."""
     if entry.kind != request.kind:
         return [f"kind {entry.kind}, not {request.kind}"]
-    found = []
-    for name, want in request.metadata.items():
-        if name not in entry.metadata:
-            continue
-        have = entry.metadata[name]
-        same = (to_decimal_exact(have) == want if isinstance(want, Decimal) and isinstance(have, str)
-                else have == want)
-        if not same:
-            found.append(f"{name} {_show(name, have)}, not {_show(name, want)}")
+    found = [_difference(name, entry.metadata[name], want) for name, want in request.metadata.items()
+             if name in entry.metadata]
+    found = [text for text in found if text]
     posted: dict[str, int] = {}
     for p in entry.postings:
         posted[p.account] = posted.get(p.account, 0) + p.amount_minor
@@ -1127,16 +1129,9 @@ def _merge(legs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
 def _loan_differences(loan, asked: Mapping[str, Any]) -> list[str]:
     """How a loan row differs from the terms ``create_loan`` was asked for; empty for a retry."""
     terms = json.loads(loan.terms_json)
-    found = []
-    for name, want in asked.items():
-        have = terms.get(name[6:]) if name.startswith("terms.") else getattr(loan, name)
-        if isinstance(want, Decimal):
-            same = have is not None and to_decimal_exact(have) == want
-        else:
-            same = have == want
-        if not same:
-            found.append(f"{name} {_show(name, have)}, not {_show(name, want)}")
-    return found
+    found = [_difference(name, terms.get(name[6:]) if name.startswith("terms.") else getattr(loan, name),
+                         want) for name, want in asked.items()]
+    return [text for text in found if text]
 
 
 def _allocate_payment(dues: Mapping[tuple[int, str, str], int], amount: int,
