@@ -664,3 +664,24 @@ def test_payments_charged_by_the_earlier_fee_rule_verify_beside_later_ones(db_ur
     assert book.entry_by_key("now").metadata["fee_rule"] == loans_module.FEE_RULE
     assert book.verify().ok, book.verify().problems
     book.dispose()
+
+
+def test_a_closed_period_reopened_behind_the_ledgers_back_shows_in_its_footer_kept(books):
+    """A close is not in the hash chain: with its rows deleted, an entry dated in the period
+    goes in through the ledger and verify passes. The trial balance as of the close, its
+    footer kept outside the database, is what shows it: the last entry included and the
+    chain hash at it change."""
+    from ledger import reports
+
+    book = books
+    book.close_period(dt.date(2026, 10, 31), today=dt.date(2026, 11, 5))
+    kept = reports.trial_balance(book, as_of=dt.date(2026, 10, 31)).footer
+    with behind_the_ledgers_back(book) as conn:
+        conn.exec_driver_sql("DELETE FROM balance_checkpoint")
+        conn.exec_driver_sql("DELETE FROM closed_period")
+    book.post([(BANK, "7.00"), (FEES, "-7.00")], key="late", effective_date=dt.date(2026, 10, 4))
+    assert book.verify().ok      # nothing in the chain says the period was closed
+    now = reports.trial_balance(book, as_of=dt.date(2026, 10, 31)).footer
+    assert (now.last_entry_id, now.chain_seq, now.chain_hash) != (
+        kept.last_entry_id, kept.chain_seq, kept.chain_hash)
+    assert now.last_entry_id == book.entry_by_key("late").id
