@@ -348,46 +348,46 @@ def _check_entries(conn: Connection, book_id: int, problems: list[Problem]) -> N
 _INTEGER = "typeof({c}) = 'integer'"
 _TEXT = "typeof({c}) = 'text'"
 _DAY = "typeof({c}) = 'text' AND {c} IS date({c})"
-_STORED_FORMS = {
-    "journal_entry": (("id", "id", _INTEGER), ("book_id", "id", _INTEGER),
-                      ("effective_date", "id", _DAY), ("posting_count", "id", _INTEGER),
-                      ("created_at", "id", _TEXT + " AND {c} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-"
-                       "[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]'"
-                       " AND datetime({c}) IS substr({c}, 1, 19)"),
-                      ("idempotency_key", "id", _TEXT), ("request_hash", "id", _TEXT),
-                      ("kind", "id", _TEXT), ("phase", "id", _TEXT),
-                      ("external_ref", "id", "{c} IS NULL OR " + _TEXT),
-                      ("memo", "id", "{c} IS NULL OR " + _TEXT),
-                      ("metadata_json", "id", "{c} IS NULL OR " + _TEXT),
-                      ("pending_id", "id", "{c} IS NULL OR " + _INTEGER),
-                      ("reverses_id", "id", "{c} IS NULL OR " + _INTEGER)),
-    "posting": (("entry_id", "entry_id", _INTEGER), ("position", "entry_id", _INTEGER),
-                ("account_id", "entry_id", _INTEGER), ("amount_minor", "entry_id", _INTEGER),
-                ("currency", "entry_id", _TEXT), ("effective_date", "entry_id", _DAY),
-                ("is_pending", "entry_id", _INTEGER + " AND {c} IN (0, 1)")),
+_STORED_FORMS = {   # table: (the entry's id column, ((column, form), ...))
+    "journal_entry": ("id", (
+        ("id", _INTEGER), ("book_id", _INTEGER), ("effective_date", _DAY),
+        ("posting_count", _INTEGER),
+        ("created_at", _TEXT + " AND {c} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] "
+         "[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]'"
+         " AND datetime({c}) IS substr({c}, 1, 19)"),
+        ("idempotency_key", _TEXT), ("request_hash", _TEXT), ("kind", _TEXT), ("phase", _TEXT),
+        ("external_ref", "{c} IS NULL OR " + _TEXT), ("memo", "{c} IS NULL OR " + _TEXT),
+        ("metadata_json", "{c} IS NULL OR " + _TEXT), ("pending_id", "{c} IS NULL OR " + _INTEGER),
+        ("reverses_id", "{c} IS NULL OR " + _INTEGER))),
+    "posting": ("entry_id", (
+        ("entry_id", _INTEGER), ("position", _INTEGER), ("account_id", _INTEGER),
+        ("amount_minor", _INTEGER), ("currency", _TEXT), ("effective_date", _DAY),
+        ("is_pending", _INTEGER + " AND {c} IN (0, 1)"))),
 }
 
 
 def _check_stored_forms(conn: Connection, book_id: int, problems: list[Problem]) -> None:
     """On SQLite, every hashed column of the entries and postings holds its value in the
     one form the ledger writes (:data:`_STORED_FORMS`); PostgreSQL's column types allow
-    no other."""
+    no other. One pass over each table: its rows with any column out of form, each such
+    column named."""
     if conn.dialect.name != "sqlite":
         return
-    for table, checks in _STORED_FORMS.items():
-        for column, entry_column, form in checks:
-            rule = form.format(c=column)
-            scope = ("book_id = ?" if table == "journal_entry" else
-                     "entry_id IN (SELECT id FROM journal_entry WHERE book_id = ?)")
-            rows = conn.exec_driver_sql(
-                f"SELECT {entry_column}, typeof({column}), quote({column}) FROM {table} "
-                f"WHERE {scope} AND NOT ({rule}) ORDER BY {entry_column} LIMIT 100",
-                (book_id,)).all()
-            for entry_id, kind, value in rows:
-                where = "its header" if table == "journal_entry" else "a posting"
-                problems.append(Problem("entry", f"entry {entry_id}: {where} holds {column} as "
-                                        f"{kind} {value}, not in the form the ledger writes",
-                                        entry_id))
+    for table, (entry_column, checks) in _STORED_FORMS.items():
+        rules = [(column, form.format(c=column)) for column, form in checks]
+        found = ", ".join(f"CASE WHEN NOT ({rule}) THEN typeof({column}) || ' ' || quote({column}) END"
+                          for column, rule in rules)
+        scope = ("book_id = ?" if table == "journal_entry" else
+                 "entry_id IN (SELECT id FROM journal_entry WHERE book_id = ?)")
+        where = "its header" if table == "journal_entry" else "a posting"
+        for entry_id, *stored in conn.exec_driver_sql(
+                f"SELECT {entry_column}, {found} FROM {table} WHERE {scope} AND NOT ("
+                f"{' AND '.join(f'({rule})' for _, rule in rules)}) ORDER BY {entry_column} LIMIT 100",
+                (book_id,)).all():
+            for (column, _), form in zip(rules, stored):
+                if form is not None:
+                    problems.append(Problem("entry", f"entry {entry_id}: {where} holds {column} as "
+                                            f"{form}, not in the form the ledger writes", entry_id))
 
 
 def _check_stored_balances(conn: Connection, book_id: int, problems: list[Problem]) -> None:
