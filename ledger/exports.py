@@ -85,6 +85,7 @@ from . import periods
 from .accounts import PREFIX_TYPES
 from .errors import ReportError
 from .money import exponent, format_minor, from_minor
+from .postings import CLOSE_KIND
 from .reports import Footer, check_range, footer
 
 STREAM_CHUNK = 2000
@@ -515,7 +516,9 @@ def _write_transaction(fh: IO[str], r: JournalRecord, names: dict[str, str], mem
     title = f"entry {r.id} {r.kind} {r.phase}"
     if r.phase in ("pending", "void") or not postings:
         why = {"pending": "holds funds, moves no balance", "void": "cancels a pending entry"}.get(
-            r.phase, "memo postings only" if memo == "exclude" else "no postings")
+            r.phase, "memo postings only" if memo == "exclude" and r.postings else
+            "the close of the period through this day, in the hash chain" if r.kind == CLOSE_KIND
+            else "no postings")
         fh.write(f"; {r.effective_date.isoformat()} {title}: {why}\n\n")
         return 0
     narration = r.memo or r.external_ref or r.key

@@ -45,6 +45,7 @@ from . import chain
 from . import models as m
 from .accounts import utcnow
 from .errors import InputError, PeriodCloseError
+from .postings import CLOSE_KIND, Draft, write
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,16 @@ def close_period(conn: Connection, book_id: int, through: dt.date, label: str,
         raise PeriodCloseError(
             f"the book is already closed through {last}; period {label} (through {through}) "
             "is closed", label=label, closed_through=through, last_closed_through=last)
+    # The close itself goes into the hash chain: an entry without postings dated the
+    # period's last day (written before the close's row, which refuses such dates), so
+    # deleting the close's rows behind the database's back no longer goes unseen.
+    record = write(conn, book_id, [Draft(
+        (), f"period-close:{through.isoformat()}", CLOSE_KIND, through,
+        metadata={"closed_through": through.isoformat(), "label": label, "closed_by": closed_by},
+        record=True)])[0]
+    if record.replayed:
+        raise PeriodCloseError(f"the key of the close of {through} is taken by entry {record.id}",
+                               label=label, closed_through=through, entry_id=record.id)
     now = utcnow()
     period_id = conn.execute(insert(m.ClosedPeriod).values(
         book_id=book_id, closed_through=through, label=label, closed_at=now,

@@ -87,6 +87,8 @@ class Draft:
         reverses_id: for reversals, the entry reversed.
         minor: amounts in ``legs`` are already integer minor units.
         releases: holds released by a commit/void: ``(account_id, held_minor)``.
+        record: the ledger's own record of an event, without postings (a period's
+            close, :data:`CLOSE_KIND`); never set from the posting API.
     """
 
     legs: tuple
@@ -101,6 +103,12 @@ class Draft:
     reverses_id: int | None = None
     minor: bool = False
     releases: tuple = ()
+    record: bool = False
+
+
+#: The kind of the entry that records a period's close in the hash chain (no postings;
+#: written by :func:`ledger.periods.close_period` only).
+CLOSE_KIND = "period_close"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +281,13 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
             amounts.append(_amount_text(amount, minor))
         except AmountError as exc:
             raise type(exc)(f"posting {i} ({leg[0]}): {exc}", **exc.fields) from None
-    if draft.phase != "void" and len(legs) < 2:
+    if draft.kind == CLOSE_KIND and not draft.record:
+        raise PostingError(f"kind {CLOSE_KIND!r} is the ledger's own record of a period's close "
+                           "(ledger period close); post under another kind", field="kind")
+    if draft.record:
+        if legs or draft.kind != CLOSE_KIND or draft.phase != "posted":
+            raise PostingError("a record of the ledger's own has no postings", key=draft.key)
+    elif draft.phase != "void" and len(legs) < 2:
         raise UnbalancedEntryError("an entry needs at least two postings", key=draft.key)
     metadata = _plain(dict(draft.metadata), "") if draft.metadata else None
     metadata_json = canonical_json(metadata) if metadata else None
@@ -1250,6 +1264,9 @@ def reversal_draft(conn: Connection, book_id: int, entry_id: int, *, key: str, r
         raise PostingError(
             f"entry {entry_id} is {original.phase}; void a pending entry instead of reversing it",
             entry_id=entry_id)
+    if original.kind == CLOSE_KIND:
+        raise PostingError(f"entry {entry_id} records a period's close, which is not reversed "
+                           "(a closed period stays closed)", entry_id=entry_id)
     done = conn.execute(select(m.JournalEntry.id).where(m.JournalEntry.reverses_id == entry_id)).scalar()
     if done is not None and done != replay_of:
         raise AlreadyReversedError(f"entry {entry_id} was already reversed by entry {done}",
@@ -1309,5 +1326,5 @@ def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] |
 __all__ = [
     "Draft", "Entry", "PostingView", "FastPoster", "write", "load_entries", "allocate_entry_ids",
     "pending_holds", "closed_through", "find_replay", "get_entry", "open_pending", "commit_draft",
-    "void_draft", "reversal_draft",
+    "void_draft", "reversal_draft", "CLOSE_KIND",
 ]

@@ -19,6 +19,8 @@
   repayment, compensation, penalty accrual or claim transfer say moved is
   what that entry moved (party by party, management fee included); no
   loan entry is without its dues;
+* that every period close is recorded in the hash chain and every record has
+  its close, and no entry linked after a close is dated in its period;
 * that every period-close balance checkpoint equals the postings through
   its date, and every ``chain_day`` row names the last link of its date
   (as-of reports trust them).
@@ -136,6 +138,7 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         custody = _check_custody(conn, book.book_id, custody_prefix, problems)
         _check_loan_claims(conn, book.book_id, problems)
         _check_checkpoints(conn, book.book_id, problems)
+        _check_closes(conn, book.book_id, problems)
         _check_chain_days(conn, book.book_id, problems)
     return VerifyReport(book.name, count, sealed_now, head, custody, tuple(problems), anchor,
                         head_seq)
@@ -470,6 +473,50 @@ def _check_checkpoints(conn: Connection, book_id: int, problems: list[Problem]) 
                     "checkpoint", f"{code}: the checkpoint at the close of {date} says {said}, "
                     f"the postings say {format_minor(want, cur)}", account=code))
         previous = date
+
+
+def _check_closes(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """Every close of a period is recorded in the hash chain (an entry of kind
+    ``period_close``, dated the period's last day) and every such record has its close:
+    deleting a close's rows behind the database's back reopened the period unseen. No
+    entry linked after a close is dated in its period. Closes made before closes were
+    chained (none recorded after them) are taken as they are."""
+    from .postings import CLOSE_KIND
+
+    closes = {through: label for through, label in conn.execute(
+        select(m.ClosedPeriod.closed_through, m.ClosedPeriod.label)
+        .where(m.ClosedPeriod.book_id == book_id))}
+    records = conn.execute(
+        select(m.JournalEntry.id, m.JournalEntry.effective_date, m.JournalEntry.posting_count,
+               m.ChainLink.seq)
+        .outerjoin(m.ChainLink, m.ChainLink.entry_id == m.JournalEntry.id)
+        .where(m.JournalEntry.book_id == book_id, m.JournalEntry.kind == CLOSE_KIND)
+        .order_by(m.JournalEntry.effective_date)).all()
+    recorded = {row.effective_date for row in records}
+    for entry_id, through, postings, seq in records:
+        if through not in closes:
+            problems.append(Problem("period", f"entry {entry_id} records the close of the period "
+                                    f"through {through}, but no close of it is recorded: its rows "
+                                    "were deleted and the period reopened", entry_id))
+        if postings:
+            problems.append(Problem("period", f"entry {entry_id} records a close and has "
+                                    f"{postings} postings", entry_id))
+        if seq is None:
+            continue
+        for later_id, day, later_seq in conn.execute(
+                select(m.JournalEntry.id, m.JournalEntry.effective_date, m.ChainLink.seq)
+                .join(m.ChainLink, m.ChainLink.entry_id == m.JournalEntry.id)
+                .where(m.ChainLink.book_id == book_id, m.ChainLink.seq > seq,
+                       m.JournalEntry.effective_date <= through)
+                .order_by(m.ChainLink.seq).limit(100)):
+            problems.append(Problem("period", f"entry {later_id} is dated {day}, in the period "
+                                    f"closed through {through}, yet was linked after its close "
+                                    f"(link {later_seq}, the close link {seq})", later_id))
+    first = min(recorded, default=None)
+    for through in sorted(closes):
+        if first is not None and through >= first and through not in recorded:
+            problems.append(Problem("period", f"the close of the period through {through} "
+                                    f"({closes[through]}) is not recorded in the hash chain"))
 
 
 def _check_chain_days(conn: Connection, book_id: int, problems: list[Problem]) -> None:

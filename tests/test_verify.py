@@ -666,22 +666,34 @@ def test_payments_charged_by_the_earlier_fee_rule_verify_beside_later_ones(db_ur
     book.dispose()
 
 
-def test_a_closed_period_reopened_behind_the_ledgers_back_shows_in_its_footer_kept(books):
-    """A close is not in the hash chain: with its rows deleted, an entry dated in the period
-    goes in through the ledger and verify passes. The trial balance as of the close, its
-    footer kept outside the database, is what shows it: the last entry included and the
-    chain hash at it change."""
+def test_a_closed_period_reopened_behind_the_ledgers_back_is_found(books):
+    """A close was not in the hash chain: with its rows deleted, an entry dated in the period
+    went in through the ledger and verify passed. The close is now an entry of the chain;
+    the trial balance as of the period's last day names it in its footer."""
     from ledger import reports
+    from ledger.errors import PostingError
 
     book = books
     book.close_period(dt.date(2026, 10, 31), today=dt.date(2026, 11, 5))
-    kept = reports.trial_balance(book, as_of=dt.date(2026, 10, 31)).footer
+    record = book.entry_by_key("period-close:2026-10-31")
+    assert (record.kind, record.postings, record.effective_date) == ("period_close", (), dt.date(2026, 10, 31))
+    assert reports.trial_balance(book, as_of=dt.date(2026, 10, 31)).footer.last_entry_id == record.id
+    assert book.verify().ok
+    with pytest.raises(PostingError, match="records a period's close, which is not reversed"):
+        book.reverse(record.id, key="undo-close", reason="reopen")
+    with pytest.raises(PostingError, match="kind 'period_close' is the ledger's own record"):
+        book.post([(BANK, "1.00"), (FEES, "-1.00")], key="fake", kind="period_close")
     with behind_the_ledgers_back(book) as conn:
         conn.exec_driver_sql("DELETE FROM balance_checkpoint")
         conn.exec_driver_sql("DELETE FROM closed_period")
-    book.post([(BANK, "7.00"), (FEES, "-7.00")], key="late", effective_date=dt.date(2026, 10, 4))
-    assert book.verify().ok      # nothing in the chain says the period was closed
-    now = reports.trial_balance(book, as_of=dt.date(2026, 10, 31)).footer
-    assert (now.last_entry_id, now.chain_seq, now.chain_hash) != (
-        kept.last_entry_id, kept.chain_seq, kept.chain_hash)
-    assert now.last_entry_id == book.entry_by_key("late").id
+    late = book.post([(BANK, "7.00"), (FEES, "-7.00")], key="late", effective_date=dt.date(2026, 10, 4))
+    assert [p.message for p in book.verify().problems if p.check == "period"] == [
+        f"entry {record.id} records the close of the period through 2026-10-31, but no close of it "
+        "is recorded: its rows were deleted and the period reopened",
+        f"entry {late.id} is dated 2026-10-04, in the period closed through 2026-10-31, yet was "
+        f"linked after its close (link {link_of(book, late.id)}, the close link {link_of(book, record.id)})"]
+
+
+def link_of(book, entry_id: int) -> int:
+    with book.engine.connect() as conn:
+        return conn.exec_driver_sql(f"SELECT seq FROM chain_link WHERE entry_id = {entry_id}").scalar()
