@@ -501,12 +501,15 @@ def _check_closes(conn: Connection, book_id: int, problems: list[Problem]) -> No
         if postings:
             problems.append(Problem("period", f"entry {entry_id} records a close and has "
                                     f"{postings} postings", entry_id))
-        if seq is None:
-            continue
+    # Each close's links up to the next close's: an entry linked later and dated in this
+    # close's period is dated in the next one's too, and found there (one pass in all).
+    linked = sorted((row.seq, row.effective_date) for row in records if row.seq is not None)
+    for (seq, through), upper in zip(linked, [s for s, _ in linked[1:]] + [None]):
+        window = and_(m.ChainLink.seq > seq, m.ChainLink.seq <= upper) if upper else m.ChainLink.seq > seq
         for later_id, day, later_seq in conn.execute(
                 select(m.JournalEntry.id, m.JournalEntry.effective_date, m.ChainLink.seq)
                 .join(m.ChainLink, m.ChainLink.entry_id == m.JournalEntry.id)
-                .where(m.ChainLink.book_id == book_id, m.ChainLink.seq > seq,
+                .where(m.ChainLink.book_id == book_id, window,
                        m.JournalEntry.effective_date <= through)
                 .order_by(m.ChainLink.seq).limit(100)):
             problems.append(Problem("period", f"entry {later_id} is dated {day}, in the period "

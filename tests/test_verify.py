@@ -697,3 +697,19 @@ def test_a_closed_period_reopened_behind_the_ledgers_back_is_found(books):
 def link_of(book, entry_id: int) -> int:
     with book.engine.connect() as conn:
         return conn.exec_driver_sql(f"SELECT seq FROM chain_link WHERE entry_id = {entry_id}").scalar()
+
+
+def test_an_entry_dated_in_an_earlier_closed_period_is_found_after_later_closes(books):
+    book = books
+    book.close_period(dt.date(2026, 10, 31), today=dt.date(2026, 12, 5))
+    book.post([(BANK, "2.00"), (FEES, "-2.00")], key="nov", effective_date=dt.date(2026, 11, 3))
+    book.close_period(dt.date(2026, 11, 30), today=dt.date(2026, 12, 5))
+    assert book.verify().ok
+    with behind_the_ledgers_back(book) as conn:
+        conn.exec_driver_sql("DELETE FROM balance_checkpoint")
+        conn.exec_driver_sql("DELETE FROM closed_period")
+    late = book.post([(BANK, "7.00"), (FEES, "-7.00")], key="late", effective_date=dt.date(2026, 10, 4))
+    messages = [p.message for p in book.verify().problems if p.check == "period"]
+    assert len(messages) == 3
+    assert messages[2].startswith(f"entry {late.id} is dated 2026-10-04, in the period closed "
+                                  "through 2026-11-30, yet was linked after its close")
