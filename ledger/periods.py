@@ -45,7 +45,7 @@ from . import chain
 from . import models as m
 from .accounts import utcnow
 from .errors import InputError, PeriodCloseError
-from .postings import CLOSE_KIND, Draft, write
+from .postings import CLOSE_KIND, RECORD_KEY_PREFIX, Draft, write
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +123,9 @@ def close_period(conn: Connection, book_id: int, through: dt.date, label: str,
     # period's last day (written before the close's row, which refuses such dates), so
     # deleting the close's rows behind the database's back no longer goes unseen.
     record = write(conn, book_id, [Draft(
-        (), f"period-close:{through.isoformat()}", CLOSE_KIND, through,
+        (), f"{RECORD_KEY_PREFIX}{through.isoformat()}", CLOSE_KIND, through,
         metadata={"closed_through": through.isoformat(), "label": label, "closed_by": closed_by},
-        record=True)])[0]
+        record=True)], records=True)[0]
     if record.replayed:
         raise PeriodCloseError(f"the key of the close of {through} is taken by entry {record.id}",
                                label=label, closed_through=through, entry_id=record.id)

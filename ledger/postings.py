@@ -239,7 +239,11 @@ class _Prepared:
     amounts: list  # normalized amount text per leg, for the request hash
 
 
-def _prepare(draft: Draft, today: dt.date) -> _Prepared:
+#: Keys of the ledger's own records (:attr:`Draft.record`): no other entry takes one.
+RECORD_KEY_PREFIX = "period-close:"
+
+
+def _prepare(draft: Draft, today: dt.date, records: bool = False) -> _Prepared:
     # Each check runs the generic validator (which raises the error) only when the quick
     # test of the usual case fails, so errors and their order are the validators'.
     key, kind, external_ref, memo = draft.key, draft.kind, draft.external_ref, draft.memo
@@ -281,9 +285,15 @@ def _prepare(draft: Draft, today: dt.date) -> _Prepared:
             amounts.append(_amount_text(amount, minor))
         except AmountError as exc:
             raise type(exc)(f"posting {i} ({leg[0]}): {exc}", **exc.fields) from None
+    if draft.record and not records:
+        raise PostingError("a record of the ledger's own (a period's close) is written by the "
+                           "ledger alone (ledger period close)", key=draft.key)
     if draft.kind == CLOSE_KIND and not draft.record:
         raise PostingError(f"kind {CLOSE_KIND!r} is the ledger's own record of a period's close "
                            "(ledger period close); post under another kind", field="kind")
+    if (type(draft.key) is str and draft.key.startswith(RECORD_KEY_PREFIX)) != draft.record:
+        raise PostingError(f"keys beginning {RECORD_KEY_PREFIX!r} are the ledger's own records' "
+                           f"(got {draft.key!r}); use another key", field="key", key=draft.key)
     if draft.record:
         if legs or draft.kind != CLOSE_KIND or draft.phase != "posted":
             raise PostingError("a record of the ledger's own has no postings", key=draft.key)
@@ -508,13 +518,15 @@ class _BalanceMove:
 
 def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
           today: dt.date | None = None,
-          account_cache: dict[str, Account] | None = None) -> list[Entry]:
+          account_cache: dict[str, Account] | None = None, records: bool = False) -> list[Entry]:
     """Write ``drafts`` as one all-or-nothing batch; returns one Entry per draft.
 
     ``account_cache`` (a :class:`FastPoster`'s) learns the open accounts the batch resolved.
+    ``records``: drafts may be the ledger's own records (:attr:`Draft.record`); only
+    :func:`ledger.periods.close_period` asks for it.
     """
     today = today or dt.date.today()
-    prepared = [_prepare(d, today) for d in drafts]
+    prepared = [_prepare(d, today, records) for d in drafts]
 
     # Idempotency: inside the batch, then against the database.
     first_by_key: dict[str, int] = {}

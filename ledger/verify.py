@@ -488,16 +488,20 @@ def _check_closes(conn: Connection, book_id: int, problems: list[Problem]) -> No
         .where(m.ClosedPeriod.book_id == book_id))}
     records = conn.execute(
         select(m.JournalEntry.id, m.JournalEntry.effective_date, m.JournalEntry.posting_count,
-               m.ChainLink.seq)
+               m.ChainLink.seq, m.JournalEntry.metadata_json)
         .outerjoin(m.ChainLink, m.ChainLink.entry_id == m.JournalEntry.id)
         .where(m.JournalEntry.book_id == book_id, m.JournalEntry.kind == CLOSE_KIND)
         .order_by(m.JournalEntry.effective_date)).all()
     recorded = {row.effective_date for row in records}
-    for entry_id, through, postings, seq in records:
+    for entry_id, through, postings, seq, metadata in records:
         if through not in closes:
             problems.append(Problem("period", f"entry {entry_id} records the close of the period "
                                     f"through {through}, but no close of it is recorded: its rows "
                                     "were deleted and the period reopened", entry_id))
+        elif _metadata(metadata).get("label") != closes[through]:
+            problems.append(Problem("period", f"entry {entry_id} records the close of period "
+                                    f"{_metadata(metadata).get('label')!r} through {through}; the "
+                                    f"close recorded is labelled {closes[through]!r}", entry_id))
         if postings:
             problems.append(Problem("period", f"entry {entry_id} records a close and has "
                                     f"{postings} postings", entry_id))

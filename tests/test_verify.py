@@ -713,3 +713,24 @@ def test_an_entry_dated_in_an_earlier_closed_period_is_found_after_later_closes(
     assert len(messages) == 3
     assert messages[2].startswith(f"entry {late.id} is dated 2026-10-04, in the period closed "
                                   "through 2026-11-30, yet was linked after its close")
+
+
+def test_only_a_close_writes_a_close_record_and_its_key_is_its_own(books):
+    """A Draft marked as a record went through post_many: a close record with no close, which
+    verify reported as a period reopened behind the database's back, for good; an entry under
+    the key of a close blocked that close."""
+    from ledger.errors import PostingError
+    from ledger.postings import Draft
+
+    book = books
+    with book.engine.connect() as conn:
+        before = conn.exec_driver_sql("SELECT COUNT(*) FROM journal_entry").scalar()
+    with pytest.raises(PostingError, match="written by the ledger alone"):
+        book.post_many([Draft((), "period-close:2026-10-31", "period_close", dt.date(2026, 10, 31),
+                              record=True)])
+    with pytest.raises(PostingError, match="keys beginning 'period-close:' are the ledger's own"):
+        book.post([(BANK, "1.00"), (FEES, "-1.00")], key="period-close:2026-10-31")
+    with book.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM journal_entry").scalar() == before
+    book.close_period(dt.date(2026, 10, 31), today=dt.date(2026, 11, 5))
+    assert book.verify().ok
