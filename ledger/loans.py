@@ -714,8 +714,7 @@ class Loans:
             loan = self._loan(conn, loan_no)
             dues = self._dues(conn, loan["id"])
             if loan["status"] == "repaying":   # with the penalty pay_off accrues to the day
-                for seq, comp, party, amount in self._penalties_due(conn, loan, on_date, dues):
-                    dues[(seq, comp, party)] = dues.get((seq, comp, party), 0) + amount
+                _move(dues, self._penalties_due(conn, loan, on_date, dues))
             payments, waived, fee = _payoff(loan, dues, on_date)
         return {"on_date": on_date, "total": from_minor(sum(a for _, _, _, a in payments) + fee),
                 "principal": from_minor(sum(a for _, c, _, a in payments if c == "principal")),
@@ -794,9 +793,7 @@ class Loans:
         rows = [(s, c, p, -a) for s, c, p, a in payments] + list(extra_dues)
         self._record_dues(conn, loan["id"], entry, rows, reason)
         # What is left owing: the dues read before (``dues``) moved by the rows just written.
-        left = dict(dues)
-        for seq, comp, party, amount, *_ in rows:
-            left[(seq, comp, party)] = left.get((seq, comp, party), 0) + amount
+        left = _move(dict(dues), rows)
         if not any(v > 0 for v in left.values()):
             conn.execute(update(m.Loan).where(m.Loan.id == loan["id"]).values(status="settled"))
         return entry
@@ -869,8 +866,7 @@ class Loans:
             metadata={"loan": loan["loan_no"], "through": as_of.isoformat()}, minor=True))
         self._record_dues(conn, loan["id"], entry, rows, "accrue")
         if dues is not None:
-            for seq, comp, party, amount in rows:
-                dues[(seq, comp, party)] = dues.get((seq, comp, party), 0) + amount
+            _move(dues, rows)
         return entry
 
     def _penalties_due(self, conn: Connection, loan: dict, as_of: dt.date,
@@ -905,17 +901,20 @@ class Loans:
         if not any(seq in overdue and comp == "principal" and amount > 0
                    for (seq, comp, _), amount in dues.items()):
             return []   # no principal overdue: none to charge (the usual repayment on time)
+        # One pass: the principal's movements by day, and what earlier accruals charged.
         moves: dict[int, dict[str, list[tuple[dt.date, int]]]] = {}
-        for seq, party, day, amount in conn.execute(
-                select(m.LoanDue.seq, m.LoanDue.party, m.LoanDue.effective_date,
+        accrued: dict[tuple[int, str], int] = {}
+        for seq, party, comp, day, amount in conn.execute(
+                select(m.LoanDue.seq, m.LoanDue.party, m.LoanDue.component, m.LoanDue.effective_date,
                        func.sum(m.LoanDue.amount_minor))
-                .where(m.LoanDue.loan_id == loan["id"], m.LoanDue.component == "principal")
-                .group_by(m.LoanDue.seq, m.LoanDue.party, m.LoanDue.effective_date)):
-            moves.setdefault(seq, {}).setdefault(party, []).append((day, int(amount)))
-        accrued: dict[tuple[int, str], int] = {(seq, party): int(total) for seq, party, total in conn.execute(
-            select(m.LoanDue.seq, m.LoanDue.party, func.sum(m.LoanDue.amount_minor)).where(
-                m.LoanDue.loan_id == loan["id"], m.LoanDue.component == "penalty",
-                m.LoanDue.reason == "accrue").group_by(m.LoanDue.seq, m.LoanDue.party))}
+                .where(m.LoanDue.loan_id == loan["id"], or_(
+                    m.LoanDue.component == "principal",
+                    and_(m.LoanDue.component == "penalty", m.LoanDue.reason == "accrue")))
+                .group_by(m.LoanDue.seq, m.LoanDue.party, m.LoanDue.component, m.LoanDue.effective_date)):
+            if comp == "principal":
+                moves.setdefault(seq, {}).setdefault(party, []).append((day, int(amount)))
+            else:
+                accrued[(seq, party)] = accrued.get((seq, party), 0) + int(amount)
         num, den = factor.as_integer_ratio()
         den *= schedules.PENALTY_DAYS_PER_YEAR
         rows = []
@@ -1102,6 +1101,14 @@ def charges_management_fee(party: str, seq: int, recovered: set[tuple[int, str]]
 def loan_rounding(terms: Mapping[str, Any]) -> str:
     """The rounding of a loan's plan (its conventions' ``rounding``, half-up by default)."""
     return normalize_rounding((terms.get("conventions") or {}).get("rounding", HALF_UP))
+
+
+def _move(dues: dict[tuple[int, str, str], int], rows: Iterable[tuple]) -> dict:
+    """``dues`` (what the loan owes, by installment, component and party) moved by due rows
+    ``(installment, component, party, amount, ...)``, in place; returned."""
+    for seq, comp, party, amount, *_ in rows:
+        dues[(seq, comp, party)] = dues.get((seq, comp, party), 0) + amount
+    return dues
 
 
 def _principal_days(history: Iterable[tuple[dt.date, int]], due: dt.date, as_of: dt.date) -> int:

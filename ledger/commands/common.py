@@ -17,6 +17,7 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import InputError, LedgerError
+from ..exports import csv_row, csv_writer, one_line
 
 FORMATS = ("table", "csv", "json")
 
@@ -131,8 +132,6 @@ def _cell(value: Any) -> str:
         return ""
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    from ..exports import one_line
-
     return one_line(str(value))
 
 
@@ -166,8 +165,6 @@ def emit(rows: Sequence[dict], columns: Sequence[str], fmt: str, *, title: str |
     if fmt == "json":
         click.echo(to_json([{c: r.get(c) for c in columns} for r in rows]))
     elif fmt == "csv":
-        from ..exports import csv_row, csv_writer
-
         buf = io.StringIO()
         writer = csv_writer(buf)
         writer.writerow(columns)
