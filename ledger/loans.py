@@ -388,6 +388,23 @@ class Loans:
         loan["plan"] = json.loads(loan["plan_json"])
         return loan
 
+    def _repaying(self, conn: Connection, loan_no: str) -> dict:
+        """The loan, locked for the flow, which must be repaying."""
+        loan = self._loan(conn, loan_no, lock=True)
+        if loan["status"] != "repaying":
+            raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
+                                 loan_no=loan_no, status=loan["status"])
+        return loan
+
+    def _accrued_dues(self, conn: Connection, loan: dict, on_date: dt.date,
+                      flow: str) -> tuple[dict, _Paid]:
+        """What the loan owes once the penalty is accrued to ``on_date`` (a payment pays
+        the penalty to its day), and what its parties were paid so far."""
+        basis = _Paid()
+        dues = self._dues(conn, loan["id"], basis)
+        self._accrue(conn, loan, on_date, dues, flow=flow, paid=basis)
+        return dues, basis
+
     def _run(self, key: str, request: _Request, fn) -> Entry:
         """Run a flow in one transaction. A key used before returns its entry when that
         entry is what ``request`` asks for (a retry), and is a conflict otherwise."""
@@ -687,13 +704,8 @@ class Loans:
             raise FlowError(f"order must list {', '.join(COMPONENT_ORDER)}", field="order")
 
         def run(conn):
-            loan = self._loan(conn, loan_no, lock=True)
-            if loan["status"] != "repaying":
-                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
-                                     loan_no=loan_no, status=loan["status"])
-            basis = _Paid()
-            dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues, flow="repayment", paid=basis)   # the penalty to the day is owed
+            loan = self._repaying(conn, loan_no)
+            dues, basis = self._accrued_dues(conn, loan, on_date, "repayment")
             owed = sum(v for v in dues.values() if v > 0)
             if minor > owed:
                 raise OverpaymentError(
@@ -730,13 +742,8 @@ class Loans:
         prepayment fee (the loan's ``prepayment_fee_rate`` x principal
         outstanding); later interest and fees are waived."""
         def run(conn):
-            loan = self._loan(conn, loan_no, lock=True)
-            if loan["status"] != "repaying":
-                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying",
-                                     loan_no=loan_no, status=loan["status"])
-            basis = _Paid()
-            dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues, flow="payoff", paid=basis)
+            loan = self._repaying(conn, loan_no)
+            dues, basis = self._accrued_dues(conn, loan, on_date, "payoff")
             payments, waived, fee = _payoff(loan, dues, on_date)
             source = (BANK, bank_ref) if bank_ref else (wallet(loan["borrower"]), None)
             extra = [(source[0], fee), (fee_account("prepayment"), -fee)] if fee else []
@@ -950,9 +957,7 @@ class Loans:
         metadata = {"installment": installment, "payer": payer}
 
         def run(conn):
-            loan = self._loan(conn, loan_no, lock=True)
-            if loan["status"] != "repaying":
-                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying", loan_no=loan_no)
+            loan = self._repaying(conn, loan_no)
             inst = next((r for r in loan["plan"] if r["seq"] == installment), None)
             if inst is None:
                 raise LoanStateError(f"loan {loan_no} has no installment {installment} (its "
@@ -961,9 +966,7 @@ class Loans:
                 raise LoanStateError(f"installment {installment} of loan {loan_no} is not overdue "
                                      f"on {on_date}", loan_no=loan_no)
             # The investors' penalty to the day stays theirs; from then on it accrues to the payer.
-            basis = _Paid()
-            dues = self._dues(conn, loan["id"], basis)
-            self._accrue(conn, loan, on_date, dues, flow="compensation", paid=basis)
+            dues, basis = self._accrued_dues(conn, loan, on_date, "compensation")
             if any(seq == installment and comp in ("principal", "interest") and p == party
                    and amount > 0 for (seq, comp, p), amount in dues.items()):
                 # Its recovery would mix its own interest (which bears the management fee)
@@ -1009,9 +1012,7 @@ class Loans:
         paid = {code: 0 for code, _ in money} | dict(_merge(money))   # what a retry moved
 
         def run(conn):
-            loan = self._loan(conn, loan_no, lock=True)
-            if loan["status"] != "repaying":
-                raise LoanStateError(f"loan {loan_no} is {loan['status']}, not repaying", loan_no=loan_no)
+            loan = self._repaying(conn, loan_no)
             dues = self._dues(conn, loan["id"])
             future = {r["seq"] for r in loan["plan"] if dt.date.fromisoformat(r["due_date"]) > on_date}
             moves = []
