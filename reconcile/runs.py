@@ -408,7 +408,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
         _check_statements(parsed, acct, account)
         last = _last_run(conn, book.book_id, account)
         _check_bank_account(last, account, bank_account)
-        since = day - dt.timedelta(days=lookback_days)
+        since = _window_start(statements, day, lookback_days)
         with ExitStack() as threads:
             writer = ledger_side = None
             if can_overlap(conn):
@@ -496,6 +496,18 @@ def _check_statements(parsed: Sequence, acct, account: str) -> None:
                     f"{name}: the statement of bank account {statement.account} is in {other}, "
                     f"but {account} holds {acct.currency}: reconcile it against a ledger account "
                     f"in {other}", file=name, account=account)
+
+
+def _window_start(statements, day: dt.date, lookback_days: int) -> dt.date:
+    """The first day of the run's window: ``lookback_days`` before the statement date, or
+    before the statements' earliest line when they reach further back (a month's
+    statement): every line they bring is matched and, unmatched, reported."""
+    try:
+        earliest = min((ln.booking_date for s in statements for ln in s.lines), default=day)
+        start = min(day, earliest)
+    except TypeError:   # a time among the days: the import refuses it, naming the line
+        start = day
+    return start - dt.timedelta(days=lookback_days)
 
 
 def _statement_day(statement) -> dt.date:
