@@ -17,7 +17,11 @@ Mapping
   (``CRDT`` positive). A reversal (``RvslInd``) is already signed by its
   ``CdtDbtInd`` (a reversed credit is reported as ``DBIT``). A batch entry
   (several ``TxDtls``) stays one line with the entry total; its batch id is
-  ``Btch/PmtInfId`` (or ``Btch/MsgId``).
+  ``Btch/PmtInfId`` (or ``Btch/MsgId``). When every transaction of a batch
+  gives its amount in the entry's currency (``TxDtls/Amt``, or
+  ``AmtDtls/TxAmt/Amt`` in version 2), they must add up to the entry total
+  (each signed by its own ``CdtDbtInd``, else the entry's), or the file is
+  refused.
 - ``Sts`` (text, or ``Sts/Cd`` from version 8): ``BOOK`` is booked;
   ``PDNG``, ``INFO`` and ``FUTR`` are pending.
 - Dates: ``Dt`` as is; ``DtTm`` converted to the bank's time zone (``tz``)
@@ -34,7 +38,7 @@ from typing import Optional
 from lxml import etree
 
 from ledger.errors import LedgerError
-from ledger.money import exponent, to_minor
+from ledger.money import exponent, format_minor, to_minor
 
 from .errors import Problem, StatementFormatError, UnsupportedFormatError, money_reason
 from .model import BOOKED, CAMT053, PENDING, Balance, ParsedFile, Statement, StatementLine
@@ -270,6 +274,40 @@ def _statement(reader: _Reader, stmt, index: int, filename, sha) -> Statement:
                      closing=closing, lines=tuple(lines), source_position=f"line {stmt.sourceline}")
 
 
+def _batch_adds_up(reader: _Reader, ntry, details: list, minor: int, currency: str,
+                   sign: int) -> bool:
+    """Whether a batch entry's transactions add up to the entry total (True when they do
+    not all give an amount in the entry's currency: then nothing can be added up)."""
+    total = 0
+    for tx in details:
+        amt = _child(tx, "Amt")
+        if amt is None:
+            amt = _child(tx, "AmtDtls", "TxAmt", "Amt")
+        text = _text(amt)
+        if text is None or (amt.get("Ccy") or "").strip().upper() != currency:
+            return True
+        indicator = _text(tx, "CdtDbtInd")
+        tx_sign = {"CRDT": 1, "DBIT": -1}.get(indicator or "") if indicator else sign
+        if tx_sign is None:
+            reader.bad(tx, "TxDtls/CdtDbtInd", f"{indicator!r} is neither CRDT nor DBIT")
+            return False
+        if not _AMOUNT.match(text):
+            reader.bad(amt, "TxDtls/Amt", f"{text!r} is not an amount")
+            return False
+        try:
+            total += tx_sign * to_minor(Decimal(text), currency, what="value")
+        except LedgerError as exc:
+            reader.bad(amt, "TxDtls/Amt", money_reason(exc))
+            return False
+    if total != minor:
+        reader.bad(ntry, "Ntry/NtryDtls",
+                   f"the batch's {len(details)} transactions add up to "
+                   f"{format_minor(total, currency, grouping=True)} {currency}, but the entry "
+                   f"books {format_minor(minor, currency, grouping=True)} {currency}")
+        return False
+    return True
+
+
 def _line(reader: _Reader, ntry, k: int, index: int, account: str,
           sha: str) -> Optional[StatementLine]:
     value, currency, sign = reader.amount(ntry, "Ntry")
@@ -289,6 +327,8 @@ def _line(reader: _Reader, ntry, k: int, index: int, account: str,
     if minor is None or booking is None or status is None:
         return None
     details = [tx for d in _children(ntry, "NtryDtls") for tx in _children(d, "TxDtls")]
+    if len(details) > 1 and not _batch_adds_up(reader, ntry, details, minor, currency, sign):
+        return None
     batch = _child(ntry, "NtryDtls", "Btch")
     batch_id = (_text(batch, "PmtInfId") or _text(batch, "MsgId")) if batch is not None else None
     e2e = counterparty = None

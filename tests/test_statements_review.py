@@ -1,0 +1,35 @@
+"""Statement parsers at their edges: amounts, batches and mappings that must not slip through."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconcile.statements import StatementFormatError, parse_statement
+
+from .test_statements_formats import BATCH, camt
+
+
+def test_camt_batch_whose_transactions_do_not_add_up_is_refused():
+    wrong = BATCH.replace('<Amt Ccy="CNY">300.00</Amt>', '<Amt Ccy="CNY">301.00</Amt>')
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement(camt(wrong), filename="day.xml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.field) == (9, "Ntry/NtryDtls")
+    assert "add up to 1,001.00 CNY, but the entry books 1,000.00 CNY" in problem.message
+    # a transaction signed against the entry counts against it
+    debit = BATCH.replace('<Amt Ccy="CNY">300.00</Amt>',
+                          '<Amt Ccy="CNY">300.00</Amt><CdtDbtInd>DBIT</CdtDbtInd>')
+    with pytest.raises(StatementFormatError, match="add up to 400.00 CNY"):
+        parse_statement(camt(debit))
+    # version 2 gives a transaction's amount in AmtDtls/TxAmt
+    v2 = wrong.replace('<Amt Ccy="CNY">301.00</Amt>',
+                       '<AmtDtls><TxAmt><Amt Ccy="CNY">301.00</Amt></TxAmt></AmtDtls>')
+    with pytest.raises(StatementFormatError, match="add up to 1,001.00 CNY"):
+        parse_statement(camt(v2))
+
+
+def test_camt_batch_without_every_amount_in_the_entry_currency_is_not_added_up():
+    other = BATCH.replace('<Amt Ccy="CNY">300.00</Amt>', '<Amt Ccy="EUR">30.00</Amt>')
+    assert parse_statement(camt(other)).lines[0].amount_minor == 100000
+    missing = BATCH.replace('<Amt Ccy="CNY">300.00</Amt>', '')
+    assert parse_statement(camt(missing)).lines[0].amount_minor == 100000
