@@ -33,3 +33,19 @@ def test_camt_batch_without_every_amount_in_the_entry_currency_is_not_added_up()
     assert parse_statement(camt(other)).lines[0].amount_minor == 100000
     missing = BATCH.replace('<Amt Ccy="CNY">300.00</Amt>', '')
     assert parse_statement(camt(missing)).lines[0].amount_minor == 100000
+
+
+DAY_HEAD = "账号,交易日期,银行流水号,平台订单号,子账户,对方户名,借贷标志,金额,余额,摘要\n"
+
+
+def day(amount: str, balance: str, flag: str = "贷") -> bytes:
+    return (DAY_HEAD + f'6222,2026-11-22,B001,P1,U1,张三,{flag},"{amount}","{balance}",充值\n'
+            ).encode()
+
+
+@pytest.mark.parametrize("amount", ["¥-1000.00", "￥-1000.00", "，-1000.00", "-0.00"])
+def test_csv_minus_sign_next_to_a_flag_is_refused_wherever_it_stands(amount):
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement(day(amount, "49000.00"), filename="day.csv")
+    (problem,) = caught.value.problems
+    assert problem.field == "amount" and "is not an unsigned amount" in problem.message

@@ -365,7 +365,7 @@ def _minor(field: str, text: str, currency: Optional[str], unsigned: bool, bad) 
         if minor is not None:
             return minor
     value = _decimal(text) if text else None
-    if value is None or unsigned and text.startswith("-"):
+    if value is None or unsigned and value.is_signed():   # ("¥-5.00" and "-0.00" too)
         bad(field, f"{text!r} is not an unsigned amount" if unsigned and value is not None
             else f"{text!r} is not an amount" if text else "is empty")
         return None
