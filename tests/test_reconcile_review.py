@@ -29,3 +29,28 @@ def test_a_statement_longer_than_the_lookback_has_every_line_reconciled(book):
     assert run.balance["unexplained_minor"] == 0
     assert [b.amount_minor for b in list_breaks(book)] == [-500]
     assert book.balance(BANK, as_of=DAY) == 400
+
+
+def _invoke(*args):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+HEADER = "账号,交易日期,银行流水号,平台订单号,子账户,对方户名,借贷标志,金额,余额,摘要\n"
+
+
+def test_a_refused_reconcile_leaves_no_database_behind(tmp_path):
+    """A bad --date or a bad statement file is refused before the database is opened:
+    a --db naming a file that is not there yet is not created (and migrated) first."""
+    good = tmp_path / "day.csv"
+    good.write_text(HEADER + "6222,2026-11-20,B001,T1,u1,U1,贷,1000.00,1000.00,充值\n", encoding="utf-8")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "6222,2026-11-20,B001,T1,u1,U1,贷,1000.001,1000.00,充值\n", encoding="utf-8")
+    target = tmp_path / "typo.db"
+    for args in ([str(good), "--date", "2026-02-30"], [str(bad)]):
+        result = _invoke("reconcile", *args, "--db", f"sqlite:///{target}")
+        assert result.exit_code == 2, result.output
+        assert not target.exists(), args

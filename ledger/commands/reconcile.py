@@ -81,7 +81,8 @@ def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, progr
     from reconcile import report
     from reconcile.runs import parse_files, reconcile_parsed
 
-    book = open_book(db_url)
+    # The date and the files are checked before the database is opened: a refused
+    # command neither creates nor migrates one.
     day = parse_date(date_, "--date")
     if progress is None:
         progress = sys.stderr.isatty() and fmt == "table"
@@ -97,11 +98,12 @@ def reconcile_cmd(statements, account, date_, dry_run, mapping, html_path, progr
         total = sum(len(s.lines) for _, pf in parsed for s in pf.statements)
         with click.progressbar(length=total or 1, label="importing", file=sys.stderr,
                                show_pos=True) as lines:
-            run = reconcile_parsed(book, parsed, account=account, statement_date=day,
+            run = reconcile_parsed(open_book(db_url), parsed, account=account, statement_date=day,
                                    dry_run=dry_run, progress=lines.update)
     else:
-        run = reconcile_parsed(book, parse_files(statements, mapping=mapping), account=account,
-                               statement_date=day, dry_run=dry_run)
+        parsed = parse_files(statements, mapping=mapping)
+        run = reconcile_parsed(open_book(db_url), parsed, account=account, statement_date=day,
+                               dry_run=dry_run)
     if fmt == "json":
         click.echo(report.to_json(run))
     elif fmt == "csv":
