@@ -43,9 +43,27 @@ def day(amount: str, balance: str, flag: str = "贷") -> bytes:
             ).encode()
 
 
-@pytest.mark.parametrize("amount", ["¥-1000.00", "￥-1000.00", "，-1000.00", "-0.00"])
+@pytest.mark.parametrize("amount", ["¥-1000.00", "￥-1000.00", "¥ -0.00", "-0.00"])
 def test_csv_minus_sign_next_to_a_flag_is_refused_wherever_it_stands(amount):
     with pytest.raises(StatementFormatError) as caught:
         parse_statement(day(amount, "49000.00"), filename="day.csv")
     (problem,) = caught.value.problems
     assert problem.field == "amount" and "is not an unsigned amount" in problem.message
+
+
+@pytest.mark.parametrize("amount", ["1,00", "10,00.00", "1,0000.00", "1,000，000.00", "1 0 0",
+                                    "1,000.00,", ",100.00",
+                                    "，-1000.00"])
+def test_csv_thousands_separators_out_of_place_are_refused(amount):
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement(day(amount, "50100.00"), filename="day.csv")
+    (problem,) = caught.value.problems
+    assert problem.field == "amount" and "is not an amount" in problem.message
+
+
+@pytest.mark.parametrize("amount,minor", [("1,000.00", 100000), ("1，000.00", 100000),
+                                          ("¥1,000.00", 100000), ("￥ 1 000.00", 100000),
+                                          ("1,234,567.89", 123456789), ("+1,000", 100000)])
+def test_csv_thousands_separators_in_place_read(amount, minor):
+    parsed = parse_statement(day(amount, "2,000,000.00"), filename="day.csv")
+    assert parsed.lines[0].amount_minor == minor

@@ -54,6 +54,9 @@ _DATE_PATTERNS = (
 )
 _AMOUNT = re.compile(r"[+-]?\d+(\.\d+)?")
 _MONEY_MARKS = str.maketrans("", "", ",，¥￥ ")
+_CURRENCY_SIGNS = str.maketrans("", "", "¥￥")
+#: Thousands separators (a comma, full-width or not, or a space) between groups of three.
+_GROUPED = re.compile(r"[+-]?\d{1,3}(?P<sep>[,， ])\d{3}(?:(?P=sep)\d{3})*(?:\.\d+)?")
 _KNOWN_CURRENCIES: set = set()
 # Tests set this to read every file row by row (the path that names problems),
 # to prove the column-wise fast path (:mod:`.csvfast`) reads the same lines.
@@ -99,9 +102,11 @@ def _date(text: str, formats: tuple) -> Optional[dt.date]:
 def _decimal(text: str) -> Optional[Decimal]:
     cleaned = text
     if not _AMOUNT.fullmatch(text):  # thousands separators, a currency sign
-        cleaned = text.translate(_MONEY_MARKS)
+        cleaned = text.translate(_CURRENCY_SIGNS).strip()
         if not _AMOUNT.fullmatch(cleaned):
-            return None
+            if not _GROUPED.fullmatch(cleaned):   # "1,00" is not 100
+                return None
+            cleaned = cleaned.translate(_MONEY_MARKS)
     try:
         return Decimal(cleaned)
     except InvalidOperation:
