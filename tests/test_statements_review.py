@@ -7,6 +7,7 @@ import pytest
 from reconcile.statements import StatementFormatError, parse_statement
 
 from .test_statements_formats import BATCH, camt
+from .test_statements_ofx import BODY, sgml
 
 
 def test_camt_batch_whose_transactions_do_not_add_up_is_refused():
@@ -67,3 +68,33 @@ def test_csv_thousands_separators_out_of_place_are_refused(amount):
 def test_csv_thousands_separators_in_place_read(amount, minor):
     parsed = parse_statement(day(amount, "2,000,000.00"), filename="day.csv")
     assert parsed.lines[0].amount_minor == minor
+
+
+def ofx(amount: str, balance: str = "799.50") -> bytes:
+    body = BODY.replace("<TRNAMT>1000.00", f"<TRNAMT>{amount}").replace(
+        "<BALAMT>799.50", f"<BALAMT>{balance}")
+    return sgml("UTF-8", "NONE", body).encode()
+
+
+@pytest.mark.parametrize("amount", ["1,000", "-12,500", "+1,000,000"])
+def test_ofx_comma_before_three_digits_is_ambiguous_and_refused(amount):
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement(ofx(amount), filename="day.ofx")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.field) == (16, "TRNAMT") and "ambiguous" in problem.message
+    with pytest.raises(StatementFormatError, match="BALAMT: '1,000' is ambiguous"):
+        parse_statement(ofx("1000.00", balance="1,000"))
+
+
+@pytest.mark.parametrize("amount", ["1E3", "1e3", "7.995E2", "NaN", "-Infinity", "0x10"])
+def test_ofx_exponent_notation_and_special_values_are_not_amounts(amount):
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement(ofx(amount), filename="day.ofx")
+    assert "TRNAMT" in str(caught.value) and "is not an amount" in str(caught.value)
+
+
+@pytest.mark.parametrize("amount,minor", [("1.000,00", 100000), ("1 000,00", 100000),
+                                          ("+1058,53", 105853), ("1,000.00", 100000),
+                                          ("1000,5", 100050), ("-0.00", 0)])
+def test_ofx_amounts_ofxparse_reads_still_read(amount, minor):
+    assert parse_statement(ofx(amount)).lines[0].amount_minor == minor

@@ -53,6 +53,7 @@ CANONICAL_HEADER = ("OFXHEADER:100\nDATA:OFXSGML\nVERSION:102\nSECURITY:NONE\nEN
 _HEADER_LINES = CANONICAL_HEADER.count("\n")
 _DATE = re.compile(r"\s*(\d{8})")
 _PLAIN_AMOUNT = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+")
 _KIND_ORDER = {"STMTRS": 0, "CCSTMTRS": 1}
 
 
@@ -74,18 +75,33 @@ class _Stmt(NamedTuple):
     transactions: tuple
 
 
+class AmbiguousAmount(InvalidOperation):
+    """An OFX amount a decimal comma and a thousands separator read two ways (``1,000``)."""
+
+
 def ofx_decimal(text: str) -> Decimal:
-    """An OFX amount as ofxparse reads it (``1.234,56``, ``1 025,53``, ``+1058,53``)."""
+    """An OFX amount as ofxparse reads it (``1.234,56``, ``1 025,53``, ``+1058,53``).
+
+    Only digits, a sign and separators: exponent notation, ``NaN`` and the like are
+    refused (InvalidOperation), and so is a comma before exactly three digits with no
+    point (``1,000``, ``-12,500``), which ofxparse reads as a decimal comma (1.000)
+    where a bank writing thousands separators means a thousand (AmbiguousAmount).
+    """
     d = text.strip()
     if _PLAIN_AMOUNT.fullmatch(d):  # the usual "-200.50": nothing to rewrite
         return Decimal(d.lstrip("+"))
+    if _THOUSANDS.fullmatch(d):
+        raise AmbiguousAmount(text)
     if re.search(r".*\..*,", d):
         d = d.replace(".", "")
     if re.search(r".*,.*\.", d):
         d = d.replace(",", "")
     if "." not in d and "," in d:
         d = d.replace(",", ".")
-    return Decimal(d.replace(" ", "").replace("+", ""))
+    d = d.replace(" ", "").replace("+", "")
+    if not _PLAIN_AMOUNT.fullmatch(d):
+        raise InvalidOperation(text)
+    return Decimal(d)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -160,6 +176,10 @@ class _Checker:
             value = ofx_decimal(text)
             if currency:
                 to_minor(value, currency, what="value")
+        except AmbiguousAmount:
+            self.bad(at, name, f"{text!r} is ambiguous: a decimal comma or a thousands "
+                               "separator")
+            return None
         except InvalidOperation:
             self.bad(at, name, f"{text!r} is not an amount")
             return None
