@@ -174,3 +174,24 @@ def test_db_current_and_account_list(url):
     result = invoke("account", "list", "--db", url, "--format", "csv")
     assert result.output.splitlines()[0] == "code,type,currency,no_overdraft,closed,balance,available"
     assert invoke("balance", "nope:x", "--db", url).exit_code == 1
+
+
+def test_an_amount_or_code_that_cannot_be_right_is_bad_input_exit_2(url):
+    """Exit 2 for what no state of the ledger makes right, as for a bad date; 1 for
+    what the ledger refuses given what it holds."""
+    assert invoke("user", "open", "u2", "--db", url).exit_code == 0
+    for amount, problem in (("100.005", "finer than the minor unit"),
+                            ("NaN", "not a finite number"),
+                            ("ten", "not a number"),
+                            ("99999999999999999999", "beyond the limit")):
+        result = invoke("topup", "u2", amount, "--bank-ref", "B9", "--key", f"k-{amount}",
+                        "--db", url)
+        assert result.exit_code == 2, (amount, result.output)
+        assert problem in result.output and "Traceback" not in result.output
+    result = invoke("account", "open", "assets:bad code", "--db", url)
+    assert result.exit_code == 2 and "segment 'bad code'" in result.output
+    result = invoke("account", "open", "assets:custody:usd", "--currency", "XXY", "--db", url)
+    assert result.exit_code == 2 and "unknown currency 'XXY'" in result.output
+    assert invoke("balance", "nope:x", "--db", url).exit_code == 1   # well formed, not there
+    result = invoke("journal", "--format", "csv", "--db", url)
+    assert result.exit_code == 0 and "k-" not in result.output      # nothing was posted

@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Sequence
 import click
 from sqlalchemy.exc import DBAPIError
 
-from ..errors import InputError, LedgerError
+from ..errors import (AmountError, InputError, InvalidAccountError, LedgerError,
+                      UnknownCurrencyError)
 from ..exports import csv_row, csv_writer, one_line
 
 FORMATS = ("table", "csv", "json")
@@ -52,8 +53,17 @@ def format_option(func: Callable) -> Callable:
     )(func)
 
 
+_BAD_INPUT = (InputError, AmountError, UnknownCurrencyError, InvalidAccountError)
+
+
 def library_errors(func: Callable) -> Callable:
     """Turn library errors into clean CLI errors (exit 2 for bad input, 1 otherwise).
+
+    Bad input is what could never be right, whatever the ledger holds: an amount
+    that is not one (not a number, finer than the currency's minor unit, beyond
+    the limit), an unknown currency, an account code that is malformed. What the
+    ledger refuses given its state (an unknown account, insufficient funds, a key
+    used before, a closed period) is exit 1.
 
     A ``--db`` that cannot be opened (a SQLite file in a missing directory,
     a file that is not a database, a PostgreSQL server that cannot be
@@ -64,7 +74,7 @@ def library_errors(func: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except InputError as exc:
+        except _BAD_INPUT as exc:
             raise BadInput(str(exc)) from exc
         except LedgerError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
