@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconcile.statements import StatementFormatError, parse_statement
+from reconcile.statements import MappingError, StatementFormatError, parse_statement
 
 from .test_statements_formats import BATCH, camt
 from .test_statements_ofx import BODY, sgml
@@ -98,3 +98,35 @@ def test_ofx_exponent_notation_and_special_values_are_not_amounts(amount):
                                           ("1000,5", 100050), ("-0.00", 0)])
 def test_ofx_amounts_ofxparse_reads_still_read(amount, minor):
     assert parse_statement(ofx(amount)).lines[0].amount_minor == minor
+
+
+COLUMNS = {"date": "交易日期", "bank_serial": "银行流水号", "amount": "金额",
+           "dc_flag": "借贷标志", "account": "账号"}
+
+
+@pytest.mark.parametrize("encoding", ["gbkk", "utf8x", "rot13", "hex", ""])
+def test_mapping_with_an_encoding_that_is_not_a_text_codec_is_refused(encoding):
+    with pytest.raises(MappingError) as caught:
+        parse_statement(day("1000.00", "51000.00"), filename="day.csv",
+                        mapping={"columns": COLUMNS, "encoding": encoding})
+    assert [p.field for p in caught.value.problems] == ["encoding"]
+
+
+@pytest.mark.parametrize("encoding", ["auto", "AUTO", "gbk", "GB2312", "utf-8", "cp936"])
+def test_mapping_encodings_that_are_text_codecs_read(encoding):
+    data = day("1000.00", "51000.00")
+    if encoding.lower() in ("gbk", "gb2312", "cp936"):
+        data = data.decode().encode("gbk")
+    parsed = parse_statement(data, filename="day.csv",
+                             mapping={"columns": COLUMNS, "encoding": encoding})
+    assert parsed.lines[0].counterparty is None and parsed.lines[0].amount_minor == 100000
+
+
+@pytest.mark.parametrize("flags", [{"credit_flags": ["贷"], "debit_flags": ["贷"]},
+                                   {"credit_flags": ["d", "收"]},
+                                   {"debit_flags": ["Credit"]}])
+def test_mapping_with_a_flag_both_credit_and_debit_is_refused(flags):
+    with pytest.raises(MappingError) as caught:
+        parse_statement(day("1000.00", "51000.00"), filename="day.csv",
+                        mapping={"columns": COLUMNS, **flags})
+    assert [p.field for p in caught.value.problems] == ["credit_flags"]

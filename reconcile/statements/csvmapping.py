@@ -14,6 +14,7 @@ column means.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .errors import MappingError, Problem
+from .source import codec_name
 
 #: Every field a day file can give, with the header names the default layout knows.
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -167,6 +169,11 @@ class Layout:
 DEFAULT_LAYOUT = Layout()
 
 
+def _text_codec(label: str) -> bool:
+    name = codec_name(label)
+    return name is not None and getattr(codecs.lookup(name), "_is_text_encoding", True)
+
+
 def _strings(value, key: str, problems: list) -> tuple:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         problems.append(Problem(None, key, "must be a list of non-empty strings"))
@@ -223,6 +230,15 @@ def layout_from_dict(spec: dict, *, source: Optional[str] = None) -> Layout:
     for key in ("credit_flags", "debit_flags", "date_formats", "skip_prefixes"):
         if key in spec:
             values[key] = _strings(spec[key], key, problems)
+    encoding = values.get("encoding", "auto")
+    if encoding.strip().lower() != "auto" and not _text_codec(encoding):
+        problems.append(Problem(None, "encoding", f"{encoding!r} is not a text encoding; "
+                                                  "give \"auto\" or a codec such as \"gbk\""))
+    both = ({f.upper() for f in values.get("credit_flags", CREDIT_FLAGS)}
+            & {f.upper() for f in values.get("debit_flags", DEBIT_FLAGS)})
+    if both:
+        problems.append(Problem(None, "credit_flags", f"{', '.join(sorted(both))}: both a "
+                                                      "credit and a debit flag"))
     if problems:
         raise MappingError.collected(problems, file=source, what="mapping problem")
     return Layout(columns=tuple(pairs), amount_mode=mode, **values)
