@@ -736,6 +736,13 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
         raise BreakResolutionError("a resolution needs a note saying why", break_id=break_id)
     if not by or not by.strip():
         raise BreakResolutionError("a resolution needs the name of who resolved it", break_id=break_id)
+    # What another action takes is refused, not dropped: the break would be resolved
+    # otherwise than asked.
+    given = [what for what, value, wanted in (
+        ("--account", account, "adjust"), ("--with", match_with, "match-with"),
+        ("--pair", pair, "match-with")) if value is not None and action != wanted]
+    if given:
+        raise BreakResolutionError(f"{action} does not take {' or '.join(given)}", break_id=break_id)
 
     def run(conn):
         latest = _latest_runs(conn, book.book_id)

@@ -54,3 +54,31 @@ def test_a_refused_reconcile_leaves_no_database_behind(tmp_path):
         result = _invoke("reconcile", *args, "--db", f"sqlite:///{target}")
         assert result.exit_code == 2, result.output
         assert not target.exists(), args
+
+
+def test_a_resolution_refuses_what_its_action_does_not_take(book):
+    """An --account given to accept-timing, or an id to match with given to adjust, was
+    dropped without a word: the break was resolved as if it had not been given. Now the
+    resolution is refused, nothing recorded."""
+    import pytest
+
+    from reconcile.runs import BreakResolutionError, resolve
+
+    f = book.flows
+    f.open_system_accounts()
+    f.open_user("alice")
+    book.open_account("expenses:platform:bank_fees", "expense")
+    f.top_up("alice", "100.00", bank_ref="B1", key="t1", effective_date=DAY)
+    f.top_up("alice", "5.00", bank_ref="B2", key="t2", effective_date=DAY)
+    run = reconcile_parsed(book, [parsed("d.csv", [line(1, 10000, "B1"), line(2, -500, "FEE")], 0)])
+    (fee,) = [b for b, kind in zip(run.break_ids, run.result.breaks)
+              if kind.type == "in_bank_not_in_ledger"]
+    posting = next(i for b in run.result.breaks for i in b.ledger_ids)
+    wrong = [dict(action="accept-timing", account="expenses:platform:bank_fees"),
+             dict(action="accept-timing", match_with=posting),
+             dict(action="adjust", account="expenses:platform:bank_fees", match_with=posting),
+             dict(action="match-with", match_with=posting, account="expenses:platform:bank_fees")]
+    for kwargs in wrong:
+        with pytest.raises(BreakResolutionError, match="does not take"):
+            resolve(book, fee, note="n", by="Li Na", **kwargs)
+    assert [b.state for b in list_breaks(book, state=None) if b.id == fee] == ["open"]
