@@ -130,3 +130,25 @@ def test_mapping_with_a_flag_both_credit_and_debit_is_refused(flags):
         parse_statement(day("1000.00", "51000.00"), filename="day.csv",
                         mapping={"columns": COLUMNS, **flags})
     assert [p.field for p in caught.value.problems] == ["credit_flags"]
+
+
+@pytest.mark.parametrize("text", ["2026112", "202611022", "1112026"])
+def test_mapping_date_formats_do_not_guess_the_fields_of_a_short_date(text):
+    data = day("1000.00", "51000.00").replace(b"2026-11-22", text.encode())
+    formats = ["%d%m%Y"] if text == "1112026" else ["%Y%m%d"]
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement(data, filename="day.csv",
+                        mapping={"columns": COLUMNS, "date_formats": formats})
+    assert [p.field for p in caught.value.problems] == ["date"]
+
+
+@pytest.mark.parametrize("text,formats", [("20261122", ["%Y%m%d"]),
+                                          ("20261122235959", ["%Y%m%d%H%M%S"]),
+                                          ("2026/11/22", ["%Y/%m/%d"]),
+                                          ("2026-11-22 9:05", ["%Y-%m-%d %H:%M"]),
+                                          ("22112026", ["%Y%m%d", "%d%m%Y"])])
+def test_mapping_date_formats_read_full_dates(text, formats):
+    data = day("1000.00", "51000.00").replace(b"2026-11-22", text.encode())
+    parsed = parse_statement(data, filename="day.csv",
+                             mapping={"columns": COLUMNS, "date_formats": formats})
+    assert parsed.lines[0].booking_date.isoformat() == "2026-11-22"

@@ -85,9 +85,14 @@ def _date(text: str, formats: tuple) -> Optional[dt.date]:
     if formats:
         for fmt in formats:
             try:
-                return dt.datetime.strptime(text, fmt).date()
+                value = dt.datetime.strptime(text, fmt)
             except ValueError:
                 continue
+            # Digits with nothing between them must fill their fields: strptime reads
+            # "2026112" with "%Y%m%d" as 2 November, where a digit is missing.
+            if text.isdigit() and value.strftime(fmt) != text:
+                continue
+            return value.date()
         return None
     for pattern in _DATE_PATTERNS:
         m = pattern.fullmatch(text)
