@@ -152,3 +152,18 @@ def test_mapping_date_formats_read_full_dates(text, formats):
     parsed = parse_statement(data, filename="day.csv",
                              mapping={"columns": COLUMNS, "date_formats": formats})
     assert parsed.lines[0].booking_date.isoformat() == "2026-11-22"
+
+
+@pytest.mark.parametrize("text", ["2026-11-22garbage", "2026-11-22T10:00:00", "2026-11-2299",
+                                  "２０２６-11-22"])
+def test_camt_date_with_more_than_a_date_is_refused(text):
+    data = camt(BATCH.replace("<Dt>2026-11-22</Dt></BookgDt>", f"<Dt>{text}</Dt></BookgDt>"))
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement(data, filename="day.xml")
+    assert [p.field for p in caught.value.problems] == ["Ntry/BookgDt"]
+
+
+@pytest.mark.parametrize("text", ["2026-11-22", "2026-11-22Z", "2026-11-22+08:00", " 2026-11-22"])
+def test_camt_dates_with_an_offset_read_as_the_date(text):
+    data = camt(BATCH.replace("<Dt>2026-11-22</Dt></BookgDt>", f"<Dt>{text}</Dt></BookgDt>"))
+    assert parse_statement(data).lines[1].booking_date.isoformat() == "2026-11-22"

@@ -48,6 +48,7 @@ STATUS_MAP = {"BOOK": BOOKED, "PDNG": PENDING, "INFO": PENDING, "FUTR": PENDING}
 OPENING_CODES = ("OPBD", "PRCD")
 CLOSING_CODES = ("CLBD",)
 _AMOUNT = re.compile(r"\s*\d+(\.\d+)?\s*\Z")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:Z|[+-][0-9]{2}:[0-9]{2})?\Z")
 _OTHER_CAMT = {"BkToCstmrAcctRpt": "camt.052 (account report)",
                "BkToCstmrDbtCdtNtfctn": "camt.054 (debit/credit notification)"}
 
@@ -97,6 +98,8 @@ class _Reader:
         day = _text(el, "Dt")
         if day is not None:
             try:
+                if not _DATE.match(day):   # a date (xs:date: an offset may follow), nothing else
+                    raise ValueError(day)
                 return dt.date.fromisoformat(day[:10])
             except ValueError:
                 self.bad(el, field, f"{day!r} is not a date")
