@@ -95,7 +95,8 @@ def test_ofx_exponent_notation_and_special_values_are_not_amounts(amount):
 
 @pytest.mark.parametrize("amount,minor", [("1.000,00", 100000), ("1 000,00", 100000),
                                           ("+1058,53", 105853), ("1,000.00", 100000),
-                                          ("1000,5", 100050), ("-0.00", 0)])
+                                          ("1000,5", 100050), ("-0.00", 0), ("-.50", -50),
+                                          (".5", 50), ("1000.", 100000), ("+ 1 000,00", 100000)])
 def test_ofx_amounts_ofxparse_reads_still_read(amount, minor):
     assert parse_statement(ofx(amount)).lines[0].amount_minor == minor
 

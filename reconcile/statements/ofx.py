@@ -54,6 +54,7 @@ _HEADER_LINES = CANONICAL_HEADER.count("\n")
 _DATE = re.compile(r"\s*(\d{8})")
 _PLAIN_AMOUNT = re.compile(r"[+-]?\d+(?:\.\d+)?")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+")
+_DECIMAL_FORM = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")   # "-.50" and "50." too
 _KIND_ORDER = {"STMTRS": 0, "CCSTMTRS": 1}
 
 
@@ -99,7 +100,7 @@ def ofx_decimal(text: str) -> Decimal:
     if "." not in d and "," in d:
         d = d.replace(",", ".")
     d = d.replace(" ", "").replace("+", "")
-    if not _PLAIN_AMOUNT.fullmatch(d):
+    if not _DECIMAL_FORM.fullmatch(d):
         raise InvalidOperation(text)
     return Decimal(d)
 
