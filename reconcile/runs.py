@@ -53,7 +53,7 @@ from sqlalchemy.exc import OperationalError
 from ledger import models as m
 from ledger.accounts import get_account, utcnow
 from ledger.balances import balance_minor
-from ledger.errors import LedgerError, UnknownAccountError
+from ledger.errors import InputError, UnknownAccountError
 from ledger.money import format_minor
 from ledger.postings import Draft, write
 
@@ -71,8 +71,8 @@ PLATFORM_PREFIXES = ("income:platform:", "expenses:", "liabilities:platform:", "
                      "assets:platform:", "assets:suspense")
 
 
-class BreakResolutionError(LedgerError):
-    """A resolution that does not fit the break."""
+class BreakResolutionError(InputError):
+    """A resolution that does not fit the break (bad input: the CLI exits 2)."""
 
 
 @dataclass(frozen=True)

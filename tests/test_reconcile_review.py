@@ -82,3 +82,30 @@ def test_a_resolution_refuses_what_its_action_does_not_take(book):
         with pytest.raises(BreakResolutionError, match="does not take"):
             resolve(book, fee, note="n", by="Li Na", **kwargs)
     assert [b.state for b in list_breaks(book, state=None) if b.id == fee] == ["open"]
+
+
+def test_a_refused_resolution_exits_2_naming_the_problem(db_url, tmp_path):
+    """Bad input to `breaks resolve` / `breaks show` (no such break, an action without what
+    it needs, a break resolved already) exits 2 like any other bad input, not 1."""
+    import ledger
+
+    book = ledger.open(db_url)
+    book.flows.open_system_accounts()
+    book.dispose()
+    day = tmp_path / "day.csv"
+    day.write_text(HEADER + "6222,2026-11-20,F9,,,,借,5.00,-5.00,手续费\n", encoding="utf-8")
+    assert _invoke("reconcile", str(day), "--db", db_url).exit_code == 3
+    book = ledger.open(db_url)
+    (brk,) = list_breaks(book)
+    book.dispose()
+    resolve = ("breaks", "resolve", str(brk.id), "--note", "fee", "--by", "Li Na", "--db", db_url)
+    for args, message in (((*resolve, "--action", "adjust"), "adjust needs --account"),
+                          (("breaks", "resolve", "99", "--action", "accept-timing", "--note", "n",
+                            "--by", "Li Na", "--db", db_url), "no break 99"),
+                          (("breaks", "show", "99", "--db", db_url), "no break 99")):
+        result = _invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+    assert _invoke(*resolve, "--action", "accept-timing").exit_code == 0
+    again = _invoke(*resolve, "--action", "accept-timing")
+    assert again.exit_code == 2 and "already resolved" in again.output
