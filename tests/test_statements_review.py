@@ -168,3 +168,24 @@ def test_camt_date_with_more_than_a_date_is_refused(text):
 def test_camt_dates_with_an_offset_read_as_the_date(text):
     data = camt(BATCH.replace("<Dt>2026-11-22</Dt></BookgDt>", f"<Dt>{text}</Dt></BookgDt>"))
     assert parse_statement(data).lines[1].booking_date.isoformat() == "2026-11-22"
+
+
+SECOND = (":20:REF2\n:25:CN0012345678\n:28C:2/1\n:60F:C261122CNY1100,00\n"
+          ":61:2611231123D100,00NTRFP2//B2\n:62F:C261123CNY1000,00\n-\n")
+
+
+def test_mt940_statement_without_its_20_is_refused_not_dropped():
+    first = (":25:CN0012345678\n:28C:1/1\n:60F:C261121CNY1000,00\n"
+             ":61:2611221122C100,00NTRFP1//B1\n:62F:C261122CNY1100,00\n-\n")
+    with pytest.raises(StatementFormatError) as caught:
+        parse_statement((first + SECOND).encode(), filename="day.sta")
+    problems = caught.value.problems
+    assert [(p.line, p.field) for p in problems] == [
+        (1, ":25:"), (2, ":28C:"), (3, ":60F:"), (4, ":61:"), (5, ":62F:")]
+    assert "before the first :20:" in problems[0].message
+
+
+def test_mt940_swift_headers_before_the_first_20_are_allowed():
+    parsed = parse_statement(("{1:F01AAAA}{2:I940BBBB}{4:\n" + SECOND + "-}").encode(),
+                             filename="day.sta")
+    assert [x.amount_minor for x in parsed.lines] == [-10000]

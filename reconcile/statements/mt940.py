@@ -147,6 +147,11 @@ def parse_mt940(data: bytes, *, filename: Optional[str] = None,
             [Problem(None, "statement", "no line starts with :20:, so the file holds no MT940 "
                                         "statement")], file=filename)
     problems: list[Problem] = []
+    for i in range(starts[0]):   # above the first statement only headers ({1:...}{4:) belong
+        m = _TAG.match(lines[i])
+        if m:
+            problems.append(Problem(i + 1, f":{m.group(1)}:", "a field before the first :20:, "
+                                                              "in no statement (its :20: missing?)"))
     statements = []
     for start, end in zip(starts, starts[1:] + [len(lines)]):
         block = _Block(lines, start, end)
