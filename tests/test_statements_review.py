@@ -189,3 +189,30 @@ def test_mt940_swift_headers_before_the_first_20_are_allowed():
     parsed = parse_statement(("{1:F01AAAA}{2:I940BBBB}{4:\n" + SECOND + "-}").encode(),
                              filename="day.sta")
     assert [x.amount_minor for x in parsed.lines] == [-10000]
+
+
+LATIN = (BODY.replace("张三", "Müller").replace("充值 订单P001", "Überweisung")
+         .replace("李四", "Schröder").replace("提现", "Auszahlung"))
+
+
+@pytest.mark.parametrize("enc,cs", [("ISO-8859-1", "NONE"), ("USASCII", "1252"),
+                                    ("USASCII", "ISO-8859-1"), ("USASCII", "NONE")])
+def test_ofx_latin_text_does_not_read_as_chinese(enc, cs):
+    parsed = parse_statement(sgml(enc, cs, LATIN).encode("latin-1"), filename="day.ofx")
+    assert parsed.encoding in ("cp1252", "latin-1", "iso8859-1")
+    assert [(x.counterparty, x.description) for x in parsed.lines] == [
+        ("Müller", "Überweisung"), ("Schröder", "Auszahlung")]
+
+
+def test_mt940_latin_text_does_not_read_as_chinese():
+    data = (":20:REF1\n:25:DE0012345678\n:28C:1/1\n:60F:C261121EUR1000,00\n"
+            ":61:2611221122C100,00NTRFP1001//B1\n:86:Überweisung Müller\n"
+            ":62F:C261122EUR1100,00\n-\n").encode("latin-1")
+    assert parse_statement(data).lines[0].description == "Überweisung Müller"
+
+
+@pytest.mark.parametrize("enc,cs", [("USASCII", "936"), ("USASCII", "1252"), ("USASCII", "NONE")])
+def test_ofx_gbk_text_with_a_rare_name_still_reads_as_chinese(enc, cs):
+    body = BODY.replace("张三", "张喆").replace("充值 订单P001", "充值，订单P001 网上银行转入")
+    parsed = parse_statement(sgml(enc, cs, body).encode("gbk"))
+    assert parsed.lines[0].counterparty == "张喆"

@@ -62,8 +62,17 @@ def codec_name(label: Optional[str]) -> Optional[str]:
 
 
 def _mostly_chinese(text: str) -> bool:
-    wide = [ch for ch in text if ord(ch) > 127]
-    return bool(wide) and len(_CJK.findall(text)) * 10 >= len(wide) * 9
+    """Whether nine in ten non-ASCII characters are Chinese, and common Chinese (GB 2312).
+
+    Latin-1 read as GBK pairs an accented letter with the ASCII letter after it
+    ("Müller" -> "M黮ler"): a character of GBK's extension, whose second byte is
+    ASCII; Chinese text is written in GB 2312's characters, both bytes above ASCII.
+    """
+    wide = "".join(ch for ch in text if ord(ch) > 127)
+    if not wide or len(_CJK.findall(text)) * 10 < len(wide) * 9:
+        return False
+    rare = wide.encode("gb2312", "replace").count(b"?")   # (no "?" is wide)
+    return rare * 10 <= len(wide)
 
 
 def decode_text(data: bytes, candidates: Sequence[str]) -> tuple[str, str, int]:
