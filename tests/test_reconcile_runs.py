@@ -653,22 +653,44 @@ def test_lines_go_in_from_a_second_thread_on_sqlite_with_the_same_result(day_boo
 def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, where):
     """A failed insert in the writer thread fails the run before it matches; a failure
     of the run while the writer is still inserting waits for that insert to end before
-    the transaction is rolled back. Nothing is kept; the next run works."""
+    the transaction is rolled back. Nothing is kept; the next run works.
+
+    The threads are put in the order each case describes, whatever the machine's
+    load: the failed insert is known before the ledger side is (the run checks the
+    writer when it takes the ledger side), and matching fails once the insert runs."""
+    import threading
     import time
 
     from sqlalchemy import event
 
-    from reconcile import matching
+    from reconcile import matching, runs
 
     before = table_counts(day_book)
     events: list = []
     plain_match = matching.match
+    writers: list = []
+    inserting = threading.Event()
+
+    class RecordedWriter(runs.Writer):
+        def __init__(self):
+            super().__init__()
+            writers.append(self)
+
+    plain_side = runs._ledger_side
+
+    def side_after_the_failure(*args, **kwargs):
+        deadline = time.monotonic() + 30
+        while not (writers and writers[0]._error is not None) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return plain_side(*args, **kwargs)
 
     def matched(*args, **kwargs):
         events.append("match")
         return plain_match(*args, **kwargs)
 
     def failing_match(*args, **kwargs):
+        if writers:   # overlapped (SQLite): fail while the insert is running
+            assert inserting.wait(30)
         events.append("match")
         raise RuntimeError("matching failed")
 
@@ -678,6 +700,7 @@ def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, wh
                 return inner(conn, table, *args, **kwargs)
             if where == "insert":
                 raise RuntimeError("disk full")
+            inserting.set()
             time.sleep(0.3)   # still inserting when the run fails
             inner(conn, table, *args, **kwargs)
             events.append("insert end")
@@ -689,6 +712,9 @@ def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, wh
 
     _wrap_bulk_inserts(monkeypatch, slow_or_failing)
     monkeypatch.setattr(matching, "match", matched if where == "insert" else failing_match)
+    monkeypatch.setattr(runs, "Writer", RecordedWriter)
+    if where == "insert":
+        monkeypatch.setattr(runs, "_ledger_side", side_after_the_failure)
     event.listen(day_book.engine, "rollback", rolled_back)
     try:
         with pytest.raises(RuntimeError, match="disk full" if where == "insert" else "matching failed"):
@@ -698,6 +724,8 @@ def test_a_failure_while_the_writer_runs_keeps_nothing(day_book, monkeypatch, wh
     rollback = events.index("rollback")   # (pooled connections may roll back again later)
     if where == "insert":
         assert "match" not in events[:rollback]
+        if day_book.engine.dialect.name == "sqlite":
+            assert len(writers) == 1   # the lines went in from the writer thread
     else:
         assert events[:rollback] == ["match", "insert end"] or \
             events[:rollback] == ["insert end", "match"]
