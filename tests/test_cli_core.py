@@ -195,3 +195,26 @@ def test_an_amount_or_code_that_cannot_be_right_is_bad_input_exit_2(url):
     assert invoke("balance", "nope:x", "--db", url).exit_code == 1   # well formed, not there
     result = invoke("journal", "--format", "csv", "--db", url)
     assert result.exit_code == 0 and "k-" not in result.output      # nothing was posted
+
+
+def test_only_init_makes_a_database(tmp_path, db_url):
+    """A mistyped --db is refused, not answered about an empty book made on the spot
+    ("no breaks", "nothing altered"); ``ledger init`` still creates the database."""
+    typo = tmp_path / "ledgr.db"
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for url, why in ((f"sqlite:///{typo}", f"no database at {typo}"),
+                     (f"sqlite:///{empty}", "the database holds no ledger")):
+        for args in (["verify"], ["breaks", "list"], ["balance", "assets:custody:bank"],
+                     ["trial-balance"], ["user", "open", "u9"]):
+            result = invoke(*args, "--db", url)
+            assert result.exit_code == 2, (args, result.output)
+            assert why in result.output and "ledger init --db" in result.output
+    assert not typo.exists()
+    result = invoke("db", "current", "--db", f"sqlite:///{typo}")
+    assert result.exit_code == 2 and not typo.exists()
+    assert "current: none" in invoke("db", "current", "--db", f"sqlite:///{empty}").output
+    assert invoke("init", "--db", f"sqlite:///{typo}").exit_code == 0
+    assert invoke("verify", "--db", f"sqlite:///{typo}").exit_code == 0
+    # A database that holds a ledger (either backend) is opened as before.
+    assert invoke("verify", "--db", db_url).exit_code == 0

@@ -20,11 +20,54 @@ from ..postings import Draft, write
 from .common import BadInput, db_option, emit, format_option, library_errors, to_json
 
 
-def open_book(db_url: str | None, upgrade: bool = True):
-    """Open the book for a command (the schema is brought up to date first)."""
+def open_book(db_url: str | None, upgrade: bool = True, *, create: bool = False):
+    """Open the book for a command (the schema is brought up to date first).
+
+    Only ``ledger init`` (``create``) makes a new database: any other command given a
+    ``--db`` that holds no ledger (a mistyped path, an empty database) is refused as
+    bad input. It would otherwise create an empty book and report on it: no breaks,
+    nothing altered, zero balances, all of it about the wrong database.
+    """
     import ledger
 
+    if not create:
+        require_ledger(db_url)
     return ledger.open(db_url, upgrade=upgrade)
+
+
+def require_ledger(db_url: str | None, *, schema: bool = True) -> None:
+    """Refuse (:class:`BadInput`) a ``--db`` that holds no ledger, creating nothing: a
+    SQLite file that does not exist, and (``schema``) a database without the ledger's
+    schema."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from .common import _shown_url
+
+    resolved = dbmod.resolve_url(db_url)
+    shown = _shown_url(db_url)
+    hint = f"`ledger init --db {shown}` creates one"
+    try:
+        url = make_url(resolved)
+    except ArgumentError:
+        raise BadInput(f"--db {resolved!r} is not a database URL") from None
+    if url.get_backend_name() == "sqlite":
+        name = url.database or ""
+        if name in ("", ":memory:") or url.query.get("mode") == "memory":
+            raise BadInput(f"--db {shown}: a database in memory holds no ledger")
+        if not name.startswith("file:") and not Path(name).is_file():
+            raise BadInput(f"--db {shown}: no database at {name}; {hint}")
+    if not schema:
+        return
+    engine = dbmod.make_engine(resolved)
+    try:
+        revision = dbmod.current_revision(engine)
+    finally:
+        engine.dispose()
+    if revision is None:
+        raise BadInput(f"--db {shown}: the database holds no ledger; {hint}")
 
 
 def parse_date(value: str | None, what: str = "date") -> dt.date | None:
@@ -47,7 +90,7 @@ def init_cmd(db_url):
 
         ledger init --db sqlite:///ledger.db
     """
-    book = open_book(db_url)
+    book = open_book(db_url, create=True)
     click.echo(f"ledger ready: book {book.name!r} at schema {dbmod.current_revision(book.engine)} "
                f"({book.engine.url.render_as_string(hide_password=True)})")
 
@@ -88,6 +131,7 @@ def db_current_cmd(db_url):
 
         ledger db current
     """
+    require_ledger(db_url, schema=False)   # "none" is an answer; a missing file is not
     engine = dbmod.make_engine(db_url)
     current = dbmod.current_revision(engine)
     head = dbmod.head_revision()
