@@ -38,6 +38,14 @@ def _translate_integrity(exc: IntegrityError) -> LedgerError:
     return IntegrityViolation(f"the database refused the write: {message}", detail=message)
 
 
+def _unique_race(exc: IntegrityError, tables: tuple[str, ...]) -> bool:
+    """Whether ``exc`` is a unique key of one of ``tables`` taken by another writer
+    (SQLite names ``table.column``; PostgreSQL the constraint, named after its table)."""
+    text = str(exc.orig)
+    unique = "UNIQUE" in text or "duplicate key" in text
+    return unique and any(name in text for name in tables)
+
+
 class Book:
     """One ledger book on a database.
 
@@ -59,16 +67,20 @@ class Book:
         self._account_cache = self._fast.accounts if self._fast is not None else None
 
     # --- transactions ---------------------------------------------------------
-    def _write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in a retried write transaction; a racing unique key re-runs it."""
+    def _write(self, fn: Callable[[Connection], T], *, races: tuple[str, ...] = ()) -> T:
+        """Run ``fn`` in a retried write transaction; a racing unique key re-runs it.
+
+        ``races``: further tables whose unique keys a concurrent writer may take first
+        (besides the entries' keys); ``fn`` run again finds what it took and says so.
+        """
+        tables = ("journal_entry", *races)
         for attempt in range(_UNIQUE_RETRIES + 1):
             try:
                 return db.write_transaction(self.engine, fn)
             except IntegrityError as exc:
                 # A concurrent writer used the same key or completed the same
                 # pending entry first: run again, and the checks see it.
-                if attempt < _UNIQUE_RETRIES and "journal_entry" in str(exc.orig) and (
-                        "uq_journal_entry" in str(exc.orig) or "UNIQUE" in str(exc.orig)):
+                if attempt < _UNIQUE_RETRIES and _unique_race(exc, tables):
                     continue
                 raise _translate_integrity(exc) from exc
         raise AssertionError("unreachable")

@@ -773,7 +773,10 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
         conn.execute(insert(m.ReconResolution).values(
             break_id=break_id, action=action, note=note, resolved_by=by, resolved_at=utcnow(),
             entry_id=entry_id, match_id=match_id))
-    book._write(run)
+    # Two people may resolve at once (on PostgreSQL both can read the break open): the
+    # one that commits second runs again and is told the break is resolved, or which
+    # item was matched meanwhile.
+    book._write(run, races=("recon_resolution", "recon_match_bank", "recon_match_posting"))
     return list_breaks(book, state=None, break_id=break_id)[0]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from ledger.flows import BANK
 from reconcile.runs import list_breaks, reconcile_parsed
 from tests.test_reconcile_runs import DAY, line, parsed
@@ -60,8 +62,6 @@ def test_a_resolution_refuses_what_its_action_does_not_take(book):
     """An --account given to accept-timing, or an id to match with given to adjust, was
     dropped without a word: the break was resolved as if it had not been given. Now the
     resolution is refused, nothing recorded."""
-    import pytest
-
     from reconcile.runs import BreakResolutionError, resolve
 
     f = book.flows
@@ -109,3 +109,73 @@ def test_a_refused_resolution_exits_2_naming_the_problem(db_url, tmp_path):
     assert _invoke(*resolve, "--action", "accept-timing").exit_code == 0
     again = _invoke(*resolve, "--action", "accept-timing")
     assert again.exit_code == 2 and "already resolved" in again.output
+
+
+@pytest.mark.parametrize("action", ["accept-timing", "adjust"])
+def test_two_people_resolving_one_break_at_once_get_one_resolution(book, action):
+    """Both read the break open (PostgreSQL lets them); the one that commits second is told
+    the break is resolved already, not shown the database's unique-key message, and at
+    most one adjustment is posted."""
+    import threading
+
+    from reconcile import runs
+    from reconcile.runs import BreakResolutionError, resolve
+
+    f = book.flows
+    f.open_system_accounts()
+    f.open_user("alice")
+    book.open_account("expenses:platform:bank_fees", "expense")
+    f.top_up("alice", "100.00", bank_ref="B1", key="t1", effective_date=DAY)
+    run = reconcile_parsed(book, [parsed("d.csv", [line(1, 10000, "B1"), line(2, -500, "FEE")], 0)])
+    (fee,) = run.break_ids
+    entries = _count(book, "journal_entry")
+    both_read = threading.Barrier(2)
+    plain_view = runs._break_view
+    first_read = threading.local()
+
+    def view_then_wait(*args, **kwargs):
+        view = plain_view(*args, **kwargs)
+        if not getattr(first_read, "done", False):
+            first_read.done = True
+            try:   # on SQLite the other one waits for the write lock instead
+                both_read.wait(timeout=3)
+            except threading.BrokenBarrierError:
+                pass
+        return view
+
+    runs._break_view = view_then_wait
+    outcomes: dict = {}
+
+    def resolve_as(name):
+        try:
+            account = "expenses:platform:bank_fees" if action == "adjust" else None
+            outcomes[name] = resolve(book, fee, action=action, account=account,
+                                     note="account fee", by=name)
+        except Exception as exc:   # what each one was told
+            outcomes[name] = exc
+
+    try:
+        threads = [threading.Thread(target=resolve_as, args=(who,)) for who in ("Li Na", "Wang Wei")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        runs._break_view = plain_view
+    refused = [o for o in outcomes.values() if isinstance(o, Exception)]
+    done = [o for o in outcomes.values() if not isinstance(o, Exception)]
+    assert len(done) == 1 and len(refused) == 1, outcomes
+    assert isinstance(refused[0], BreakResolutionError), refused[0]
+    with pytest.raises(BreakResolutionError, match="already resolved"):
+        raise refused[0]
+    (stored,) = [b for b in list_breaks(book, state=None) if b.id == fee]
+    assert stored.state == "resolved" and stored.resolution["resolved_by"] == done[0].resolution["resolved_by"]
+    assert _count(book, "journal_entry") == entries + (action == "adjust")
+    assert _count(book, "recon_resolution") == 1
+
+
+def _count(book, table):
+    from sqlalchemy import text
+
+    with book.engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
