@@ -53,7 +53,7 @@ from sqlalchemy.exc import OperationalError
 from ledger import models as m
 from ledger.accounts import get_account, utcnow
 from ledger.balances import balance_minor
-from ledger.errors import InputError, UnknownAccountError
+from ledger.errors import InputError, LedgerError, UnknownAccountError
 from ledger.money import format_minor
 from ledger.postings import Draft, write
 
@@ -71,8 +71,14 @@ PLATFORM_PREFIXES = ("income:platform:", "expenses:", "liabilities:platform:", "
                      "assets:platform:", "assets:suspense")
 
 
-class BreakResolutionError(InputError):
-    """A resolution that does not fit the break (bad input: the CLI exits 2)."""
+class BreakResolutionError(LedgerError):
+    """A resolution that does not fit the break as the book holds it (no such break, one
+    resolved already, amounts that differ): the CLI exits 1."""
+
+
+class BadResolutionError(BreakResolutionError, InputError):
+    """A resolution that no break could take (no note, an action without what it needs or
+    with what it does not take, a user's wallet to adjust into): bad input, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -733,16 +739,19 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
       open and the next run sees them again.
     """
     if not note or not note.strip():
-        raise BreakResolutionError("a resolution needs a note saying why", break_id=break_id)
+        raise BadResolutionError("a resolution needs a note saying why", break_id=break_id)
     if not by or not by.strip():
-        raise BreakResolutionError("a resolution needs the name of who resolved it", break_id=break_id)
+        raise BadResolutionError("a resolution needs the name of who resolved it", break_id=break_id)
+    if action not in ("adjust", "accept-timing", "match-with"):
+        raise BadResolutionError(f"unknown action {action!r}; adjust, accept-timing or match-with",
+                                 break_id=break_id)
     # What another action takes is refused, not dropped: the break would be resolved
     # otherwise than asked.
     given = [what for what, value, wanted in (
         ("--account", account, "adjust"), ("--with", match_with, "match-with"),
         ("--pair", pair, "match-with")) if value is not None and action != wanted]
     if given:
-        raise BreakResolutionError(f"{action} does not take {' or '.join(given)}", break_id=break_id)
+        raise BadResolutionError(f"{action} does not take {' or '.join(given)}", break_id=break_id)
 
     def run(conn):
         latest = _latest_runs(conn, book.book_id)
@@ -767,9 +776,6 @@ def resolve(book, break_id: int, *, action: str, note: str, by: str,
             entry_id, match_id = _adjust(conn, book, brk, run_row, account, note, key)
         elif action == "match-with":
             match_id = _match_with(conn, book, brk, run_row, match_with, pair)
-        elif action != "accept-timing":
-            raise BreakResolutionError(f"unknown action {action!r}; adjust, accept-timing or match-with",
-                                       break_id=break_id)
         conn.execute(insert(m.ReconResolution).values(
             break_id=break_id, action=action, note=note, resolved_by=by, resolved_at=utcnow(),
             entry_id=entry_id, match_id=match_id))
@@ -806,9 +812,9 @@ def _is_platform_account(code: str) -> bool:
 
 def _adjust(conn, book, brk: BreakView, run_row, account: str | None, note: str, key: str | None):
     if not account:
-        raise BreakResolutionError("adjust needs --account, a platform-owned account", break_id=brk.id)
+        raise BadResolutionError("adjust needs --account, a platform-owned account", break_id=brk.id)
     if not _is_platform_account(account):
-        raise BreakResolutionError(
+        raise BadResolutionError(
             f"{account} is not a platform-owned account; an adjustment never moves a user's money "
             "without a matching instruction", break_id=brk.id, account=account)
     amount = brk.amount_minor  # bank side minus ledger side
@@ -832,7 +838,7 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None,
                 pair: tuple[int, int] | None = None) -> int:
     if pair is not None:
         if other is not None:
-            raise BreakResolutionError("match-with takes an id to match with or a pair, not both",
+            raise BadResolutionError("match-with takes an id to match with or a pair, not both",
                                        break_id=brk.id)
         bank_id, posting_id = pair
         if bank_id not in brk.bank_line_ids or posting_id not in brk.posting_ids:
@@ -845,7 +851,7 @@ def _match_with(conn, book, brk: BreakView, run_row, other: int | None,
                                     .where(m.Posting.id == posting_id)).scalar_one()
         return _manual_match(conn, brk, run_row, bank_ids, posting_ids, bank_total, ledger_total)
     if other is None:
-        raise BreakResolutionError("match-with needs the id to match with", break_id=brk.id)
+        raise BadResolutionError("match-with needs the id to match with", break_id=brk.id)
     if brk.bank_line_ids and not brk.posting_ids:
         amount = _posting_to_match(conn, book, brk, run_row, other)
         bank_ids, posting_ids = brk.bank_line_ids, (other,)
@@ -953,4 +959,4 @@ def _new_match(conn, run_id: int, rule: str, bank_ids: Sequence[int], posting_id
 
 
 __all__ = ["reconcile", "reconcile_parsed", "resolve", "list_breaks", "RunResult", "BreakView", "ImportResult",
-           "ReconcileError", "BreakResolutionError", "import_parsed", "parse_files"]
+           "ReconcileError", "BreakResolutionError", "BadResolutionError", "import_parsed", "parse_files"]

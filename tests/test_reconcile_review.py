@@ -84,9 +84,10 @@ def test_a_resolution_refuses_what_its_action_does_not_take(book):
     assert [b.state for b in list_breaks(book, state=None) if b.id == fee] == ["open"]
 
 
-def test_a_refused_resolution_exits_2_naming_the_problem(db_url, tmp_path):
-    """Bad input to `breaks resolve` / `breaks show` (no such break, an action without what
-    it needs, a break resolved already) exits 2 like any other bad input, not 1."""
+def test_a_refused_resolution_exits_2_or_1_naming_the_problem(db_url, tmp_path):
+    """A resolution no break could take (an action without what it needs) is bad input,
+    exit 2; one this book refuses as it stands (no such break, a break resolved already)
+    exits 1, as every command's refusals do. Both name the problem."""
     import ledger
 
     book = ledger.open(db_url)
@@ -99,16 +100,21 @@ def test_a_refused_resolution_exits_2_naming_the_problem(db_url, tmp_path):
     (brk,) = list_breaks(book)
     book.dispose()
     resolve = ("breaks", "resolve", str(brk.id), "--note", "fee", "--by", "Li Na", "--db", db_url)
-    for args, message in (((*resolve, "--action", "adjust"), "adjust needs --account"),
-                          (("breaks", "resolve", "99", "--action", "accept-timing", "--note", "n",
-                            "--by", "Li Na", "--db", db_url), "no break 99"),
-                          (("breaks", "show", "99", "--db", db_url), "no break 99")):
+    for args, message, code in (
+            ((*resolve, "--action", "adjust"), "adjust needs --account", 2),
+            ((*resolve, "--action", "adjust", "--account", "liabilities:users:u1:available"),
+             "not a platform-owned account", 2),
+            ((*resolve, "--action", "accept-timing", "--account", "expenses:platform:bank_fees"),
+             "does not take --account", 2),
+            (("breaks", "resolve", "99", "--action", "accept-timing", "--note", "n",
+              "--by", "Li Na", "--db", db_url), "no break 99", 1),
+            (("breaks", "show", "99", "--db", db_url), "no break 99", 1)):
         result = _invoke(*args)
-        assert result.exit_code == 2, result.output
-        assert message in result.output
+        assert result.exit_code == code, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output
     assert _invoke(*resolve, "--action", "accept-timing").exit_code == 0
     again = _invoke(*resolve, "--action", "accept-timing")
-    assert again.exit_code == 2 and "already resolved" in again.output
+    assert again.exit_code == 1 and "already resolved" in again.output
 
 
 @pytest.mark.parametrize("action", ["accept-timing", "adjust"])

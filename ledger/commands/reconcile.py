@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .common import BadInput, db_option, emit, format_option, library_errors, to_json
+from .common import db_option, emit, format_option, library_errors, to_json
 from .core import open_book, parse_date
 
 EXIT_BREAKS = 3
@@ -192,7 +192,7 @@ def breaks_show_cmd(break_id, db_url):
 
     found = list_breaks(open_book(db_url), state=None, break_id=break_id)
     if not found:
-        raise BadInput(f"no break {break_id}")
+        raise click.ClickException(f"no break {break_id}")   # not there: exit 1
     b = found[0]
     click.echo(to_json({**_break_row(b), "bank_lines": b.bank_lines, "detail": b.detail,
                         "resolution": _resolution(b.resolution)}))
