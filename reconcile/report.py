@@ -112,6 +112,12 @@ def summary_lines(run: RunResult) -> list[str]:
             f"{_money(p['unexplained_minor'], cur)}")
     else:
         lines.append(f"balance: ledger {_money(p['ledger_balance_minor'], cur)}; {p.get('note', '')}")
+    kept = [f"{len(ids)} {what}" for what, ids in (
+        ("bank line(s)", run.kept.get("bank_line_ids", ())),
+        ("posting(s)", run.kept.get("posting_ids", ()))) if ids]
+    if kept:
+        lines.append(f"kept for the next run: {' and '.join(kept)} an earlier run left open, dated "
+                     f"after {run.statement_date} (their breaks stay open: `ledger breaks list`)")
     status = verdict(run)
     if run.result.breaks:
         status[0] += ": work them with `ledger breaks list`"

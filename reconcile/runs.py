@@ -38,7 +38,7 @@ import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -96,6 +96,9 @@ class RunResult:
         ledger: the postings the breaks name, by id (dicts).
         break_ids: database ids of the stored breaks, in result order.
         dry_run: nothing was kept.
+        kept: open items of earlier runs this run could not take (dated after its day),
+            kept for the next run: ``{"bank_line_ids": [...], "posting_ids": [...]}``;
+            the earlier breaks that name them stay open.
     """
 
     run_id: int | None
@@ -108,6 +111,7 @@ class RunResult:
     ledger: dict = field(repr=False)
     break_ids: tuple = ()
     dry_run: bool = False
+    kept: dict = field(default_factory=dict)
 
     @property
     def balance_proved(self) -> bool:
@@ -461,7 +465,7 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
         bank, ledger = _break_sides(conn, result.breaks)
         outcome["result"] = RunResult(None if dry_run else run_id, day, account, result, proof,
                                       imported, bank, ledger, () if dry_run else tuple(break_ids),
-                                      dry_run)
+                                      dry_run, carried_over.elsewhere)
         if dry_run:
             raise _DryRun
 
@@ -681,20 +685,38 @@ def list_breaks(book, *, state: str | None = "open", break_id: int | None = None
 
 
 def _breaks_query(book_id: int):
-    return (select(m.ReconBreak.__table__, m.ReconRun.statement_date, m.ReconRun.account_code)
+    return (select(m.ReconBreak.__table__, m.ReconRun.statement_date, m.ReconRun.account_code,
+                   m.ReconRun.book_id)
             .join(m.ReconRun, m.ReconRun.id == m.ReconBreak.run_id)
             .where(m.ReconRun.book_id == book_id))
 
 
-def _latest_runs(conn: Connection, book_id: int) -> dict[str, int]:
+class _Latest(NamedTuple):
+    """The last run of a ledger account, and the open items it kept for the next run."""
+
+    run_id: int
+    kept_bank: frozenset
+    kept_postings: frozenset
+
+
+def _latest_runs(conn: Connection, book_id: int) -> dict[str, _Latest]:
     """The last run of each ledger account reconciled: its breaks are the open ones (an
-    earlier run's unresolved breaks are superseded, their items reported again)."""
-    return dict(conn.execute(select(m.ReconRun.account_code, func.max(m.ReconRun.id))
-                             .where(m.ReconRun.book_id == book_id)
-                             .group_by(m.ReconRun.account_code)).all())
+    earlier run's unresolved breaks are superseded, their items reported again), with
+    the items it could not take and kept for the next run (a late statement for an
+    earlier day keeps what is dated after it: their breaks stay open meanwhile)."""
+    last = (select(m.ReconRun.account_code, func.max(m.ReconRun.id).label("run_id"))
+            .where(m.ReconRun.book_id == book_id).group_by(m.ReconRun.account_code).subquery())
+    latest = {}
+    for code, run_id, summary in conn.execute(
+            select(last.c.account_code, last.c.run_id, m.ReconRun.summary_json)
+            .join(m.ReconRun, m.ReconRun.id == last.c.run_id)):
+        kept = json.loads(summary or "{}").get("open_elsewhere", {})
+        latest[code] = _Latest(run_id, frozenset(kept.get("bank_line_ids", ())),
+                               frozenset(kept.get("posting_ids", ())))
+    return latest
 
 
-def _break_view(conn: Connection, row, latest: dict[str, int]) -> BreakView:
+def _break_view(conn: Connection, row, latest: dict[str, _Latest]) -> BreakView:
     bank_ids = tuple(json.loads(row.bank_line_ids))
     posting_ids = tuple(json.loads(row.posting_ids))
     resolution = conn.execute(select(m.ReconResolution.__table__)
@@ -707,17 +729,22 @@ def _break_view(conn: Connection, row, latest: dict[str, int]) -> BreakView:
         state = "resolved"
     elif set(bank_ids) <= matched_bank and set(posting_ids) <= matched_post:
         state = "cleared"
-    elif row.run_id != latest.get(row.account_code):
-        state = "superseded"
     else:
-        state = "open"
+        last = latest.get(row.account_code)
+        state = "open" if last is None or row.run_id == last.run_id else "superseded"
     lines = tuple(r._asdict() for r in conn.execute(
         select(m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
                m.BankLine.bank_ref, m.BankLine.description, m.BankLine.raw)
         .where(m.BankLine.id.in_(bank_ids)))) if bank_ids else ()
-    return BreakView(row.id, row.run_id, row.statement_date, row.type, bank_ids, posting_ids,
+    view = BreakView(row.id, row.run_id, row.statement_date, row.type, bank_ids, posting_ids,
                      row.amount_minor, json.loads(row.detail_json), state,
                      resolution._asdict() if resolution else None, lines)
+    if state == "superseded" and (bank_ids or posting_ids) \
+            and set(bank_ids) <= last.kept_bank and set(posting_ids) <= last.kept_postings \
+            and _reported_again(conn, row.book_id, view, row.account_code) is None:
+        # The last run kept its items for the next one without naming them: still open.
+        view = replace(view, state="open")
+    return view
 
 
 def resolve(book, break_id: int, *, action: str, note: str, by: str,

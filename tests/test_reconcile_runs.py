@@ -1018,13 +1018,24 @@ def test_a_run_for_an_earlier_day_takes_nothing_dated_after_it(day_book):
     assert not run.result.matches and run.balance["ledger_balance_minor"] == 0
 
 
-def test_an_older_break_whose_items_no_later_run_names_is_resolved_itself(day_book):
+def test_an_older_break_whose_items_a_late_run_kept_stays_open_and_is_resolved_itself(day_book):
+    """A late statement for the day before cannot take the fee dated after it: the run keeps
+    it for the next one without naming it, and the fee's break stays open meanwhile (it
+    was listed nowhere until the next run: a finance user saw no open break)."""
     first = reconcile_parsed(day_book, [parsed("day.csv", STATEMENT, opening=0)])
     fee = next(i for i, b in zip(first.break_ids, first.result.breaks) if b.type == "in_bank_not_in_ledger")
     before = DAY - dt.timedelta(days=1)     # a late statement for the day before: cannot take the fee
     back = reconcile_parsed(day_book, [parsed("thu.csv", [line(1, 100, "T1", day=before)], opening=0,
                                               day=before)])
-    assert fee not in {b.id for b in list_breaks(day_book)}        # superseded by the later run
+    listed = {b.id: b.state for b in list_breaks(day_book)}
+    assert listed[fee] == "open"
+    fee_line = first.result.breaks[first.break_ids.index(fee)].bank_ids[0]
+    assert back.kept["bank_line_ids"] == [fee_line]   # (and the day's posting in transit)
+    kept = len(back.kept["posting_ids"])
+    assert f"kept for the next run: 1 bank line(s) and {kept} posting(s) an earlier run left " \
+           f"open, dated after {before} (their breaks stay open: `ledger breaks list`)" \
+           in report.summary_lines(back)
+    assert {b.id for b in list_breaks(day_book)} >= set(back.break_ids)   # and the late run's own
     assert not any(set(b.bank_ids) & set(first.result.breaks[first.break_ids.index(fee)].bank_ids)
                    for b in back.result.breaks)
     done = resolve(day_book, fee, action="adjust", account="expenses:platform:bank_fees",
