@@ -2,7 +2,8 @@
 
 * :func:`resolve_url`: explicit URL, else ``LEDGER_DATABASE_URL``, else
   ``sqlite:///ledger.db``.
-* :func:`make_engine`: SQLite gets foreign keys, WAL, a busy timeout and
+* :func:`make_engine`: SQLite gets foreign keys, recursive triggers (so the
+  append-only triggers also refuse ``INSERT OR REPLACE``), WAL, a busy timeout and
   ``BEGIN IMMEDIATE`` for every transaction (writers queue at the start
   instead of failing at commit). Listeners are on this engine only.
 * :func:`upgrade` / :func:`current_revision`: Alembic, programmatically.
@@ -100,6 +101,10 @@ def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
+        # INSERT OR REPLACE deletes the rows it collides with; only with recursive triggers
+        # on do those deletions fire the append-only DELETE triggers (else a row could be
+        # rewritten in place).
+        cur.execute("PRAGMA recursive_triggers=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         if not in_memory:
             cur.execute("PRAGMA journal_mode=WAL")

@@ -1327,6 +1327,10 @@ def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] |
         if original is None:
             raise PendingStateError(f"{code} is not a posting of pending entry {pend.id}",
                                     entry_id=pend.id, account=code)
+        if any(code == done for done, _ in legs):   # each amount alone is held to the pending one
+            raise PendingStateError(
+                f"{code} is named twice in the commit of pending entry {pend.id}; give its "
+                "amount once", entry_id=pend.id, account=code)
         minor = to_minor(value, original.currency, what=f"amount for {code}")
         if minor == 0 or (minor > 0) != (original.amount_minor > 0) or abs(minor) > abs(original.amount_minor):
             raise PendingStateError(

@@ -1,0 +1,43 @@
+"""Posting API edge cases: commits, drafts, batches and flows that must be refused whole."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from ledger import Draft
+from ledger.errors import LedgerError, PendingStateError, PostingError
+
+BANK = "assets:custody:bank"
+U1 = "liabilities:users:u1:available"
+U2 = "liabilities:users:u2:available"
+
+
+@pytest.fixture
+def chart(book):
+    book.open_account(BANK, "asset")
+    for code in (U1, U2):
+        book.open_account(code, "liability", no_overdraft=True)
+    book.post([(BANK, D("100")), (U1, D("-100"))], key="t1", kind="top_up")
+    return book
+
+
+def state(book):
+    """Every balance of every kind, and the entries, to prove a refusal changed nothing."""
+    with book.reading() as conn:
+        entries = conn.exec_driver_sql("SELECT count(*) FROM journal_entry").scalar()
+    return entries, {(a.code, k): book.balance(a.code, kind=k) for a in book.accounts()
+                     for k in ("posted", "pending", "available")}
+
+
+def test_a_commit_naming_an_account_twice_cannot_commit_more_than_was_held(chart):
+    hold = chart.post([(U1, "60"), (U2, "-60")], key="h1", pending=True)
+    before = state(chart)
+    with pytest.raises(PendingStateError, match="twice"):
+        chart.commit_pending(hold.id, key="c1",
+                             postings=[(U1, "60"), (U1, "40"), (U2, "-60"), (U2, "-40")])
+    assert state(chart) == before
+    chart.commit_pending(hold.id, key="c2", postings=[(U1, "50"), (U2, "-50")])
+    assert chart.balance(U1) == D("50.00") and chart.balance(U2) == D("50.00")
+    assert chart.verify().ok

@@ -1,0 +1,92 @@
+"""What the database guarantees, tried the way an operator or an attacker with SQL would.
+
+Each test names the hole it closes: a row replaced in place behind the
+append-only triggers, roles on a ledger kept outside the ``public`` schema,
+a database left at a revision this version of the ledger does not know.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from ledger.flows import BANK
+from reconcile.runs import reconcile_parsed, resolve
+from tests.test_loans import disbursed_loan, open_platform
+from tests.test_reconcile_runs import STATEMENT, parsed
+
+DAY = dt.date(2026, 11, 20)
+
+#: Every table whose rows never change or go, with the trigger message that says so.
+APPEND_ONLY = ("journal_entry", "posting", "chain_link", "closed_period", "balance_checkpoint",
+               "account", "loan", "loan_bid", "loan_due", "bank_line", "statement_file",
+               "recon_run", "recon_match", "recon_match_bank", "recon_match_posting",
+               "recon_break", "recon_resolution")
+
+
+#: The columns the ledger itself updates (an upsert naming only these is an ordinary update).
+CHANGEABLE = {("account", "name"), ("account", "closed_at"),
+              *(("loan", c) for c in ("book_id", "loan_no", "borrower", "currency",
+                                      "principal_minor", "raised_minor", "annual_rate", "term",
+                                      "term_unit", "method", "start_date", "terms_json",
+                                      "plan_json", "status", "create_key", "created_at"))}
+
+
+@pytest.fixture
+def full_book(book):
+    """A book holding a row in every append-only table: entries, a loan, a close, a run."""
+    open_platform(book)
+    disbursed_loan(book)
+    book.flows.open_user("alice")
+    book.flows.open_user("bob")
+    book.flows.top_up("alice", "100.00", bank_ref="B1", key="t1", effective_date=DAY)
+    book.flows.top_up("bob", "50.00", bank_ref="ORDER-77", key="t2", effective_date=DAY)
+    hold = book.flows.withdraw("alice", "30.00", key="w1", effective_date=DAY)
+    book.flows.confirm_withdrawal(hold.id, bank_ref="P1", key="w1-paid", effective_date=DAY)
+    run = reconcile_parsed(book, [parsed("day.csv", STATEMENT, opening=0)])
+    resolve(book, run.break_ids[0], action="accept-timing", note="seen", by="Li Na")
+    book.close_period(dt.date(2026, 1, 31), "2026-01")
+    book.seal()
+    return book
+
+
+def _rows(book) -> dict:
+    with book.engine.connect() as conn:
+        return {t: sorted(tuple(r) for r in conn.execute(text(f"SELECT * FROM {t}")))
+                for t in APPEND_ONLY}
+
+
+def test_a_row_cannot_be_replaced_in_place(full_book, backend):
+    """SQLite's INSERT OR REPLACE deletes the row it collides with, and by default fires no
+    DELETE trigger for it: every append-only row could be rewritten (an entry's memo, a
+    bank line's amount, a checkpoint's balance, a close's date). PostgreSQL's upsert is an
+    UPDATE and its triggers refuse it."""
+    book = full_book
+    before = _rows(book)
+    assert all(before.values()), [t for t, rows in before.items() if not rows]
+    for table in APPEND_ONLY:
+        if backend == "sqlite":
+            stmt = f"INSERT OR REPLACE INTO {table} SELECT * FROM {table} LIMIT 1"
+        else:
+            with book.engine.connect() as conn:
+                key = conn.execute(text(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                    "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = CAST(:t AS regclass) "
+                    "AND i.indisprimary"), {"t": table}).scalars().all()
+                columns = [c for c in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys()]
+            keep = [c for c in columns if c not in key and (table, c) not in CHANGEABLE]
+            if not keep:
+                continue
+            stmt = (f"INSERT INTO {table} SELECT * FROM {table} LIMIT 1 "
+                    f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+                    + ", ".join(f"{c} = EXCLUDED.{c}" for c in keep))
+        with pytest.raises(DBAPIError) as info:
+            with book.engine.begin() as conn:
+                conn.execute(text(stmt))
+        message = str(info.value.orig)
+        assert f"_{table}" in message or "loan_keeps_key" in message, (table, message)
+    assert _rows(book) == before
+    assert book.verify().ok
