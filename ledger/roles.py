@@ -17,7 +17,10 @@ sets their privileges on the ledger's database from scratch each time:
 
 Log-in users are made members of these roles by the DBA
 (``CREATE ROLE alice LOGIN IN ROLE ledger_auditor``). Roles are cluster
-wide; the grants are per database, so run this on each ledger database.
+wide; the grants are per database and on the ledger's schema (the
+connection's current schema: ``public``, or the one a
+``?options=-csearch_path=...`` URL names), so run this on each ledger
+database as its users will reach it.
 Tables added by later migrations get the writer's ``SELECT, INSERT`` by
 default; :data:`WRITER_EXTRA` lists the few extra rights some need.
 """
@@ -60,31 +63,37 @@ def _ident(name: str) -> str:
 
 
 def role_statements(tables: list[str], database: str, writer: str = DEFAULT_WRITER,
-                    auditor: str = DEFAULT_AUDITOR) -> list[str]:
-    """The SQL that creates the roles and sets their privileges, in order."""
+                    auditor: str = DEFAULT_AUDITOR, schema: str = "public") -> list[str]:
+    """The SQL that creates the roles and sets their privileges on ``schema``'s tables
+    (the schema the ledger was migrated in), in order."""
     w, a = _ident(writer), _ident(auditor)
+    sch = _quoted(schema)
     stmts = []
     for name, ident in ((writer, w), (auditor, a)):
         stmts.append(
             f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN "
             f"CREATE ROLE {ident} NOLOGIN; END IF; END $$")
-    db = '"' + database.replace('"', '""') + '"'
+    db = _quoted(database)
     stmts += [
-        f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {w}, {a}",
-        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {w}, {a}",
-        f"REVOKE ALL ON SCHEMA public FROM {w}, {a}",
-        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {sch} FROM {w}, {a}",
+        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {sch} FROM {w}, {a}",
+        f"REVOKE ALL ON SCHEMA {sch} FROM {w}, {a}",
+        f"REVOKE CREATE ON SCHEMA {sch} FROM PUBLIC",
         f"GRANT CONNECT ON DATABASE {db} TO {w}, {a}",
-        f"GRANT USAGE ON SCHEMA public TO {w}, {a}",
-        f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {a}",
-        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {w}",
+        f"GRANT USAGE ON SCHEMA {sch} TO {w}, {a}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA {sch} TO {a}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {sch} TO {w}",
     ]
     for table in sorted(tables):
         rights = "SELECT" if table in WRITER_READ_ONLY else "SELECT, INSERT"
-        stmts.append(f'GRANT {rights} ON "{table}" TO {w}')
+        stmts.append(f"GRANT {rights} ON {sch}.{_quoted(table)} TO {w}")
         if table in WRITER_EXTRA:
-            stmts.append(f'GRANT {WRITER_EXTRA[table]} ON "{table}" TO {w}')
+            stmts.append(f"GRANT {WRITER_EXTRA[table]} ON {sch}.{_quoted(table)} TO {w}")
     return stmts
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def create_roles(engine: Engine, writer: str = DEFAULT_WRITER,
@@ -95,10 +104,14 @@ def create_roles(engine: Engine, writer: str = DEFAULT_WRITER,
             f"database roles are not supported on {engine.dialect.name}; they need PostgreSQL "
             "(an embedded SQLite file is protected by its file permissions)",
             dialect=engine.dialect.name)
-    tables = inspect(engine).get_table_names(schema="public")
     with engine.begin() as conn:
-        database = conn.execute(text("SELECT current_database()")).scalar_one()
-        stmts = role_statements(tables, database, writer, auditor)
+        # The ledger's schema: where its tables are found (the migrations made them there).
+        database, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
+        if schema is None:
+            raise LedgerError("the connection's search_path names no existing schema; "
+                              "cannot tell where the ledger's tables are")
+        tables = inspect(conn).get_table_names(schema=schema)
+        stmts = role_statements(tables, database, writer, auditor, schema)
         for stmt in stmts:
             conn.exec_driver_sql(stmt)
     return stmts

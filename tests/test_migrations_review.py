@@ -90,3 +90,72 @@ def test_a_row_cannot_be_replaced_in_place(full_book, backend):
         assert f"_{table}" in message or "loan_keeps_key" in message, (table, message)
     assert _rows(book) == before
     assert book.verify().ok
+
+
+# --- roles on a ledger kept in its own schema -------------------------------------------
+
+def test_roles_reach_a_ledger_kept_outside_the_public_schema(pg_template):
+    """A ledger migrated into its own schema (``options=-csearch_path=books``): ``ledger db
+    roles`` granted on ``public`` only, so the writer could not even read the book and the
+    auditor saw nothing. The roles now get their rights on the ledger's own schema."""
+    import os
+
+    from click.testing import CliRunner
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    import ledger
+    from cli import main
+    from tests.conftest import new_pg_database
+
+    base = new_pg_database(pg_template, migrated=False)
+    owner = create_engine(base)
+    with owner.begin() as conn:
+        conn.exec_driver_sql("CREATE SCHEMA books")
+    url = make_url(base).update_query_dict({"options": "-csearch_path=books"})
+    owner_url = url.render_as_string(hide_password=False)
+    book = ledger.open(owner_url)
+    book.open_account(BANK, "asset")
+    book.open_account("liabilities:users:u1:available", "liability", no_overdraft=True)
+    book.post([(BANK, "100.00"), ("liabilities:users:u1:available", "-100.00")], key="t1",
+              effective_date=DAY)
+    book.dispose()
+    result = CliRunner().invoke(main, ["db", "roles", "--db", owner_url,
+                                       "--writer", "books_writer", "--auditor", "books_auditor"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    suffix = os.getpid()
+    with owner.begin() as conn:
+        for user, role in ((f"bw_{suffix}", "books_writer"), (f"ba_{suffix}", "books_auditor")):
+            conn.exec_driver_sql(
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{user}') "
+                f"THEN CREATE ROLE {user} LOGIN IN ROLE {role}; END IF; END $$")
+    owner.dispose()
+
+    writer = ledger.open(url.set(username=f"bw_{suffix}").render_as_string(hide_password=False),
+                         upgrade=False)
+    writer.post([("liabilities:users:u1:available", "10.00"), (BANK, "-10.00")], key="t2",
+                effective_date=DAY)
+    writer.seal()
+    assert writer.balance(BANK) == 90
+    for stmt in ("DELETE FROM seal_queue WHERE false", "SELECT 1"):
+        with writer.engine.begin() as conn:
+            conn.execute(text(stmt))
+    for stmt in ("DELETE FROM books.posting", "UPDATE books.journal_entry SET memo = 'x'",
+                 "TRUNCATE books.posting", "CREATE TABLE books.sneaky (id int)",
+                 "INSERT INTO books.closed_period (book_id, closed_through, label, closed_at) "
+                 "VALUES (1, '2026-01-31', 'x', now())"):
+        with pytest.raises(DBAPIError) as info:
+            with writer.engine.begin() as conn:
+                conn.execute(text(stmt))
+        assert info.value.orig.pgcode == "42501", (stmt, info.value.orig)
+    writer.dispose()
+
+    auditor = ledger.open(url.set(username=f"ba_{suffix}").render_as_string(hide_password=False),
+                          upgrade=False)
+    assert auditor.balance(BANK) == 90 and auditor.verify(seal=False).ok
+    with pytest.raises(DBAPIError) as info:
+        with auditor.engine.begin() as conn:
+            conn.execute(text("INSERT INTO books.seal_queue (entry_id, book_id) VALUES (999, 1)"))
+    assert info.value.orig.pgcode == "42501"
+    auditor.dispose()
