@@ -203,7 +203,7 @@ class Book:
             # the first call: the key reused for another entry is a conflict, not a replay.
             replay = find_replay(conn, self.book_id, key)
             return write(conn, self.book_id, [build(conn, replay.id if replay else None)],
-                         account_cache=self._account_cache)[0]
+                         account_cache=self._account_cache, completions=True)[0]
         entry = self._write(run)
         self._after_write(0 if entry.replayed else 1)
         return entry

@@ -243,7 +243,12 @@ class _Prepared:
 RECORD_KEY_PREFIX = "period-close:"
 
 
-def _prepare(draft: Draft, today: dt.date, records: bool = False) -> _Prepared:
+#: Phases only :func:`commit_draft` and :func:`void_draft` make.
+_COMPLETIONS = ("commit", "void")
+
+
+def _prepare(draft: Draft, today: dt.date, records: bool = False,
+             completions: bool = False) -> _Prepared:
     # Each check runs the generic validator (which raises the error) only when the quick
     # test of the usual case fails, so errors and their order are the validators'.
     key, kind, external_ref, memo = draft.key, draft.kind, draft.external_ref, draft.memo
@@ -257,6 +262,15 @@ def _prepare(draft: Draft, today: dt.date, records: bool = False) -> _Prepared:
         _check_text(memo, "memo")
     if draft.phase not in m.PHASES:
         raise PostingError(f"unknown phase {draft.phase!r}", field="phase")
+    if not completions and (draft.phase in _COMPLETIONS or draft.pending_id is not None
+                            or draft.reverses_id is not None or draft.releases):
+        # Built elsewhere, such a draft skips the checks of its builder: a "void" of a posted
+        # entry, a commit of more than was pending that leaves the holds in place, a
+        # "reversal" that is not the opposite of its entry (and takes its one reversal).
+        raise PostingError(
+            f"entry {draft.key!r}: a pending entry is completed by commit_pending or "
+            "void_pending, an entry undone by reverse; a draft that completes or reverses "
+            "another is not posted directly", key=draft.key, field="phase")
     if draft.effective_date is not None and (
         not isinstance(draft.effective_date, dt.date) or isinstance(draft.effective_date, dt.datetime)
     ):
@@ -518,15 +532,18 @@ class _BalanceMove:
 
 def write(conn: Connection, book_id: int, drafts: Sequence[Draft], *,
           today: dt.date | None = None,
-          account_cache: dict[str, Account] | None = None, records: bool = False) -> list[Entry]:
+          account_cache: dict[str, Account] | None = None, records: bool = False,
+          completions: bool = False) -> list[Entry]:
     """Write ``drafts`` as one all-or-nothing batch; returns one Entry per draft.
 
     ``account_cache`` (a :class:`FastPoster`'s) learns the open accounts the batch resolved.
     ``records``: drafts may be the ledger's own records (:attr:`Draft.record`); only
-    :func:`ledger.periods.close_period` asks for it.
+    :func:`ledger.periods.close_period` asks for it. ``completions``: drafts may commit,
+    void or reverse another entry, as built by :func:`commit_draft`, :func:`void_draft`
+    and :func:`reversal_draft` after their checks (:meth:`ledger.book.Book._complete`).
     """
     today = today or dt.date.today()
-    prepared = [_prepare(d, today, records) for d in drafts]
+    prepared = [_prepare(d, today, records, completions) for d in drafts]
 
     # Idempotency: inside the batch, then against the database.
     first_by_key: dict[str, int] = {}

@@ -41,3 +41,25 @@ def test_a_commit_naming_an_account_twice_cannot_commit_more_than_was_held(chart
     chart.commit_pending(hold.id, key="c2", postings=[(U1, "50"), (U2, "-50")])
     assert chart.balance(U1) == D("50.00") and chart.balance(U2) == D("50.00")
     assert chart.verify().ok
+
+
+@pytest.mark.parametrize("draft", [
+    Draft(((U1, "30"), (U2, "-30")), "x1", phase="commit", pending_id=2),   # no hold released
+    Draft((), "x2", phase="void", pending_id=1),                           # a posted entry "voided"
+    Draft(((U1, "5"), (U2, "-5")), "x3", reverses_id=1),                   # not its opposite
+    Draft(((BANK, "1"), (U1, "-1")), "x4", releases=((2, 60),)),           # the hold let go
+])
+def test_completions_and_reversals_come_only_from_their_own_calls(chart, draft):
+    hold = chart.post([(U1, "60"), (U2, "-60")], key="h1", pending=True)
+    assert hold.id == 2
+    chart.post([(BANK, D("100")), (U1, D("-100"))], key="t2", kind="top_up")
+    before = state(chart)
+    with pytest.raises(PostingError, match="commit_pending|reverse"):
+        chart.post_many([draft])
+    with pytest.raises(PostingError, match="commit_pending|reverse"):
+        chart.post_drafts([draft])
+    assert state(chart) == before
+    chart.commit_pending(hold.id, key="c1")
+    chart.reverse(1, key="r1", reason="recalled")   # neither was taken by the drafts
+    assert chart.verify().ok
+
