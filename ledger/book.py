@@ -319,9 +319,15 @@ def draft_from_mapping(item: Mapping[str, Any]) -> Draft:
     if "postings" not in item or "key" not in item:
         raise PostingError("an entry needs 'postings' and 'key'", field="postings" if "postings" not in item else "key")
     postings = item["postings"]
+    if not isinstance(postings, (list, tuple)):
+        raise PostingError(f"'postings' must be a list of (account, amount) pairs, got {postings!r}",
+                           field="postings")
+    pending = item.get("pending")
+    if pending is not None and not isinstance(pending, bool):   # "false" is a string, and would hold the money
+        raise PostingError(f"'pending' must be true or false, got {pending!r}", field="pending")
     return Draft(tuple([tuple(p) if isinstance(p, list) else p for p in postings]), item["key"],
                  item.get("kind", "transfer"), item.get("effective_date"),
-                 "pending" if item.get("pending") else "posted", item.get("external_ref"),
+                 "pending" if pending else "posted", item.get("external_ref"),
                  item.get("memo"), item.get("metadata"))
 
 

@@ -313,6 +313,9 @@ def _prepare(draft: Draft, today: dt.date, records: bool = False,
             raise PostingError("a record of the ledger's own has no postings", key=draft.key)
     elif draft.phase != "void" and len(legs) < 2:
         raise UnbalancedEntryError("an entry needs at least two postings", key=draft.key)
+    if draft.metadata and not isinstance(draft.metadata, Mapping):
+        raise PostingError(f"metadata must be a mapping (a dict), got {type(draft.metadata).__name__}",
+                           field="metadata", key=draft.key)
     metadata = _plain(dict(draft.metadata), "") if draft.metadata else None
     metadata_json = canonical_json(metadata) if metadata else None
     effective = draft.effective_date or today

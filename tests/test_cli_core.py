@@ -218,3 +218,17 @@ def test_only_init_makes_a_database(tmp_path, db_url):
     assert invoke("verify", "--db", f"sqlite:///{typo}").exit_code == 0
     # A database that holds a ledger (either backend) is opened as before.
     assert invoke("verify", "--db", db_url).exit_code == 0
+
+
+def test_pending_that_is_not_true_or_false_is_a_bad_line(url):
+    # "false" is a non-empty string: read as true, it held the money instead of posting it
+    lines = [json.dumps(ENTRY), json.dumps({**ENTRY, "key": "p", "pending": "false"}),
+             json.dumps({**ENTRY, "key": "q", "pending": 0})]
+    result = invoke("post", "-", "--db", url, input="\n".join(lines) + "\n")
+    assert result.exit_code == 2, result.output
+    assert set(reported(result.output)) == {2, 3} and "field 'pending'" in result.output
+    balance = invoke("balance", "assets:custody:bank", "--db", url, "--format", "json")
+    assert json.loads(balance.output)[0]["posted"] == "0.00"
+    result = invoke("post", "-", "--db", url,
+                    input=json.dumps({**ENTRY, "pending": False}) + "\n")
+    assert result.exit_code == 0, result.output

@@ -63,3 +63,24 @@ def test_completions_and_reversals_come_only_from_their_own_calls(chart, draft):
     chart.reverse(1, key="r1", reason="recalled")   # neither was taken by the drafts
     assert chart.verify().ok
 
+
+@pytest.mark.parametrize("item, problem", [
+    ({"postings": None, "key": "k"}, "postings"),
+    ({"postings": 5, "key": "k"}, "postings"),
+    ({"postings": "ab", "key": "k"}, "postings"),
+    ({"postings": [[U1, "1"], [U2, "-1"]], "key": "k", "pending": "false"}, "pending"),
+    ({"postings": [[U1, "1"], [U2, "-1"]], "key": "k", "pending": 1}, "pending"),
+    ({"postings": [[U1, "1"], [U2, "-1"]], "key": "k", "metadata": [["a", 1]]}, "metadata"),
+    ({"postings": [[U1, "1"], [U2, "-1"]], "key": "k", "metadata": "abc"}, "metadata"),
+])
+def test_a_malformed_batch_item_is_a_posting_error_and_writes_nothing(chart, item, problem):
+    before = state(chart)
+    with pytest.raises(PostingError, match=problem):
+        chart.post_many([{"postings": [[BANK, "5"], [U1, "-5"]], "key": "ok"}, item])
+    assert state(chart) == before
+
+
+def test_metadata_that_is_not_a_mapping_is_refused_by_post(chart):
+    with pytest.raises(PostingError, match="metadata"):
+        chart.post([(U1, "1"), (U2, "-1")], key="k", metadata=[("a", 1)])
+    assert chart.entry_by_key("k") is None

@@ -321,6 +321,8 @@ def _check_entry(item) -> str | None:
             return f"field 'effective_date': {item['effective_date']!r} is not a date (YYYY-MM-DD)"
     if "metadata" in item and not isinstance(item["metadata"], dict):
         return "field 'metadata' must be an object"
+    if item.get("pending") is not None and not isinstance(item["pending"], bool):
+        return f"field 'pending': {item['pending']!r} is not true or false"
     return None
 
 
