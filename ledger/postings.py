@@ -1314,6 +1314,9 @@ def _not_before(day: dt.date | None, entry: Entry, done: str) -> None:
     """A completion or reversal is not dated before the entry it completes or undoes: the
     balances as of a day in between would show money moved before it was asked for (a
     no-overdraft wallet below zero on a statement)."""
+    if day is not None and (not isinstance(day, dt.date) or isinstance(day, dt.datetime)):
+        raise PostingError(f"effective_date must be a date, got {day!r}", field="effective_date",
+                           entry_id=entry.id)
     if day is not None and day < entry.effective_date:
         raise PostingError(
             f"entry {entry.id} is dated {entry.effective_date}; it cannot be {done} as of {day}, "
@@ -1342,7 +1345,11 @@ def _commit_legs(pend: Entry, amount: Any, postings: Sequence[tuple[str, Any]] |
         return tuple((code, part if minor > 0 else -part) for code, minor in full)
     by_account = {p.account: p for p in pend.postings}
     legs = []
-    for code, value in postings:
+    for leg in postings:
+        if not isinstance(leg, (list, tuple)) or len(leg) != 2:
+            raise PendingStateError(f"commit postings of pending entry {pend.id} must be "
+                                    f"(account, amount) pairs, got {leg!r}", entry_id=pend.id)
+        code, value = leg
         original = by_account.get(code)
         if original is None:
             raise PendingStateError(f"{code} is not a posting of pending entry {pend.id}",

@@ -84,3 +84,17 @@ def test_metadata_that_is_not_a_mapping_is_refused_by_post(chart):
     with pytest.raises(PostingError, match="metadata"):
         chart.post([(U1, "1"), (U2, "-1")], key="k", metadata=[("a", 1)])
     assert chart.entry_by_key("k") is None
+
+
+def test_completions_given_a_bad_date_or_bad_postings_raise_ledger_errors(chart):
+    hold = chart.post([(U1, "60"), (U2, "-60")], key="h1", pending=True)
+    before = state(chart)
+    for call in (lambda: chart.commit_pending(hold.id, key="c", effective_date="2030-01-01"),
+                 lambda: chart.void_pending(hold.id, key="c", effective_date="2030-01-01"),
+                 lambda: chart.reverse(1, key="c", reason="x", effective_date="2030-01-01")):
+        with pytest.raises(PostingError, match="effective_date must be a date"):
+            call()
+    for postings in ([(U1,)], "ab", [(U1, "60", "CNY"), (U2, "-60")]):
+        with pytest.raises(PendingStateError, match="pairs"):
+            chart.commit_pending(hold.id, key="c", postings=postings)
+    assert state(chart) == before
