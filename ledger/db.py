@@ -175,8 +175,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     a book altered behind the ledger's back lets ``verify`` say what was altered)."""
     from alembic import command
 
-    if revision == "head" and current_revision(engine) == head_revision():
+    current = current_revision(engine)
+    if revision == "head" and current == head_revision():
         return
+    _require_known(current)
     with migration_transaction(engine) as conn:
         command.upgrade(_alembic_config(conn), revision)
 
@@ -185,8 +187,31 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     """Take the schema down to ``revision`` (used by the migration tests)."""
     from alembic import command
 
+    _require_known(current_revision(engine))
     with migration_transaction(engine) as conn:
         command.downgrade(_alembic_config(conn), revision)
+
+
+class UnknownRevisionError(LedgerError, RuntimeError):
+    """The database is at a schema revision this version of the ledger does not know
+    (a newer version migrated it); nothing was changed."""
+
+
+def _require_known(current: str | None) -> None:
+    from alembic.util import CommandError
+
+    if current is None:
+        return
+    try:
+        known = _script_directory().get_revision(current) is not None
+    except CommandError:
+        known = False
+    if not known:
+        raise UnknownRevisionError(
+            f"the database is at schema revision {current}, which this version of the ledger "
+            f"does not know (its latest is {head_revision()}): a newer version migrated it. "
+            "Run that version (or a later one); nothing was changed",
+            revision=current, head=head_revision())
 
 
 class MigrationIntegrityError(LedgerError, RuntimeError):
@@ -234,14 +259,19 @@ def current_revision(engine: Engine) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def head_revision() -> str:
-    """The latest revision the code knows."""
+def _script_directory():
     from alembic.script import ScriptDirectory
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("migrations")))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    return ScriptDirectory.from_config(cfg)
+
+
+@functools.lru_cache(maxsize=None)
+def head_revision() -> str:
+    """The latest revision the code knows."""
+    return _script_directory().get_current_head()
 
 
 # --- multi-row inserts written out (psycopg2) ----------------------------------------

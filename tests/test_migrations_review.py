@@ -159,3 +159,32 @@ def test_roles_reach_a_ledger_kept_outside_the_public_schema(pg_template):
             conn.execute(text("INSERT INTO books.seal_queue (entry_id, book_id) VALUES (999, 1)"))
     assert info.value.orig.pgcode == "42501"
     auditor.dispose()
+
+
+# --- a database a newer version migrated -------------------------------------------------
+
+def test_a_database_at_a_revision_this_version_does_not_know_is_named_plainly(make_url):
+    """A newer version upgraded the database (revision 0099, say) and an older one is run
+    against it: every command died in Alembic with "Can't locate revision" and a traceback.
+    It is a LedgerError naming both revisions, and nothing is changed."""
+    from click.testing import CliRunner
+
+    import ledger
+    from cli import main
+    from ledger import db
+
+    url = make_url()
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(db.UnknownRevisionError) as info:
+        ledger.open(url)
+    assert "0099" in str(info.value) and db.head_revision() in str(info.value)
+    for args in (["db", "upgrade"], ["verify"], ["account", "list"]):
+        result = CliRunner().invoke(main, [*args, "--db", url], catch_exceptions=False)
+        assert result.exit_code == 1, (args, result.output)
+        assert "UnknownRevisionError" in result.output and "0099" in result.output, result.output
+    with pytest.raises(db.UnknownRevisionError):
+        db.downgrade(engine, "0010")
+    assert db.current_revision(engine) == "0099"
+    engine.dispose()
