@@ -27,7 +27,7 @@ from typing import Any
 from .accounts import open_account
 from .errors import IdempotencyConflictError, LedgerError
 from .money import DEFAULT_CURRENCY, from_minor, posting_minor
-from .postings import Draft, Entry
+from .postings import Draft, Entry, find_replay, open_pending
 
 BANK = "assets:custody:bank"
 RISK_RESERVE = "liabilities:platform:risk_reserve"
@@ -96,9 +96,25 @@ class Wallets:
             effective_date=effective_date, external_ref=bank_ref, pending=pending,
             metadata={"user": user, "flow": "top_up"}, minor=True)
 
+    def _pending_of(self, entry_id: int, key: str, kind: str, flow: str) -> None:
+        """Refuse to complete, as ``flow``, an open pending entry of another kind (an id
+        mistyped: a pending top-up "paid out", a manual hold voided as a failed withdrawal).
+        An entry that is not pending, or is completed already, gets the same
+        :class:`~ledger.errors.PendingStateError` as before (a retry under the same key
+        still replays). An entry's kind never changes, so it is read before the write."""
+        with self.book.reading() as conn:
+            replay = find_replay(conn, self.book.book_id, key)
+            entry = open_pending(conn, self.book.book_id, entry_id,
+                                 replay_of=replay.id if replay else None)
+        if entry.kind != kind:
+            raise FlowError(f"entry {entry_id} is a {entry.kind} entry, not a {kind}: "
+                            f"{flow} completes {kind} entries only",
+                            entry_id=entry_id, kind=entry.kind)
+
     def confirm_top_up(self, entry_id: int, *, key: str, bank_ref: str | None = None,
                        effective_date: dt.date | None = None) -> Entry:
         """The bank confirmed a pending top-up: the money is the user's."""
+        self._pending_of(entry_id, key, "top_up", "confirm_top_up")
         return self.book.commit_pending(entry_id, key=key, external_ref=bank_ref,
                                         effective_date=effective_date)
 
@@ -118,12 +134,14 @@ class Wallets:
     def confirm_withdrawal(self, entry_id: int, *, bank_ref: str, key: str,
                            effective_date: dt.date | None = None) -> Entry:
         """The bank paid the withdrawal out: the money leaves custody."""
+        self._pending_of(entry_id, key, "withdrawal", "confirm_withdrawal")
         return self.book.commit_pending(entry_id, key=key, external_ref=bank_ref,
                                         effective_date=effective_date)
 
     def fail_withdrawal(self, entry_id: int, *, key: str, reason: str,
                         effective_date: dt.date | None = None) -> Entry:
         """The bank rejected the withdrawal: the hold is voided, nothing is charged."""
+        self._pending_of(entry_id, key, "withdrawal", "fail_withdrawal")
         return self.book.void_pending(entry_id, key=key, effective_date=effective_date, memo=reason)
 
     def charge_fee(self, user: str, amount: Any, *, kind: str, key: str,

@@ -112,3 +112,28 @@ def test_a_hold_dated_in_a_period_closed_since_completes_on_the_day_given(flows)
     assert flows.confirm_withdrawal(paid.id, bank_ref="P2", key="ok-2").replayed   # a retry replays
     done = flows.confirm_withdrawal(hold.id, bank_ref="P1", key="ok", effective_date=dt.date(2026, 11, 2))
     assert done.effective_date == dt.date(2026, 11, 2) and book.verify().ok
+
+
+def test_a_withdrawal_or_top_up_is_confirmed_or_failed_as_itself_only(flows):
+    """A mistyped id must not pay out a pending top-up or void another kind of hold."""
+    flows.top_up("alice", "100", bank_ref="B1", key="t1")
+    top = flows.top_up("bob", "50", bank_ref="B2", key="t2", pending=True)
+    hold = flows.book.post([(wallet("alice"), "30"), (wallet("alice", "withdrawing"), "-30")],
+                           key="manual", pending=True)
+    wd = flows.withdraw("alice", "20", key="wd-1")
+    with pytest.raises(FlowError, match="top_up entry, not a withdrawal"):
+        flows.confirm_withdrawal(top.id, bank_ref="P1", key="wd-x")
+    with pytest.raises(FlowError, match="top_up entry, not a withdrawal"):
+        flows.fail_withdrawal(top.id, key="wd-y", reason="typo")
+    with pytest.raises(FlowError, match="transfer entry, not a withdrawal"):
+        flows.fail_withdrawal(hold.id, key="wd-z", reason="typo")
+    with pytest.raises(FlowError, match="withdrawal entry, not a top_up"):
+        flows.confirm_top_up(wd.id, key="t-x")
+    for key in ("wd-x", "wd-y", "wd-z", "t-x"):
+        assert flows.book.entry_by_key(key) is None
+    assert flows.book.balance(wallet("bob"), kind="available") == D("0.00")
+    assert flows.book.balance(wallet("alice"), kind="available") == D("50.00")
+    flows.confirm_top_up(top.id, key="t2-ok")
+    flows.confirm_withdrawal(wd.id, bank_ref="P1", key="wd-1-ok")
+    assert flows.book.balance(wallet("bob")) == D("50.00")
+    assert flows.book.balance(wallet("alice")) == D("80.00")
