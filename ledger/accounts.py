@@ -150,6 +150,12 @@ def open_account(conn: Connection, book_id: int, code: str, type: str | None = N
     validate_code(code)
     type = type or infer_type(code)
     normal_sign(type)
+    if not isinstance(currency, str):
+        raise InvalidAccountError(f"account {code}: currency must be an ISO code string, "
+                                  f"got {currency!r}", code=code)
+    if not isinstance(no_overdraft, bool):   # "no" is a non-empty string
+        raise InvalidAccountError(f"account {code}: no_overdraft must be True or False, "
+                                  f"got {no_overdraft!r}", code=code)
     currency = currency.upper()
     exponent(currency)
     existing = find_account(conn, book_id, code)

@@ -98,3 +98,13 @@ def test_completions_given_a_bad_date_or_bad_postings_raise_ledger_errors(chart)
         with pytest.raises(PendingStateError, match="pairs"):
             chart.commit_pending(hold.id, key="c", postings=postings)
     assert state(chart) == before
+
+
+def test_opening_an_account_with_a_currency_or_flag_of_the_wrong_type_is_refused(book):
+    from ledger.errors import InvalidAccountError
+
+    for kwargs in ({"currency": 5}, {"currency": None}, {"no_overdraft": "no"},
+                   {"no_overdraft": 1}):
+        with pytest.raises(InvalidAccountError):
+            book.open_account("assets:x", "asset", **kwargs)
+    assert book.accounts() == []
