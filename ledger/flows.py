@@ -24,10 +24,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .accounts import open_account
+from sqlalchemy import text
+
+from . import balances
+from .accounts import list_accounts, open_account
 from .errors import IdempotencyConflictError, LedgerError
 from .money import DEFAULT_CURRENCY, from_minor, posting_minor
-from .postings import Draft, Entry, find_replay, open_pending
+from .postings import Draft, Entry, find_replay, open_pending, write
 
 BANK = "assets:custody:bank"
 RISK_RESERVE = "liabilities:platform:risk_reserve"
@@ -176,30 +179,43 @@ class Wallets:
         to sweep more than was earned.
         """
         minor = positive_minor(amount, "amount")
-        first = self.book.entry_by_key(key)
-        if first is not None:
-            # A retry: the fee balances may have moved since, so the legs are the first
-            # call's and the write path answers it (a replay, or a conflict if it differs).
-            legs = [(p.account, p.amount_minor) for p in first.postings]
-            sources = {code for code, _ in legs if code != BANK}
-            if (BANK, -minor) not in legs or (kind is not None and sources != {fee_account(kind)}):
-                raise IdempotencyConflictError(
-                    f"key {key!r} was used for entry {first.id} with different content",
-                    key=key, entry_id=first.id)
-            return self.book.post(legs, key=key, kind="fee_sweep", effective_date=effective_date,
-                                  external_ref=bank_ref, minor=True)
-        accounts = [a for a in self.book.accounts("income:platform:fees")
-                    if kind is None or a.code == fee_account(kind)]
-        legs, left = [], minor
-        for a in accounts:
-            available = self.book.balance_minor(a.code)
-            take = min(available, left)
-            if take > 0:
-                legs.append((a.code, take))
-                left -= take
-        if left:
-            raise FlowError(f"cannot sweep {from_minor(minor)}: only {from_minor(minor - left)} "
-                            "of fees is held in custody", field="amount")
-        legs.append((BANK, -minor))
-        return self.book.post(legs, key=key, kind="fee_sweep", effective_date=effective_date,
-                              external_ref=bank_ref, minor=True)
+        book = self.book
+
+        def run(conn, _book):
+            # One sweep at a time, the fees read inside its transaction: two sweeps reading
+            # the same fees before either wrote would both be posted.
+            _lock_sweeps(conn, book.book_id)
+            first = find_replay(conn, book.book_id, key)
+            if first is not None:
+                # A retry: the fee balances may have moved since, so the legs are the first
+                # call's and the write path answers it (a replay, or a conflict if it differs).
+                legs = [(p.account, p.amount_minor) for p in first.postings]
+                sources = {code for code, _ in legs if code != BANK}
+                if (BANK, -minor) not in legs or (kind is not None and sources != {fee_account(kind)}):
+                    raise IdempotencyConflictError(
+                        f"key {key!r} was used for entry {first.id} with different content",
+                        key=key, entry_id=first.id)
+            else:
+                accounts = [a for a in list_accounts(conn, book.book_id, "income:platform:fees")
+                            if kind is None or a.code == fee_account(kind)]
+                legs, left = [], minor
+                for a in accounts:
+                    take = min(balances.balance_minor(conn, a), left)
+                    if take > 0:
+                        legs.append((a.code, take))
+                        left -= take
+                if left:
+                    raise FlowError(f"cannot sweep {from_minor(minor)}: only "
+                                    f"{from_minor(minor - left)} of fees is held in custody",
+                                    field="amount")
+                legs.append((BANK, -minor))
+            draft = Draft(tuple(legs), key, "fee_sweep", effective_date, external_ref=bank_ref,
+                          minor=True)
+            return write(conn, book.book_id, [draft], account_cache=book._account_cache)[0]
+        return book.in_transaction(run)
+
+
+def _lock_sweeps(conn, book_id: int) -> None:
+    """Take the book's fee-sweep lock for this transaction (PostgreSQL; SQLite is serial)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x53574550 * 1_000_003 + book_id})

@@ -137,3 +137,42 @@ def test_a_withdrawal_or_top_up_is_confirmed_or_failed_as_itself_only(flows):
     flows.confirm_withdrawal(wd.id, bank_ref="P1", key="wd-1-ok")
     assert flows.book.balance(wallet("bob")) == D("50.00")
     assert flows.book.balance(wallet("alice")) == D("80.00")
+
+
+def test_two_sweeps_at_once_never_take_more_than_was_earned(flows, monkeypatch):
+    """Both read the fees before either wrote: both were posted and the fees went below zero,
+    paying the platform out of its users' money."""
+    import threading
+
+    import ledger.balances
+
+    flows.top_up("alice", "1000", bank_ref="B1", key="t1")
+    flows.charge_fee("alice", "100", kind="service", key="fee-1")
+    both_read = threading.Barrier(2, timeout=3)
+    read = ledger.balances.balance_minor
+
+    def balance_minor(conn, account, *args, **kw):   # each sweep waits for the other's read
+        found = read(conn, account, *args, **kw)
+        if account.code == fee_account("service") and threading.current_thread().name.startswith("sweep"):
+            try:
+                both_read.wait()
+            except threading.BrokenBarrierError:   # the other sweep waits for this one
+                pass
+        return found
+    monkeypatch.setattr(ledger.balances, "balance_minor", balance_minor)
+    outcomes = []
+
+    def sweep(key):
+        try:
+            outcomes.append(flows.sweep_fees("80", key=key, bank_ref=key))
+        except FlowError as exc:
+            outcomes.append(exc)
+    threads = [threading.Thread(target=sweep, args=(f"sweep-{i}",), name=f"sweep-{i}")
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(type(o).__name__ for o in outcomes) == ["Entry", "FlowError"]
+    assert flows.book.balance(fee_account("service")) == D("20.00")
+    assert flows.book.verify().ok
