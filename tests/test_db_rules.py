@@ -205,3 +205,33 @@ def test_an_account_keeps_its_identity(posted):
     raw(book, "UPDATE account SET name = 'second wallet' WHERE code = 'liabilities:users:u2:available'")
     closed = book.close_account("liabilities:users:u2:available")
     assert closed.is_closed and book.verify().ok
+
+
+def test_a_loan_keeps_its_terms(book):
+    """A repayment takes the money from the wallet of the borrower the loan row names:
+    only the loan's status and the amount its bids raised ever change."""
+    import datetime as dt
+
+    book.flows.open_system_accounts()
+    for user in ("bob", "eve", "i1"):
+        book.flows.open_user(user)
+    book.loans.create_loan("L1", "bob", "1200", "0.06", 12, key="c1", start=dt.date(2026, 11, 1))
+    for sql in (
+        "UPDATE loan SET borrower = 'eve'",
+        "UPDATE loan SET principal_minor = principal_minor + 1",
+        "UPDATE loan SET annual_rate = '0.36'",
+        "UPDATE loan SET plan_json = plan_json",
+        "UPDATE loan SET terms_json = '{}'",
+        "UPDATE loan SET loan_no = 'L2'",
+        "UPDATE loan SET start_date = start_date",
+        "UPDATE loan SET term = 24, term_unit = term_unit",
+        "UPDATE loan SET currency = 'USD'",
+    ):
+        refused(book, "append_only_loan", sql)
+    with book.engine.connect() as conn:
+        row = conn.execute(text("SELECT borrower, principal_minor, annual_rate, loan_no FROM loan")).one()
+    assert tuple(row) == ("bob", 120000, "0.06", "L1")
+    raw(book, "UPDATE loan SET status = status, raised_minor = raised_minor")   # what the flows move
+    book.flows.top_up("i1", "1200", bank_ref="B1", key="t1")
+    book.loans.bid("L1", "i1", "1200", key="b1")
+    assert book.loans.loan("L1").status == "funded"

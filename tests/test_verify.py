@@ -438,19 +438,20 @@ def test_every_component_of_a_scheduled_due_is_checked(lent, component, party):
 
 
 def test_a_changed_plan_or_rate_is_found_against_the_terms(lent):
-    """The loan row is not append-only (its status moves), so only verify stands here."""
+    """The database refuses to change a loan's terms (only its status and raised amount
+    move); whoever drops that trigger is found by verify."""
     with lent.engine.connect() as conn:
         plan = json.loads(conn.exec_driver_sql("SELECT plan_json FROM loan WHERE loan_no = 'L1'").scalar())
     interest = plan[1]["interest"]
     plan[1]["interest"] += 100
-    with lent.engine.begin() as conn:
+    with behind_the_loans_back(lent) as conn:
         conn.exec_driver_sql("UPDATE loan SET plan_json = ? WHERE loan_no = 'L1'"
                              if lent.engine.dialect.name == "sqlite" else
                              "UPDATE loan SET plan_json = %s WHERE loan_no = 'L1'", (json.dumps(plan),))
     assert [p.message for p in loan_problems(lent)] == [
         f"loan L1, installment 2: its plan says interest {format_minor(interest + 100)}, its terms "
         f"make it {format_minor(interest)}"]
-    with lent.engine.begin() as conn:
+    with behind_the_loans_back(lent) as conn:
         conn.exec_driver_sql("UPDATE loan SET annual_rate = '0.07' WHERE loan_no = 'L1'")
     messages = [p.message for p in loan_problems(lent)]
     assert "loan L1, installment 1: its plan says interest 60.00, its terms make it 70.00" in messages
