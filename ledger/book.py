@@ -283,9 +283,17 @@ class Book:
     def close_period(self, through: dt.date, label: str | None = None, closed_by: str | None = None,
                      *, today: dt.date | None = None):
         """Close the book through ``through`` (no entry may be dated on or before it) and
-        write its balance checkpoint; see :mod:`ledger.periods`."""
+        write its balance checkpoint; see :mod:`ledger.periods`. ``through`` is a date, or
+        a period as the CLI takes it: ``"2026-11"`` (a month), ``"2026"``, ``"2026-11-15"``."""
         from . import periods
+        from .errors import InputError
 
+        if isinstance(through, str):
+            named, through = periods.parse_period(through)
+            label = label or named
+        elif type(through) is not dt.date:
+            raise InputError(f"through {through!r}: a date or a period (YYYY-MM, YYYY or "
+                             "YYYY-MM-DD)", period=through)
         return self._write(lambda c: periods.close_period(
             c, self.book_id, through, label or through.isoformat(), closed_by, today=today))
 

@@ -22,7 +22,7 @@ from cli import main
 from ledger import exports, periods, reports
 from ledger.balances import balances_by_account
 from ledger.money import from_minor
-from ledger.errors import ClosedPeriodError, PeriodCloseError, ReportError
+from ledger.errors import ClosedPeriodError, InputError, PeriodCloseError, ReportError
 
 try:
     from beancount import loader as bean_loader
@@ -209,6 +209,20 @@ def test_period_close_rules_and_checkpoints_are_immutable(book, backend):
             with pytest.raises(Exception, match="append_only_(balance_checkpoint|closed_period)"):
                 with conn.begin():
                     conn.exec_driver_sql(sql)
+
+
+def test_close_period_takes_a_period_as_the_cli_does(book):
+    """``book.close_period("2026-09")`` closes September (it died on str.isoformat);
+    anything but a date or a period is refused by name."""
+    small_book(book)
+    closed = book.close_period("2026-09", closed_by="auditor-li")
+    assert (closed.label, closed.closed_through) == ("2026-09", D(2026, 9, 30))
+    with pytest.raises(InputError, match="expected YYYY-MM, YYYY or YYYY-MM-DD"):
+        book.close_period("Sept")
+    for wrong in (dt.datetime(2026, 10, 31, 12), 20261031):
+        with pytest.raises(InputError, match="a date or a period"):
+            book.close_period(wrong)
+    assert [p.label for p in book.periods()] == ["2026-09"]
 
 
 def test_parse_period():
