@@ -178,7 +178,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     current = current_revision(engine)
     if revision == "head" and current == head_revision():
         return
-    _require_known(current)
+    require_known(current)
     with migration_transaction(engine) as conn:
         command.upgrade(_alembic_config(conn), revision)
 
@@ -187,7 +187,7 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     """Take the schema down to ``revision`` (used by the migration tests)."""
     from alembic import command
 
-    _require_known(current_revision(engine))
+    require_known(current_revision(engine))
     with migration_transaction(engine) as conn:
         command.downgrade(_alembic_config(conn), revision)
 
@@ -197,7 +197,7 @@ class UnknownRevisionError(LedgerError, RuntimeError):
     (a newer version migrated it); nothing was changed."""
 
 
-def _require_known(current: str | None) -> None:
+def require_known(current: str | None) -> None:
     from alembic.util import CommandError
 
     if current is None:

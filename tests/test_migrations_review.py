@@ -188,3 +188,7 @@ def test_a_database_at_a_revision_this_version_does_not_know_is_named_plainly(ma
         db.downgrade(engine, "0010")
     assert db.current_revision(engine) == "0099"
     engine.dispose()
+    result = CliRunner().invoke(main, ["db", "current", "--db", url], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "current: 0099" in result.output and "newer than this version" in result.output
+    assert "needs `ledger db upgrade`" not in result.output   # the upgrade would be refused

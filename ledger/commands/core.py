@@ -135,7 +135,12 @@ def db_current_cmd(db_url):
     engine = dbmod.make_engine(db_url)
     current = dbmod.current_revision(engine)
     head = dbmod.head_revision()
-    state = "up to date" if current == head else "needs `ledger db upgrade`"
+    try:
+        dbmod.require_known(current)
+    except dbmod.UnknownRevisionError:
+        state = "newer than this version of the ledger: run that version, or a later one"
+    else:
+        state = "up to date" if current == head else "needs `ledger db upgrade`"
     click.echo(f"current: {current or 'none'}  head: {head}  ({state})")
 
 
