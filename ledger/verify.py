@@ -10,6 +10,8 @@
 * that every stored no-overdraft balance equals the sum of its postings and
   open holds, and none is below zero;
 * that all posted postings sum to zero per currency;
+* that every closed account holds nothing (no balance, no open hold) and no
+  entry written after its close moved it;
 * the custody invariant: the custody bank account(s) equal what is held for
   users and the platform (liabilities + equity + income - expenses);
 * every loan: each party's memo claim equals the principal the loan still
@@ -135,6 +137,7 @@ def verify_book(book, *, seal: bool = True, from_entry: int | None = None,
         _check_stored_forms(conn, book.book_id, problems)
         _check_stored_balances(conn, book.book_id, problems)
         _check_totals(conn, book.book_id, problems)
+        _check_closed_accounts(conn, book.book_id, problems)
         custody = _check_custody(conn, book.book_id, custody_prefix, problems)
         _check_loan_claims(conn, book.book_id, problems)
         _check_checkpoints(conn, book.book_id, problems)
@@ -439,6 +442,38 @@ def _check_totals(conn: Connection, book_id: int, problems: list[Problem]) -> No
         if total:
             problems.append(Problem("totals", f"all {currency} balances sum to "
                                     f"{format_minor(int(total), currency)}, not zero"))
+
+
+def _check_closed_accounts(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    """A closed account holds nothing, and nothing written after its close moved it (a post
+    that raced the close, or a close written behind the ledger's back)."""
+    completion = m.JournalEntry.__table__.alias("completion")
+    open_hold = and_(m.Posting.is_pending.is_(True),
+                     ~exists().where(completion.c.pending_id == m.Posting.entry_id))
+    late = m.JournalEntry.created_at > m.Account.closed_at
+    rows = conn.execute(
+        select(m.Account.code, m.Account.type, m.Account.currency, m.Account.closed_at,
+               func.coalesce(func.sum(case((m.Posting.is_pending.is_(False), m.Posting.amount_minor),
+                                           else_=0)), 0),
+               func.coalesce(func.sum(case((open_hold, 1), else_=0)), 0),
+               func.coalesce(func.sum(case((late, 1), else_=0)), 0),
+               func.min(case((late, m.JournalEntry.id))))
+        .outerjoin(m.Posting, m.Posting.account_id == m.Account.id)
+        .outerjoin(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
+        .where(m.Account.book_id == book_id, m.Account.closed_at.is_not(None))
+        .group_by(m.Account.id, m.Account.code, m.Account.type, m.Account.currency,
+                  m.Account.closed_at)
+        .order_by(m.Account.code))
+    for code, type_, cur, closed_at, posted, holds, written_late, first_late in rows:
+        if posted or holds:
+            balance = (1 if type_ in DEBIT_NORMAL else -1) * int(posted)
+            problems.append(Problem(
+                "closed", f"{code} was closed at {closed_at} yet holds {format_minor(balance, cur)}"
+                + (f" and {int(holds)} open hold(s)" if holds else ""), account=code))
+        if written_late:
+            problems.append(Problem(
+                "closed", f"{code}: {int(written_late)} posting(s) written after it was closed at "
+                f"{closed_at}, the first by entry {first_late}", entry_id=first_late, account=code))
 
 
 def _check_checkpoints(conn: Connection, book_id: int, problems: list[Problem]) -> None:

@@ -79,6 +79,25 @@ def first(book, **kwargs):
     return report.first
 
 
+def test_a_closed_account_that_holds_money_or_moved_after_its_close_is_found(books):
+    """Closing needs a zero balance; a post that raced the close (or a close written
+    behind the ledger's back) leaves a closed account holding money. Verify says so."""
+    u3 = "liabilities:users:u3:available"
+    books.open_account(u3, "liability", no_overdraft=True)
+    books.post([(U1, "5.00"), (u3, "-5.00")], key="e6", effective_date=dt.date(2026, 10, 9))
+    books.post([(u3, "5.00"), (U1, "-5.00")], key="e7", effective_date=dt.date(2026, 10, 10))
+    books.close_account(u3)                      # emptied first: a proper close
+    assert books.verify().ok
+    with books.engine.begin() as conn:           # closing is the one change an account takes
+        conn.exec_driver_sql(f"UPDATE account SET closed_at = '2000-01-01 00:00:00' "
+                             f"WHERE code = '{U2}'")
+    found = [(p.check, p.message, p.entry_id) for p in books.verify().problems]
+    assert found == [
+        ("closed", f"{U2} was closed at 2000-01-01 00:00:00 yet holds 67.50", None),
+        ("closed", f"{U2}: 3 posting(s) written after it was closed at 2000-01-01 00:00:00, "
+                   f"the first by entry {books.ids['e2']}", books.ids["e2"])]
+
+
 def test_changed_amount_is_found_at_its_entry(books):
     e3 = books.ids["e3"]
     with behind_the_ledgers_back(books) as conn:
