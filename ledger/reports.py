@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from . import chain
+from . import db
 from . import models as m
 from . import periods
 from .accounts import normal_sign
@@ -43,9 +44,19 @@ def money(minor: int, currency: str) -> dict:
 
 @contextmanager
 def reading(book) -> Iterator[Connection]:
-    """The book's read transaction (one consistent snapshot on PostgreSQL)."""
-    with book.reading() as conn:
-        yield conn
+    """A read transaction over ``book`` that sees one snapshot from its first statement on.
+
+    SQLite's read transaction is one snapshot already. PostgreSQL's default (READ
+    COMMITTED) takes a new snapshot for every statement: a writer committing between a
+    report's statements got into some of them and not others (an account's postings
+    summed but the account not listed, a journal with entries its footer does not
+    cover), so the report's transaction runs at REPEATABLE READ there.
+    """
+    with db.read_connection(book.engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def _utcnow() -> dt.datetime:

@@ -1,0 +1,80 @@
+"""Reports read one snapshot, and their figures agree with each other and with the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+from sqlalchemy import event
+
+from ledger import exports, reports
+from tests.test_reports import BANK, U1, chart
+
+D = dt.date
+
+
+def _write_after_first_read(book, write):
+    """Run ``write`` (on another connection) once, right after the first statement a
+    report runs: a writer committing while the report is being read."""
+    state = {"done": False}
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        if not state["done"] and statement.lstrip().upper().startswith("SELECT"):
+            state["done"] = True
+            write()
+
+    event.listen(book.engine, "after_cursor_execute", after)
+    return lambda: event.remove(book.engine, "after_cursor_execute", after)
+
+
+def _late_account(book):
+    def write():
+        book.open_account("liabilities:users:u9:available", "liability")
+        book.post([(BANK, "7.00"), ("liabilities:users:u9:available", "-7.00")], key="late",
+                  effective_date=D(2026, 10, 2))
+        book.seal()
+    return write
+
+
+def test_a_trial_balance_is_one_snapshot_while_another_writer_commits(book):
+    chart(book)
+    book.post([(BANK, "100.00"), (U1, "-100.00")], key="t1", effective_date=D(2026, 10, 1))
+    book.seal()
+    stop = _write_after_first_read(book, _late_account(book))
+    try:
+        tb = reports.trial_balance(book, D(2026, 10, 31))
+    finally:
+        stop()
+    assert book.entry_by_key("late") is not None
+    assert tb.balanced, tb.totals
+    assert {r.account: r.balance_minor for r in tb.rows} == {BANK: 10000, U1: -10000}
+    assert tb.footer.last_entry_id == book.entry_by_key("t1").id
+
+
+def test_a_balance_sheet_is_one_snapshot_while_another_writer_commits(book):
+    chart(book)
+    book.post([(BANK, "100.00"), (U1, "-100.00")], key="t1", effective_date=D(2026, 10, 1))
+    stop = _write_after_first_read(book, _late_account(book))
+    try:
+        bs = reports.balance_sheet(book, D(2026, 10, 31))
+    finally:
+        stop()
+    assert bs.balanced, bs.totals
+
+
+def test_a_journal_and_its_footer_are_one_snapshot_while_another_writer_commits(book):
+    chart(book)
+    book.post([(BANK, "100.00"), (U1, "-100.00")], key="t1", effective_date=D(2026, 10, 1))
+    book.seal()
+    stop = _write_after_first_read(book, _late_account(book))
+    buf = io.StringIO()
+    try:
+        exports.write_journal(book, buf, fmt="jsonl")
+    finally:
+        stop()
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    entries, foot = lines[:-1], lines[-1]["footer"]
+    # the footer names the last entry the journal holds, and the journal holds nothing after it
+    assert [x["key"] for x in entries] == ["t1"]
+    assert foot["last_entry_id"] == entries[-1]["id"] and foot["unsealed_entries"] == 0
