@@ -391,13 +391,23 @@ def write_journal_jsonl(records, fh: IO[str], foot: Footer | None = None) -> int
     """
     count = 0
     for r in records:
-        fh.write(json.dumps(r.to_dict(), default=_json_default, ensure_ascii=False))
+        fh.write(_json_line(json.dumps(r.to_dict(), default=_json_default, ensure_ascii=False)))
         fh.write("\n")
         count += 1
     if foot is not None:
-        fh.write(json.dumps({"footer": foot.to_dict()}, ensure_ascii=False))
+        fh.write(_json_line(json.dumps({"footer": foot.to_dict()}, ensure_ascii=False)))
         fh.write("\n")
     return count
+
+
+#: Line breaks to line readers (``str.splitlines``, editors) that JSON leaves raw in a string.
+_JSON_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _json_line(text_: str) -> str:
+    """JSON text as one line to any line reader: the Unicode line breaks JSON keeps raw
+    (only inside strings) written as ``\\uXXXX`` escapes, which read back as the same text."""
+    return text_ if text_.isascii() else text_.translate(_JSON_LINE_BREAKS)
 
 
 # --- beancount -----------------------------------------------------------------------

@@ -78,3 +78,20 @@ def test_a_journal_and_its_footer_are_one_snapshot_while_another_writer_commits(
     # the footer names the last entry the journal holds, and the journal holds nothing after it
     assert [x["key"] for x in entries] == ["t1"]
     assert foot["last_entry_id"] == entries[-1]["id"] and foot["unsealed_entries"] == 0
+
+
+def test_journal_jsonl_keeps_each_entry_to_one_line_whatever_its_text(book):
+    """U+2028, U+2029 and U+0085 are line breaks to most line readers (Python's
+    ``splitlines``, editors): written raw inside a memo they split an entry's line in two."""
+    chart(book)
+    text_ = "a\u2028b\u2029c\x85d\ne"
+    book.post([(BANK, "1.00"), (U1, "-1.00")], key="k\u2028", memo=text_,
+              metadata={"note": text_}, external_ref="r\x85", effective_date=D(2026, 10, 1))
+    buf = io.StringIO()
+    exports.write_journal(book, buf, fmt="jsonl")
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2
+    entry = json.loads(lines[0])
+    assert (entry["memo"], entry["metadata"], entry["key"], entry["external_ref"]) == (
+        text_, {"note": text_}, "k\u2028", "r\x85")
+    assert list(json.loads(lines[1])) == ["footer"]
