@@ -35,7 +35,9 @@ runs in a fixed order and every match records the rule that made it:
 
 Leftovers: a bank line is ``in_bank_not_in_ledger``; a posting is
 ``in_transit`` when dated on the statement date or later (the bank books it
-tomorrow), otherwise ``in_ledger_not_in_bank``. A bank line whose
+tomorrow), or on the weekend or holiday just before it, or, for a statement
+dated on a day the bank does not book, on the business day before it;
+otherwise ``in_ledger_not_in_bank``. A bank line whose
 ``bank_ref`` repeats an earlier line's is a ``duplicate`` break: reported,
 not dropped, not matched (the first line is matched normally).
 
@@ -1356,11 +1358,27 @@ def _leftovers(w: _Work) -> None:
         _add_break(w, IN_BANK_NOT_IN_LEDGER, [bi], [], detail, suggestion)
     statement_date = w.statement_date
     calendar = w.config.calendar
+    # Business days from a posting's date to the statement date it may still be
+    # in transit at: none, so a weekend or holiday posting before the statement's
+    # business day counts as dated on it; one more when the statement itself is
+    # dated on a day the bank does not book (the business day before it still
+    # counts as the statement's day); a carried posting, up to the window.
+    grace = 0
+    if statement_date is not None and not calendar.is_business_day(statement_date):
+        grace = 1
+    carried_grace = max(grace, w.window)
+    distances: dict = {}
     for li in _remaining(w.l_done):
         day = w.l_date[li]
-        in_transit = statement_date is not None and (
-            day >= statement_date
-            or (w.l_carried[li] and calendar.distance(day, statement_date) <= w.window))
+        in_transit = False
+        if statement_date is not None:
+            if day >= statement_date:
+                in_transit = True
+            else:
+                gap = distances.get(day)
+                if gap is None:
+                    gap = distances[day] = calendar.distance(day, statement_date)
+                in_transit = gap <= (carried_grace if w.l_carried[li] else grace)
         if in_transit:
             _add_break(w, IN_TRANSIT, [], [li],
                        f"{_side(w, 'ledger', [li])} has no bank line yet; the statement "

@@ -1,0 +1,63 @@
+"""The matching cascade on the edges: weekends and holidays around the
+statement date, and input the engine must refuse rather than trip over."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from reconcile.calendar import BusinessCalendar, parse_calendar
+from reconcile.matching import (IN_LEDGER_NOT_IN_BANK, IN_TRANSIT, BankItem, LedgerItem,
+                                MatchConfig, MatchInputError, carry_forward, match)
+
+THU = date(2026, 11, 19)
+FRI = date(2026, 11, 20)
+SAT = date(2026, 11, 21)
+SUN = date(2026, 11, 22)
+MON = date(2026, 11, 23)
+TUE = date(2026, 11, 24)
+
+
+def line(id, amount, day=MON, *, ref=None, currency="CNY"):
+    return BankItem(id, day, amount, currency, ref, None, None, None, f"line {id}")
+
+
+def post(id, amount, day=MON, *, ref=None, currency="CNY"):
+    return LedgerItem(id, 100 + id, day, amount, currency, ref, None, "topup")
+
+
+def kinds(result):
+    return [(b.type, b.ledger_ids) for b in result.breaks]
+
+
+# --- in transit around weekends and holidays ---------------------------------
+def test_a_weekend_posting_is_in_transit_on_the_monday_statement():
+    """Saturday and Sunday are Monday's business day: the bank may book them tomorrow."""
+    ledger = [post(1, 100, SAT), post(2, 200, SUN), post(3, 300, FRI)]
+    result = match([], ledger, statement_date=MON)
+    assert kinds(result) == [(IN_TRANSIT, (1,)), (IN_TRANSIT, (2,)),
+                             (IN_LEDGER_NOT_IN_BANK, (3,))]
+    # the same as when the posting was carried from a run before the weekend
+    assert kinds(carry_forward([post(2, 200, SUN)], [], [], statement_date=MON)) == [
+        (IN_TRANSIT, (2,))]
+    # and the bank booking it on Tuesday still matches it
+    tuesday = carry_forward([post(2, 200, SUN)], [line(9, 200, TUE)], [], statement_date=TUE)
+    assert tuesday.is_reconciled
+
+
+def test_a_statement_dated_on_a_weekend_keeps_fridays_postings_in_transit():
+    """A Saturday statement books nothing new: Friday's postings wait for Monday."""
+    ledger = [post(1, 100, THU), post(2, 200, FRI), post(3, 300, SAT)]
+    on_friday = match([], ledger, statement_date=FRI)
+    on_saturday = match([], ledger, statement_date=SAT)
+    assert kinds(on_saturday) == kinds(on_friday) == [
+        (IN_LEDGER_NOT_IN_BANK, (1,)), (IN_TRANSIT, (2,)), (IN_TRANSIT, (3,))]
+
+
+def test_a_statement_dated_on_a_holiday_keeps_the_last_business_days_postings_in_transit():
+    calendar = parse_calendar(["2026-10-01 holiday", "2026-10-02 holiday"])
+    config = MatchConfig(calendar=calendar)
+    ledger = [post(1, 100, date(2026, 9, 29)), post(2, 200, date(2026, 9, 30))]
+    result = match([], ledger, statement_date=date(2026, 10, 2), config=config)
+    assert kinds(result) == [(IN_LEDGER_NOT_IN_BANK, (1,)), (IN_TRANSIT, (2,))]
