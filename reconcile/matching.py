@@ -610,9 +610,13 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         config = DEFAULT_CONFIG
     carried_ids: set = set()
     if carried:
-        carried_ids = set(map(_ID, carried))
-        ledger = carried + list(compress(ledger, map(not_, map(carried_ids.__contains__,
-                                                              map(_ID, ledger)))))
+        try:
+            carried_ids = set(map(_ID, carried))
+        except TypeError:  # an id that is not int or str (reported below)
+            ledger = carried + ledger
+        else:
+            ledger = carried + list(compress(ledger, map(not_, map(carried_ids.__contains__,
+                                                                  map(_ID, ledger)))))
     use_value = config.use_value_date
     bank, b_ids, b_cols, bank_problems = _table(
         "bank line", bank, BankItem, (4, 5, 6) if use_value else (4, 5))
@@ -792,6 +796,22 @@ def _check_config(config) -> list:
             problems.append(f"{name} must be a non-negative int, not {value!r}")
     if not isinstance(config.calendar, BusinessCalendar):
         problems.append("calendar must be a BusinessCalendar")
+        return problems
+    for name in ("holidays", "workdays"):
+        days = getattr(config.calendar, name)
+        try:
+            bad = [d for d in days if type(d) is not date]
+        except TypeError:
+            bad = [days]
+        if bad:
+            problems.append(f"calendar {name} must be dates, got {bad[:3]!r}")
+    try:
+        bad = [d for d in config.calendar.weekend if type(d) is not int or not 0 <= d <= 6]
+    except TypeError:
+        bad = [config.calendar.weekend]
+    if bad:
+        problems.append(f"calendar weekend must be weekday numbers 0 (Monday) to 6 (Sunday), "
+                        f"got {bad[:3]!r}")
     return problems
 
 
@@ -806,6 +826,10 @@ def _table(what: str, items: list, cls, fields: Iterable[int]) -> tuple:
     if set(map(type, items)) - {cls}:
         bad = [item for item in items if type(item) is not cls][:3]
         return items, None, [], [f"{what}s must be {cls.__name__} values, got {bad!r}"]
+    if items and type(_ID(items[0])) not in (int, str):
+        # (an int or str first id: the next checks find any other kind)
+        kinds = sorted({type(item.id).__name__ for item in items})
+        return items, None, [], [f"{what} ids must be int or str, got {', '.join(kinds)}"]
     try:
         ordered, compact = _increasing(items)
         if not ordered:  # not in id order, or ids repeat
@@ -866,10 +890,14 @@ def _check_columns(what: str, ids: list, amounts, dates: list, currencies: list,
                             + (" or None" if type(None) in allowed else ""))
         elif label == "date":
             distinct_dates = distinct
-    distinct_currencies = set(currencies)
+    try:
+        distinct_currencies = set(currencies)
+    except TypeError:  # something unhashable: certainly not a code
+        distinct_currencies = {None, *(c for c in currencies if type(c) is str)}
     if not all(type(c) is str and c for c in distinct_currencies):
+        bad = [c for c in currencies if type(c) is not str or not c][:5]
         problems.append(f"{what} currencies must be non-empty codes, got "
-                        f"{sorted(map(repr, distinct_currencies))[:5]}")
+                        f"{sorted(map(repr, bad))}")
     return problems, distinct_dates, distinct_currencies
 
 

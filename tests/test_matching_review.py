@@ -24,7 +24,7 @@ def line(id, amount, day=MON, *, ref=None, currency="CNY"):
 
 
 def post(id, amount, day=MON, *, ref=None, currency="CNY"):
-    return LedgerItem(id, 100 + id, day, amount, currency, ref, None, "topup")
+    return LedgerItem(id, 1, day, amount, currency, ref, None, "topup")
 
 
 def kinds(result):
@@ -61,3 +61,31 @@ def test_a_statement_dated_on_a_holiday_keeps_the_last_business_days_postings_in
     ledger = [post(1, 100, date(2026, 9, 29)), post(2, 200, date(2026, 9, 30))]
     result = match([], ledger, statement_date=date(2026, 10, 2), config=config)
     assert kinds(result) == [(IN_LEDGER_NOT_IN_BANK, (1,)), (IN_TRANSIT, (2,))]
+
+
+# --- input refused with MatchInputError, never a TypeError -------------------
+@pytest.mark.parametrize("calendar, message", [
+    (BusinessCalendar(holidays=frozenset({datetime(2026, 11, 20)})), "holidays must be dates"),
+    (BusinessCalendar(holidays=frozenset({"2026-11-20"})), "holidays must be dates"),
+    (BusinessCalendar(workdays=frozenset({"2026-11-21"})), "workdays must be dates"),
+    (BusinessCalendar(weekend=frozenset({5, 6, 7})), "weekend must be weekday numbers"),
+    (BusinessCalendar(weekend=frozenset({"sat"})), "weekend must be weekday numbers"),
+])
+def test_a_calendar_of_other_things_than_dates_and_weekdays_is_refused(calendar, message):
+    """A weekend day 7 miscounted every week; a datetime or text holiday crashed the run."""
+    with pytest.raises(MatchInputError, match=message):
+        match([line(1, 100, MON)], [post(1, 100, FRI)], statement_date=MON,
+              config=MatchConfig(calendar=calendar))
+
+
+@pytest.mark.parametrize("bank, ledger, carried, message", [
+    ([line(1, 100, currency=["CNY"])], [], [], "currencies must be non-empty codes"),
+    ([], [post(1, 100, currency={"CNY"})], [], "currencies must be non-empty codes"),
+    ([line([1], 100), line([2], 100)], [], [], "ids must be int or str"),
+    ([line([1], 100), line([1], 100)], [], [], "ids must be int or str"),
+    ([], [post([1], 100)], [post([1], 100)], "ids must be int or str"),
+    ([], [post(2, 100)], [post((1,), 100)], "ids must be int or str"),
+])
+def test_unhashable_currencies_and_ids_are_refused(bank, ledger, carried, message):
+    with pytest.raises(MatchInputError, match=message):
+        match(bank, ledger, carried=carried, statement_date=MON)
