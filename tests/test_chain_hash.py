@@ -41,7 +41,7 @@ def test_request_hash_is_unchanged():
         Draft((("a", "1,000.00"), ("b", -1000)), "k3", "transfer",
               metadata={"when": dt.date(2026, 1, 2)}),
     ]
-    assert [postings._prepare(d, TODAY).request_hash for d in drafts] == [
+    assert [postings._prepare(d, TODAY, completions=True).request_hash for d in drafts] == [
         "2ef49089969da226ef4d761ebf3f78c6fecf80d06a6cebb134633cc872145982",
         "8017133209306f6e33c620ff5abcc1a361b5ea4a8eb5d7b9c3f8605297fdfa43",
         "4bddd9d21d9f47689411664ca7b941fbde6f4a2e6f1d1ec79a4e9bbd9931245d",
@@ -99,7 +99,7 @@ def test_written_out_request_hash_is_the_canonical_one(legs, kind, external_ref,
 
     draft = Draft(tuple(legs), "key", kind, day, "posted", external_ref, memo, metadata,
                   pending_id=pending_id, reverses_id=reverses_id)
-    prepared = postings._prepare(draft, TODAY)
+    prepared = postings._prepare(draft, TODAY, completions=True)
     doc = postings._request_doc(draft, prepared.amounts, prepared.metadata_json)
     assert prepared.request_hash == hashlib.sha256(
         chain.canonical_json(doc).encode()).hexdigest()
