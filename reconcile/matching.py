@@ -23,6 +23,9 @@ runs in a fixed order and every match records the rule that made it:
    carrying the same id, when their sum equals the line. Batch ids are
    identifiers like references, so they are tried before the fuzzy pass 4:
    a batch member must not be taken by an unrelated line of the same amount.
+   The batch pass runs before the breaks of pass 2 are made, so a batch line
+   whose reference also names its postings (the batch id, or one member's
+   order id) is matched as the batch, not broken on one posting's amount.
    A batch whose sums differ is an ``amount_mismatch``; one whose sums agree
    but whose dates do not is ``date_outside_window``.
 4. ``amount_date`` — same currency and amount, dates within the window, and
@@ -524,8 +527,8 @@ def match(bank: Iterable[BankItem], ledger: Iterable[LedgerItem], *,
         if repeats_of:
             _known_repeats(work, repeats_of)
         _pass_exact_reference(work)
-        _pass_reference_breaks(work)
-        _pass_batch(work)
+        _pass_batch(work)  # before the reference breaks: a batch line's reference may
+        _pass_reference_breaks(work)  # name its postings, whose amounts each differ
         _pass_amount_date(work)
         _pass_subset_sum(work)
         _leftovers(work)

@@ -1,5 +1,6 @@
 """The matching cascade on the edges: weekends and holidays around the
-statement date, and input the engine must refuse rather than trip over."""
+statement date, input the engine must refuse rather than trip over, and batch
+lines that also carry a reference."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from datetime import date, datetime
 import pytest
 
 from reconcile.calendar import BusinessCalendar, parse_calendar
-from reconcile.matching import (IN_LEDGER_NOT_IN_BANK, IN_TRANSIT, BankItem, LedgerItem,
-                                MatchConfig, MatchInputError, carry_forward, match)
+from reconcile.matching import (AMOUNT_MISMATCH, BATCH, IN_LEDGER_NOT_IN_BANK, IN_TRANSIT,
+                                BankItem, LedgerItem, MatchConfig, MatchInputError,
+                                carry_forward, match)
 
 THU = date(2026, 11, 19)
 FRI = date(2026, 11, 20)
@@ -89,3 +91,34 @@ def test_a_calendar_of_other_things_than_dates_and_weekdays_is_refused(calendar,
 def test_unhashable_currencies_and_ids_are_refused(bank, ledger, carried, message):
     with pytest.raises(MatchInputError, match=message):
         match(bank, ledger, carried=carried, statement_date=MON)
+
+
+# --- batches whose line also carries a reference -----------------------------
+def test_a_batch_line_whose_reference_is_the_batch_id_matches_the_batch():
+    bank = [BankItem(1, MON, 300, "CNY", "SER1", "PAY-7", None, "PAY-7")]
+    ledger = [LedgerItem(1, 9, MON, 100, "CNY", "PAY-7", "PAY-7"),
+              LedgerItem(2, 9, MON, 200, "CNY", "PAY-7", "PAY-7")]
+    result = match(bank, ledger)
+    assert [(m.rule, m.bank_ids, m.ledger_ids) for m in result.matches] == [
+        (BATCH, (1,), (1, 2))]
+    assert result.is_reconciled
+
+
+def test_a_batch_line_whose_reference_is_one_members_order_id_matches_the_batch():
+    """It was an amount_mismatch against that one posting, the others left unexplained."""
+    bank = [BankItem(1, MON, 300, "CNY", "SER1", "ORD-1", None, "B")]
+    ledger = [LedgerItem(1, 9, MON, 100, "CNY", "ORD-1", "B"),
+              LedgerItem(2, 9, MON, 200, "CNY", "ORD-2", "B")]
+    result = match(bank, ledger)
+    assert [(m.rule, m.ledger_ids) for m in result.matches] == [(BATCH, (1, 2))]
+    assert result.is_reconciled
+
+
+def test_a_batch_line_linked_by_reference_whose_batch_does_not_add_up_is_one_break():
+    bank = [BankItem(1, MON, 350, "CNY", "SER1", "ORD-1", None, "B")]
+    ledger = [LedgerItem(1, 9, MON, 100, "CNY", "ORD-1", "B"),
+              LedgerItem(2, 9, MON, 200, "CNY", "ORD-2", "B")]
+    result = match(bank, ledger)
+    assert [(b.type, b.bank_ids, b.ledger_ids) for b in result.breaks] == [
+        (AMOUNT_MISMATCH, (1,), (1, 2))]
+    assert result.breaks[0].difference_minor == 50
