@@ -4,12 +4,16 @@ lines that also carry a reference."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from reconcile.calendar import BusinessCalendar, parse_calendar
-from reconcile.matching import (AMOUNT_MISMATCH, BATCH, IN_LEDGER_NOT_IN_BANK, IN_TRANSIT,
+from reconcile.calendar import WEEKENDS_ONLY, BusinessCalendar, parse_calendar
+from reconcile.matching import (AMBIGUOUS, AMOUNT_DATE, AMOUNT_MISMATCH, BATCH,
+                                IN_BANK_NOT_IN_LEDGER, IN_LEDGER_NOT_IN_BANK, IN_TRANSIT,
                                 BankItem, LedgerItem, MatchConfig, MatchInputError,
                                 carry_forward, match)
 
@@ -122,3 +126,81 @@ def test_a_batch_line_linked_by_reference_whose_batch_does_not_add_up_is_one_bre
     assert [(b.type, b.bank_ids, b.ledger_ids) for b in result.breaks] == [
         (AMOUNT_MISMATCH, (1,), (1, 2))]
     assert result.breaks[0].difference_minor == 50
+
+
+# --- the property: any small day, however tangled ----------------------------
+REFS = [None, "", " ", "a", "A", " a ", "b", "B ", "\u00df", "SS"]
+BATCHES = [None, None, "X", "x ", "Y", "a"]
+DAYS = st.dates(date(2026, 9, 28), date(2026, 10, 16))
+HOLIDAY_WEEK = parse_calendar(["2026-10-01 holiday", "2026-10-02 holiday",
+                               "2026-10-05 holiday", "2026-10-10 workday"])
+
+
+@st.composite
+def tangled_days(draw):
+    """Few distinct amounts, references, batch ids and dates: every rule competes."""
+    amounts = st.sampled_from([0, 50, 100, -100, 150, 200, 300])
+    currencies = st.sampled_from(["CNY", "CNY", "USD"])
+    bank_ids = draw(st.lists(st.integers(1, 40), unique=True, max_size=7))
+    ledger_ids = draw(st.lists(st.integers(1, 40), unique=True, max_size=7))
+    bank = [BankItem(i, draw(DAYS), draw(amounts), draw(currencies), draw(st.sampled_from(REFS)),
+                     draw(st.sampled_from(REFS)), draw(st.none() | DAYS),
+                     draw(st.sampled_from(BATCHES))) for i in bank_ids]
+    ledger = [LedgerItem(i, i, draw(DAYS), draw(amounts), draw(currencies),
+                         draw(st.sampled_from(REFS)), draw(st.sampled_from(BATCHES)))
+              for i in ledger_ids]
+    carried = draw(st.lists(st.sampled_from(ledger), unique_by=lambda i: i.id)) if ledger else []
+    config = MatchConfig(window_days=draw(st.integers(0, 3)),
+                         calendar=draw(st.sampled_from([WEEKENDS_ONLY, HOLIDAY_WEEK])),
+                         use_value_date=draw(st.booleans()))
+    return bank, ledger, carried, config, draw(st.none() | DAYS)
+
+
+@given(tangled_days(), st.randoms(use_true_random=False))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_every_item_once_no_guess_sums_agree_and_order_does_not_matter(day, rnd):
+    bank, ledger, carried, config, statement_date = day
+    result = match(bank, ledger, carried=carried, statement_date=statement_date, config=config)
+    banks = {b.id: b for b in bank}
+    postings = {**{p.id: p for p in ledger}, **{p.id: p for p in carried}}
+    seen_b = Counter(i for m in result.matches for i in m.bank_ids)
+    seen_l = Counter(i for m in result.matches for i in m.ledger_ids)
+    seen_b.update(i for b in result.breaks for i in b.bank_ids)
+    seen_l.update(i for b in result.breaks for i in b.ledger_ids)
+    assert seen_b == Counter(list(banks)) and seen_l == Counter(list(postings))
+
+    def booked(b):
+        return (b.value_date or b.booking_date) if config.use_value_date else b.booking_date
+
+    def near(b, p):
+        return config.calendar.distance(booked(b), p.effective_date) <= config.window_days
+
+    for m in result.matches:
+        b, ps = banks[m.bank_ids[0]], [postings[i] for i in m.ledger_ids]
+        assert {p.currency for p in ps} == {b.currency} == {m.currency}
+        assert sum(p.amount_minor for p in ps) == b.amount_minor == m.amount_minor
+        assert all(near(b, p) for p in ps)
+    for brk in result.breaks:
+        assert ({banks[i].currency for i in brk.bank_ids}
+                | {postings[i].currency for i in brk.ledger_ids}) == {brk.currency}
+    # amount and date: the pair was the only candidate on each side
+    unpaired_b = [banks[i] for b in result.breaks if b.type in (AMBIGUOUS, IN_BANK_NOT_IN_LEDGER)
+                  for i in b.bank_ids]
+    unpaired_l = [postings[i] for b in result.breaks
+                  if b.type in (AMBIGUOUS, IN_LEDGER_NOT_IN_BANK, IN_TRANSIT)
+                  for i in b.ledger_ids]
+    for m in result.matches:
+        if m.basis == AMOUNT_DATE:
+            b, p = banks[m.bank_ids[0]], postings[m.ledger_ids[0]]
+            same = (b.amount_minor, b.currency)
+            assert not any((o.amount_minor, o.currency) == same and near(o, p) for o in unpaired_b)
+            assert not any((o.amount_minor, o.currency) == same and near(b, o) for o in unpaired_l)
+    matched = {i for m in result.matches for i in m.ledger_ids}
+    for brk in result.breaks:  # a suggestion is never cleared
+        if brk.suggestion is not None:
+            assert brk.type in (IN_BANK_NOT_IN_LEDGER, AMOUNT_MISMATCH)
+            assert not set(brk.suggestion.ledger_ids) & matched
+    again = match(rnd.sample(bank, len(bank)), rnd.sample(ledger, len(ledger)),
+                  carried=rnd.sample(carried, len(carried)), statement_date=statement_date,
+                  config=config)
+    assert again == result
