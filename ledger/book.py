@@ -87,9 +87,15 @@ class Book:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read-only connection in one transaction (a consistent snapshot on PostgreSQL)."""
-        with db.read_connection(self.engine) as conn, conn.begin():
-            yield conn
+        """A read-only connection in one transaction that sees one snapshot from its first
+        statement on: SQLite's read transaction is one already; on PostgreSQL it runs at
+        REPEATABLE READ (at the default READ COMMITTED every statement took a snapshot of
+        its own, and a writer committing between two of them got into one and not the other)."""
+        with db.read_connection(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @property
     def flows(self):

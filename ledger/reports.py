@@ -26,7 +26,6 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from . import chain
-from . import db
 from . import models as m
 from . import periods
 from .accounts import normal_sign
@@ -44,19 +43,10 @@ def money(minor: int, currency: str) -> dict:
 
 @contextmanager
 def reading(book) -> Iterator[Connection]:
-    """A read transaction over ``book`` that sees one snapshot from its first statement on.
-
-    SQLite's read transaction is one snapshot already. PostgreSQL's default (READ
-    COMMITTED) takes a new snapshot for every statement: a writer committing between a
-    report's statements got into some of them and not others (an account's postings
-    summed but the account not listed, a journal with entries its footer does not
-    cover), so the report's transaction runs at REPEATABLE READ there.
-    """
-    with db.read_connection(book.engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            yield conn
+    """The book's read transaction: one snapshot from its first statement on, on
+    PostgreSQL too (:meth:`ledger.book.Book.reading`)."""
+    with book.reading() as conn:
+        yield conn
 
 
 def _utcnow() -> dt.datetime:

@@ -95,3 +95,19 @@ def test_journal_jsonl_keeps_each_entry_to_one_line_whatever_its_text(book):
     assert (entry["memo"], entry["metadata"], entry["key"], entry["external_ref"]) == (
         text_, {"note": text_}, "k\u2028", "r\x85")
     assert list(json.loads(lines[1])) == ["footer"]
+
+
+def test_every_read_through_the_book_is_one_snapshot(book):
+    """``book.reading()`` (list_breaks, loan views, statements of the reconciliation...) sees
+    one snapshot from its first statement on, a writer committing meanwhile or not."""
+    from sqlalchemy import text
+
+    chart(book)
+    book.post([(BANK, "100.00"), (U1, "-100.00")], key="t1", effective_date=D(2026, 10, 1))
+    count = text("SELECT count(*) FROM journal_entry")
+    with book.reading() as conn:
+        before = conn.execute(count).scalar()
+        book.post([(BANK, "7.00"), (U1, "-7.00")], key="t2", effective_date=D(2026, 10, 2))
+        assert conn.execute(count).scalar() == before
+    with book.reading() as conn:
+        assert conn.execute(count).scalar() == before + 1
