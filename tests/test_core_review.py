@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from ledger import Draft
-from ledger.errors import LedgerError, PendingStateError, PostingError
+from ledger.errors import PendingStateError, PostingError
 
 BANK = "assets:custody:bank"
 U1 = "liabilities:users:u1:available"
