@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from . import accounts as acc
 from . import balances, chain, db
 from . import models as m
-from .errors import IntegrityViolation, LedgerError, PostingError
+from .errors import InputError, IntegrityViolation, LedgerError, PostingError
 from .money import DEFAULT_CURRENCY, from_minor
 from .postings import (
     Draft, Entry, FastPoster, commit_draft, find_replay, get_entry, load_entries, reversal_draft,
@@ -292,7 +292,6 @@ class Book:
         write its balance checkpoint; see :mod:`ledger.periods`. ``through`` is a date, or
         a period as the CLI takes it: ``"2026-11"`` (a month), ``"2026"``, ``"2026-11-15"``."""
         from . import periods
-        from .errors import InputError
 
         if isinstance(through, str):
             named, through = periods.parse_period(through)
@@ -318,6 +317,17 @@ class Book:
 
     def __repr__(self) -> str:
         return f"<Book {self.name!r} on {self.engine.url.render_as_string(hide_password=True)}>"
+
+
+def _check_book_name(name) -> None:
+    """A new book's name: text of 1 to 100 characters, none of them a control character or
+    a line break (the name heads every report's footer line and CSV comment)."""
+    import unicodedata
+
+    if not isinstance(name, str) or not name.strip() or len(name) > 100 or any(
+            unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in name):
+        raise InputError(f"book name {name!r}: 1 to 100 characters, no control characters "
+                         "or line breaks", book=name)
 
 
 _DRAFT_FIELDS = {"postings", "key", "kind", "effective_date", "external_ref", "memo", "metadata",
@@ -355,6 +365,7 @@ def open_book(url: str | None = None, *, book: str = DEFAULT_BOOK, upgrade: bool
     def get_or_create(conn):
         book_id = conn.execute(select(m.Book.id).where(m.Book.name == book)).scalar()
         if book_id is None:
+            _check_book_name(book)
             book_id = conn.execute(insert(m.Book).values(name=book, created_at=acc.utcnow())
                                    .returning(m.Book.id)).scalar_one()
         return book_id

@@ -111,3 +111,19 @@ def test_every_read_through_the_book_is_one_snapshot(book):
         assert conn.execute(count).scalar() == before
     with book.reading() as conn:
         assert conn.execute(count).scalar() == before + 1
+
+
+def test_a_new_book_name_is_one_line_of_text(db_url):
+    """The name heads every report's footer and CSV comment line: a line break in it broke
+    the journal's footer. A new book is refused such a name; an ordinary one works."""
+    import pytest
+
+    import ledger
+    from ledger.errors import InputError
+
+    for name in ("a\nb", "tab\there", "\u2028", "", "   ", "x" * 101):
+        with pytest.raises(InputError, match="book name"):
+            ledger.open(db_url, book=name)
+    audit = ledger.open(db_url, book="审计 2026")
+    assert audit.name == "审计 2026"
+    audit.dispose()
