@@ -658,6 +658,7 @@ class BreakView:
         state: open, resolved, or cleared (its items were matched later).
         resolution: the resolution (dict) when resolved.
         bank_lines: the bank lines concerned, with raw text.
+        postings: the postings concerned, with their entries' kind and reference.
     """
 
     id: int
@@ -671,6 +672,7 @@ class BreakView:
     state: str
     resolution: dict | None
     bank_lines: tuple
+    postings: tuple = ()
 
 
 def list_breaks(book, *, state: str | None = "open", break_id: int | None = None) -> list[BreakView]:
@@ -736,9 +738,14 @@ def _break_view(conn: Connection, row, latest: dict[str, _Latest]) -> BreakView:
         select(m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
                m.BankLine.bank_ref, m.BankLine.description, m.BankLine.raw)
         .where(m.BankLine.id.in_(bank_ids)))) if bank_ids else ()
+    postings = tuple(r._asdict() for r in conn.execute(
+        select(m.Posting.id, m.Posting.entry_id, m.Posting.effective_date, m.Posting.amount_minor,
+               m.Posting.currency, m.JournalEntry.kind, m.JournalEntry.external_ref)
+        .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
+        .where(m.Posting.id.in_(posting_ids)).order_by(m.Posting.id))) if posting_ids else ()
     view = BreakView(row.id, row.run_id, row.statement_date, row.type, bank_ids, posting_ids,
                      row.amount_minor, json.loads(row.detail_json), state,
-                     resolution._asdict() if resolution else None, lines)
+                     resolution._asdict() if resolution else None, lines, postings)
     if state == "superseded" and (bank_ids or posting_ids) \
             and set(bank_ids) <= last.kept_bank and set(posting_ids) <= last.kept_postings \
             and _reported_again(conn, row.book_id, view, row.account_code) is None:

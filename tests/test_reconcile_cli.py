@@ -221,6 +221,13 @@ def test_break_amounts_are_decimal_strings_in_every_format(db_url, tmp_path):
                                                         "in_bank_not_in_ledger": "-5.00"}
     shown = json.loads(invoke("breaks", "show", str(listed[0]["id"]), "--db", db_url).output)
     assert shown["amount"] == "0.00"
+    # Both sides: the bank's line with its raw text, the posting with its entry's kind.
+    assert [line["raw"] for line in shown["bank_lines"]] == [
+        "6222,2026-11-27,B001,T1,u1,U1,贷,1000.00,1000.00,充值"]
+    (posting,) = shown["ledger_postings"]
+    assert str(posting["id"]) == shown["postings"]
+    assert (posting["amount_minor"], posting["currency"]) == (100000, "CNY")
+    assert posting["kind"] and posting["entry_id"]
     csv_text = invoke("breaks", "list", "--db", db_url, "--format", "csv").output
     assert ",0.00," in csv_text and ",-5.00," in csv_text
 

@@ -182,7 +182,8 @@ def breaks_list_cmd(all_, db_url, fmt):
 @db_option
 @library_errors
 def breaks_show_cmd(break_id, db_url):
-    """Show one break with the bank's raw text and its resolution.
+    """Show one break, both sides (the bank lines with the bank's raw text, the postings
+    with their entries' kind and reference) and its resolution, as JSON.
 
     Example:
 
@@ -194,8 +195,8 @@ def breaks_show_cmd(break_id, db_url):
     if not found:
         raise click.ClickException(f"no break {break_id}")   # not there: exit 1
     b = found[0]
-    click.echo(to_json({**_break_row(b), "bank_lines": b.bank_lines, "detail": b.detail,
-                        "resolution": _resolution(b.resolution)}))
+    click.echo(to_json({**_break_row(b), "bank_lines": b.bank_lines, "ledger_postings": b.postings,
+                        "detail": b.detail, "resolution": _resolution(b.resolution)}))
 
 
 @breaks_group.command("resolve")
