@@ -211,8 +211,9 @@ def test_only_init_makes_a_database(tmp_path, db_url):
             assert result.exit_code == 2, (args, result.output)
             assert why in result.output and "ledger init --db" in result.output
     assert not typo.exists()
-    result = invoke("db", "current", "--db", f"sqlite:///{typo}")
-    assert result.exit_code == 2 and not typo.exists()
+    for args in (["db", "current"], ["db", "upgrade"]):
+        result = invoke(*args, "--db", f"sqlite:///{typo}")
+        assert result.exit_code == 2 and not typo.exists(), (args, result.output)
     assert "current: none" in invoke("db", "current", "--db", f"sqlite:///{empty}").output
     assert invoke("init", "--db", f"sqlite:///{typo}").exit_code == 0
     assert invoke("verify", "--db", f"sqlite:///{typo}").exit_code == 0

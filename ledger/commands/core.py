@@ -116,6 +116,7 @@ def db_upgrade_cmd(db_url, revision):
 
         ledger db upgrade --db postgresql+psycopg2://ledger@localhost/ledger
     """
+    require_ledger(db_url, schema=False)   # a database without the schema yet: that is its job
     engine = dbmod.make_engine(db_url)
     dbmod.upgrade(engine, revision)
     click.echo(f"schema at {dbmod.current_revision(engine)}")
