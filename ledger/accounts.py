@@ -199,6 +199,7 @@ def get_account(conn: Connection, book_id: int, code: str) -> Account:
     """The account with ``code``; raises :class:`UnknownAccountError`."""
     account = find_account(conn, book_id, code)
     if account is None:
+        validate_code(code)   # a code no account can have is bad input, not a missing account
         raise UnknownAccountError(f"unknown account {code!r}", code=code)
     return account
 
@@ -224,6 +225,8 @@ def get_accounts(conn: Connection, book_id: int, codes: Iterable[str]) -> dict[s
                 found[row.code] = _row_to_account(row)
     missing = [c for c in wanted if c not in found]
     if missing:
+        for code in missing:   # a code no account can have is bad input, not a missing account
+            validate_code(code)
         raise UnknownAccountError(
             f"unknown account{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
             code=missing[0], codes=missing,

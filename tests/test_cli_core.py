@@ -193,6 +193,11 @@ def test_an_amount_or_code_that_cannot_be_right_is_bad_input_exit_2(url):
     result = invoke("account", "open", "assets:custody:usd", "--currency", "XXY", "--db", url)
     assert result.exit_code == 2 and "unknown currency 'XXY'" in result.output
     assert invoke("balance", "nope:x", "--db", url).exit_code == 1   # well formed, not there
+    for args in (["balance", "BAD CODE"], ["balance", "Assets:Bad!"],
+                 ["statement", "BAD CODE", "--from", "2026-11-01", "--to", "2026-11-30"],
+                 ["topup", "bad user", "5", "--bank-ref", "X", "--key", "k-bad-user"]):
+        result = invoke(*args, "--db", url)   # no account can have such a code
+        assert result.exit_code == 2 and "must be letters, digits" in result.output, (args, result.output)
     result = invoke("journal", "--format", "csv", "--db", url)
     assert result.exit_code == 0 and "k-" not in result.output      # nothing was posted
 
