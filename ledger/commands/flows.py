@@ -154,7 +154,7 @@ def withdraw_fail_cmd(entry_id, reason, key, db_url, fmt):
 
 @click.group("loan")
 def loan_group():
-    """Loans: create, bid, disburse, repay, show.
+    """Loans: create, bid, disburse (or cancel), repay, show.
 
     Example:
 
