@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from . import accounts as acc
 from . import balances, chain, db
 from . import models as m
-from .errors import InputError, IntegrityViolation, LedgerError, PostingError
+from .errors import ClosedAccountError, InputError, IntegrityViolation, LedgerError, PostingError
 from .money import DEFAULT_CURRENCY, from_minor
 from .postings import (
     Draft, Entry, FastPoster, commit_draft, find_replay, get_entry, load_entries, reversal_draft,
@@ -35,6 +35,8 @@ _UNIQUE_RETRIES = 3
 
 def _translate_integrity(exc: IntegrityError) -> LedgerError:
     message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    if "ck_posting_account_open" in message:   # closed while the entry was being written
+        return ClosedAccountError(f"the database refused the write: {message}", detail=message)
     return IntegrityViolation(f"the database refused the write: {message}", detail=message)
 
 
@@ -135,6 +137,12 @@ class Book:
         """Close an account whose balance and pending amounts are zero."""
         def run(conn):
             account = acc.get_account(conn, self.book_id, code)
+            if conn.dialect.name == "postgresql":
+                # Wait for every post already writing to it (each holds a lock on the row
+                # through its postings' foreign key), so the balance read next counts them;
+                # a post that read the account open before this commits is refused at its
+                # commit (migration 0013).
+                conn.execute(select(m.Account.id).where(m.Account.id == account.id).with_for_update())
             posted, pending, _ = balances.raw_sums(conn, account)
             return acc.close_account(conn, self.book_id, code, posted, pending)
         if self._account_cache is not None:

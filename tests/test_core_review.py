@@ -108,3 +108,68 @@ def test_opening_an_account_with_a_currency_or_flag_of_the_wrong_type_is_refused
         with pytest.raises(InvalidAccountError):
             book.open_account("assets:x", "asset", **kwargs)
     assert book.accounts() == []
+
+
+@pytest.mark.parametrize("entries", [1, 2], ids=["one entry (one round trip)", "a batch"])
+def test_a_post_that_read_the_account_open_cannot_land_after_its_close(book, backend, db_url,
+                                                                       entries):
+    """PostgreSQL: the close has read the balance (zero) and locked the account; a post that
+    read the account open before the close committed must not leave a closed account
+    holding money: it waits for the close and is refused at its commit."""
+    import threading
+    import time
+
+    from ledger import balances
+    from ledger.errors import ClosedAccountError
+
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: a post waits for the close to end")
+    import ledger
+
+    book.open_account(BANK, "asset")
+    book.open_account(U1, "liability", no_overdraft=True)
+    platform = ledger.open(db_url)   # another process's book: its own connections
+    locked, posting = threading.Event(), threading.Event()
+    plain_sums = balances.raw_sums
+
+    def sums_then_wait(conn, account):
+        found = plain_sums(conn, account)    # zero: nothing posted yet
+        locked.set()
+        assert posting.wait(10)
+        time.sleep(0.5)                      # the post is writing meanwhile (and waits)
+        return found
+
+    outcome: dict = {}
+
+    def close():
+        try:
+            outcome["closed"] = book.close_account(U1)
+        except Exception as exc:
+            outcome["closed"] = exc
+
+    def post():
+        assert locked.wait(10)
+        posting.set()
+        try:
+            outcome["posted"] = platform.post_many(
+                [{"postings": [(BANK, "5.00"), (U1, "-5.00")], "key": f"late-top-up-{k}"}
+                 for k in range(entries)])
+        except Exception as exc:
+            outcome["posted"] = exc
+
+    balances.raw_sums = sums_then_wait
+    try:
+        threads = [threading.Thread(target=close), threading.Thread(target=post)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        balances.raw_sums = plain_sums
+        platform.dispose()
+    assert not isinstance(outcome["closed"], Exception), outcome
+    assert outcome["closed"].is_closed
+    assert isinstance(outcome["posted"], ClosedAccountError), outcome
+    assert U1 in str(outcome["posted"])
+    assert book.entry_by_key("late-top-up-0") is None
+    assert book.balance(U1) == 0 and book.verify().ok
