@@ -658,7 +658,8 @@ class BreakView:
         state: open, resolved, or cleared (its items were matched later).
         resolution: the resolution (dict) when resolved.
         bank_lines: the bank lines concerned, with raw text.
-        postings: the postings concerned, with their entries' kind and reference.
+        postings: the postings concerned, with their entries' kind and reference (read
+            for one break asked for by id; empty in a list).
     """
 
     id: int
@@ -682,7 +683,9 @@ def list_breaks(book, *, state: str | None = "open", break_id: int | None = None
         if break_id is not None:
             query = query.where(m.ReconBreak.id == break_id)
         latest = _latest_runs(conn, book.book_id)
-        views = [_break_view(conn, row, latest) for row in conn.execute(query)]
+        # One break (``breaks show``) comes with its postings' details; a list does without.
+        views = [_break_view(conn, row, latest, postings=break_id is not None)
+                 for row in conn.execute(query)]
     return [v for v in views if state is None or v.state == state]
 
 
@@ -718,7 +721,8 @@ def _latest_runs(conn: Connection, book_id: int) -> dict[str, _Latest]:
     return latest
 
 
-def _break_view(conn: Connection, row, latest: dict[str, _Latest]) -> BreakView:
+def _break_view(conn: Connection, row, latest: dict[str, _Latest], *,
+                postings: bool = False) -> BreakView:
     bank_ids = tuple(json.loads(row.bank_line_ids))
     posting_ids = tuple(json.loads(row.posting_ids))
     resolution = conn.execute(select(m.ReconResolution.__table__)
@@ -738,14 +742,15 @@ def _break_view(conn: Connection, row, latest: dict[str, _Latest]) -> BreakView:
         select(m.BankLine.id, m.BankLine.booking_date, m.BankLine.amount_minor, m.BankLine.currency,
                m.BankLine.bank_ref, m.BankLine.description, m.BankLine.raw)
         .where(m.BankLine.id.in_(bank_ids)))) if bank_ids else ()
-    postings = tuple(r._asdict() for r in conn.execute(
+    details = tuple(r._asdict() for r in conn.execute(
         select(m.Posting.id, m.Posting.entry_id, m.Posting.effective_date, m.Posting.amount_minor,
                m.Posting.currency, m.JournalEntry.kind, m.JournalEntry.external_ref)
         .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
-        .where(m.Posting.id.in_(posting_ids)).order_by(m.Posting.id))) if posting_ids else ()
+        .where(m.Posting.id.in_(posting_ids)).order_by(m.Posting.id))) \
+        if posting_ids and postings else ()
     view = BreakView(row.id, row.run_id, row.statement_date, row.type, bank_ids, posting_ids,
                      row.amount_minor, json.loads(row.detail_json), state,
-                     resolution._asdict() if resolution else None, lines, postings)
+                     resolution._asdict() if resolution else None, lines, details)
     if state == "superseded" and (bank_ids or posting_ids) \
             and set(bank_ids) <= last.kept_bank and set(posting_ids) <= last.kept_postings \
             and _reported_again(conn, row.book_id, view, row.account_code) is None:
