@@ -30,15 +30,15 @@ def open_book(db_url: str | None, upgrade: bool = True, *, create: bool = False)
     """
     import ledger
 
-    if not create:
-        require_ledger(db_url)
-    return ledger.open(db_url, upgrade=upgrade)
+    if create:
+        return ledger.open(db_url, upgrade=upgrade)
+    return ledger.open(engine=require_ledger(db_url), upgrade=upgrade)   # the engine it checked with
 
 
-def require_ledger(db_url: str | None, *, schema: bool = True) -> None:
+def require_ledger(db_url: str | None, *, schema: bool = True):
     """Refuse (:class:`BadInput`) a ``--db`` that holds no ledger, creating nothing: a
     SQLite file that does not exist, and (``schema``) a database without the ledger's
-    schema."""
+    schema. With ``schema``, the engine the schema was checked through."""
     from pathlib import Path
 
     from sqlalchemy.engine import make_url
@@ -64,10 +64,13 @@ def require_ledger(db_url: str | None, *, schema: bool = True) -> None:
     engine = dbmod.make_engine(resolved)
     try:
         revision = dbmod.current_revision(engine)
-    finally:
+    except BaseException:
         engine.dispose()
+        raise
     if revision is None:
+        engine.dispose()
         raise BadInput(f"--db {shown}: the database holds no ledger; {hint}")
+    return engine
 
 
 def parse_date(value: str | None, what: str = "date") -> dt.date | None:
