@@ -396,10 +396,15 @@ def _check_stored_forms(conn: Connection, book_id: int, problems: list[Problem])
                                             f"{form}, not in the form the ledger writes", entry_id))
 
 
-def _check_stored_balances(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+def _open_hold():
+    """A posting that is part of a pending entry nothing completed yet (a hold still held)."""
     completion = m.JournalEntry.__table__.alias("completion")
-    open_pending = and_(m.Posting.is_pending.is_(True),
-                        ~exists().where(completion.c.pending_id == m.Posting.entry_id))
+    return and_(m.Posting.is_pending.is_(True),
+                ~exists().where(completion.c.pending_id == m.Posting.entry_id))
+
+
+def _check_stored_balances(conn: Connection, book_id: int, problems: list[Problem]) -> None:
+    open_pending = _open_hold()
     sign = case((m.Account.type.in_(sorted(DEBIT_NORMAL)), 1), else_=-1)
     normal = sign * m.Posting.amount_minor
     sums = (
@@ -447,9 +452,7 @@ def _check_totals(conn: Connection, book_id: int, problems: list[Problem]) -> No
 def _check_closed_accounts(conn: Connection, book_id: int, problems: list[Problem]) -> None:
     """A closed account holds nothing, and nothing written after its close moved it (a post
     that raced the close, or a close written behind the ledger's back)."""
-    completion = m.JournalEntry.__table__.alias("completion")
-    open_hold = and_(m.Posting.is_pending.is_(True),
-                     ~exists().where(completion.c.pending_id == m.Posting.entry_id))
+    open_hold = _open_hold()
     late = m.JournalEntry.created_at > m.Account.closed_at
     rows = conn.execute(
         select(m.Account.code, m.Account.type, m.Account.currency, m.Account.closed_at,
