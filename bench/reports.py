@@ -213,7 +213,7 @@ def main() -> None:
         report_s, tb = timed(lambda: reports.trial_balance(book, as_of=as_of), args.repeat)
         assert sum(r.debit_minor for r in tb.rows) == sum(v for v in plain_sums.values() if v > 0)
         assert len([v for v in plain_sums.values() if v]) == len(tb.rows)
-        with reports.reading(book) as conn:
+        with book.reading() as conn:
             parts = {
                 "account list": timed(lambda: reports._accounts(conn, book.book_id), args.repeat)[0],
                 "checkpoint + postings since": timed(

@@ -86,7 +86,7 @@ from .accounts import PREFIX_TYPES
 from .errors import ReportError
 from .money import exponent, format_minor, from_minor
 from .postings import CLOSE_KIND
-from .reports import Footer, check_range, footer, reading
+from .reports import Footer, check_range, footer
 
 STREAM_CHUNK = 2000
 
@@ -294,7 +294,7 @@ def iter_journal(book, date_from: dt.date | None = None,
     A period that starts after it ends is refused (:class:`ReportError`).
     """
     check_range(date_from, date_to)
-    with reading(book) as conn:
+    with book.reading() as conn:
         yield from stream_journal(conn, book.book_id, date_from, date_to)
 
 
@@ -315,7 +315,7 @@ def write_journal(book, fh: IO[str], *, fmt: str = "csv", date_from: dt.date | N
         raise ReportError(f"journal format must be 'csv' or 'jsonl', got {fmt!r}", fmt=fmt)
     check_range(date_from, date_to)
     writer = write_journal_csv if fmt == "csv" else write_journal_jsonl
-    with reading(book) as conn:
+    with book.reading() as conn:
         foot = footer(conn, book.book_id, book.name, date_to)
         return writer(stream_journal(conn, book.book_id, date_from, date_to), fh, foot)
 
@@ -460,7 +460,7 @@ def write_beancount(book, fh: IO[str], *, memo: str = "include") -> int:
     """Write the whole book as a beancount file; returns the entries written as transactions."""
     if memo not in ("include", "exclude"):
         raise ReportError(f"memo must be 'include' or 'exclude', got {memo!r}", memo=memo)
-    with reading(book) as conn:
+    with book.reading() as conn:
         accounts = conn.execute(
             select(m.Account.id, m.Account.code, m.Account.type, m.Account.currency,
                    m.Account.opened_at, m.Account.name)

@@ -18,9 +18,8 @@ data: minor-unit integers and exact decimal strings side by side.
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -39,14 +38,6 @@ INCOME_TYPES = ("income", "expense")
 def money(minor: int, currency: str) -> dict:
     """``{"minor": 12345, "amount": "123.45"}``: exact, no floats."""
     return {"minor": int(minor), "amount": format_minor(int(minor), currency)}
-
-
-@contextmanager
-def reading(book) -> Iterator[Connection]:
-    """The book's read transaction: one snapshot from its first statement on, on
-    PostgreSQL too (:meth:`ledger.book.Book.reading`)."""
-    with book.reading() as conn:
-        yield conn
 
 
 def _utcnow() -> dt.datetime:
@@ -219,7 +210,7 @@ def trial_balance(book, as_of: dt.date | None = None, depth: int | None = None, 
     """
     if depth is not None and depth < 1:
         raise ReportError(f"depth must be at least 1, got {depth}", depth=depth)
-    with reading(book) as conn:
+    with book.reading() as conn:
         accounts = _accounts(conn, book.book_id)
         sums = periods.posted_sums(conn, book.book_id, as_of)
         foot = footer(conn, book.book_id, book.name, as_of)
@@ -325,7 +316,7 @@ def account_statement(book, code: str, date_from: dt.date, date_to: dt.date) -> 
     from .accounts import get_account
 
     check_range(date_from, date_to)
-    with reading(book) as conn:
+    with book.reading() as conn:
         account = get_account(conn, book.book_id, code)
         sign = normal_sign(account.type)
         before = day_before(date_from)
@@ -444,7 +435,7 @@ class BalanceSheet:
 
 def balance_sheet(book, as_of: dt.date | None = None, depth: int | None = None) -> BalanceSheet:
     """The balance sheet as of ``as_of``."""
-    with reading(book) as conn:
+    with book.reading() as conn:
         accounts = _accounts(conn, book.book_id)
         sums = periods.posted_sums(conn, book.book_id, as_of)
         foot = footer(conn, book.book_id, book.name, as_of)
@@ -492,7 +483,7 @@ def income_statement(book, date_from: dt.date, date_to: dt.date,
                      depth: int | None = None) -> IncomeStatement:
     """Income and expenses over ``[date_from, date_to]`` (balance at the end less at the start)."""
     check_range(date_from, date_to)
-    with reading(book) as conn:
+    with book.reading() as conn:
         accounts = _accounts(conn, book.book_id)
         end = periods.posted_sums(conn, book.book_id, date_to)
         before = day_before(date_from)
