@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from itertools import islice, repeat
-from operator import attrgetter, itemgetter
+from operator import add, attrgetter, itemgetter
 from pathlib import Path
 from sys import intern
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
@@ -58,9 +58,10 @@ from ledger.money import format_minor
 from ledger.postings import Draft, write
 
 from . import matching
-from .importing import ImportResult, ReconcileError, import_lines, import_parsed
+from .importing import Added, ImportResult, ReconcileError, import_lines, import_parsed
 from .matching import BankItem, LedgerItem, MatchConfig
 from .parallel import Writer, can_overlap
+from .statements.model import StatementLine
 from .statements.source import gc_paused
 from .store import (date_reader, insert_columns, insert_rows, reserve_ids, roomy_cache,
                     select_rows)
@@ -147,30 +148,50 @@ def _bank_line_items():
 
 
 def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through: dt.date,
-                     since: dt.date, added: Sequence[tuple] = ()) -> list[BankItem]:
+                     since: dt.date, added: Added = Added((), ())) -> list[BankItem]:
     """The lines of ``bank_account``'s statements in the window not matched yet, as
     matching items (another bank account's lines are never this run's; the lines
     ``added`` are all of ``bank_account``, as :func:`_check_statements` made sure).
 
-    ``added``: the ``(id, line)`` pairs this transaction just imported. They are
+    ``added``: the lines this transaction just imported, with their ids. They are
     open by definition and are taken from memory, not read back; when their ids
     are one unbroken range (always on SQLite) the query leaves that range out.
     """
-    fresh = [BankItem(i, line.booking_date, line.amount_minor, line.currency, line.bank_ref,
-                      line.end_to_end_ref, line.value_date, line.batch_id, line.description or "")
-             for i, line in added if since <= line.booking_date <= through]
+    ids, lines = added
+    fresh = _line_items(ids, lines, since, through)
     query = _bank_line_items().where(
         m.BankLine.book_id == book_id, m.BankLine.booking_date <= through,
         m.BankLine.booking_date >= since, m.BankLine.account == bank_account)
     skip: set = set()
-    if added:
-        lo, hi = added[0][0], added[-1][0]
-        if hi - lo + 1 == len(added) and all(a[0] < b[0] for a, b in zip(added, added[1:])):
+    if ids:
+        lo, hi = ids[0], ids[-1]
+        if hi - lo + 1 == len(ids) and ids == list(range(lo, hi + 1)):
             query = query.where(~m.BankLine.id.between(lo, hi))
         else:
-            skip = {i for i, _ in added}
+            skip = set(ids)
     fresh.extend(item for item in _bank_items(conn, query) if item[0] not in skip)
     return fresh
+
+
+#: A statement line's fields in :class:`BankItem`'s order (after its id).
+_ITEM_FIELDS = itemgetter(*map(StatementLine._fields.index, BankItem._fields[1:]))
+_BOOKED_ON = itemgetter(StatementLine._fields.index("booking_date"))
+_DESCRIPTION = itemgetter(StatementLine._fields.index("description"))
+
+
+def _line_items(ids: Sequence[int], lines: Sequence, since: dt.date,
+                through: dt.date) -> list[BankItem]:
+    """The ``lines`` (with their ``ids``) booked from ``since`` through ``through``,
+    as matching items; a line without a description gets an empty one."""
+    days = set(map(_BOOKED_ON, lines))
+    if days and since <= min(days) and max(days) <= through \
+            and None not in map(_DESCRIPTION, lines):
+        # Every line: each item is the line's fields picked out in C (a million-line day).
+        return list(map(tuple.__new__, repeat(BankItem),
+                        map(add, zip(ids), map(_ITEM_FIELDS, lines))))
+    return [BankItem(i, line.booking_date, line.amount_minor, line.currency, line.bank_ref,
+                     line.end_to_end_ref, line.value_date, line.batch_id, line.description or "")
+            for i, line in zip(ids, lines) if since <= line.booking_date <= through]
 
 
 def _bank_items(conn: Connection, query) -> Iterator[BankItem]:
@@ -273,9 +294,9 @@ def _open_postings(conn: Connection, account_id: int, through: dt.date, since: d
     if columns is not None:
         ids, entries, days, amounts, currencies, refs, metas, kinds = columns
         batches = map(_batch_id, metas) if any(metas) else repeat(None)
-        return list(map(LedgerItem._make, zip(ids, entries, map(day_of, days), amounts,
-                                              map(intern, currencies), refs, batches,
-                                              map(intern, kinds))))
+        return list(map(tuple.__new__, repeat(LedgerItem), zip(
+            ids, entries, map(day_of, days), amounts, map(intern, currencies), refs, batches,
+            map(intern, kinds))))
     return _ledger_items(conn, query)
 
 

@@ -362,7 +362,7 @@ def test_open_lines_taken_from_memory_equal_those_read_back(day_book):
         assert len(read_back) == 4
         # unbroken ids (the query leaves their range out) and broken ones (filtered after)
         assert sorted(runs._open_bank_lines(conn, day_book.book_id, "6222001", DAY, since, added)) == read_back
-        gapped = [added[0], added[2]]
+        gapped = importing.Added([added.ids[0], added.ids[2]], [added.lines[0], added.lines[2]])
         assert sorted(runs._open_bank_lines(conn, day_book.book_id, "6222001", DAY, since, gapped)) == read_back
         # lines outside the window stay out, from memory as from the database
         assert runs._open_bank_lines(conn, day_book.book_id, "6222001", DAY - dt.timedelta(days=1), since,
@@ -974,7 +974,31 @@ def test_import_in_chunks_numbers_repeats_as_the_whole_file_would(day_book, pick
     assert list(first.line_ids) == [i for i, _ in stored]
     assert list(first.repeated) == [first.line_ids[k] for k in repeats]
     assert first.files[0][3:] == (len(lines), 0) and again.files[0][3:] == (0, len(lines))
-    assert again.line_ids == first.line_ids and again.repeated == first.repeated and added == []
+    assert again.line_ids == first.line_ids and again.repeated == first.repeated and added == ([], [])
+
+
+def test_items_of_added_lines_are_those_of_each_line_whatever_the_path():
+    from reconcile import runs
+    from reconcile.matching import BankItem
+
+    def one_by_one(ids, lines, since, through):
+        return [BankItem(i, x.booking_date, x.amount_minor, x.currency, x.bank_ref,
+                         x.end_to_end_ref, x.value_date, x.batch_id, x.description or "")
+                for i, x in zip(ids, lines) if since <= x.booking_date <= through]
+
+    day = [line(1, 10000, "B1", description="充值")._replace(batch_id="BATCH-1"),
+           line(2, -500, "P1", e2e="ORDER-9", description="提现")]
+    earlier = [line(3, 700, "B3", day=DAY - dt.timedelta(days=3), description="x")]
+    undescribed = [line(4, 900, "B4")._replace(description=None)]
+    for lines, since in ((day, DAY), (day + earlier, DAY), (day + earlier, DAY - dt.timedelta(days=5)),
+                         (day + undescribed, DAY), ([], DAY)):
+        ids = list(range(10, 10 + len(lines)))
+        items = runs._line_items(ids, lines, since, DAY)
+        assert items == one_by_one(ids, lines, since, DAY)
+        assert all(type(item) is BankItem for item in items)
+    assert runs._line_items([7], undescribed, DAY, DAY)[0].description == ""
+    assert runs._line_items([1, 2], day, DAY, DAY)[0] == BankItem(
+        1, DAY, 10000, "CNY", "B1", None, DAY, "BATCH-1", "充值")
 
 
 def test_a_run_without_a_closing_balance_is_not_called_reconciled(day_book):
