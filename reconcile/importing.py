@@ -98,9 +98,11 @@ def fingerprint(line, occurrence: int, encoded: dict | None = None) -> str:
 def fingerprints(lines: Sequence, encoded: dict, occurrence: int = 0) -> list[str]:
     """``[fingerprint(line, occurrence, encoded) for line in lines]``: the JSON of the
     values a statement line holds written out without a call per value (the tests
-    compare it with ``json.dumps``)."""
+    compare it with ``json.dumps``). What varies from line to line (amount and
+    references) is written as text, the rest comes encoded: counterparty and
+    description (often not ASCII) are UTF-8 encoded once per distinct pair."""
     j, js, rep = _json, _json_str, int.__repr__
-    end = f"{int(occurrence)}]"
+    end = f"{int(occurrence)}]".encode()
     out: list[str] = []
     append = out.append
     for account, day, currency, amount, ref, e2e, counterparty, description in map(
@@ -113,10 +115,11 @@ def fingerprints(lines: Sequence, encoded: dict, occurrence: int = 0) -> list[st
         tail_key = (counterparty, description)
         tail = encoded.get(tail_key)
         if tail is None:
-            tail = encoded[tail_key] = f"{j(counterparty)}, {j(description)}, "
+            tail = encoded[tail_key] = f"{j(counterparty)}, {j(description)}, ".encode()
         append(sha256(f"{head[0]}{rep(amount) if type(amount) is int else j(amount)}{head[1]}"
                       f"{js(ref) if type(ref) is str else j(ref)}, "
-                      f"{js(e2e) if type(e2e) is str else j(e2e)}, {tail}{end}".encode()).hexdigest())
+                      f"{js(e2e) if type(e2e) is str else j(e2e)}, ".encode() + tail + end
+                      ).hexdigest())
     return out
 
 
