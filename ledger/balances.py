@@ -35,37 +35,55 @@ def _resolved(as_of: dt.date | None):
 
 def raw_sums(conn: Connection, account: Account, as_of: dt.date | None = None) -> tuple[int, int, int]:
     """(posted, open pending, open holds) in minor units, debit positive except holds."""
+    pending, holds = _open_pending_sums(conn, account, as_of)
+    return _posted_sum(conn, account, as_of), pending, holds
+
+
+def _through(account: Account, as_of: dt.date | None) -> list:
     base = [m.Posting.account_id == account.id]
     if as_of is not None:
         base.append(m.Posting.effective_date <= as_of)
-    posted = conn.execute(
+    return base
+
+
+def _posted_sum(conn: Connection, account: Account, as_of: dt.date | None) -> int:
+    """The account's posted postings summed (debit positive)."""
+    return int(conn.execute(
         select(func.coalesce(func.sum(m.Posting.amount_minor), 0))
-        .where(*base, m.Posting.is_pending.is_(False))
-    ).scalar_one()
+        .where(*_through(account, as_of), m.Posting.is_pending.is_(False))
+    ).scalar_one())
+
+
+def _open_pending_sums(conn: Connection, account: Account,
+                       as_of: dt.date | None) -> tuple[int, int]:
+    """(open pending, open holds): the account's postings of pending entries not yet
+    committed or voided, summed (debit positive), and the part of them on the
+    account's other side (money held)."""
     normal = account.sign * m.Posting.amount_minor
     pending, holds = conn.execute(
         select(
             func.coalesce(func.sum(m.Posting.amount_minor), 0),
             func.coalesce(func.sum(case((normal < 0, -normal), else_=0)), 0),
-        ).where(*base, m.Posting.is_pending.is_(True), ~_resolved(as_of))
+        ).where(*_through(account, as_of), m.Posting.is_pending.is_(True), ~_resolved(as_of))
     ).one()
-    return int(posted), int(pending), int(holds)
+    return int(pending), int(holds)
 
 
 def balance_minor(conn: Connection, account: Account, kind: str = "posted",
                   as_of: dt.date | None = None) -> int:
-    """The balance on the account's normal side, in minor units."""
+    """The balance on the account's normal side, in minor units (each kind reads only
+    the postings it sums)."""
     if kind not in BALANCE_KINDS:
         from .errors import LedgerError
 
         raise LedgerError(f"unknown balance kind {kind!r}; one of {', '.join(BALANCE_KINDS)}",
                           kind=kind)
-    posted, pending, holds = raw_sums(conn, account, as_of)
     if kind == "posted":
-        return account.sign * posted
+        return account.sign * _posted_sum(conn, account, as_of)
+    pending, holds = _open_pending_sums(conn, account, as_of)
     if kind == "pending":
         return account.sign * pending
-    return account.sign * posted - holds
+    return account.sign * _posted_sum(conn, account, as_of) - holds
 
 
 def balances_by_account(conn: Connection, book_id: int, as_of: dt.date | None = None) -> dict[int, int]:
