@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from hashlib import sha256
 from json.encoder import encode_basestring as _json_str  # the C encoder json.dumps uses
-from operator import itemgetter
+from operator import countOf, itemgetter
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -165,20 +165,22 @@ def _shared_columns(lines: Sequence, day: Callable) -> dict | None:
     ``{column: value}``; None when one of them differs or cannot be written as a
     constant. A day file for one account usually shares them all: they are then
     written once into the insert statement instead of being bound for every line."""
-    shared = {}
-    for column, stored in (("account", lambda a: str(a)[:64]), ("booking_date", day),
-                           ("value_date", day), ("currency", None), ("batch_id", None),
-                           ("status", lambda s: s or "booked")):
-        values = set(map(_fields(column), lines))
-        if stored is not None:
-            values = set(map(stored, values))
-        if len(values) != 1:
-            return None
-        (value,) = values
-        if sql_constant(value) is None:
-            return None
-        shared[column] = value
+    if not lines:
+        return None
+    first = _SHARED(lines[0])
+    if countOf(map(_SHARED, lines), first) != len(lines):
+        return None
+    account, booked, valued, currency, batch, status = first
+    shared = {"account": str(account)[:64], "booking_date": day(booked),
+              "value_date": day(valued), "currency": currency, "batch_id": batch,
+              "status": status or "booked"}
+    if any(sql_constant(value) is None for value in shared.values()):
+        return None
     return shared
+
+
+#: The fields :func:`_shared_columns` looks for in every line, in the order it reads them.
+_SHARED = _fields("account", "booking_date", "value_date", "currency", "batch_id", "status")
 
 
 def _known_lines(conn: Connection, book_id: int, days: set) -> dict[str, int]:
