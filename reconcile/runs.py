@@ -341,21 +341,33 @@ def _break_sides(conn: Connection, breaks: Sequence[matching.Break]) -> tuple[di
     """The bank lines (with the bank's raw text) and postings the breaks name, as dicts by id."""
     bank_ids = sorted({i for b in breaks for i in b.bank_ids})
     posting_ids = sorted({i for b in breaks for i in b.ledger_ids})
-    bank, ledger = {}, {}
-    for start in range(0, len(bank_ids), SIDE_CHUNK):
-        for row in conn.execute(select(m.BankLine.__table__).where(
-                m.BankLine.id.in_(bank_ids[start:start + SIDE_CHUNK]))):
-            bank[row.id] = row._asdict()
-    for start in range(0, len(posting_ids), SIDE_CHUNK):
-        for row in conn.execute(
-                select(m.Posting.id, m.Posting.entry_id, m.Posting.effective_date,
-                       m.Posting.amount_minor, m.Posting.currency, m.JournalEntry.external_ref,
-                       m.JournalEntry.kind, m.JournalEntry.metadata_json,
-                       m.JournalEntry.idempotency_key)
-                .join(m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
-                .where(m.Posting.id.in_(posting_ids[start:start + SIDE_CHUNK]))):
-            ledger[row.id] = row._asdict()
+    day_of = date_reader(conn)
+    lines = m.BankLine.__table__
+    bank = _rows_by_id(conn, select(lines), bank_ids, lines.c.id, (
+        lines.c.booking_date.name, lines.c.value_date.name), day_of)
+    postings = select(m.Posting.id, m.Posting.entry_id, m.Posting.effective_date,
+                      m.Posting.amount_minor, m.Posting.currency, m.JournalEntry.external_ref,
+                      m.JournalEntry.kind, m.JournalEntry.metadata_json,
+                      m.JournalEntry.idempotency_key).join(
+        m.JournalEntry, m.JournalEntry.id == m.Posting.entry_id)
+    ledger = _rows_by_id(conn, postings, posting_ids, m.Posting.id, ("effective_date",), day_of)
     return bank, ledger
+
+
+def _rows_by_id(conn: Connection, query, ids: Sequence[int], id_column, dates: Sequence[str],
+                day_of: Callable) -> dict:
+    """``{id: {column: value}}`` of the rows of ``query`` with those ids (its date columns
+    ``dates`` as dates), read a chunk of ids at a time."""
+    names = [column.name for column in query.selected_columns]
+    at = [names.index(name) for name in dates]
+    found = {}
+    for start in range(0, len(ids), SIDE_CHUNK):
+        for row in select_rows(conn, query.where(id_column.in_(ids[start:start + SIDE_CHUNK]))):
+            row = list(row)
+            for k in at:
+                row[k] = day_of(row[k])
+            found[row[0]] = dict(zip(names, row))
+    return found
 
 
 class _LastRun(NamedTuple):
@@ -650,7 +662,6 @@ def _store_matches(conn: Connection, run_id: int, matches: Iterable[matching.Mat
 
 def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break]) -> list[int]:
     """Breaks in bulk (as :func:`_store_matches`); their ids in input order."""
-    new_break = insert(m.ReconBreak).returning(m.ReconBreak.id, sort_by_parameter_order=True)
     ids: list[int] = []
     for batch in _chunks(breaks):
         rows = []
@@ -659,12 +670,14 @@ def _store_breaks(conn: Connection, run_id: int, breaks: Iterable[matching.Break
                       "bank_amount_minor": b.bank_amount_minor,
                       "ledger_amount_minor": b.ledger_amount_minor, "duplicate_of": b.duplicate_of,
                       "suggestion": b.suggestion._asdict() if b.suggestion else None}
-            rows.append({"run_id": run_id, "type": b.type,
-                         "bank_line_ids": json.dumps(list(b.bank_ids)),
-                         "posting_ids": json.dumps(list(b.ledger_ids)),
-                         "amount_minor": b.bank_amount_minor - b.ledger_amount_minor,
-                         "detail_json": json.dumps(detail, default=str)})
-        ids.extend(conn.execute(new_break, rows).scalars().all())
+            rows.append((b.type, json.dumps(list(b.bank_ids)), json.dumps(list(b.ledger_ids)),
+                         b.bank_amount_minor - b.ledger_amount_minor,
+                         json.dumps(detail, default=str)))
+        batch_ids = reserve_ids(conn, m.ReconBreak.__table__, len(rows))
+        insert_rows(conn, m.ReconBreak.__table__,
+                    ("id", "type", "bank_line_ids", "posting_ids", "amount_minor", "detail_json"),
+                    [(i, *row) for i, row in zip(batch_ids, rows)], constants={"run_id": run_id})
+        ids.extend(batch_ids)
     return ids
 
 
