@@ -181,6 +181,49 @@ class LedgerItem(NamedTuple):
     kind: str = ""
 
 
+class ItemColumns(Sequence):
+    """Matching items given as columns: one sequence per field of ``cls`` (:class:`BankItem`
+    or :class:`LedgerItem`), side by side, in the order of its fields.
+
+    A day's million bank lines or postings are read column by column; handed to
+    :func:`match` as columns they are matched as they are, with no item made per
+    line, and an item is made only when one is read (a break names it, say).
+    Iterating, indexing and ``len`` behave as for a list of the items.
+    """
+
+    __slots__ = ("cls", "columns")
+
+    def __init__(self, cls, columns: Sequence[Sequence]):
+        if cls not in (BankItem, LedgerItem):
+            raise MatchInputError(f"item columns are of BankItem or LedgerItem, not {cls!r}")
+        columns = tuple(columns)
+        if len(columns) != len(cls._fields) or len(set(map(len, columns))) > 1:
+            raise MatchInputError(f"{cls.__name__} columns: one column of equal length for each "
+                                  f"of {', '.join(cls._fields)}")
+        self.cls, self.columns = cls, columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(map(self.__getitem__, range(len(self))[index]))
+        return tuple.__new__(self.cls, [column[index] for column in self.columns])
+
+    def __iter__(self):
+        return map(tuple.__new__, repeat(self.cls), zip(*self.columns))
+
+    def __repr__(self) -> str:
+        return f"ItemColumns({self.cls.__name__}, {len(self)} items)"
+
+
+def item_columns(cls, ids: Sequence, rows: Sequence, fields: Sequence[int]) -> ItemColumns:
+    """:class:`ItemColumns` of ``cls`` items: the k-th has id ``ids[k]`` and, for its other
+    fields in order, the values at ``fields`` of ``rows[k]`` (a statement line, say), read
+    from the rows when matching reads them instead of copied."""
+    return ItemColumns(cls, [ids, *(_Field(rows, k) for k in fields)])
+
+
 class MatchConfig(NamedTuple):
     """How the cascade compares items.
 
@@ -539,7 +582,7 @@ def match(bank: Iterable[BankItem], ledger: Iterable[LedgerItem], *,
 
 def _as_list(items: Iterable) -> list:
     """The items as a list, not copied when they are one (the cascade never changes it)."""
-    return items if type(items) is list else list(items)
+    return items if type(items) in (list, ItemColumns) else list(items)
 
 
 def carry_forward(in_transit: Iterable[LedgerItem], bank: Iterable[BankItem],
@@ -631,14 +674,14 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         w.b_ids, w.l_ids = b_ids, l_ids
         b_ref, b_e2e, *value = b_cols
         (l_ref,) = l_cols
-        w.b_id, w.l_id = _Field(bank, 0), _Field(ledger, 0)
+        w.b_id, w.l_id = _field(bank, 0), _field(ledger, 0)
         value = value[0] if value else None
         del b_cols, l_cols
         w.b_amt, w.l_amt = _int_array(bank, 2), _int_array(ledger, 3)
         # Dates and currencies take few distinct values: checked on those, read
         # per item only for the few items a pass or a break looks at.
-        booking, w.b_cur = _Field(bank, 1), _Field(bank, 3)
-        w.l_date, w.l_cur = _Field(ledger, 2), _Field(ledger, 4)
+        booking, w.b_cur = _field(bank, 1), _field(bank, 3)
+        w.l_date, w.l_cur = _field(ledger, 2), _field(ledger, 4)
         found, b_dates, b_currencies = _check_columns("bank line", w.b_id, w.b_amt, booking,
                                                       w.b_cur, value)
         problems += found
@@ -649,11 +692,11 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
         w.b_e2e = _normalize("bank line", "end_to_end_ref", w.b_id, b_e2e, config, problems)
         w.l_ref = _normalize("ledger posting", "external_ref", w.l_id, l_ref, config, problems)
         w.b_batch = w.l_batch = None  # no batch pass when no bank line has a batch id
-        if any(map(_BATCH, bank)):
-            w.b_batch = _normalize("bank line", "batch_id", w.b_id, list(map(_BATCH, bank)),
+        if any(_field(bank, _BATCH)):
+            w.b_batch = _normalize("bank line", "batch_id", w.b_id, list(_field(bank, _BATCH)),
                                    config, problems)
             w.l_batch = _normalize("ledger posting", "batch_id", w.l_id,
-                                   list(map(_BATCH_ID, ledger)), config, problems)
+                                   list(_field(ledger, _BATCH_ID)), config, problems)
     if problems:
         shown = "; ".join(problems[:20])
         more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -717,8 +760,15 @@ def _prepare(bank: list, ledger: list, carried: list, statement_date, config) ->
     return w
 
 
-_BATCH = itemgetter(7)      # BankItem.batch_id
-_BATCH_ID = itemgetter(6)   # LedgerItem.batch_id
+_BATCH = BankItem._fields.index("batch_id")
+_BATCH_ID = LedgerItem._fields.index("batch_id")
+
+
+def _field(items, field: int):
+    """One field of every item: the column itself when the items are :class:`ItemColumns`."""
+    if type(items) is ItemColumns:
+        return items.columns[field]
+    return _Field(items, field)
 
 
 class _Field:
@@ -826,6 +876,12 @@ def _table(what: str, items: list, cls, fields: Iterable[int]) -> tuple:
     back from the items when a break names them, only as an array of the
     ints they are (the result keeps it; see :func:`_compact`).
     """
+    if type(items) is ItemColumns:
+        if items.cls is cls:
+            taken = _column_table(items, fields)
+            if taken is not None:
+                return taken
+        items = list(items)   # (items of another class are named below; so are repeated ids)
     if set(map(type, items)) - {cls}:
         bad = [item for item in items if type(item) is not cls][:3]
         return items, None, [], [f"{what}s must be {cls.__name__} values, got {bad!r}"]
@@ -848,6 +904,27 @@ def _table(what: str, items: list, cls, fields: Iterable[int]) -> tuple:
     return items, compact, [list(map(itemgetter(k), items)) for k in fields], []
 
 
+def _column_table(items: ItemColumns, fields: Iterable[int]) -> Optional[tuple]:
+    """:func:`_table` of items given as columns whose ids are ints: the columns put in id
+    order (one permutation of each) when they are not; None for the item path (ids of
+    another kind, or repeated)."""
+    ids = items.columns[0]
+    try:
+        compact = array("q", ids)
+    except (TypeError, OverflowError):
+        return None
+    column = _view(compact, np.int64)
+    if len(column) > 1 and not bool((column[1:] > column[:-1]).all()):
+        order = np.argsort(column, kind="stable")
+        column = column[order]
+        if not bool((column[1:] > column[:-1]).all()):
+            return None   # repeated ids
+        take = itemgetter(*order.tolist())
+        items = ItemColumns(items.cls, [list(take(c)) for c in items.columns])
+        compact = array("q", column.tobytes())
+    return items, compact, [list(items.columns[k]) for k in fields], []
+
+
 def _increasing(items: list) -> tuple:
     """``(whether the ids strictly increase, the ids as a 64-bit array or None)``."""
     try:
@@ -861,10 +938,11 @@ def _increasing(items: list) -> tuple:
 
 def _int_array(items: list, field: int):
     """A field of ints as a 64-bit ``array`` (refusing floats), else a list of the values."""
+    values = _field(items, field)
     try:
-        return array("q", map(itemgetter(field), items))
+        return array("q", values)
     except (TypeError, OverflowError):  # not all ints (reported by the checks), or too big
-        return list(map(itemgetter(field), items))
+        return list(values)
 
 
 def _check_columns(what: str, ids: list, amounts, dates: list, currencies: list,

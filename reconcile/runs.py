@@ -39,8 +39,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
-from itertools import islice, repeat
-from operator import add, attrgetter, itemgetter
+from itertools import islice
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from sys import intern
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
@@ -59,7 +59,7 @@ from ledger.postings import Draft, write
 
 from . import matching
 from .importing import Added, ImportResult, ReconcileError, import_lines, import_parsed
-from .matching import BankItem, LedgerItem, MatchConfig
+from .matching import BankItem, ItemColumns, LedgerItem, MatchConfig, item_columns
 from .parallel import Writer, can_overlap
 from .statements.model import StatementLine
 from .statements.source import gc_paused
@@ -148,7 +148,7 @@ def _bank_line_items():
 
 
 def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through: dt.date,
-                     since: dt.date, added: Added = Added((), ())) -> list[BankItem]:
+                     since: dt.date, added: Added = Added((), ())) -> Sequence[BankItem]:
     """The lines of ``bank_account``'s statements in the window not matched yet, as
     matching items (another bank account's lines are never this run's; the lines
     ``added`` are all of ``bank_account``, as :func:`_check_statements` made sure).
@@ -169,26 +169,25 @@ def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through:
             query = query.where(~m.BankLine.id.between(lo, hi))
         else:
             skip = set(ids)
-    fresh.extend(item for item in _bank_items(conn, query) if item[0] not in skip)
-    return fresh
+    older = [item for item in _bank_items(conn, query) if item[0] not in skip]
+    return [*fresh, *older] if older else fresh
 
 
-#: A statement line's fields in :class:`BankItem`'s order (after its id).
-_ITEM_FIELDS = itemgetter(*map(StatementLine._fields.index, BankItem._fields[1:]))
 _BOOKED_ON = itemgetter(StatementLine._fields.index("booking_date"))
+#: A statement line's fields in :class:`BankItem`'s order (after its id).
+_LINE_FIELDS = [StatementLine._fields.index(name) for name in BankItem._fields[1:]]
 _DESCRIPTION = itemgetter(StatementLine._fields.index("description"))
 
 
 def _line_items(ids: Sequence[int], lines: Sequence, since: dt.date,
-                through: dt.date) -> list[BankItem]:
+                through: dt.date) -> Sequence[BankItem]:
     """The ``lines`` (with their ``ids``) booked from ``since`` through ``through``,
     as matching items; a line without a description gets an empty one."""
     days = set(map(_BOOKED_ON, lines))
     if days and since <= min(days) and max(days) <= through \
             and None not in map(_DESCRIPTION, lines):
-        # Every line: each item is the line's fields picked out in C (a million-line day).
-        return list(map(tuple.__new__, repeat(BankItem),
-                        map(add, zip(ids), map(_ITEM_FIELDS, lines))))
+        # Every line (a day's million): the items are read from the lines as matching needs them.
+        return item_columns(BankItem, ids, lines, _LINE_FIELDS)
     return [BankItem(i, line.booking_date, line.amount_minor, line.currency, line.bank_ref,
                      line.end_to_end_ref, line.value_date, line.batch_id, line.description or "")
             for i, line in zip(ids, lines) if since <= line.booking_date <= through]
@@ -260,11 +259,21 @@ def _still_open(conn: Connection, book_id: int, last: _LastRun | None, bank_acco
     return _Carried(bank, postings_, elsewhere, repeats_of)
 
 
-def _join_items(items: list, more: list) -> None:
-    """``items`` extended by those of ``more`` whose ids it does not hold yet."""
-    if more:
-        have = set(map(itemgetter(0), items))
-        items.extend(item for item in more if item[0] not in have)
+def _join_items(items: Sequence, more: list) -> Sequence:
+    """``items`` and those of ``more`` whose ids it does not hold yet."""
+    if not more:
+        return items
+    have = set(items.columns[0] if type(items) is ItemColumns else map(itemgetter(0), items))
+    return [*items, *(item for item in more if item[0] not in have)]
+
+
+def _carried(items: Sequence, ids: set) -> list:
+    """The items of ``items`` whose ids are among ``ids``."""
+    if not ids:
+        return []
+    if type(items) is ItemColumns:
+        return [items[k] for k, i in enumerate(items.columns[0]) if i in ids]
+    return [item for item in items if item.id in ids]
 
 
 def _posting_items():
@@ -284,7 +293,8 @@ def _ledger_items(conn: Connection, query) -> list[LedgerItem]:
             for i, entry, day, amount, cur, ref, meta, kind in select_rows(conn, query)]
 
 
-def _open_postings(conn: Connection, account_id: int, through: dt.date, since: dt.date) -> list[LedgerItem]:
+def _open_postings(conn: Connection, account_id: int, through: dt.date,
+                   since: dt.date) -> Sequence[LedgerItem]:
     """The custody account's posted postings of the window not matched yet, as matching items."""
     query = _posting_items().where(
         m.Posting.account_id == account_id,
@@ -293,10 +303,10 @@ def _open_postings(conn: Connection, account_id: int, through: dt.date, since: d
     columns = _json_columns(conn, query) if conn.dialect.name == "sqlite" else None
     if columns is not None:
         ids, entries, days, amounts, currencies, refs, metas, kinds = columns
-        batches = map(_batch_id, metas) if any(metas) else repeat(None)
-        return list(map(tuple.__new__, repeat(LedgerItem), zip(
-            ids, entries, map(day_of, days), amounts, map(intern, currencies), refs, batches,
-            map(intern, kinds))))
+        batches = list(map(_batch_id, metas)) if any(metas) else [None] * len(ids)
+        return ItemColumns(LedgerItem, [ids, entries, list(map(day_of, days)), amounts,
+                                        list(map(intern, currencies)), refs, batches,
+                                        list(map(intern, kinds))])
     return _ledger_items(conn, query)
 
 
@@ -480,9 +490,9 @@ def reconcile_parsed(book, parsed: Sequence, *, account: str = CUSTODY,
                 writer.check()
             else:
                 ledger_items, ledger_minor = _read_ledger_side(conn, acct, day, since)
-            _join_items(bank_items, carried_over.bank)
-            _join_items(ledger_items, carried_over.postings)
-            carried = [item for item in ledger_items if item.id in carried_ids]
+            bank_items = _join_items(bank_items, carried_over.bank)
+            ledger_items = _join_items(ledger_items, carried_over.postings)
+            carried = _carried(ledger_items, carried_ids)
             result = matching.match(bank_items, ledger_items, statement_date=day, config=config,
                                     carried=carried, repeats_of=carried_over.repeats_of)
             del bank_items, ledger_items, carried

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from reconcile.calendar import WEEKENDS_ONLY, BusinessCalendar, parse_calendar
 from reconcile.matching import (AMBIGUOUS, AMOUNT_DATE, AMOUNT_MISMATCH, BATCH,
                                 IN_BANK_NOT_IN_LEDGER, IN_LEDGER_NOT_IN_BANK, IN_TRANSIT,
-                                BankItem, LedgerItem, MatchConfig, MatchInputError,
-                                carry_forward, match)
+                                BankItem, ItemColumns, LedgerItem, MatchConfig,
+                                MatchInputError, carry_forward, item_columns, match)
 
 THU = date(2026, 11, 19)
 FRI = date(2026, 11, 20)
@@ -204,3 +204,43 @@ def test_every_item_once_no_guess_sums_agree_and_order_does_not_matter(day, rnd)
                   carried=rnd.sample(carried, len(carried)), statement_date=statement_date,
                   config=config)
     assert again == result
+    # the same items given as columns, in any order, match the same
+    as_columns = match(columns_of(BankItem, rnd.sample(bank, len(bank))),
+                       columns_of(LedgerItem, rnd.sample(ledger, len(ledger))),
+                       carried=carried, statement_date=statement_date, config=config)
+    assert as_columns == result
+
+
+def columns_of(cls, items):
+    return ItemColumns(cls, [list(column) for column in zip(*items)] if items
+                       else [[] for _ in cls._fields])
+
+
+def test_item_columns_read_as_the_items_they_hold_and_refuse_what_items_would():
+    bank = [BankItem(3, FRI, 100, "CNY", "B3", "O3"), BankItem(1, FRI, -50, "CNY", "B1", None)]
+    ledger = [LedgerItem(7, 70, FRI, 100, "CNY", "O3"), LedgerItem(5, 50, FRI, -50, "CNY", "B1")]
+    columns = columns_of(BankItem, bank)
+    assert len(columns) == 2 and columns[1] == bank[1] and list(columns) == bank
+    assert columns[::-1] == bank[::-1] and type(columns[0]) is BankItem
+    assert match(columns, columns_of(LedgerItem, ledger)) == match(bank, ledger)
+    # ids that are not ints, or repeat, or items of the other class: as given item by item
+    named = [item._replace(id=f"b{item.id}") for item in bank]
+    assert match(columns_of(BankItem, named), ledger) == match(named, ledger)
+    twice = bank + [bank[0]]
+    with pytest.raises(MatchInputError) as as_columns:
+        match(columns_of(BankItem, twice), ledger)
+    with pytest.raises(MatchInputError) as as_items:
+        match(twice, ledger)
+    assert str(as_columns.value) == str(as_items.value)
+    with pytest.raises(MatchInputError, match="must be BankItem values"):
+        match(columns_of(LedgerItem, ledger), ledger)
+    # read from rows holding the fields elsewhere (statement lines, say): the same items
+    rows = [("", item.amount_minor, item.booking_date, item.end_to_end_ref, item.bank_ref,
+             item.currency, None) for item in bank]
+    from_rows = item_columns(BankItem, [3, 1], rows, [2, 1, 5, 4, 3, 6, 6, 0])
+    assert list(from_rows) == bank and from_rows[1] == bank[1]
+    assert match(from_rows, ledger) == match(bank, ledger)
+    with pytest.raises(MatchInputError, match="one column of equal length"):
+        ItemColumns(BankItem, [[1, 2]] + [[None]] * 8)
+    with pytest.raises(MatchInputError, match="BankItem or LedgerItem"):
+        ItemColumns(tuple, [[1]])

@@ -876,7 +876,7 @@ def test_open_postings_read_as_json_columns_equal_those_read_as_rows(day_book, m
         monkeypatch.setattr(runs, "_json_columns", lambda conn, query: None)
         as_rows = runs._open_postings(conn, account.id, DAY, since)
     assert calls == (["sqlite"] if day_book.engine.dialect.name == "sqlite" else [])
-    assert as_columns == as_rows and len(as_rows) == 6
+    assert list(as_columns) == list(as_rows) and len(as_rows) == 6
     odd = [item for item in as_rows if item.batch_id == "PAY-9"]
     assert len(odd) == 1 and odd[0].external_ref.startswith('quote " back\\slash \u2028 \x01')
     assert [item.amount_minor for item in as_rows if item.external_ref is None] == [-200]
@@ -994,7 +994,8 @@ def test_items_of_added_lines_are_those_of_each_line_whatever_the_path():
                          (day + undescribed, DAY), ([], DAY)):
         ids = list(range(10, 10 + len(lines)))
         items = runs._line_items(ids, lines, since, DAY)
-        assert items == one_by_one(ids, lines, since, DAY)
+        assert list(items) == one_by_one(ids, lines, since, DAY)
+        assert len(items) == len(one_by_one(ids, lines, since, DAY))
         assert all(type(item) is BankItem for item in items)
     assert runs._line_items([7], undescribed, DAY, DAY)[0].description == ""
     assert runs._line_items([1, 2], day, DAY, DAY)[0] == BankItem(
