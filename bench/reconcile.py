@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ledger  # noqa: E402
 from ledger import chain  # noqa: E402
-from reconcile import importing, matching, report, runs  # noqa: E402
+from reconcile import importing, matching, parallel, report, runs  # noqa: E402
 from reconcile.calendar import WEEKENDS_ONLY  # noqa: E402
 from reconcile.matching import MatchConfig  # noqa: E402
 from reconcile.statements import parse_statement  # noqa: E402
@@ -272,6 +272,8 @@ def main(argv=None) -> int:
         phases.wrap(runs, "_balance_proof", "balance proof")
         phases.wrap(runs, "_store_matches", "store matches")
         phases.wrap(runs, "_store_breaks", "store breaks")
+        phases.wrap(runs, "_break_sides", "read the breaks' sides")
+        phases.wrap(parallel.Writer, "finish", "wait for the writer")
         config = MatchConfig(window_days=1, calendar=WEEKENDS_ONLY)
 
         clock = time.perf_counter(), time.process_time()
@@ -282,6 +284,7 @@ def main(argv=None) -> int:
         breaks_csv = report.to_csv(run)
         summary = report.summary_lines(run)
         after_report = time.perf_counter(), time.process_time()
+        peak_by_report = peak_rss_mib()
         gc.unfreeze()
         matching.match = plain_match
 
@@ -295,6 +298,8 @@ def main(argv=None) -> int:
         del parsed
         # The baseline joins lists of items (a run may hand matching its items as columns,
         # whose items would be made as the join reads them: made here, before the timing).
+        # (The join's turns come first and its lists go before matching alone runs, so the
+        # two never hold their inputs at once.)
         bank_items, ledger_items = (list(items) for items in phases.match_args[0][:2])
         join_times, match_times = [], []
         for _ in range(args.repeat):
@@ -302,6 +307,8 @@ def main(argv=None) -> int:
             join_times.append(seconds)
             pair_count = len(pairs)
             del pairs
+        del bank_items, ledger_items
+        for _ in range(args.repeat):
             again, seconds = timed(plain_match, *phases.match_args[0], **phases.match_args[1])
             match_times.append(seconds)
             assert again.summary.match_counts == run.result.summary.match_counts
@@ -333,7 +340,7 @@ def main(argv=None) -> int:
               f"{match_t[1] / join_t[1]:7.1f}x CPU  (target <= 3x)")
         peak = peak_rss_mib()
         print(f"peak memory (whole process, set-up included, ru_maxrss): {peak:,} MiB "
-              f"(target < 2,048 MiB)")
+              f"(target < 2,048 MiB; {peak_by_report:,} MiB when the report was written)")
         s = run.result.summary
         print("matches: " + ", ".join(f"{k} {v:,}" for k, v in s.match_counts.items()))
         print("breaks:  " + ", ".join(f"{k} {v:,}" for k, v in s.break_counts.items()))
