@@ -99,28 +99,38 @@ def fingerprints(lines: Sequence, encoded: dict, occurrence: int = 0) -> list[st
     """``[fingerprint(line, occurrence, encoded) for line in lines]``: the JSON of the
     values a statement line holds written out without a call per value (the tests
     compare it with ``json.dumps``). What varies from line to line (amount and
-    references) is written as text, the rest comes encoded: counterparty and
-    description (often not ASCII) are UTF-8 encoded once per distinct pair."""
+    references) is written as text; the rest comes encoded: the head (account, day,
+    currency) once per run of lines that share it, counterparty and description
+    UTF-8 encoded once per distinct pair. The texts are hashed in one pass."""
     j, js, rep = _json, _json_str, int.__repr__
     end = f"{int(occurrence)}]".encode()
-    out: list[str] = []
-    append = out.append
+    texts: list[bytes] = []
+    append = texts.append
+    tails: dict = {}               # (counterparty, description) -> their JSON and the end
+    last = head = None
     for account, day, currency, amount, ref, e2e, counterparty, description in map(
             _HASHED_FIELDS, lines):
-        head_key = (account, day, currency)
-        head = encoded.get(head_key)
-        if head is None:
-            head = encoded[head_key] = (f"[{j(account)}, \"{day.isoformat()}\", ",
+        if last is None or account is not last[0] or day is not last[1] \
+                or currency is not last[2]:
+            last = (account, day, currency)
+            head = encoded.get(last)
+            if head is None:
+                head = encoded[last] = (f"[{j(account)}, \"{day.isoformat()}\", ",
                                         f", {j(currency)}, ")
         tail_key = (counterparty, description)
-        tail = encoded.get(tail_key)
+        tail = tails.get(tail_key)
         if tail is None:
-            tail = encoded[tail_key] = f"{j(counterparty)}, {j(description)}, ".encode()
-        append(sha256(f"{head[0]}{rep(amount) if type(amount) is int else j(amount)}{head[1]}"
-                      f"{js(ref) if type(ref) is str else j(ref)}, "
-                      f"{js(e2e) if type(e2e) is str else j(e2e)}, ".encode() + tail + end
-                      ).hexdigest())
-    return out
+            shared = encoded.get(tail_key)
+            if shared is None:
+                shared = encoded[tail_key] = f"{j(counterparty)}, {j(description)}, ".encode()
+            tail = tails[tail_key] = shared + end
+        append(f"{head[0]}{rep(amount) if type(amount) is int else j(amount)}{head[1]}"
+               f"{js(ref) if type(ref) is str else j(ref)}, "
+               f"{js(e2e) if type(e2e) is str else j(e2e)}, ".encode() + tail)
+    return list(map(_HEXDIGEST, map(sha256, texts)))
+
+
+_HEXDIGEST = type(sha256()).hexdigest
 
 
 def _fields(*names: str) -> itemgetter:
