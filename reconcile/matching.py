@@ -73,9 +73,12 @@ the checks and the bookkeeping of a million pairs are array operations;
 loops in Python over every item (save the grouping of references several
 postings share, when the ledger has some). One-to-one matches stay columns too:
 :class:`Matches` builds each :class:`Match` when it is read, so a million
-matches cost no million objects. The cyclic garbage collector is paused for
-the run (see :func:`_collector_paused`). Cost is near-linear in the number
-of items; ``bench/matching.py`` measures it against a hash join.
+matches cost no million objects. A side may come as columns as well
+(:class:`ItemColumns`, :func:`item_columns`): a run hands the day's lines
+and the window's postings over so, without an item per line. The cyclic
+garbage collector is paused for the run (see :func:`_collector_paused`).
+Cost is near-linear in the number of items; ``bench/matching.py`` measures
+it against a hash join.
 """
 
 from __future__ import annotations
