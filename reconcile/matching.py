@@ -917,10 +917,10 @@ def _column_table(items: ItemColumns, fields: Iterable[int]) -> Optional[tuple]:
     except (TypeError, OverflowError):
         return None
     column = _view(compact, np.int64)
-    if len(column) > 1 and not bool((column[1:] > column[:-1]).all()):
+    if not _strictly_increasing(column):
         order = np.argsort(column, kind="stable")
         column = column[order]
-        if not bool((column[1:] > column[:-1]).all()):
+        if not _strictly_increasing(column):
             return None   # repeated ids
         take = itemgetter(*order.tolist())
         items = ItemColumns(items.cls, [list(take(c)) for c in items.columns])
@@ -936,7 +936,11 @@ def _increasing(items: list) -> tuple:
         ids = list(map(_ID, items))
         return all(map(lt, ids, islice(ids, 1, None))), None
     column = _view(compact, np.int64)
-    return bool((column[1:] > column[:-1]).all()), compact
+    return _strictly_increasing(column), compact
+
+
+def _strictly_increasing(column: np.ndarray) -> bool:
+    return bool((column[1:] > column[:-1]).all())
 
 
 def _int_array(items: list, field: int):

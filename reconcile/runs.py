@@ -61,7 +61,7 @@ from . import matching
 from .importing import Added, ImportResult, ReconcileError, import_lines, import_parsed
 from .matching import BankItem, ItemColumns, LedgerItem, MatchConfig, item_columns
 from .parallel import Writer, can_overlap
-from .statements.model import StatementLine
+from .statements.model import StatementLine, line_fields
 from .statements.source import gc_paused
 from .store import (date_reader, insert_columns, insert_rows, reserve_ids, roomy_cache,
                     select_rows)
@@ -173,10 +173,10 @@ def _open_bank_lines(conn: Connection, book_id: int, bank_account: str, through:
     return [*fresh, *older] if older else fresh
 
 
-_BOOKED_ON = itemgetter(StatementLine._fields.index("booking_date"))
+_BOOKED_ON = line_fields("booking_date")
 #: A statement line's fields in :class:`BankItem`'s order (after its id).
 _LINE_FIELDS = [StatementLine._fields.index(name) for name in BankItem._fields[1:]]
-_DESCRIPTION = itemgetter(StatementLine._fields.index("description"))
+_DESCRIPTION = line_fields("description")
 
 
 def _line_items(ids: Sequence[int], lines: Sequence, since: dt.date,
@@ -371,8 +371,8 @@ def _rows_by_id(conn: Connection, query, ids: Sequence[int], id_column, dates: S
     names = [column.name for column in query.selected_columns]
     at = [names.index(name) for name in dates]
     found = {}
-    for start in range(0, len(ids), SIDE_CHUNK):
-        for row in select_rows(conn, query.where(id_column.in_(ids[start:start + SIDE_CHUNK]))):
+    for chunk in _chunks(ids, SIDE_CHUNK):
+        for row in select_rows(conn, query.where(id_column.in_(chunk))):
             row = list(row)
             for k in at:
                 row[k] = day_of(row[k])

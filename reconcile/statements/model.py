@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import NamedTuple, Optional
 
 BOOKED = "booked"
@@ -88,6 +89,12 @@ class StatementLine(NamedTuple):
     sub_account: Optional[str] = None
     batch_id: Optional[str] = None
     balance_after_minor: Optional[int] = None
+
+
+def line_fields(*names: str) -> itemgetter:
+    """An ``itemgetter`` of :class:`StatementLine` fields, by name: a million lines read
+    through it go faster than through their attributes."""
+    return itemgetter(*map(StatementLine._fields.index, names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +207,6 @@ class ParsedFile:
         return tuple(line for s in self.statements for line in s.lines)
 
 
-__all__ = ["StatementLine", "Balance", "Statement", "ParsedFile", "BOOKED", "PENDING",
+__all__ = ["StatementLine", "line_fields", "Balance", "Statement", "ParsedFile", "BOOKED", "PENDING",
            "STATUSES", "PROVED", "UNPROVED", "UNCHECKED", "PROOF_STATES", "OFX", "CSV",
            "CAMT053", "MT940", "FORMATS"]
